@@ -1,0 +1,266 @@
+//! Settings from `sensor.toml`: serde structs that reject unknown keys, defaults
+//! that work on a SPAN host, and validation that names the key and the fix.
+//! Settings are read once at start and passed down by reference; nothing here
+//! is global or mutable afterwards.
+
+use serde::Deserialize;
+use std::path::Path;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// toml's message already names the offending key and its line.
+    #[error("invalid config {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid config: `{key}` {problem}; fix: {fix}")]
+    Invalid {
+        key: &'static str,
+        problem: String,
+        fix: &'static str,
+    },
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub pipeline: PipelineSettings,
+    pub decode: DecodeSettings,
+    pub flow: FlowSettings,
+    pub http: HttpSettings,
+    pub output: OutputSettings,
+}
+
+/// Threads and queues.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSettings {
+    /// Flow worker threads; 0 means one per available core.
+    pub workers: usize,
+    /// Packet batches that may wait in each worker's queue.
+    pub queue_batches: usize,
+    /// Packets per batch handed from the reader to a worker.
+    pub batch_packets: usize,
+    /// Exchanges that may wait for the output writer.
+    pub output_queue_exchanges: usize,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        PipelineSettings {
+            workers: 0,
+            queue_batches: 64,
+            batch_packets: 256,
+            output_queue_exchanges: 65_536,
+        }
+    }
+}
+
+/// Link and network layer decoding.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecodeSettings {
+    /// IP datagrams being reassembled from fragments at once; more are dropped and counted.
+    pub max_fragmented_datagrams: usize,
+    /// Seconds of packet time a partial datagram may wait for its other fragments.
+    pub fragment_timeout_secs: u64,
+}
+
+impl Default for DecodeSettings {
+    fn default() -> Self {
+        DecodeSettings {
+            max_fragmented_datagrams: 1024,
+            fragment_timeout_secs: 30,
+        }
+    }
+}
+
+/// Flow table and TCP reassembly.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowSettings {
+    /// Connections tracked per worker; the least recently active is evicted beyond it.
+    pub max_flows_per_worker: usize,
+    /// Seconds of packet time without a packet after which a flow is closed.
+    pub idle_timeout_secs: u64,
+    /// Seconds of packet time a flow lingers after FIN/RST in both directions
+    /// (late retransmissions and ACKs still find it).
+    pub closed_timeout_secs: u64,
+    /// Out-of-order bytes buffered per direction before the first hole is declared a gap.
+    pub max_ooo_bytes_per_direction: usize,
+    /// Out-of-order segments buffered per direction before the first hole is declared a gap.
+    pub max_ooo_segments_per_direction: usize,
+    /// Out-of-order bytes buffered by one worker across all its flows.
+    pub max_ooo_bytes_per_worker: usize,
+    /// Recently delivered bytes kept per direction to check retransmissions
+    /// for different data (an evasion indicator); 0 turns the check off.
+    pub overlap_check_bytes: usize,
+}
+
+impl Default for FlowSettings {
+    fn default() -> Self {
+        FlowSettings {
+            max_flows_per_worker: 262_144,
+            idle_timeout_secs: 120,
+            closed_timeout_secs: 5,
+            max_ooo_bytes_per_direction: 256 * 1024,
+            max_ooo_segments_per_direction: 256,
+            max_ooo_bytes_per_worker: 64 * 1024 * 1024,
+            overlap_check_bytes: 4096,
+        }
+    }
+}
+
+/// HTTP/1.x parsing limits.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Largest start line plus header block; longer ones are flagged and skipped.
+    pub max_header_bytes: usize,
+    /// Header fields kept per message; further ones are counted, not kept.
+    pub max_headers: usize,
+    /// Body bytes kept per message for later analysis (after content decoding).
+    pub max_body_bytes: usize,
+    /// Decoded bytes produced per body before decompression stops (gzip bombs).
+    pub max_decoded_body_bytes: usize,
+    /// Pipelined requests waiting for responses per connection.
+    pub max_pending_requests: usize,
+    /// Decode gzip/deflate bodies.
+    pub decode_content: bool,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            max_header_bytes: 64 * 1024,
+            max_headers: 128,
+            max_body_bytes: 64 * 1024,
+            max_decoded_body_bytes: 8 * 1024 * 1024,
+            max_pending_requests: 64,
+            decode_content: true,
+        }
+    }
+}
+
+/// What `replay` prints.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputSettings {
+    /// Include kept body bytes in JSON output.
+    pub include_bodies: bool,
+}
+
+impl Settings {
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Settings::from_toml(&text, &path.display().to_string())
+    }
+
+    pub fn from_toml(text: &str, origin: &str) -> Result<Settings, ConfigError> {
+        let settings: Settings = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn at_least(
+            key: &'static str,
+            value: u64,
+            min: u64,
+            fix: &'static str,
+        ) -> Result<(), ConfigError> {
+            if value < min {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: format!("is {value}, must be at least {min}"),
+                    fix,
+                });
+            }
+            Ok(())
+        }
+        fn at_most(
+            key: &'static str,
+            value: u64,
+            max: u64,
+            fix: &'static str,
+        ) -> Result<(), ConfigError> {
+            if value > max {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: format!("is {value}, must be at most {max}"),
+                    fix,
+                });
+            }
+            Ok(())
+        }
+        let p = &self.pipeline;
+        at_most("pipeline.workers", p.workers as u64, 256, "use 0 (one per core) or a number of threads up to 256")?;
+        at_least("pipeline.queue_batches", p.queue_batches as u64, 1, "set a queue depth such as 64")?;
+        at_least("pipeline.batch_packets", p.batch_packets as u64, 1, "set a batch size such as 256")?;
+        at_most("pipeline.batch_packets", p.batch_packets as u64, 65_536, "set a batch size such as 256")?;
+        at_least("pipeline.output_queue_exchanges", p.output_queue_exchanges as u64, 1, "set a queue depth such as 65536")?;
+        let f = &self.flow;
+        at_least("flow.max_flows_per_worker", f.max_flows_per_worker as u64, 1, "set the flow-table size, e.g. 262144")?;
+        at_least("flow.idle_timeout_secs", f.idle_timeout_secs, 1, "set seconds of packet time, e.g. 120")?;
+        at_least("flow.max_ooo_segments_per_direction", f.max_ooo_segments_per_direction as u64, 1, "set e.g. 256")?;
+        at_least("flow.max_ooo_bytes_per_direction", f.max_ooo_bytes_per_direction as u64, 1, "set e.g. 262144")?;
+        at_least("flow.max_ooo_bytes_per_worker", f.max_ooo_bytes_per_worker as u64, f.max_ooo_bytes_per_direction as u64, "make it at least flow.max_ooo_bytes_per_direction")?;
+        at_most("flow.overlap_check_bytes", f.overlap_check_bytes as u64, 1 << 20, "use a window of a few KiB, or 0 to turn the check off")?;
+        let h = &self.http;
+        at_least("http.max_header_bytes", h.max_header_bytes as u64, 256, "use at least 256 bytes; 65536 is typical")?;
+        at_most("http.max_header_bytes", h.max_header_bytes as u64, 16 << 20, "use at most 16 MiB; 65536 is typical")?;
+        at_least("http.max_headers", h.max_headers as u64, 1, "set e.g. 128")?;
+        at_most("http.max_headers", h.max_headers as u64, 4096, "set e.g. 128")?;
+        at_most("http.max_body_bytes", h.max_body_bytes as u64, 64 << 20, "keep at most 64 MiB per body")?;
+        at_most("http.max_decoded_body_bytes", h.max_decoded_body_bytes as u64, 1 << 30, "use at most 1 GiB")?;
+        at_least("http.max_pending_requests", h.max_pending_requests as u64, 1, "set e.g. 64")?;
+        let d = &self.decode;
+        at_least("decode.fragment_timeout_secs", d.fragment_timeout_secs, 1, "set e.g. 30")?;
+        Ok(())
+    }
+
+    /// Worker threads to start: the configured number, or one per core.
+    pub fn worker_count(&self) -> usize {
+        if self.pipeline.workers > 0 {
+            self.pipeline.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_sensor_toml_is_valid_and_matches_defaults() {
+        let text = include_str!("../sensor.toml");
+        let s = Settings::from_toml(text, "sensor.toml").unwrap();
+        assert_eq!(s, Settings::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Settings::from_toml("[flow]\nidle_timeout_sec = 3\n", "t").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("idle_timeout_sec"), "{msg}");
+    }
+
+    #[test]
+    fn out_of_range_value_names_key_and_fix() {
+        let err = Settings::from_toml("[http]\nmax_headers = 0\n", "t").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("http.max_headers") && msg.contains("fix"), "{msg}");
+    }
+}

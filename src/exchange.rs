@@ -1,0 +1,408 @@
+//! The exchange record: one HTTP request paired with its response (either may be
+//! missing), owned and bounded. It is the only type that leaves the flow workers;
+//! everything inside it was truncated to the configured caps before it got here.
+//! This module owns the record's shape and its JSON form, not how it is built
+//! (that is `http1`).
+
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+use std::fmt;
+use std::net::SocketAddr;
+
+/// Packet time in nanoseconds since the Unix epoch. Every stage takes time from
+/// here, never from the wall clock, so replays are deterministic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    pub const fn from_secs_nanos(secs: u64, nanos: u32) -> Self {
+        Timestamp(secs.saturating_mul(1_000_000_000).saturating_add(nanos as u64))
+    }
+    pub const fn as_nanos(self) -> u64 {
+        self.0
+    }
+    pub const fn secs(self) -> u64 {
+        self.0 / 1_000_000_000
+    }
+    /// Whole seconds elapsed from `earlier` to `self`, zero when time went back
+    /// (captures from several interfaces are not strictly ordered).
+    pub const fn secs_since(self, earlier: Timestamp) -> u64 {
+        self.0.saturating_sub(earlier.0) / 1_000_000_000
+    }
+}
+
+/// Serialised as epoch seconds with microsecond precision, Zeek's convention.
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let micros = self.0 / 1_000;
+        s.serialize_f64(micros as f64 / 1e6)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:09}", self.0 / 1_000_000_000, self.0 % 1_000_000_000)
+    }
+}
+
+/// Which way bytes travel inside a TCP connection once roles are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    ToServer,
+    ToClient,
+}
+
+impl Direction {
+    pub const fn index(self) -> usize {
+        match self {
+            Direction::ToServer => 0,
+            Direction::ToClient => 1,
+        }
+    }
+    pub const fn opposite(self) -> Direction {
+        match self {
+            Direction::ToServer => Direction::ToClient,
+            Direction::ToClient => Direction::ToServer,
+        }
+    }
+}
+
+/// HTTP version of a message as it appeared on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HttpVersion {
+    /// A request line without a version, or a response without a status line.
+    Http09,
+    Http10,
+    Http11,
+}
+
+impl HttpVersion {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            HttpVersion::Http09 => "0.9",
+            HttpVersion::Http10 => "1.0",
+            HttpVersion::Http11 => "1.1",
+        }
+    }
+}
+
+impl Serialize for HttpVersion {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Header fields of one message in wire order, stored compactly: all names and
+/// values in one byte buffer plus spans, so a message costs two allocations
+/// however many headers it has. Bytes are kept as sent (they may not be UTF-8);
+/// the JSON form replaces invalid sequences.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    bytes: Vec<u8>,
+    /// (name_start, name_end, value_end); value starts at name_end.
+    spans: Vec<(u32, u32, u32)>,
+    /// Fields that did not fit under the caps.
+    pub dropped: u32,
+}
+
+impl Headers {
+    pub fn with_capacity(fields: usize, bytes: usize) -> Self {
+        Headers {
+            bytes: Vec::with_capacity(bytes),
+            spans: Vec::with_capacity(fields),
+            dropped: 0,
+        }
+    }
+
+    /// Appends a field unless that would pass `max_fields` or `max_bytes`, in
+    /// which case it is counted in `dropped`. Returns whether it was kept.
+    pub fn push(&mut self, name: &[u8], value: &[u8], max_fields: usize, max_bytes: usize) -> bool {
+        let room = max_bytes.saturating_sub(self.bytes.len());
+        if self.spans.len() >= max_fields || name.len() + value.len() > room {
+            self.dropped = self.dropped.saturating_add(1);
+            return false;
+        }
+        // Fits in u32: max_bytes is validated to be far below 4 GiB.
+        let start = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(name);
+        let name_end = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(value);
+        self.spans.push((start, name_end, self.bytes.len() as u32));
+        true
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.spans.iter().map(move |&(s, n, e)| {
+            let name = self.bytes.get(s as usize..n as usize).unwrap_or_default();
+            let value = self.bytes.get(n as usize..e as usize).unwrap_or_default();
+            (name, value)
+        })
+    }
+
+    /// First value of the field `name` (ASCII case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    /// First value of `name` as text, lossily converted.
+    pub fn get_str(&self, name: &str) -> Option<String> {
+        self.get(name).map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// `[[name, value], ...]`: order and duplicates matter for security analysis,
+/// so this is a list of pairs rather than a map.
+impl Serialize for Headers {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.len()))?;
+        for (name, value) in self.iter() {
+            seq.serialize_element(&(
+                String::from_utf8_lossy(name),
+                String::from_utf8_lossy(value),
+            ))?;
+        }
+        seq.end()
+    }
+}
+
+/// A message body as seen on the wire and after content decoding.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Body {
+    /// Bytes of the body on the wire (after de-chunking, before content decoding).
+    pub wire_len: u64,
+    /// Bytes after content decoding (equal to `wire_len` without Content-Encoding).
+    pub decoded_len: u64,
+    /// `Content-Encoding` that was decoded, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    /// The decoded body, up to the configured cap; only serialised when the
+    /// output asks for bodies.
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "serialize_lossy")]
+    pub data: Vec<u8>,
+    /// `data` holds less than `decoded_len` bytes (cap reached, gap, or decoder stop).
+    pub data_truncated: bool,
+}
+
+fn serialize_lossy<S: Serializer>(data: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&String::from_utf8_lossy(data))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Request {
+    /// First byte of the request line.
+    pub ts: Timestamp,
+    /// Last byte of the body (or of the headers when there is none).
+    pub end_ts: Timestamp,
+    pub method: String,
+    /// The request target exactly as sent (lossily converted when not UTF-8).
+    pub uri: String,
+    /// Percent-decoded path of the target, without the query.
+    pub path: String,
+    /// Percent-decoded query string, without the `?`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    pub version: HttpVersion,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    pub headers: Headers,
+    pub body: Body,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Response {
+    /// First byte of the status line.
+    pub ts: Timestamp,
+    /// Last byte of the body.
+    pub end_ts: Timestamp,
+    pub version: HttpVersion,
+    pub status: u16,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    pub headers: Headers,
+    pub body: Body,
+}
+
+/// Anomalies seen while parsing an exchange: protocol violations, evasion
+/// indicators, and caps that cut something off. Data, not errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Anomaly {
+    /// Bytes that are not HTTP where a message should start; skipped to the next message.
+    GarbageBeforeMessage,
+    /// Start line or header block httparse rejected.
+    MalformedHeaders,
+    /// Header block longer than `max_header_bytes`.
+    HeadersTooLarge,
+    /// More header fields than `max_headers`.
+    TooManyHeaders,
+    /// Content-Length not a plain decimal that fits in u64 (negative, overflow, junk).
+    InvalidContentLength,
+    /// Content-Length with leading zeros.
+    ContentLengthLeadingZeros,
+    /// Several Content-Length fields (or a list) with different values.
+    ConflictingContentLength,
+    /// Both Transfer-Encoding and Content-Length: a request-smuggling indicator.
+    TransferEncodingWithContentLength,
+    /// Transfer-Encoding with several codings or an unknown one.
+    UnusualTransferEncoding,
+    /// Obsolete line folding in a header (RFC 9112 §5.2).
+    ObsFoldHeader,
+    /// Chunk size line malformed or overflowing u64.
+    InvalidChunkSize,
+    /// Body ended by the capture or connection before its declared length.
+    BodyIncomplete,
+    /// Content decoding (gzip, deflate) failed part-way.
+    DecompressionError,
+    /// Decoded body passed `max_decoded_body_bytes`; decoding stopped there.
+    DecompressionLimit,
+    /// A response that no pending request matched.
+    ResponseWithoutRequest,
+    /// More pipelined requests than `max_pending_requests`; the oldest was flushed unanswered.
+    PendingRequestsOverflow,
+    /// A lower-case or otherwise non-standard version token.
+    NonStandardVersion,
+}
+
+/// Flags every consumer checks before trusting an exchange.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ExchangeFlags {
+    /// Bytes were lost in capture inside or just before this exchange.
+    pub gap: bool,
+    /// Some part (headers, body) was cut by a cap or by the end of the stream.
+    pub truncated: bool,
+    /// The request got no response before the flow ended.
+    pub unanswered: bool,
+    /// A message of this exchange could not be parsed cleanly.
+    pub parse_error: bool,
+}
+
+/// One HTTP request/response pair. A `None` request means a response that
+/// matched no request (desync, or its request was lost in a gap).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    /// Unique per flow within one run (ordinal of the flow in the capture).
+    pub flow_id: u64,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub request: Option<Request>,
+    pub response: Option<Response>,
+    /// Upgrade/CONNECT: after this exchange the connection carried another protocol.
+    pub tunnel: bool,
+    pub flags: ExchangeFlags,
+    /// Sorted, without duplicates.
+    pub anomalies: Vec<Anomaly>,
+}
+
+impl Exchange {
+    pub fn add_anomaly(&mut self, anomaly: Anomaly) {
+        if let Err(pos) = self.anomalies.binary_search(&anomaly) {
+            self.anomalies.insert(pos, anomaly);
+        }
+    }
+
+    /// Time of the first byte of the exchange.
+    pub fn start_ts(&self) -> Timestamp {
+        match (&self.request, &self.response) {
+            (Some(r), _) => r.ts,
+            (None, Some(r)) => r.ts,
+            (None, None) => Timestamp::default(),
+        }
+    }
+
+    /// Drops kept body bytes, for output that does not want them.
+    pub fn strip_bodies(&mut self) {
+        if let Some(r) = self.request.as_mut() {
+            r.body.data = Vec::new();
+        }
+        if let Some(r) = self.response.as_mut() {
+            r.body.data = Vec::new();
+        }
+    }
+}
+
+/// Flat JSON line: the fields investigators grep for first, then the details.
+impl Serialize for Exchange {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("ts", &self.start_ts())?;
+        m.serialize_entry("flow_id", &self.flow_id)?;
+        m.serialize_entry("client", &self.client)?;
+        m.serialize_entry("server", &self.server)?;
+        if let Some(r) = &self.request {
+            m.serialize_entry("method", &r.method)?;
+            m.serialize_entry("uri", &r.uri)?;
+        }
+        if let Some(r) = &self.response {
+            m.serialize_entry("status", &r.status)?;
+        }
+        m.serialize_entry("request", &self.request)?;
+        m.serialize_entry("response", &self.response)?;
+        if self.tunnel {
+            m.serialize_entry("tunnel", &true)?;
+        }
+        m.serialize_entry("flags", &self.flags)?;
+        if !self.anomalies.is_empty() {
+            m.serialize_entry("anomalies", &self.anomalies)?;
+        }
+        m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_keep_order_and_respect_caps() {
+        let mut h = Headers::default();
+        assert!(h.push(b"Host", b"a", 2, 100));
+        assert!(h.push(b"host", b"b", 2, 100));
+        assert!(!h.push(b"X", b"c", 2, 100));
+        assert_eq!(h.dropped, 1);
+        assert_eq!(h.get("HOST"), Some(&b"a"[..]));
+        let mut small = Headers::default();
+        assert!(!small.push(b"Name", b"value", 10, 5));
+        assert_eq!(small.len(), 0);
+    }
+
+    #[test]
+    fn timestamp_serialises_as_epoch_seconds() {
+        let ts = Timestamp::from_secs_nanos(1_258_577_884, 844_000_000);
+        assert_eq!(serde_json::to_string(&ts).unwrap(), "1258577884.844");
+    }
+
+    #[test]
+    fn anomalies_stay_sorted_and_unique() {
+        let mut e = Exchange {
+            flow_id: 1,
+            client: "10.0.0.1:1000".parse().unwrap(),
+            server: "10.0.0.2:80".parse().unwrap(),
+            request: None,
+            response: None,
+            tunnel: false,
+            flags: ExchangeFlags::default(),
+            anomalies: Vec::new(),
+        };
+        e.add_anomaly(Anomaly::ObsFoldHeader);
+        e.add_anomaly(Anomaly::GarbageBeforeMessage);
+        e.add_anomaly(Anomaly::ObsFoldHeader);
+        assert_eq!(
+            e.anomalies,
+            vec![Anomaly::GarbageBeforeMessage, Anomaly::ObsFoldHeader]
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! apisensor: an out-of-band API-security sensor.
+//!
+//! The data path, one way through:
+//! `capture` (packets from a file or interface) → `pipeline` (reader thread,
+//! batches, shard by symmetric flow hash) → `decode` (link/IP/TCP views) →
+//! `flow` (flow table, TCP reassembly) → `http1` (HTTP/1.x exchanges) →
+//! `exchange::Exchange` records → output.
+
+pub mod capture;
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod exchange;
+pub mod flow;
+pub mod http1;
+pub mod pipeline;
+pub mod telemetry;
+
+pub use config::Settings;
+pub use exchange::{Direction, Exchange, Timestamp};
