@@ -204,28 +204,118 @@ impl Settings {
             Ok(())
         }
         let p = &self.pipeline;
-        at_most("pipeline.workers", p.workers as u64, 256, "use 0 (one per core) or a number of threads up to 256")?;
-        at_least("pipeline.queue_batches", p.queue_batches as u64, 1, "set a queue depth such as 64")?;
-        at_least("pipeline.batch_packets", p.batch_packets as u64, 1, "set a batch size such as 256")?;
-        at_most("pipeline.batch_packets", p.batch_packets as u64, 65_536, "set a batch size such as 256")?;
-        at_least("pipeline.output_queue_exchanges", p.output_queue_exchanges as u64, 1, "set a queue depth such as 65536")?;
+        at_most(
+            "pipeline.workers",
+            p.workers as u64,
+            256,
+            "use 0 (one per core) or a number of threads up to 256",
+        )?;
+        at_least(
+            "pipeline.queue_batches",
+            p.queue_batches as u64,
+            1,
+            "set a queue depth such as 64",
+        )?;
+        at_least(
+            "pipeline.batch_packets",
+            p.batch_packets as u64,
+            1,
+            "set a batch size such as 256",
+        )?;
+        at_most(
+            "pipeline.batch_packets",
+            p.batch_packets as u64,
+            65_536,
+            "set a batch size such as 256",
+        )?;
+        at_least(
+            "pipeline.output_queue_exchanges",
+            p.output_queue_exchanges as u64,
+            1,
+            "set a queue depth such as 65536",
+        )?;
         let f = &self.flow;
-        at_least("flow.max_flows_per_worker", f.max_flows_per_worker as u64, 1, "set the flow-table size, e.g. 262144")?;
-        at_least("flow.idle_timeout_secs", f.idle_timeout_secs, 1, "set seconds of packet time, e.g. 120")?;
-        at_least("flow.max_ooo_segments_per_direction", f.max_ooo_segments_per_direction as u64, 1, "set e.g. 256")?;
-        at_least("flow.max_ooo_bytes_per_direction", f.max_ooo_bytes_per_direction as u64, 1, "set e.g. 262144")?;
-        at_least("flow.max_ooo_bytes_per_worker", f.max_ooo_bytes_per_worker as u64, f.max_ooo_bytes_per_direction as u64, "make it at least flow.max_ooo_bytes_per_direction")?;
-        at_most("flow.overlap_check_bytes", f.overlap_check_bytes as u64, 1 << 20, "use a window of a few KiB, or 0 to turn the check off")?;
+        at_least(
+            "flow.max_flows_per_worker",
+            f.max_flows_per_worker as u64,
+            1,
+            "set the flow-table size, e.g. 262144",
+        )?;
+        at_least(
+            "flow.idle_timeout_secs",
+            f.idle_timeout_secs,
+            1,
+            "set seconds of packet time, e.g. 120",
+        )?;
+        at_least(
+            "flow.max_ooo_segments_per_direction",
+            f.max_ooo_segments_per_direction as u64,
+            1,
+            "set e.g. 256",
+        )?;
+        at_least(
+            "flow.max_ooo_bytes_per_direction",
+            f.max_ooo_bytes_per_direction as u64,
+            1,
+            "set e.g. 262144",
+        )?;
+        at_least(
+            "flow.max_ooo_bytes_per_worker",
+            f.max_ooo_bytes_per_worker as u64,
+            f.max_ooo_bytes_per_direction as u64,
+            "make it at least flow.max_ooo_bytes_per_direction",
+        )?;
+        at_most(
+            "flow.overlap_check_bytes",
+            f.overlap_check_bytes as u64,
+            1 << 20,
+            "use a window of a few KiB, or 0 to turn the check off",
+        )?;
         let h = &self.http;
-        at_least("http.max_header_bytes", h.max_header_bytes as u64, 256, "use at least 256 bytes; 65536 is typical")?;
-        at_most("http.max_header_bytes", h.max_header_bytes as u64, 16 << 20, "use at most 16 MiB; 65536 is typical")?;
+        at_least(
+            "http.max_header_bytes",
+            h.max_header_bytes as u64,
+            256,
+            "use at least 256 bytes; 65536 is typical",
+        )?;
+        at_most(
+            "http.max_header_bytes",
+            h.max_header_bytes as u64,
+            16 << 20,
+            "use at most 16 MiB; 65536 is typical",
+        )?;
         at_least("http.max_headers", h.max_headers as u64, 1, "set e.g. 128")?;
-        at_most("http.max_headers", h.max_headers as u64, 4096, "set e.g. 128")?;
-        at_most("http.max_body_bytes", h.max_body_bytes as u64, 64 << 20, "keep at most 64 MiB per body")?;
-        at_most("http.max_decoded_body_bytes", h.max_decoded_body_bytes as u64, 1 << 30, "use at most 1 GiB")?;
-        at_least("http.max_pending_requests", h.max_pending_requests as u64, 1, "set e.g. 64")?;
+        at_most(
+            "http.max_headers",
+            h.max_headers as u64,
+            4096,
+            "set e.g. 128",
+        )?;
+        at_most(
+            "http.max_body_bytes",
+            h.max_body_bytes as u64,
+            64 << 20,
+            "keep at most 64 MiB per body",
+        )?;
+        at_most(
+            "http.max_decoded_body_bytes",
+            h.max_decoded_body_bytes as u64,
+            1 << 30,
+            "use at most 1 GiB",
+        )?;
+        at_least(
+            "http.max_pending_requests",
+            h.max_pending_requests as u64,
+            1,
+            "set e.g. 64",
+        )?;
         let d = &self.decode;
-        at_least("decode.fragment_timeout_secs", d.fragment_timeout_secs, 1, "set e.g. 30")?;
+        at_least(
+            "decode.fragment_timeout_secs",
+            d.fragment_timeout_secs,
+            1,
+            "set e.g. 30",
+        )?;
         Ok(())
     }
 
@@ -261,6 +351,9 @@ mod tests {
     fn out_of_range_value_names_key_and_fix() {
         let err = Settings::from_toml("[http]\nmax_headers = 0\n", "t").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("http.max_headers") && msg.contains("fix"), "{msg}");
+        assert!(
+            msg.contains("http.max_headers") && msg.contains("fix"),
+            "{msg}"
+        );
     }
 }

@@ -16,7 +16,10 @@ pub struct Timestamp(pub u64);
 
 impl Timestamp {
     pub const fn from_secs_nanos(secs: u64, nanos: u32) -> Self {
-        Timestamp(secs.saturating_mul(1_000_000_000).saturating_add(nanos as u64))
+        Timestamp(
+            secs.saturating_mul(1_000_000_000)
+                .saturating_add(nanos as u64),
+        )
     }
     pub const fn as_nanos(self) -> u64 {
         self.0
@@ -41,7 +44,12 @@ impl Serialize for Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:09}", self.0 / 1_000_000_000, self.0 % 1_000_000_000)
+        write!(
+            f,
+            "{}.{:09}",
+            self.0 / 1_000_000_000,
+            self.0 % 1_000_000_000
+        )
     }
 }
 
@@ -157,7 +165,8 @@ impl Headers {
 
     /// First value of `name` as text, lossily converted.
     pub fn get_str(&self, name: &str) -> Option<String> {
-        self.get(name).map(|v| String::from_utf8_lossy(v).into_owned())
+        self.get(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 }
 
@@ -188,7 +197,10 @@ pub struct Body {
     pub content_encoding: Option<String>,
     /// The decoded body, up to the configured cap; only serialised when the
     /// output asks for bodies.
-    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "serialize_lossy")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "serialize_lossy"
+    )]
     pub data: Vec<u8>,
     /// `data` holds less than `decoded_len` bytes (cap reached, gap, or decoder stop).
     pub data_truncated: bool,

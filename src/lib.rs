@@ -13,6 +13,7 @@ pub mod decode;
 pub mod exchange;
 pub mod flow;
 pub mod http1;
+pub mod output;
 pub mod pipeline;
 pub mod telemetry;
 

@@ -1,5 +1,73 @@
-//! Flow table and TCP reassembly.
+//! Connections: the flow table of one worker (bounded, idle eviction in packet
+//! time), client/server roles, and per-direction TCP reassembly feeding the
+//! HTTP layer. It owns flow lifetime and byte order; it does not parse HTTP
+//! and never touches raw packets (the decoder ran before).
+
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod key;
+pub mod reassembly;
+mod table;
+
+pub use key::{FlowKey, Side};
+pub use reassembly::{Chunk, Reassembler};
+pub use table::FlowTable;
+
 use crate::counters;
+use crate::decode::TcpFlags;
+use crate::exchange::Timestamp;
+
 counters! {
-    pub struct FlowStats { flows_created }
+    /// Flow lifetime and reassembly outcomes, including every byte given up on.
+    pub struct FlowStats {
+        flows_created,
+        /// Closed by FIN in both directions or by RST.
+        flows_closed,
+        /// Closed after `idle_timeout_secs` without packets.
+        flows_evicted_idle,
+        /// Evicted (least recently active first) because the table was full.
+        flows_evicted_capacity,
+        /// Still open when the capture ended; flushed.
+        flows_flushed_at_end,
+        /// A SYN reused the addresses of a flow still in the table.
+        flows_reused_by_syn,
+        /// Packets of a flow that had already closed (late retransmits, final ACKs).
+        packets_after_close,
+        /// Directions picked up without seeing their SYN.
+        directions_started_midstream,
+        segments_out_of_order,
+        ooo_bytes_buffered,
+        /// Holes given up on because an out-of-order buffer cap was reached.
+        ooo_cap_gaps,
+        segments_retransmitted,
+        bytes_retransmitted,
+        /// Retransmitted or overlapping bytes that differ from what was delivered.
+        overlaps_inconsistent,
+        /// Data after the end of a direction (after its FIN was delivered).
+        segments_after_end,
+        /// Gaps (lost bytes) reported to the HTTP layer, and their size.
+        gaps,
+        gap_bytes,
+        /// Part of the above: payload cut by the capture's snaplen.
+        snaplen_gap_bytes,
+        /// Part of the above: holes still open when a direction ended.
+        gaps_at_end,
+    }
+}
+
+/// A decoded TCP segment as the flow stage sees it: already keyed and
+/// directed, payload borrowed from the batch it arrived in.
+#[derive(Debug, Clone, Copy)]
+pub struct Segment<'a> {
+    pub ts: Timestamp,
+    /// Ordinal of the packet in the capture (1-based); the first one of a
+    /// flow becomes its id, which makes ids independent of the worker count.
+    pub packet_index: u64,
+    pub key: FlowKey,
+    pub side: Side,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: TcpFlags,
+    pub payload: &'a [u8],
+    pub missing_payload: u32,
 }

@@ -1,0 +1,730 @@
+//! One direction of a TCP stream put back in order. In-order payload is passed
+//! on straight from the packet (no copy); only segments that arrive ahead of a
+//! hole are copied, into a buffer capped in segments and bytes per direction
+//! and in bytes per worker.
+//!
+//! Policy for overlapping and retransmitted data, one rule everywhere: **the
+//! first bytes delivered for a sequence range win.** A later copy of the same
+//! range is dropped; where its bytes can still be compared (the last
+//! `overlap_check_bytes` delivered, or another buffered segment delivered
+//! first) and differ, it is counted in `overlaps_inconsistent` — an evasion
+//! indicator (a target host may have kept the other copy). Buffered segments
+//! are delivered in sequence order; of two with the same start, the one that
+//! arrived first.
+//!
+//! Lost bytes become `Chunk::Gap(len)`. A hole is declared lost when the
+//! receiver acknowledges data beyond it (so the capture missed it, the host did
+//! not), when the buffer caps are reached, when the snaplen cut a segment, or
+//! when the direction ends or the flow is flushed with holes left.
+//! Sequence numbers wrap: all comparisons are `wrapping_sub` as `i32`.
+
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
+use super::FlowStats;
+use crate::config::FlowSettings;
+
+/// A piece of one direction's byte stream, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunk<'a> {
+    Data(&'a [u8]),
+    /// This many bytes of the stream were not captured.
+    Gap(u64),
+}
+
+/// Per-worker state shared by all reassemblers of that worker.
+pub struct ReassemblyContext<'a> {
+    pub settings: &'a FlowSettings,
+    pub stats: &'a mut FlowStats,
+    /// Out-of-order bytes currently buffered by the whole worker.
+    pub worker_ooo_bytes: &'a mut usize,
+}
+
+/// Signed distance from `b` to `a` in sequence space.
+#[inline]
+fn seq_diff(a: u32, b: u32) -> i64 {
+    i64::from(a.wrapping_sub(b) as i32)
+}
+
+#[derive(Debug)]
+struct OooSegment {
+    seq: u32,
+    data: Vec<u8>,
+    /// Bytes after `data` that the snaplen cut.
+    missing: u32,
+}
+
+impl OooSegment {
+    fn end(&self) -> u32 {
+        self.seq
+            .wrapping_add(self.data.len() as u32)
+            .wrapping_add(self.missing)
+    }
+}
+
+/// The last delivered bytes, to compare retransmissions with.
+#[derive(Debug, Default)]
+struct RecentBytes {
+    ring: Vec<u8>,
+    /// Sequence number just after the newest byte in the ring.
+    end_seq: u32,
+    /// Valid bytes before `end_seq` (<= ring.len()).
+    valid: usize,
+}
+
+impl RecentBytes {
+    fn record(&mut self, capacity: usize, seq: u32, data: &[u8]) {
+        if capacity == 0 {
+            return;
+        }
+        if self.ring.len() != capacity {
+            self.ring = vec![0; capacity];
+            self.valid = 0;
+        }
+        if self.valid > 0 && self.end_seq != seq {
+            self.valid = 0;
+        }
+        let keep = data.len().min(capacity);
+        let tail = data.get(data.len() - keep..).unwrap_or_default();
+        let start_seq = seq.wrapping_add((data.len() - keep) as u32);
+        // At most two copies: up to the end of the ring, then from its start.
+        let pos = start_seq as usize % capacity;
+        let first_len = keep.min(capacity - pos);
+        let (first, second) = tail.split_at(first_len);
+        if let Some(dst) = self.ring.get_mut(pos..pos + first_len) {
+            dst.copy_from_slice(first);
+        }
+        if let Some(dst) = self.ring.get_mut(..second.len()) {
+            dst.copy_from_slice(second);
+        }
+        self.end_seq = seq.wrapping_add(data.len() as u32);
+        self.valid = (self.valid + data.len()).min(capacity);
+    }
+
+    fn forget(&mut self) {
+        self.valid = 0;
+    }
+
+    /// Compares `data` (starting at `seq`) with what was delivered there.
+    /// `None` when no byte of it is still in the window.
+    fn matches(&self, seq: u32, data: &[u8]) -> Option<bool> {
+        let capacity = self.ring.len();
+        if self.valid == 0 || capacity == 0 || data.is_empty() {
+            return None;
+        }
+        let window_start = self.end_seq.wrapping_sub(self.valid as u32);
+        // Clip data to [window_start, end_seq).
+        let skip = seq_diff(window_start, seq).max(0) as usize;
+        let until_end = seq_diff(self.end_seq, seq);
+        if until_end <= 0 || skip >= data.len() {
+            return None;
+        }
+        let end = (until_end as usize).min(data.len());
+        let part = data.get(skip..end)?;
+        let first = seq.wrapping_add(skip as u32);
+        let pos = first as usize % capacity;
+        let first_len = part.len().min(capacity - pos);
+        let (a, b) = part.split_at(first_len);
+        Some(self.ring.get(pos..pos + first_len) == Some(a) && self.ring.get(..b.len()) == Some(b))
+    }
+}
+
+/// Reassembly state of one direction.
+#[derive(Debug, Default)]
+pub struct Reassembler {
+    started: bool,
+    /// Next sequence number to deliver.
+    next_seq: u32,
+    /// Sequence number of the FIN, once seen.
+    fin_seq: Option<u32>,
+    /// Everything up to the FIN was delivered (or the flow was flushed).
+    ended: bool,
+    /// Highest sequence number the peer acknowledged beyond `next_seq`.
+    acked_beyond: Option<u32>,
+    ooo: Vec<OooSegment>,
+    ooo_bytes: usize,
+    recent: RecentBytes,
+}
+
+impl Reassembler {
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    pub fn started(&self) -> bool {
+        self.started
+    }
+
+    /// Whether `seq` is exactly the next sequence number this direction expects.
+    pub fn expects(&self, seq: u32) -> bool {
+        self.next_seq == seq
+    }
+
+    pub fn buffered_bytes(&self) -> usize {
+        self.ooo_bytes
+    }
+
+    /// Feeds one segment of this direction. Returns true when this call
+    /// delivered the end of the direction (everything up to its FIN).
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_segment(
+        &mut self,
+        ctx: &mut ReassemblyContext<'_>,
+        seq: u32,
+        syn: bool,
+        fin: bool,
+        payload: &[u8],
+        missing: u32,
+        deliver: &mut dyn FnMut(Chunk<'_>),
+    ) -> bool {
+        if self.ended {
+            if !payload.is_empty() {
+                ctx.stats.segments_after_end += 1;
+            }
+            return false;
+        }
+        let mut seq = seq;
+        if syn {
+            // The SYN occupies one sequence number before the first data byte.
+            seq = seq.wrapping_add(1);
+            if !self.started {
+                self.started = true;
+                self.next_seq = seq;
+            }
+        }
+        if !self.started {
+            self.started = true;
+            self.next_seq = seq;
+            ctx.stats.directions_started_midstream += 1;
+        }
+        let total = payload.len() as u64 + u64::from(missing);
+        if total > 0 {
+            self.insert(ctx, seq, payload, missing, deliver);
+        }
+        if fin {
+            self.fin_seq = Some(seq.wrapping_add(total as u32));
+        }
+        self.check_end()
+    }
+
+    /// The peer acknowledged `ack`: any hole below it was received by the
+    /// host but missed by the capture, so stop waiting for it.
+    pub fn on_peer_ack(
+        &mut self,
+        ctx: &mut ReassemblyContext<'_>,
+        ack: u32,
+        deliver: &mut dyn FnMut(Chunk<'_>),
+    ) -> bool {
+        if !self.started || self.ended || seq_diff(ack, self.next_seq) <= 0 {
+            return false;
+        }
+        match self.acked_beyond {
+            Some(prev) if seq_diff(ack, prev) <= 0 => {}
+            _ => self.acked_beyond = Some(ack),
+        }
+        while let Some(first) = self.ooo.first() {
+            if seq_diff(ack, first.seq) <= 0 {
+                break;
+            }
+            self.skip_to_first_buffered(ctx, deliver);
+        }
+        self.check_end()
+    }
+
+    /// The flow is ending: deliver what is buffered, with gaps for the holes,
+    /// and a final gap for acknowledged or FIN-announced bytes never seen.
+    pub fn flush(&mut self, ctx: &mut ReassemblyContext<'_>, deliver: &mut dyn FnMut(Chunk<'_>)) {
+        if !self.started || self.ended {
+            self.release(ctx);
+            return;
+        }
+        while !self.ooo.is_empty() {
+            self.skip_to_first_buffered(ctx, deliver);
+        }
+        let known_end = [self.fin_seq, self.acked_beyond]
+            .into_iter()
+            .flatten()
+            .filter(|&s| seq_diff(s, self.next_seq) > 0)
+            .max_by(|a, b| seq_diff(*a, *b).cmp(&0));
+        if let Some(end) = known_end {
+            let lost = seq_diff(end, self.next_seq) as u64;
+            self.emit_gap(ctx, lost, deliver);
+            ctx.stats.gaps_at_end += 1;
+        }
+        self.ended = true;
+        self.release(ctx);
+    }
+
+    /// Frees buffered data (flow evicted or closed).
+    pub fn release(&mut self, ctx: &mut ReassemblyContext<'_>) {
+        *ctx.worker_ooo_bytes = ctx.worker_ooo_bytes.saturating_sub(self.ooo_bytes);
+        self.ooo = Vec::new();
+        self.ooo_bytes = 0;
+        self.recent = RecentBytes::default();
+    }
+
+    fn check_end(&mut self) -> bool {
+        if self.ended || !self.ooo.is_empty() {
+            return false;
+        }
+        match self.fin_seq {
+            Some(fin) if fin == self.next_seq => {
+                self.ended = true;
+                self.recent = RecentBytes::default();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn insert(
+        &mut self,
+        ctx: &mut ReassemblyContext<'_>,
+        seq: u32,
+        payload: &[u8],
+        missing: u32,
+        deliver: &mut dyn FnMut(Chunk<'_>),
+    ) {
+        let rel = seq_diff(seq, self.next_seq);
+        if rel <= 0 {
+            self.deliver_overlapping(ctx, seq, payload, missing, deliver);
+            self.drain(ctx, deliver);
+            return;
+        }
+        ctx.stats.segments_out_of_order += 1;
+        let len = payload.len();
+        let over_caps = |r: &Reassembler, worker: usize| {
+            r.ooo.len() >= ctx.settings.max_ooo_segments_per_direction
+                || r.ooo_bytes + len > ctx.settings.max_ooo_bytes_per_direction
+                || worker + len > ctx.settings.max_ooo_bytes_per_worker
+        };
+        // No room: the oldest hole is given up on, which delivers what was
+        // buffered behind it and frees room.
+        while over_caps(self, *ctx.worker_ooo_bytes) && !self.ooo.is_empty() {
+            ctx.stats.ooo_cap_gaps += 1;
+            self.skip_to_first_buffered(ctx, deliver);
+        }
+        let rel = seq_diff(seq, self.next_seq);
+        if rel <= 0 {
+            self.deliver_overlapping(ctx, seq, payload, missing, deliver);
+            self.drain(ctx, deliver);
+            return;
+        }
+        if over_caps(self, *ctx.worker_ooo_bytes) {
+            // Even an empty buffer cannot take it: skip straight to it.
+            ctx.stats.ooo_cap_gaps += 1;
+            self.emit_gap(ctx, rel as u64, deliver);
+            self.deliver_in_order(ctx, payload, missing, deliver);
+            self.drain(ctx, deliver);
+            return;
+        }
+        let pos = self
+            .ooo
+            .partition_point(|s| seq_diff(s.seq, self.next_seq) <= rel);
+        self.ooo.insert(
+            pos,
+            OooSegment {
+                seq,
+                data: payload.to_vec(),
+                missing,
+            },
+        );
+        self.ooo_bytes += len;
+        *ctx.worker_ooo_bytes += len;
+        ctx.stats.ooo_bytes_buffered += len as u64;
+    }
+
+    /// A segment starting at or before `next_seq`: compare the part already
+    /// delivered, pass on the rest.
+    fn deliver_overlapping(
+        &mut self,
+        ctx: &mut ReassemblyContext<'_>,
+        seq: u32,
+        payload: &[u8],
+        missing: u32,
+        deliver: &mut dyn FnMut(Chunk<'_>),
+    ) {
+        let overlap = (-seq_diff(seq, self.next_seq)) as u64;
+        let total = payload.len() as u64 + u64::from(missing);
+        if overlap > 0 {
+            let old = payload
+                .get(..(overlap.min(payload.len() as u64) as usize))
+                .unwrap_or_default();
+            ctx.stats.bytes_retransmitted += overlap.min(total);
+            if overlap >= total {
+                ctx.stats.segments_retransmitted += 1;
+            }
+            if self.recent.matches(seq, old) == Some(false) {
+                ctx.stats.overlaps_inconsistent += 1;
+            }
+        }
+        if overlap >= total {
+            return;
+        }
+        if overlap >= payload.len() as u64 {
+            // Only snaplen-cut bytes are new.
+            self.emit_gap(ctx, total - overlap, deliver);
+            return;
+        }
+        let fresh = payload.get(overlap as usize..).unwrap_or_default();
+        self.deliver_in_order(ctx, fresh, missing, deliver);
+    }
+
+    fn deliver_in_order(
+        &mut self,
+        ctx: &mut ReassemblyContext<'_>,
+        data: &[u8],
+        missing: u32,
+        deliver: &mut dyn FnMut(Chunk<'_>),
+    ) {
+        if !data.is_empty() {
+            self.recent
+                .record(ctx.settings.overlap_check_bytes, self.next_seq, data);
+            deliver(Chunk::Data(data));
+            self.next_seq = self.next_seq.wrapping_add(data.len() as u32);
+        }
+        if missing > 0 {
+            ctx.stats.snaplen_gap_bytes += u64::from(missing);
+            self.emit_gap(ctx, u64::from(missing), deliver);
+        }
+    }
+
+    fn emit_gap(
+        &mut self,
+        ctx: &mut ReassemblyContext<'_>,
+        len: u64,
+        deliver: &mut dyn FnMut(Chunk<'_>),
+    ) {
+        if len == 0 {
+            return;
+        }
+        ctx.stats.gaps += 1;
+        ctx.stats.gap_bytes += len;
+        deliver(Chunk::Gap(len));
+        self.next_seq = self.next_seq.wrapping_add(len as u32);
+        self.recent.forget();
+    }
+
+    /// Declares the hole before the first buffered segment lost.
+    fn skip_to_first_buffered(
+        &mut self,
+        ctx: &mut ReassemblyContext<'_>,
+        deliver: &mut dyn FnMut(Chunk<'_>),
+    ) {
+        if let Some(first) = self.ooo.first() {
+            let hole = seq_diff(first.seq, self.next_seq);
+            if hole > 0 {
+                self.emit_gap(ctx, hole as u64, deliver);
+            }
+        }
+        self.drain(ctx, deliver);
+    }
+
+    /// Delivers buffered segments that are now in order.
+    fn drain(&mut self, ctx: &mut ReassemblyContext<'_>, deliver: &mut dyn FnMut(Chunk<'_>)) {
+        while let Some(first) = self.ooo.first() {
+            if seq_diff(first.seq, self.next_seq) > 0 {
+                break;
+            }
+            let seg = self.ooo.remove(0);
+            self.ooo_bytes -= seg.data.len();
+            *ctx.worker_ooo_bytes = ctx.worker_ooo_bytes.saturating_sub(seg.data.len());
+            if seq_diff(seg.end(), self.next_seq) <= 0 {
+                // Entirely covered by what was delivered before it.
+                ctx.stats.segments_retransmitted += 1;
+                ctx.stats.bytes_retransmitted += seg.data.len() as u64;
+                if self.recent.matches(seg.seq, &seg.data) == Some(false) {
+                    ctx.stats.overlaps_inconsistent += 1;
+                }
+                continue;
+            }
+            self.deliver_overlapping(ctx, seg.seq, &seg.data, seg.missing, deliver);
+        }
+        if self.ooo.is_empty() && self.ooo.capacity() > 16 {
+            self.ooo = Vec::new();
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    /// Collects the stream as delivered: bytes, with `#N#` for a gap of N.
+    struct Harness {
+        settings: FlowSettings,
+        stats: FlowStats,
+        worker: usize,
+        r: Reassembler,
+        out: Vec<u8>,
+        ended: bool,
+    }
+
+    impl Harness {
+        fn new() -> Self {
+            Self::with(FlowSettings::default())
+        }
+        fn with(settings: FlowSettings) -> Self {
+            Harness {
+                settings,
+                stats: FlowStats::default(),
+                worker: 0,
+                r: Reassembler::default(),
+                out: Vec::new(),
+                ended: false,
+            }
+        }
+        fn seg_full(&mut self, seq: u32, syn: bool, fin: bool, data: &[u8], missing: u32) {
+            let out = &mut self.out;
+            let mut ctx = ReassemblyContext {
+                settings: &self.settings,
+                stats: &mut self.stats,
+                worker_ooo_bytes: &mut self.worker,
+            };
+            let ended =
+                self.r
+                    .on_segment(&mut ctx, seq, syn, fin, data, missing, &mut |c| match c {
+                        Chunk::Data(d) => out.extend_from_slice(d),
+                        Chunk::Gap(n) => out.extend_from_slice(format!("#{n}#").as_bytes()),
+                    });
+            self.ended |= ended;
+        }
+        fn seg(&mut self, seq: u32, data: &[u8]) {
+            self.seg_full(seq, false, false, data, 0);
+        }
+        fn ack(&mut self, ack: u32) {
+            let out = &mut self.out;
+            let mut ctx = ReassemblyContext {
+                settings: &self.settings,
+                stats: &mut self.stats,
+                worker_ooo_bytes: &mut self.worker,
+            };
+            self.r.on_peer_ack(&mut ctx, ack, &mut |c| match c {
+                Chunk::Data(d) => out.extend_from_slice(d),
+                Chunk::Gap(n) => out.extend_from_slice(format!("#{n}#").as_bytes()),
+            });
+        }
+        fn flush(&mut self) {
+            let out = &mut self.out;
+            let mut ctx = ReassemblyContext {
+                settings: &self.settings,
+                stats: &mut self.stats,
+                worker_ooo_bytes: &mut self.worker,
+            };
+            self.r.flush(&mut ctx, &mut |c| match c {
+                Chunk::Data(d) => out.extend_from_slice(d),
+                Chunk::Gap(n) => out.extend_from_slice(format!("#{n}#").as_bytes()),
+            });
+        }
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.out).into_owned()
+        }
+    }
+
+    #[test]
+    fn in_order_after_syn() {
+        let mut h = Harness::new();
+        h.seg_full(99, true, false, b"", 0);
+        h.seg(100, b"hello ");
+        h.seg(106, b"world");
+        h.seg_full(111, false, true, b"", 0);
+        assert_eq!(h.text(), "hello world");
+        assert!(h.ended);
+    }
+
+    #[test]
+    fn reorder_is_buffered_then_delivered() {
+        let mut h = Harness::new();
+        h.seg_full(0, true, false, b"", 0);
+        h.seg(4, b"def");
+        h.seg(7, b"ghi");
+        assert_eq!(h.text(), "");
+        assert_eq!(h.worker, 6);
+        h.seg(1, b"abc");
+        assert_eq!(h.text(), "abcdefghi");
+        assert_eq!(h.worker, 0);
+        assert_eq!(h.stats.segments_out_of_order, 2);
+    }
+
+    #[test]
+    fn identical_retransmission_is_dropped() {
+        let mut h = Harness::new();
+        h.seg(1, b"abc");
+        h.seg(1, b"abc");
+        h.seg(4, b"def");
+        assert_eq!(h.text(), "abcdef");
+        assert_eq!(h.stats.segments_retransmitted, 1);
+        assert_eq!(h.stats.overlaps_inconsistent, 0);
+    }
+
+    #[test]
+    fn retransmission_with_different_bytes_keeps_first_and_counts() {
+        let mut h = Harness::new();
+        h.seg(1, b"GET /a");
+        h.seg(1, b"GET /b");
+        assert_eq!(h.text(), "GET /a");
+        assert_eq!(h.stats.overlaps_inconsistent, 1);
+    }
+
+    #[test]
+    fn partial_overlap_delivers_only_new_bytes() {
+        let mut h = Harness::new();
+        h.seg(1, b"abcd");
+        h.seg(3, b"cdXY");
+        assert_eq!(h.text(), "abcdXY");
+        h.seg(5, b"ZZ"); // differs from delivered "XY"
+        assert_eq!(h.stats.overlaps_inconsistent, 1);
+    }
+
+    #[test]
+    fn overlapping_buffered_segments_first_in_sequence_wins() {
+        let mut h = Harness::new();
+        h.seg(1, b"a");
+        h.seg(4, b"DEF");
+        h.seg(3, b"cdX"); // overlaps "DE" with "dX"
+        h.seg(2, b"b");
+        assert_eq!(h.text(), "abcdXF");
+        assert_eq!(h.stats.overlaps_inconsistent, 1);
+    }
+
+    #[test]
+    fn sequence_wraparound() {
+        let mut h = Harness::new();
+        let start = u32::MAX - 2;
+        h.seg_full(start - 1, true, false, b"", 0);
+        h.seg(start, b"abc");
+        h.seg(0, b"def"); // wrapped
+        h.seg(3, b"ghi");
+        assert_eq!(h.text(), "abcdefghi");
+        // Out of order across the wrap.
+        let mut h = Harness::new();
+        h.seg(u32::MAX - 1, b"ab");
+        h.seg(2, b"ef");
+        h.seg(0, b"cd");
+        assert_eq!(h.text(), "abcdef");
+    }
+
+    #[test]
+    fn ack_beyond_hole_declares_gap() {
+        let mut h = Harness::new();
+        h.seg(1, b"abc");
+        h.seg(10, b"jkl");
+        h.ack(8); // receiver has bytes up to 8: still before buffered 10
+        assert_eq!(h.text(), "abc");
+        h.ack(13);
+        assert_eq!(h.text(), "abc#6#jkl");
+        assert_eq!(h.stats.gaps, 1);
+        assert_eq!(h.stats.gap_bytes, 6);
+    }
+
+    #[test]
+    fn midstream_start_without_syn() {
+        let mut h = Harness::new();
+        h.seg(5000, b"HTTP/1.1 200 OK\r\n");
+        assert_eq!(h.text(), "HTTP/1.1 200 OK\r\n");
+        assert_eq!(h.stats.directions_started_midstream, 1);
+    }
+
+    #[test]
+    fn caps_force_gap_and_bound_memory() {
+        let settings = FlowSettings {
+            max_ooo_segments_per_direction: 2,
+            ..FlowSettings::default()
+        };
+        let mut h = Harness::with(settings);
+        h.seg(1, b"a");
+        h.seg(3, b"c");
+        h.seg(5, b"e");
+        h.seg(7, b"g"); // third buffered segment: oldest hole given up
+        assert_eq!(h.text(), "a#1#c");
+        assert!(h.stats.ooo_cap_gaps >= 1);
+        assert!(h.r.ooo.len() <= 2);
+    }
+
+    #[test]
+    fn flush_reports_holes_and_unseen_tail() {
+        let mut h = Harness::new();
+        h.seg(1, b"ab");
+        h.seg(5, b"ef");
+        h.seg_full(7, false, true, b"gh", 0);
+        assert!(!h.ended);
+        h.flush();
+        assert_eq!(h.text(), "ab#2#efgh");
+        let mut h = Harness::new();
+        h.seg(1, b"ab");
+        h.ack(10);
+        h.flush();
+        assert_eq!(h.text(), "ab#7#");
+    }
+
+    #[test]
+    fn snaplen_cut_becomes_gap() {
+        let mut h = Harness::new();
+        h.seg_full(1, false, false, b"abc", 5);
+        h.seg(9, b"xyz");
+        assert_eq!(h.text(), "abc#5#xyz");
+    }
+
+    #[test]
+    fn rst_mid_body_flushes_buffered_with_gap() {
+        let mut h = Harness::new();
+        h.seg(1, b"body-part-1");
+        h.seg(20, b"tail");
+        h.flush(); // what the flow does on RST
+        assert_eq!(h.text(), "body-part-1#8#tail");
+        assert_eq!(h.worker, 0);
+    }
+
+    #[test]
+    fn data_after_end_is_counted_not_delivered() {
+        let mut h = Harness::new();
+        h.seg_full(1, false, true, b"a", 0);
+        assert!(h.ended);
+        h.seg(2, b"late");
+        assert_eq!(h.text(), "a");
+        assert_eq!(h.stats.segments_after_end, 1);
+    }
+
+    /// Reference model: random segmentations, reorderings and duplicates of a
+    /// stream always reassemble to the stream itself when nothing is lost.
+    #[test]
+    fn reference_model_random_orders() {
+        let stream: Vec<u8> = (0..2000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut state = 0x1234_5678_u64;
+        let mut rnd = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for round in 0..200 {
+            let isn = (rnd(u64::from(u32::MAX)) as u32).wrapping_add(round);
+            let mut segs = Vec::new();
+            let mut at = 0usize;
+            while at < stream.len() {
+                let len = 1 + rnd(120) as usize;
+                let end = (at + len).min(stream.len());
+                segs.push((at, end));
+                at = end;
+            }
+            // local shuffles and duplicates, as a lossy path would produce
+            for i in 0..segs.len() {
+                let j = (i + rnd(4) as usize).min(segs.len() - 1);
+                segs.swap(i, j);
+            }
+            for _ in 0..5 {
+                let i = rnd(segs.len() as u64) as usize;
+                segs.push(segs[i]);
+            }
+            let mut h = Harness::new();
+            h.seg_full(isn, true, false, b"", 0);
+            for (s, e) in segs {
+                h.seg(isn.wrapping_add(1 + s as u32), &stream[s..e]);
+            }
+            h.flush();
+            assert_eq!(h.out, stream, "round {round}");
+            assert_eq!(h.stats.overlaps_inconsistent, 0);
+            assert_eq!(h.worker, 0);
+        }
+    }
+}

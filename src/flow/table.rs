@@ -1,0 +1,420 @@
+//! The flow table of one worker. Flows are kept in least-recently-active order,
+//! so idle expiry and capacity eviction both take from the front in O(1).
+//! A closed flow is finished at once (its exchanges leave immediately) and its
+//! key lingers in a small `closing` table for `closed_timeout_secs`, so late
+//! retransmissions and final ACKs do not start a bogus mid-stream flow.
+
+use super::reassembly::{Chunk, Reassembler, ReassemblyContext};
+use super::{FlowKey, FlowStats, Segment, Side};
+use crate::config::{FlowSettings, HttpSettings};
+use crate::exchange::{Direction, Exchange, Timestamp};
+use crate::http1::{ConnInfo, HttpConnection, HttpContext, HttpStats};
+use hashlink::LinkedHashMap;
+
+/// Expiry runs at most this often (packet time), so it costs nothing per packet.
+const EXPIRY_INTERVAL_NANOS: u64 = 1_000_000_000;
+
+struct Flow {
+    id: u64,
+    key: FlowKey,
+    last_ts: Timestamp,
+    dirs: [Reassembler; 2],
+    /// Which side is the client, once known (SYN, SYN-ACK, first payload, ports).
+    client_side: Option<Side>,
+    /// Created when the first byte of either direction is delivered.
+    http: Option<HttpConnection>,
+}
+
+impl Flow {
+    fn new(id: u64, key: FlowKey, ts: Timestamp) -> Self {
+        Flow {
+            id,
+            key,
+            last_ts: ts,
+            dirs: [Reassembler::default(), Reassembler::default()],
+            client_side: None,
+            http: None,
+        }
+    }
+}
+
+/// How a flow left the table, for the counters.
+#[derive(Clone, Copy)]
+enum EndReason {
+    Closed,
+    Idle,
+    Capacity,
+    Reused,
+    EndOfCapture,
+}
+
+pub struct FlowTable {
+    open: LinkedHashMap<FlowKey, Flow>,
+    /// Keys of recently closed flows and when they closed.
+    closing: LinkedHashMap<FlowKey, Timestamp>,
+    shared: Shared,
+    next_expiry: u64,
+}
+
+/// Everything but the tables, so a flow borrowed from the table and the
+/// counters can be used at the same time.
+struct Shared {
+    flow_settings: FlowSettings,
+    http_settings: HttpSettings,
+    stats: FlowStats,
+    http_stats: HttpStats,
+    worker_ooo_bytes: usize,
+}
+
+impl FlowTable {
+    pub fn new(flow_settings: &FlowSettings, http_settings: &HttpSettings) -> Self {
+        FlowTable {
+            open: LinkedHashMap::new(),
+            closing: LinkedHashMap::new(),
+            shared: Shared {
+                flow_settings: flow_settings.clone(),
+                http_settings: http_settings.clone(),
+                stats: FlowStats::default(),
+                http_stats: HttpStats::default(),
+                worker_ooo_bytes: 0,
+            },
+            next_expiry: 0,
+        }
+    }
+
+    pub fn stats(&self) -> &FlowStats {
+        &self.shared.stats
+    }
+
+    pub fn http_stats(&self) -> &HttpStats {
+        &self.shared.http_stats
+    }
+
+    pub fn open_flows(&self) -> usize {
+        self.open.len()
+    }
+
+    pub fn buffered_bytes(&self) -> usize {
+        self.shared.worker_ooo_bytes
+    }
+
+    /// Processes one segment; completed exchanges are appended to `out`.
+    pub fn process(&mut self, seg: &Segment<'_>, out: &mut Vec<Exchange>) {
+        if seg.ts.as_nanos() >= self.next_expiry {
+            self.expire(seg.ts, out);
+            self.next_expiry = seg.ts.as_nanos().saturating_add(EXPIRY_INTERVAL_NANOS);
+        }
+        let opens_connection = seg.flags.syn() && !seg.flags.ack();
+        let idle_timeout = self.shared.flow_settings.idle_timeout_secs;
+        let FlowTable {
+            open,
+            closing,
+            shared,
+            ..
+        } = self;
+
+        // Fast path: a live flow, moved to the back (most recently active).
+        let mut replaced = None;
+        if let Some(flow) = open.to_back(&seg.key) {
+            if seg.ts.secs_since(flow.last_ts) >= idle_timeout {
+                replaced = Some(EndReason::Idle);
+            } else if opens_connection && is_new_connection(flow, seg) {
+                replaced = Some(EndReason::Reused);
+            } else {
+                if shared.feed(flow, seg, out) {
+                    self.close(seg, out);
+                }
+                return;
+            }
+        }
+
+        // Slow path: the first packet of a flow.
+        match replaced {
+            Some(reason) => {
+                if let Some(old) = open.remove(&seg.key) {
+                    shared.end_flow(old, reason, out);
+                }
+            }
+            None => {
+                if closing.contains_key(&seg.key) {
+                    if !opens_connection {
+                        shared.stats.packets_after_close += 1;
+                        return;
+                    }
+                    closing.remove(&seg.key);
+                }
+            }
+        }
+        if open.len() >= shared.flow_settings.max_flows_per_worker {
+            if let Some((_, victim)) = open.pop_front() {
+                shared.end_flow(victim, EndReason::Capacity, out);
+            }
+        }
+        shared.stats.flows_created += 1;
+        let mut flow = Flow::new(seg.packet_index, seg.key, seg.ts);
+        if shared.feed(&mut flow, seg, out) {
+            shared.end_flow(flow, EndReason::Closed, out);
+            self.remember_closed(seg);
+        } else {
+            open.insert(seg.key, flow);
+        }
+    }
+
+    fn close(&mut self, seg: &Segment<'_>, out: &mut Vec<Exchange>) {
+        if let Some(flow) = self.open.remove(&seg.key) {
+            self.shared.end_flow(flow, EndReason::Closed, out);
+        }
+        self.remember_closed(seg);
+    }
+
+    fn remember_closed(&mut self, seg: &Segment<'_>) {
+        self.closing.insert(seg.key, seg.ts);
+        if self.closing.len() > self.shared.flow_settings.max_flows_per_worker {
+            self.closing.pop_front();
+        }
+    }
+
+    /// Ends every open flow (end of capture or shutdown).
+    pub fn flush_all(&mut self, out: &mut Vec<Exchange>) {
+        while let Some((_, flow)) = self.open.pop_front() {
+            self.shared.end_flow(flow, EndReason::EndOfCapture, out);
+        }
+        self.closing.clear();
+    }
+
+    /// Ends flows idle for longer than the timeout at packet time `now`.
+    pub fn expire(&mut self, now: Timestamp, out: &mut Vec<Exchange>) {
+        let idle = self.shared.flow_settings.idle_timeout_secs;
+        while let Some((_, flow)) = self.open.front() {
+            if now.secs_since(flow.last_ts) < idle {
+                break;
+            }
+            if let Some((_, flow)) = self.open.pop_front() {
+                self.shared.end_flow(flow, EndReason::Idle, out);
+            }
+        }
+        let linger = self.shared.flow_settings.closed_timeout_secs;
+        while let Some((_, &closed_at)) = self.closing.front() {
+            if now.secs_since(closed_at) < linger {
+                break;
+            }
+            self.closing.pop_front();
+        }
+    }
+}
+
+impl Shared {
+    /// Runs the segment through reassembly into HTTP. Returns true when the
+    /// connection is over (RST, or both directions delivered up to their FIN).
+    fn feed(&mut self, flow: &mut Flow, seg: &Segment<'_>, out: &mut Vec<Exchange>) -> bool {
+        flow.last_ts = seg.ts;
+        if flow.client_side.is_none() && seg.flags.syn() {
+            flow.client_side = Some(if seg.flags.ack() {
+                seg.side.other()
+            } else {
+                seg.side
+            });
+        }
+        let mut rctx = ReassemblyContext {
+            settings: &self.flow_settings,
+            stats: &mut self.stats,
+            worker_ooo_bytes: &mut self.worker_ooo_bytes,
+        };
+        let mut hctx = HttpContext {
+            settings: &self.http_settings,
+            stats: &mut self.http_stats,
+            out,
+        };
+        let Flow {
+            id,
+            key,
+            dirs,
+            client_side,
+            http,
+            ..
+        } = flow;
+        let [lo_dir, hi_dir] = dirs;
+        let (this_dir, peer_dir) = match seg.side {
+            Side::FromLo => (lo_dir, hi_dir),
+            Side::FromHi => (hi_dir, lo_dir),
+        };
+        let mut sink = HttpSink {
+            ctx: &mut hctx,
+            http,
+            client_side,
+            flow_id: *id,
+            key: *key,
+            ts: seg.ts,
+        };
+        let side = seg.side;
+        let peer = side.other();
+
+        if seg.flags.rst() {
+            this_dir.flush(&mut rctx, &mut |c| sink.deliver(side, c));
+            peer_dir.flush(&mut rctx, &mut |c| sink.deliver(peer, c));
+            sink.end_direction(side);
+            sink.end_direction(peer);
+            return true;
+        }
+        let ended_this = this_dir.on_segment(
+            &mut rctx,
+            seg.seq,
+            seg.flags.syn(),
+            seg.flags.fin(),
+            seg.payload,
+            seg.missing_payload,
+            &mut |c| sink.deliver(side, c),
+        );
+        if ended_this {
+            sink.end_direction(side);
+        }
+        if seg.flags.ack()
+            && peer_dir.on_peer_ack(&mut rctx, seg.ack, &mut |c| sink.deliver(peer, c))
+        {
+            sink.end_direction(peer);
+        }
+        this_dir.ended() && peer_dir.ended()
+    }
+
+    fn end_flow(&mut self, mut flow: Flow, reason: EndReason, out: &mut Vec<Exchange>) {
+        match reason {
+            EndReason::Closed => self.stats.flows_closed += 1,
+            EndReason::Idle => self.stats.flows_evicted_idle += 1,
+            EndReason::Capacity => self.stats.flows_evicted_capacity += 1,
+            EndReason::Reused => self.stats.flows_reused_by_syn += 1,
+            EndReason::EndOfCapture => self.stats.flows_flushed_at_end += 1,
+        }
+        let mut rctx = ReassemblyContext {
+            settings: &self.flow_settings,
+            stats: &mut self.stats,
+            worker_ooo_bytes: &mut self.worker_ooo_bytes,
+        };
+        let mut hctx = HttpContext {
+            settings: &self.http_settings,
+            stats: &mut self.http_stats,
+            out,
+        };
+        let Flow {
+            id,
+            key,
+            last_ts,
+            dirs,
+            client_side,
+            http,
+        } = &mut flow;
+        // Flushed messages take the flow's last packet time, never the time
+        // the flush ran, so output does not depend on the worker count.
+        let mut sink = HttpSink {
+            ctx: &mut hctx,
+            http,
+            client_side,
+            flow_id: *id,
+            key: *key,
+            ts: *last_ts,
+        };
+        let [lo_dir, hi_dir] = dirs;
+        lo_dir.flush(&mut rctx, &mut |c| sink.deliver(Side::FromLo, c));
+        hi_dir.flush(&mut rctx, &mut |c| sink.deliver(Side::FromHi, c));
+        sink.finish();
+    }
+}
+
+/// A SYN on a flow in the table starts a new connection unless it is a
+/// retransmission of the SYN that opened it.
+fn is_new_connection(flow: &Flow, seg: &Segment<'_>) -> bool {
+    let dir = match seg.side {
+        Side::FromLo => &flow.dirs[0],
+        Side::FromHi => &flow.dirs[1],
+    };
+    dir.started() && !dir.expects(seg.seq.wrapping_add(1))
+}
+
+/// Delivers reassembled chunks of either direction to the connection's HTTP
+/// state, deciding client and server roles on the first delivered byte.
+struct HttpSink<'c, 'a> {
+    ctx: &'c mut HttpContext<'a>,
+    http: &'c mut Option<HttpConnection>,
+    client_side: &'c mut Option<Side>,
+    flow_id: u64,
+    key: FlowKey,
+    ts: Timestamp,
+}
+
+impl HttpSink<'_, '_> {
+    fn direction(&self, side: Side) -> Direction {
+        if *self.client_side == Some(side) {
+            Direction::ToServer
+        } else {
+            Direction::ToClient
+        }
+    }
+
+    fn deliver(&mut self, side: Side, chunk: Chunk<'_>) {
+        if self.http.is_none() {
+            let key = self.key;
+            let client = *self
+                .client_side
+                .get_or_insert_with(|| guess_client_side(&key, side, chunk));
+            *self.http = Some(HttpConnection::new(ConnInfo {
+                flow_id: self.flow_id,
+                client: key.sender(client),
+                server: key.sender(client.other()),
+            }));
+        }
+        let dir = self.direction(side);
+        if let Some(http) = self.http.as_mut() {
+            match chunk {
+                Chunk::Data(data) => http.on_data(self.ctx, dir, self.ts, data),
+                Chunk::Gap(len) => http.on_gap(self.ctx, dir, self.ts, len),
+            }
+        }
+    }
+
+    fn end_direction(&mut self, side: Side) {
+        let dir = self.direction(side);
+        if let Some(http) = self.http.as_mut() {
+            http.on_fin(self.ctx, dir, self.ts);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(mut http) = self.http.take() {
+            http.finish(self.ctx, self.ts);
+        }
+    }
+}
+
+/// Roles when the handshake was not captured: what the first bytes say, else
+/// the endpoint with the lower port is the server.
+fn guess_client_side(key: &FlowKey, side: Side, first: Chunk<'_>) -> Side {
+    if let Chunk::Data(data) = first {
+        if starts_like_response(data) {
+            return side.other();
+        }
+        if starts_like_request(data) {
+            return side;
+        }
+    }
+    let sender_port = key.sender(side).port();
+    let receiver_port = key.sender(side.other()).port();
+    if receiver_port <= sender_port {
+        side
+    } else {
+        side.other()
+    }
+}
+
+fn starts_like_response(data: &[u8]) -> bool {
+    data.get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"HTTP/"))
+}
+
+/// An upper-case method token followed by a space.
+fn starts_like_request(data: &[u8]) -> bool {
+    let token_len = data
+        .iter()
+        .take(24)
+        .take_while(|b| b.is_ascii_uppercase() || **b == b'-' || **b == b'_')
+        .count();
+    token_len > 0 && data.get(token_len) == Some(&b' ')
+}
