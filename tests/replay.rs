@@ -1,0 +1,319 @@
+//! End-to-end tests of `apisensor replay`: link types, worker-count
+//! independence, multiple files, output options and error handling.
+
+mod gen;
+
+use gen::{conversation, frame, write_pcap, Conn, Framing, ACK, PSH, SYN};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pcap")
+}
+
+fn apisensor(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_apisensor"))
+        .args(args)
+        .output()
+        .expect("run apisensor")
+}
+
+/// Replays `files` and returns the exchanges as JSON values (stdout).
+fn replay(files: &[&Path], extra: &[&str]) -> Vec<Value> {
+    let mut args: Vec<&str> = vec!["replay"];
+    args.extend_from_slice(extra);
+    let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    args.extend(paths.iter().map(String::as_str));
+    let out = apisensor(&args);
+    assert!(
+        out.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
+fn summary(exchanges: &[Value]) -> Vec<(String, String, i64)> {
+    let mut v: Vec<_> = exchanges
+        .iter()
+        .map(|e| {
+            (
+                e["method"].as_str().unwrap_or("-").to_string(),
+                e["uri"].as_str().unwrap_or("-").to_string(),
+                e["status"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+const REQUEST: &[u8] = b"GET /api/users/42?verbose=1 HTTP/1.1\r\nHost: api.test\r\n\r\n";
+const RESPONSE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"id\": 42}\n";
+
+#[test]
+fn every_link_type_and_ip_version_yields_the_exchange() {
+    let dir = tempdir();
+    for framing in [
+        Framing::Ethernet,
+        Framing::Vlan,
+        Framing::QinQ,
+        Framing::LinuxSll,
+        Framing::LinuxSll2,
+        Framing::RawIp,
+        Framing::NullLoopback,
+    ] {
+        for ipv6 in [false, true] {
+            let conn = Conn {
+                ipv6,
+                ..Conn::default()
+            };
+            let path = dir.join(format!("{framing:?}-{ipv6}.pcap"));
+            write_pcap(
+                &path,
+                framing,
+                &conversation(framing, &conn, &[(REQUEST, RESPONSE)]),
+                1_700_000_000_000_000,
+            );
+            let ex = replay(&[&path], &[]);
+            assert_eq!(
+                summary(&ex),
+                vec![("GET".into(), "/api/users/42?verbose=1".into(), 200)],
+                "{framing:?} ipv6={ipv6}"
+            );
+            let e = &ex[0];
+            assert_eq!(e["request"]["path"], "/api/users/42");
+            assert_eq!(e["request"]["query"], "verbose=1");
+            assert_eq!(e["request"]["host"], "api.test");
+            assert_eq!(e["response"]["body"]["wire_len"], 11);
+            let client = e["client"].as_str().unwrap();
+            assert!(client.ends_with(":40000"), "{client}");
+        }
+    }
+}
+
+#[test]
+fn worker_count_does_not_change_exchanges() {
+    let dir = tempdir();
+    // Many connections interleaved in one capture, plus the bundled fixtures.
+    let mut frames = Vec::new();
+    let conns: Vec<Conn> = (0..40)
+        .map(|i| Conn {
+            client_port: 30_000 + i,
+            ipv6: i % 3 == 0,
+            ..Conn::default()
+        })
+        .collect();
+    let per_conn: Vec<Vec<Vec<u8>>> = conns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let req = format!("GET /items/{i} HTTP/1.1\r\nHost: h\r\n\r\n");
+            let req2 = format!("DELETE /items/{i} HTTP/1.1\r\nHost: h\r\n\r\n");
+            let body = format!("{{\"item\":{i}}}");
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            conversation(
+                Framing::Ethernet,
+                c,
+                &[
+                    (req.as_bytes(), resp.as_bytes()),
+                    (req2.as_bytes(), b"HTTP/1.1 204 No Content\r\n\r\n"),
+                ],
+            )
+        })
+        .collect();
+    let longest = per_conn.iter().map(Vec::len).max().unwrap();
+    for step in 0..longest {
+        for c in &per_conn {
+            if let Some(f) = c.get(step) {
+                frames.push(f.clone());
+            }
+        }
+    }
+    let mixed = dir.join("interleaved.pcap");
+    write_pcap(&mixed, Framing::Ethernet, &frames, 1_600_000_000_000_000);
+
+    let mut files: Vec<PathBuf> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files.push(mixed);
+    for file in &files {
+        let sorted = |workers: &str| {
+            let mut lines: Vec<String> = replay(&[file], &["--workers", workers])
+                .iter()
+                .map(Value::to_string)
+                .collect();
+            lines.sort();
+            lines
+        };
+        let one = sorted("1");
+        assert!(!one.is_empty(), "{} gave no exchanges", file.display());
+        assert_eq!(one, sorted("4"), "{}", file.display());
+    }
+    let mixed_ex = replay(&[&dir.join("interleaved.pcap")], &["--workers", "3"]);
+    assert_eq!(mixed_ex.len(), 80);
+}
+
+#[test]
+fn several_files_and_pcapng_in_one_run() {
+    let get = fixtures().join("get.pcap");
+    let ng = fixtures().join("cooper-grill-dvwa.pcapng");
+    let single = replay(&[&get], &[]).len() + replay(&[&ng], &[]).len();
+    let both = replay(&[&get, &ng], &[]);
+    assert_eq!(both.len(), single);
+    assert!(both
+        .iter()
+        .any(|e| e["uri"].as_str().is_some_and(|u| u.contains("sqli"))));
+}
+
+#[test]
+fn out_file_stats_json_and_bodies() {
+    let dir = tempdir();
+    let out = dir.join("ex.jsonl");
+    let stats = dir.join("stats.json");
+    let get = fixtures().join("get-gzip.pcap");
+    let o = apisensor(&[
+        "replay",
+        "--bodies",
+        "--out",
+        out.to_str().unwrap(),
+        "--stats-json",
+        stats.to_str().unwrap(),
+        get.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    assert!(o.stdout.is_empty(), "exchanges go to --out, not stdout");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("packets/s") && stderr.contains("drops:"),
+        "{stderr}"
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    let e: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let body = &e["response"]["body"];
+    assert_eq!(body["content_encoding"], "gzip");
+    assert!(body["decoded_len"].as_u64().unwrap() > body["wire_len"].as_u64().unwrap());
+    assert!(
+        body["data"].as_str().is_some(),
+        "--bodies prints kept bodies"
+    );
+    let s: Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    assert_eq!(s["stats"]["decode"]["packets"], 14);
+    assert_eq!(s["exchanges_written"], 1);
+    // Without --bodies no body bytes are printed.
+    let plain = replay(&[&get], &[]);
+    assert!(plain[0]["response"]["body"].get("data").is_none());
+}
+
+#[test]
+fn unknown_config_key_fails_naming_it() {
+    let dir = tempdir();
+    let cfg = dir.join("bad.toml");
+    std::fs::write(&cfg, "[flow]\nidle_timeout = 10\n").unwrap();
+    let o = apisensor(&["--config", cfg.to_str().unwrap(), "replay", "x.pcap"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("idle_timeout"), "{err}");
+    let o = apisensor(&["check-config", cfg.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("sensor.toml");
+    let o = apisensor(&["check-config", bundled.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn missing_file_is_an_error_and_truncated_file_is_counted() {
+    let o = apisensor(&["replay", "/nonexistent/x.pcap"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/x.pcap"));
+
+    let dir = tempdir();
+    let bytes = std::fs::read(fixtures().join("pipelined-requests.pcap")).unwrap();
+    let cut = dir.join("cut.pcap");
+    std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+    let stats = dir.join("s.json");
+    let o = apisensor(&[
+        "replay",
+        "--stats-json",
+        stats.to_str().unwrap(),
+        cut.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    assert_eq!(s["stats"]["pipeline"]["read_errors"], 1);
+    assert!(s["exchanges_written"].as_u64().unwrap() >= 4);
+}
+
+#[test]
+fn midstream_pickup_and_reordered_segments() {
+    let dir = tempdir();
+    let conn = Conn::default();
+    let f = Framing::Ethernet;
+    let (c, s) = (conn.client_isn + 1, conn.server_isn + 1);
+    let (req_a, req_b) = REQUEST.split_at(10);
+    let (resp_a, resp_b) = RESPONSE.split_at(30);
+    // No handshake; second halves arrive before first halves.
+    let frames = vec![
+        frame(f, &conn, true, c + 10, s, ACK | PSH, req_b),
+        frame(f, &conn, true, c, s, ACK | PSH, req_a),
+        frame(
+            f,
+            &conn,
+            false,
+            s + 30,
+            c + REQUEST.len() as u32,
+            ACK | PSH,
+            resp_b,
+        ),
+        frame(
+            f,
+            &conn,
+            false,
+            s,
+            c + REQUEST.len() as u32,
+            ACK | PSH,
+            resp_a,
+        ),
+    ];
+    let path = dir.join("mid.pcap");
+    write_pcap(&path, f, &frames, 1_000_000);
+    let ex = replay(&[&path], &[]);
+    assert_eq!(
+        summary(&ex),
+        vec![("GET".into(), "/api/users/42?verbose=1".into(), 200)]
+    );
+    // A lone SYN flood creates flows but no exchanges and no errors.
+    let syns: Vec<Vec<u8>> = (0..500)
+        .map(|i| {
+            let c = Conn {
+                client_port: 1024 + i,
+                ..Conn::default()
+            };
+            frame(f, &c, true, 7, 0, SYN, b"")
+        })
+        .collect();
+    let flood = dir.join("syn.pcap");
+    write_pcap(&flood, f, &syns, 1_000_000);
+    assert!(replay(&[&flood], &[]).is_empty());
+}
+
+fn tempdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "apisensor-test-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
