@@ -613,7 +613,7 @@ mod tests {
     #[test]
     fn head_end_bare_lf_and_crlf() {
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nX", 0), Some(24));
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\nA: b\n\nX", 0), Some(20));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\nA: b\n\nX", 0), Some(21));
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n", 0), None);
     }
 

@@ -361,7 +361,11 @@ impl HttpConnection {
                 HeadStep::Head(len) => {
                     self.dir_mut(dir).msg_ts = ts;
                     let head = data.get(..len).unwrap_or_default();
-                    self.on_head(ctx, dir, ts, head);
+                    if len > max {
+                        self.too_large(ctx, dir, ts, head);
+                    } else {
+                        self.on_head(ctx, dir, ts, head);
+                    }
                     len
                 }
                 HeadStep::Http09Response => {
@@ -445,7 +449,12 @@ impl HttpConnection {
                 HeadStep::Head(len) => {
                     let buf = std::mem::take(&mut d.buf);
                     d.clear_buf();
-                    self.on_head(ctx, dir, ts, buf.get(..len).unwrap_or_default());
+                    let head = buf.get(..len).unwrap_or_default();
+                    if len > max {
+                        self.too_large(ctx, dir, ts, head);
+                    } else {
+                        self.on_head(ctx, dir, ts, head);
+                    }
                     let rest = buf.get(len..).unwrap_or_default();
                     if !rest.is_empty() {
                         self.on_data(ctx, dir, ts, rest);
@@ -1028,3 +1037,471 @@ fn build_request(
     }
 }
 
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::config::HttpSettings;
+    use crate::http1::script::{run_actions, Action};
+    use crate::http1::HttpStats;
+    use flate2::write::{DeflateEncoder, GzEncoder};
+    use flate2::Compression;
+    use std::io::Write;
+    use Direction::{ToClient as S, ToServer as C};
+
+    fn d(dir: Direction, b: &[u8]) -> Action {
+        Action::Data(dir, b.to_vec())
+    }
+
+    fn run(actions: &[Action]) -> (Vec<Exchange>, HttpStats) {
+        run_actions(&HttpSettings::default(), actions)
+    }
+
+    fn summary(ex: &[Exchange]) -> Vec<String> {
+        ex.iter()
+            .map(|e| {
+                format!(
+                    "{} {} {}",
+                    e.request.as_ref().map_or("-", |r| r.method.as_str()),
+                    e.request.as_ref().map_or("-", |r| r.uri.as_str()),
+                    e.response.as_ref().map_or("-".into(), |r| r.status.to_string())
+                )
+            })
+            .collect()
+    }
+
+    const OK0: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+
+    #[test]
+    fn idle_connection_is_small() {
+        assert!(std::mem::size_of::<HttpConnection>() <= 320, "{}", std::mem::size_of::<HttpConnection>());
+    }
+
+    #[test]
+    fn pipelined_requests_pair_in_order() {
+        let (ex, st) = run(&[
+            d(C, b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n"),
+            d(S, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nabHTTP/1.1 404 NF\r\nContent-Length: 1\r\n\r\nc"),
+        ]);
+        assert_eq!(summary(&ex), ["GET /a 200", "GET /b 404"]);
+        assert_eq!(ex[0].response.as_ref().unwrap().body.data, b"ab");
+        assert_eq!(ex[0].request.as_ref().unwrap().host.as_deref(), Some("h"));
+        assert_eq!((st.requests, st.responses, st.exchanges), (2, 2, 2));
+        assert!(ex.iter().all(|e| e.flags == ExchangeFlags::default() && e.anomalies.is_empty()));
+    }
+
+    #[test]
+    fn request_fields_and_timestamps() {
+        let (ex, _) = run(&[
+            d(C, b"POST /p%20q?x=%41 HTTP/1.0\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\na"),
+            d(C, b"bc"),
+            d(S, OK0),
+        ]);
+        let r = ex[0].request.as_ref().unwrap();
+        assert_eq!((r.path.as_str(), r.query.as_deref()), ("/p q", Some("x=A")));
+        assert_eq!(r.uri, "/p%20q?x=%41");
+        assert_eq!(r.version, HttpVersion::Http10);
+        assert_eq!(r.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(r.body.data, b"abc");
+        assert!(r.end_ts > r.ts);
+        let (ex, _) = run(&[d(C, b"GET HTTP://bro.org/x HTTP/1.1\r\n\r\n"), d(S, OK0)]);
+        assert_eq!(ex[0].request.as_ref().unwrap().path, "/x");
+    }
+
+    #[test]
+    fn chunked_with_extensions_and_trailers() {
+        let (ex, _) = run(&[
+            d(C, b"GET / HTTP/1.1\r\n\r\n"),
+            d(S, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;a=b\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n"),
+            d(C, b"GET /2 HTTP/1.1\r\n\r\n"),
+            d(S, OK0),
+        ]);
+        assert_eq!(summary(&ex), ["GET / 200", "GET /2 200"]);
+        assert_eq!(ex[0].response.as_ref().unwrap().body.data, b"abcde");
+    }
+
+    #[test]
+    fn close_delimited_response() {
+        let (ex, _) = run(&[
+            d(C, b"GET / HTTP/1.0\r\n\r\n"),
+            d(S, b"HTTP/1.0 200 OK\r\n\r\nsome body"),
+            d(S, b" more"),
+            Action::Fin(S),
+        ]);
+        let b = &ex[0].response.as_ref().unwrap().body;
+        assert_eq!(b.data, b"some body more");
+        assert_eq!(ex[0].flags, ExchangeFlags::default());
+    }
+
+    #[test]
+    fn head_204_304_have_no_body() {
+        let (ex, _) = run(&[
+            d(C, b"HEAD / HTTP/1.1\r\n\r\nGET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n"),
+            d(S, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"),
+            d(S, b"HTTP/1.1 204 No\r\nContent-Length: 10\r\n\r\n"),
+            d(S, b"HTTP/1.1 304 NM\r\n\r\n"),
+            d(S, OK0),
+        ]);
+        assert_eq!(summary(&ex), ["HEAD / 200", "GET /a 204", "GET /b 304", "GET /c 200"]);
+    }
+
+    #[test]
+    fn continue_100_does_not_consume_the_request() {
+        let (ex, st) = run(&[
+            d(C, b"POST /u HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"),
+            d(S, b"HTTP/1.1 100 Continue\r\n\r\n"),
+            d(C, b"data"),
+            d(S, b"HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"),
+        ]);
+        assert_eq!(summary(&ex), ["POST /u 201"]);
+        assert_eq!(st.interim_responses, 2);
+    }
+
+    #[test]
+    fn upgrade_101_and_connect_tunnel() {
+        let (ex, st) = run(&[
+            d(C, b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
+            d(S, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello"),
+            d(C, b"\x81\x85abcdGET / HTTP/1.1\r\n\r\n"),
+        ]);
+        assert_eq!(summary(&ex), ["GET /ws 101"]);
+        assert!(ex[0].tunnel);
+        assert_eq!((st.tunnels, st.tunnel_bytes), (1, 7 + 24));
+        let (ex, _) = run(&[
+            d(C, b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n"),
+            d(S, b"HTTP/1.1 200 Connection established\r\n\r\n"),
+            d(C, b"\x16\x03\x01\x00\x05hello"),
+            d(S, b"\x16\x03\x03\x00\x05world"),
+        ]);
+        assert_eq!(summary(&ex), ["CONNECT h:443 200"]);
+        assert!(ex[0].tunnel);
+        let (ex, _) = run(&[
+            d(C, b"GET / HTTP/1.1\r\nUpgrade: h2c\r\nHTTP2-Settings: x\r\n\r\n"),
+            d(S, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\nPRI * HTTP/2.0\r\n"),
+        ]);
+        assert_eq!(ex.len(), 1);
+        assert!(ex[0].tunnel);
+    }
+
+    #[test]
+    fn gzip_and_raw_deflate_bodies() {
+        let mut g = GzEncoder::new(Vec::new(), Compression::default());
+        g.write_all(b"hello gzip").unwrap();
+        let gz = g.finish().unwrap();
+        let mut resp = format!("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n", gz.len()).into_bytes();
+        resp.extend_from_slice(&gz);
+        let (ex, _) = run(&[d(C, b"GET / HTTP/1.1\r\n\r\n"), d(S, &resp)]);
+        let b = &ex[0].response.as_ref().unwrap().body;
+        assert_eq!(b.data, b"hello gzip");
+        assert_eq!((b.wire_len, b.decoded_len), (gz.len() as u64, 10));
+        assert_eq!(b.content_encoding.as_deref(), Some("gzip"));
+        let mut r = DeflateEncoder::new(Vec::new(), Compression::default());
+        r.write_all(b"raw deflate").unwrap();
+        let raw = r.finish().unwrap();
+        let mut resp = format!("HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nContent-Length: {}\r\n\r\n", raw.len()).into_bytes();
+        resp.extend_from_slice(&raw);
+        let (ex, _) = run(&[d(C, b"GET / HTTP/1.1\r\n\r\n"), d(S, &resp)]);
+        assert_eq!(ex[0].response.as_ref().unwrap().body.data, b"raw deflate");
+    }
+
+    #[test]
+    fn gzip_bomb_is_capped() {
+        let mut g = GzEncoder::new(Vec::new(), Compression::best());
+        g.write_all(&vec![b'a'; 50_000_000]).unwrap();
+        let gz = g.finish().unwrap();
+        let mut resp = format!("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n", gz.len()).into_bytes();
+        resp.extend_from_slice(&gz);
+        let (ex, st) = run(&[d(C, b"GET / HTTP/1.1\r\n\r\n"), d(S, &resp), d(C, b"GET /next HTTP/1.1\r\n\r\n"), d(S, OK0)]);
+        let b = &ex[0].response.as_ref().unwrap().body;
+        assert_eq!(b.decoded_len, 8 * 1024 * 1024);
+        assert_eq!(b.data.len(), 64 * 1024);
+        assert!(ex[0].anomalies.contains(&Anomaly::DecompressionLimit));
+        assert_eq!(st.decompression_limit_hits, 1);
+        assert_eq!(summary(&ex)[1], "GET /next 200");
+    }
+
+    #[test]
+    fn invalid_content_lengths_are_zero_for_requests() {
+        for cl in ["-1", "18446744073709551615", "99999999999999999999999", "12abc"] {
+            let req = format!("POST / HTTP/1.1\r\nContent-Length: {cl}\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n");
+            let (ex, _) = run(&[d(C, req.as_bytes())]);
+            assert_eq!(summary(&ex), ["POST / -", "GET /smuggled -"], "{cl}");
+            assert!(ex[0].anomalies.contains(&Anomaly::InvalidContentLength));
+            assert!(ex[0].flags.parse_error);
+        }
+        // An invalid response length makes the body run until close.
+        let (ex, _) = run(&[d(C, b"GET / HTTP/1.1\r\n\r\n"), d(S, b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\nabcdef"), Action::Fin(S)]);
+        assert_eq!(ex[0].response.as_ref().unwrap().body.data, b"abcdef");
+    }
+
+    #[test]
+    fn leading_zeros_and_te_with_cl() {
+        let (ex, _) = run(&[d(C, b"POST / HTTP/1.1\r\nContent-Length: 0005\r\n\r\nhelloGET /n HTTP/1.1\r\n\r\n")]);
+        assert_eq!(summary(&ex), ["POST / -", "GET /n -"]);
+        assert_eq!(ex[0].request.as_ref().unwrap().body.data, b"hello");
+        assert!(ex[0].anomalies.contains(&Anomaly::ContentLengthLeadingZeros));
+        let (ex, _) = run(&[d(C, b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 50\r\n\r\n0\r\n\r\nGET /te-cl HTTP/1.1\r\n\r\n")]);
+        assert_eq!(summary(&ex), ["POST / -", "GET /te-cl -"]);
+        assert!(ex[0].anomalies.contains(&Anomaly::TransferEncodingWithContentLength));
+    }
+
+    #[test]
+    fn chunk_size_overflow_resyncs_to_next_request() {
+        let (ex, _) = run(&[d(C, b"POST / HTTP/1.1\r\nHost: target\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\nGET /smuggled-chunk-2pow64 HTTP/1.1\r\nHost: target\r\n\r\n")]);
+        assert_eq!(summary(&ex), ["POST / -", "GET /smuggled-chunk-2pow64 -"]);
+        assert!(ex[0].anomalies.contains(&Anomaly::InvalidChunkSize));
+    }
+
+    #[test]
+    fn te_obs_fold_and_multi_value_te() {
+        let (ex, _) = run(&[d(C, b"POST / HTTP/1.1\r\nHost: target\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\nGET /smuggled-obsfold HTTP/1.1\r\nHost: target\r\n\r\n")]);
+        assert_eq!(summary(&ex), ["POST / -", "GET /smuggled-obsfold -"]);
+        assert!(ex[0].anomalies.contains(&Anomaly::ObsFoldHeader));
+        let (ex, _) = run(&[d(C, b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\nGET /m HTTP/1.1\r\n\r\n")]);
+        assert_eq!(summary(&ex), ["POST / -", "GET /m -"]);
+        assert!(ex[0].anomalies.contains(&Anomaly::UnusualTransferEncoding));
+    }
+
+    #[test]
+    fn bare_lf_and_lowercase_status() {
+        let (ex, _) = run(&[
+            d(C, b"GET / HTTP/1.1\nHost: h\n\n"),
+            d(S, b"http/1.1 200 OK\nTransfer-Encoding: chunked\n\n3\nabc\n0\n\n"),
+        ]);
+        assert_eq!(summary(&ex), ["GET / 200"]);
+        assert_eq!(ex[0].response.as_ref().unwrap().body.data, b"abc");
+        assert!(ex[0].anomalies.contains(&Anomaly::NonStandardVersion));
+    }
+
+    #[test]
+    fn garbage_before_request() {
+        let (ex, st) = run(&[d(C, b".... GET /txt HTTP/1.1\r\nHost: h\r\n\r\n"), d(S, OK0)]);
+        assert_eq!(summary(&ex), ["GET /txt 200"]);
+        assert!(ex[0].anomalies.contains(&Anomaly::GarbageBeforeMessage));
+        assert_eq!(st.resync_bytes_skipped, 5);
+    }
+
+    #[test]
+    fn http09_request_and_headerless_response() {
+        let (ex, _) = run(&[d(C, b"GET /zeek.html\r\n"), d(S, b"<html>hi</html>\n"), Action::Fin(S)]);
+        assert_eq!(summary(&ex), ["GET /zeek.html 0"]);
+        let r = ex[0].response.as_ref().unwrap();
+        assert_eq!((r.version, r.body.data.as_slice()), (HttpVersion::Http09, &b"<html>hi</html>\n"[..]));
+        assert_eq!(ex[0].request.as_ref().unwrap().version, HttpVersion::Http09);
+        // A 1.1 request answered without a status line.
+        let (ex, _) = run(&[d(C, b"GET /zeek.html HTTP/1.1\r\nHost: localhost\r\n\r\n"), d(S, b"plain body"), Action::Fin(S)]);
+        assert_eq!(summary(&ex), ["GET /zeek.html 0"]);
+        assert_eq!(ex[0].response.as_ref().unwrap().body.data, b"plain body");
+    }
+
+    #[test]
+    fn request_line_without_uri() {
+        let (ex, _) = run(&[d(C, b"GET HTTP/1.1\r\nHost: bro.org\r\n\r\n"), d(S, OK0)]);
+        assert_eq!(summary(&ex), ["GET  200"]);
+        assert_eq!(ex[0].request.as_ref().unwrap().host.as_deref(), Some("bro.org"));
+    }
+
+    #[test]
+    fn gap_inside_content_length_body_stays_in_sync() {
+        let (ex, st) = run(&[
+            d(C, b"GET /a HTTP/1.1\r\n\r\n"),
+            d(S, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab"),
+            Action::Gap(S, 5),
+            d(S, b"xyz"),
+            d(C, b"GET /b HTTP/1.1\r\n\r\n"),
+            d(S, OK0),
+        ]);
+        assert_eq!(summary(&ex), ["GET /a 200", "GET /b 200"]);
+        assert!(ex[0].flags.gap && ex[0].flags.truncated);
+        let b = &ex[0].response.as_ref().unwrap().body;
+        assert_eq!((b.wire_len, b.data.as_slice(), b.data_truncated), (10, &b"abxyz"[..], true));
+        assert!(!ex[1].flags.gap);
+        assert_eq!((st.gaps, st.gap_bytes), (1, 5));
+    }
+
+    #[test]
+    fn gap_in_headers_resyncs() {
+        let (ex, _) = run(&[
+            d(C, b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"),
+            d(S, b"HTTP/1.1 200 OK\r\nContent-"),
+            Action::Gap(S, 30),
+            d(S, b"rest of lost body\r\nHTTP/1.1 404 NF\r\nContent-Length: 0\r\n\r\n"),
+        ]);
+        assert_eq!(summary(&ex), ["GET /a 200", "GET /b 404"]);
+        assert!(ex[0].flags.gap && ex[0].flags.truncated);
+    }
+
+    #[test]
+    fn lost_whole_response_leaves_its_request_unanswered() {
+        let mut a = Vec::new();
+        for i in 0..5 {
+            a.push(d(C, format!("GET /{i} HTTP/1.1\r\n\r\n").as_bytes()));
+            if i == 2 {
+                continue; // response lost; reported as a gap before the next one
+            }
+            if i == 3 {
+                a.push(Action::Gap(S, OK0.len() as u64));
+            }
+            a.push(d(S, OK0));
+        }
+        let (ex, _) = run(&a);
+        assert_eq!(summary(&ex), ["GET /0 200", "GET /1 200", "GET /2 -", "GET /3 200", "GET /4 200"]);
+        assert!(ex[2].flags.unanswered && ex[2].flags.gap);
+    }
+
+    #[test]
+    fn lost_request_start_gets_a_placeholder() {
+        let (ex, _) = run(&[
+            d(C, b"GET /a HTTP/1.1\r\n\r\n"),
+            d(S, OK0),
+            Action::Gap(C, 20),
+            d(C, b"GET /c HTTP/1.1\r\n\r\n"),
+            d(S, b"HTTP/1.1 201 X\r\nContent-Length: 0\r\n\r\n"),
+            d(S, b"HTTP/1.1 202 X\r\nContent-Length: 0\r\n\r\n"),
+        ]);
+        assert_eq!(summary(&ex), ["GET /a 200", "- - 201", "GET /c 202"]);
+        assert!(ex[1].flags.gap);
+    }
+
+    #[test]
+    fn response_without_request() {
+        let (ex, st) = run(&[d(S, OK0)]);
+        assert_eq!(summary(&ex), ["- - 200"]);
+        assert!(ex[0].anomalies.contains(&Anomaly::ResponseWithoutRequest));
+        assert_eq!(st.responses_without_request, 1);
+    }
+
+    #[test]
+    fn pending_overflow_flushes_oldest() {
+        let s = HttpSettings {
+            max_pending_requests: 2,
+            ..HttpSettings::default()
+        };
+        let (ex, st) = run_actions(&s, &[d(C, b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n"), d(S, OK0)]);
+        assert_eq!(summary(&ex), ["GET /1 -", "GET /2 200", "GET /3 -"]);
+        assert!(ex[0].anomalies.contains(&Anomaly::PendingRequestsOverflow));
+        assert_eq!(st.pending_requests_overflow, 1);
+    }
+
+    #[test]
+    fn giant_header_block_is_capped() {
+        let s = HttpSettings {
+            max_header_bytes: 1024,
+            ..HttpSettings::default()
+        };
+        let mut req = b"GET /big HTTP/1.1\r\n".to_vec();
+        for i in 0..200 {
+            req.extend_from_slice(format!("X-H{i}: vvvvvvvvvvvvvvvvvvvv\r\n").as_bytes());
+        }
+        req.extend_from_slice(b"\r\nGET /after HTTP/1.1\r\n\r\n");
+        for chunk in [req.len(), 100] {
+            let acts: Vec<Action> = req.chunks(chunk).map(|c| d(C, c)).chain([d(S, OK0), d(S, OK0)]).collect();
+            let (ex, st) = run_actions(&s, &acts);
+            assert_eq!(summary(&ex), ["GET /big 200", "GET /after 200"], "chunk {chunk}");
+            assert!(ex[0].anomalies.contains(&Anomaly::HeadersTooLarge));
+            assert!(ex[0].flags.truncated);
+            assert_eq!(st.headers_too_large, 1);
+        }
+    }
+
+    #[test]
+    fn too_many_headers_are_counted() {
+        let s = HttpSettings {
+            max_headers: 3,
+            ..HttpSettings::default()
+        };
+        let (ex, st) = run_actions(&s, &[d(C, b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n"), d(S, OK0)]);
+        assert_eq!(ex[0].request.as_ref().unwrap().headers.len(), 3);
+        assert!(ex[0].anomalies.contains(&Anomaly::TooManyHeaders));
+        assert_eq!(st.header_fields_dropped, 2);
+    }
+
+    #[test]
+    fn interleaved_upload_and_response() {
+        let (ex, _) = run(&[
+            d(C, b"POST /up HTTP/1.1\r\nContent-Length: 6\r\n\r\nabc"),
+            d(S, b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n"),
+            d(C, b"def"),
+        ]);
+        assert_eq!(summary(&ex), ["POST /up 413"]);
+        assert_eq!(ex[0].request.as_ref().unwrap().body.data, b"abcdef");
+    }
+
+    #[test]
+    fn finish_flushes_unanswered_and_truncated() {
+        let (ex, st) = run(&[
+            d(C, b"GET /1 HTTP/1.1\r\n\r\nPOST /2 HTTP/1.1\r\nContent-Length: 100\r\n\r\npartial"),
+            d(S, b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort"),
+        ]);
+        assert_eq!(summary(&ex), ["GET /1 200", "POST /2 -"]);
+        assert!(ex[0].flags.truncated && ex[0].anomalies.contains(&Anomaly::BodyIncomplete));
+        assert!(ex[1].flags.unanswered && ex[1].flags.truncated);
+        assert_eq!(st.unanswered_requests, 1);
+    }
+
+    /// Every split point of each stream gives the same exchanges as one chunk.
+    #[test]
+    fn byte_splits_do_not_change_results() {
+        let streams: [(&[u8], &[u8]); 4] = [
+            (
+                b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz",
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x\r\nabc\r\n0\r\nT: 1\r\n\r\nHTTP/1.1 201 C\r\nContent-Length: 2\r\n\r\nok",
+            ),
+            (b"\r\n.... GET /txt HTTP/1.1\nHost: h\n\n", b"http/1.1 200 OK\nContent-Length: 1\n\nZ"),
+            (b"GET /zeek.html\r\n", b"<html>0.9</html>"),
+            (b"GET / HTTP/1.1\r\n\r\n", b"garbage\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        ];
+        for (c, s) in streams {
+            let whole = run(&[d(C, c), d(S, s), Action::Fin(C), Action::Fin(S)]).0;
+            for split in 0..=c.len().max(s.len()) {
+                let mut acts = Vec::new();
+                for (dir, b) in [(C, c), (S, s)] {
+                    let k = split.min(b.len());
+                    acts.push(d(dir, &b[..k]));
+                    acts.push(d(dir, &b[k..]));
+                }
+                acts.push(Action::Fin(C));
+                acts.push(Action::Fin(S));
+                let got = run(&acts).0;
+                assert_eq!(summary(&got), summary(&whole), "split {split}");
+                for (g, w) in got.iter().zip(&whole) {
+                    assert_eq!(g.anomalies, w.anomalies, "split {split}");
+                    assert_eq!(g.flags, w.flags, "split {split}");
+                    assert_eq!(g.response.as_ref().map(|r| &r.body.data), w.response.as_ref().map(|r| &r.body.data));
+                }
+            }
+            // Byte by byte.
+            let mut acts: Vec<Action> = c.iter().map(|b| d(C, &[*b])).collect();
+            acts.extend(s.iter().map(|b| d(S, &[*b])));
+            acts.push(Action::Fin(C));
+            acts.push(Action::Fin(S));
+            assert_eq!(summary(&run(&acts).0), summary(&whole));
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let mut x = 0x1234_5678u32;
+        for _ in 0..300 {
+            let mut acts = Vec::new();
+            for _ in 0..20 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let pick = b"GET / HTTP/1.1\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nff\r\n\n \t:%zz\x00\xff";
+                let start = (x as usize) % pick.len();
+                let len = ((x >> 8) as usize) % 40;
+                let bytes = &pick[start..(start + len).min(pick.len())];
+                let dir = if x & 1 == 0 { C } else { S };
+                acts.push(match (x >> 20) % 10 {
+                    0 => Action::Gap(dir, u64::from(x >> 24)),
+                    1 => Action::Fin(dir),
+                    9 => Action::Gap(dir, u64::MAX),
+                    _ => d(dir, bytes),
+                });
+            }
+            let _ = run(&acts);
+        }
+    }
+}
