@@ -12,7 +12,11 @@ fn stream_scripts() {
         .filter(|p| p.extension().is_some_and(|x| x == "txt"))
         .collect();
     names.sort();
-    assert!(names.len() >= 10, "expected at least 10 scripts, found {}", names.len());
+    assert!(
+        names.len() >= 10,
+        "expected at least 10 scripts, found {}",
+        names.len()
+    );
     let mut failures = Vec::new();
     for path in &names {
         let text = std::fs::read_to_string(path).expect("readable script");
@@ -20,5 +24,9 @@ fn stream_scripts() {
             failures.push(format!("{}: {e}", path.display()));
         }
     }
-    assert!(failures.is_empty(), "failed scripts:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "failed scripts:\n{}",
+        failures.join("\n")
+    );
 }

@@ -33,7 +33,12 @@ pub(crate) enum Framing {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Chunk {
     /// Reading a chunk-size line.
-    Size { value: u64, digits: u8, ext: bool, len: u32 },
+    Size {
+        value: u64,
+        digits: u8,
+        ext: bool,
+        len: u32,
+    },
     /// Inside chunk data, this many bytes remain.
     Data(u64),
     /// After chunk data, expecting CRLF (tolerated missing).
@@ -147,7 +152,10 @@ fn chunked(c: &mut Chunk, data: &[u8], sink: &mut impl FnMut(&[u8])) -> Step {
                         let Some(d) = (b as char).to_digit(16) else {
                             return Step::Invalid(pos);
                         };
-                        match value.checked_mul(16).and_then(|v| v.checked_add(u64::from(d))) {
+                        match value
+                            .checked_mul(16)
+                            .and_then(|v| v.checked_add(u64::from(d)))
+                        {
                             Some(v) => *value = v,
                             None => return Step::Invalid(pos),
                         }
@@ -299,11 +307,13 @@ impl BodyState {
         let Some(dec) = self.decoder.as_mut() else {
             let room = s.max_body_bytes.saturating_sub(body.data.len());
             let n = room.min(data.len());
-            body.data.extend_from_slice(data.get(..n).unwrap_or_default());
+            body.data
+                .extend_from_slice(data.get(..n).unwrap_or_default());
             let dropped = data.len().saturating_sub(n);
             if dropped > 0 {
                 body.data_truncated = true;
-                stats.body_bytes_not_kept = stats.body_bytes_not_kept.saturating_add(dropped as u64);
+                stats.body_bytes_not_kept =
+                    stats.body_bytes_not_kept.saturating_add(dropped as u64);
             }
             return;
         };
@@ -421,7 +431,10 @@ mod tests {
     #[test]
     fn chunked_with_extensions_and_trailers() {
         let mut f = Framing::Chunked(Chunk::START);
-        let (st, out) = run(&mut f, b"5;ext=1\r\nhello\r\n6 ; x\r\n world\r\n0\r\nX-T: 1\r\n\r\nNEXT");
+        let (st, out) = run(
+            &mut f,
+            b"5;ext=1\r\nhello\r\n6 ; x\r\n world\r\n0\r\nX-T: 1\r\n\r\nNEXT",
+        );
         assert_eq!(out, b"hello world");
         assert_eq!(st, Step::Done(44));
     }
@@ -432,7 +445,9 @@ mod tests {
         let mut f = Framing::Chunked(Chunk::START);
         let mut out = Vec::new();
         for (i, b) in input.iter().enumerate() {
-            let st = advance(&mut f, std::slice::from_ref(b), |d| out.extend_from_slice(d));
+            let st = advance(&mut f, std::slice::from_ref(b), |d| {
+                out.extend_from_slice(d)
+            });
             if i + 1 == input.len() {
                 assert_eq!(st, Step::Done(1));
             } else {
@@ -482,10 +497,16 @@ mod tests {
         assert_eq!(a, Annot::default());
         let mut z = ZlibEncoder::new(Vec::new(), Compression::default());
         z.write_all(plain).unwrap();
-        assert_eq!(decode(Encoding::Deflate, &z.finish().unwrap(), &s).0.data, plain);
+        assert_eq!(
+            decode(Encoding::Deflate, &z.finish().unwrap(), &s).0.data,
+            plain
+        );
         let mut r = DeflateEncoder::new(Vec::new(), Compression::default());
         r.write_all(plain).unwrap();
-        assert_eq!(decode(Encoding::Deflate, &r.finish().unwrap(), &s).0.data, plain);
+        assert_eq!(
+            decode(Encoding::Deflate, &r.finish().unwrap(), &s).0.data,
+            plain
+        );
     }
 
     #[test]

@@ -121,7 +121,8 @@ pub(crate) fn parse_request_line(line: &[u8]) -> Option<RequestLine<'_>> {
     let line = trim(line);
     let sp = line.iter().position(|&b| is_ws(b)).unwrap_or(line.len());
     let method = line.get(..sp)?;
-    if !method.first().is_some_and(u8::is_ascii_alphabetic) || !method.iter().all(|&b| is_tchar(b)) {
+    if !method.first().is_some_and(u8::is_ascii_alphabetic) || !method.iter().all(|&b| is_tchar(b))
+    {
         return None;
     }
     let rest = trim(line.get(sp..).unwrap_or_default());
@@ -171,9 +172,9 @@ pub(crate) fn parse_status_line(line: &[u8]) -> Option<StatusLine<'_>> {
             return None;
         }
     }
-    let status = code
-        .iter()
-        .fold(0u16, |a, &d| a.saturating_mul(10).saturating_add(u16::from(d - b'0')));
+    let status = code.iter().fold(0u16, |a, &d| {
+        a.saturating_mul(10).saturating_add(u16::from(d - b'0'))
+    });
     Some(StatusLine {
         version,
         status,
@@ -350,7 +351,9 @@ fn content_length(info: &mut HeadInfo, value: &[u8], annot: &mut Annot) {
         } else {
             // Like Zeek, a length must fit an i64: larger ones are invalid.
             p.iter()
-                .try_fold(0u64, |a, &d| a.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+                .try_fold(0u64, |a, &d| {
+                    a.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+                })
                 .filter(|&n| n <= i64::MAX as u64)
         };
         match parsed {
@@ -420,9 +423,7 @@ fn field(
 ) {
     headers.push(name, value, s.max_headers, s.max_header_bytes);
     match name.len() {
-        14 if name.eq_ignore_ascii_case(b"content-length") => {
-            content_length(info, value, annot)
-        }
+        14 if name.eq_ignore_ascii_case(b"content-length") => content_length(info, value, annot),
         17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
             transfer_encoding(info, value, annot)
         }
@@ -447,10 +448,8 @@ pub(crate) fn parse_header_block(
             .iter()
             .map(|h| h.name.len().saturating_add(h.value.len()))
             .sum();
-        *headers = Headers::with_capacity(
-            hs.len().min(s.max_headers),
-            bytes.min(s.max_header_bytes),
-        );
+        *headers =
+            Headers::with_capacity(hs.len().min(s.max_headers), bytes.min(s.max_header_bytes));
         for h in hs {
             field(h.name.as_bytes(), h.value, headers, &mut info, s, annot);
         }
@@ -513,8 +512,7 @@ fn parse_lenient(
         };
         let raw_name = line.get(..colon).unwrap_or_default();
         let name = trim(raw_name);
-        if name.is_empty() || name.len() != raw_name.len() || !name.iter().all(|&b| is_tchar(b))
-        {
+        if name.is_empty() || name.len() != raw_name.len() || !name.iter().all(|&b| is_tchar(b)) {
             annot.anomaly(Anomaly::MalformedHeaders);
             if name.is_empty() {
                 continue;
@@ -522,7 +520,9 @@ fn parse_lenient(
         }
         cur_name = name;
         cur_val.clear();
-        cur_val.extend_from_slice(trim(line.get(colon.saturating_add(1)..).unwrap_or_default()));
+        cur_val.extend_from_slice(trim(
+            line.get(colon.saturating_add(1)..).unwrap_or_default(),
+        ));
         have = true;
     }
     if have {
@@ -539,7 +539,10 @@ pub(crate) fn percent_decode(s: &[u8]) -> String {
     let mut i = 0usize;
     while let Some(&b) = s.get(i) {
         if b == b'%' {
-            let hex = |o: usize| s.get(i.saturating_add(o)).and_then(|c| (*c as char).to_digit(16));
+            let hex = |o: usize| {
+                s.get(i.saturating_add(o))
+                    .and_then(|c| (*c as char).to_digit(16))
+            };
             if let (Some(h), Some(l)) = (hex(1), hex(2)) {
                 out.push((h * 16 + l) as u8);
                 i = i.saturating_add(3);
@@ -558,7 +561,11 @@ pub(crate) fn split_target(t: &[u8]) -> (&[u8], Option<&[u8]>) {
     let mut path = t;
     if let Some(p) = memmem::find(t, b"://") {
         let scheme = t.get(..p).unwrap_or_default();
-        if !scheme.is_empty() && scheme.iter().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b)) {
+        if !scheme.is_empty()
+            && scheme
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
+        {
             let after = t.get(p.saturating_add(3)..).unwrap_or_default();
             let end = after
                 .iter()
@@ -584,7 +591,10 @@ mod tests {
     #[test]
     fn request_lines() {
         let r = parse_request_line(b"GET /a?b HTTP/1.1").unwrap();
-        assert_eq!((r.method, r.target, r.version), (&b"GET"[..], &b"/a?b"[..], HttpVersion::Http11));
+        assert_eq!(
+            (r.method, r.target, r.version),
+            (&b"GET"[..], &b"/a?b"[..], HttpVersion::Http11)
+        );
         let r = parse_request_line(b"GET   /a   HTTP/1.0").unwrap();
         assert_eq!(r.target, b"/a");
         assert_eq!(r.version, HttpVersion::Http10);
@@ -602,7 +612,10 @@ mod tests {
     #[test]
     fn status_lines() {
         let s = parse_status_line(b"HTTP/1.1 200 OK").unwrap();
-        assert_eq!((s.status, s.reason, s.nonstandard), (200, &b"OK"[..], false));
+        assert_eq!(
+            (s.status, s.reason, s.nonstandard),
+            (200, &b"OK"[..], false)
+        );
         let s = parse_status_line(b"http/1.1 200 OK").unwrap();
         assert!(s.nonstandard);
         assert_eq!(parse_status_line(b"HTTP/1.0 404").unwrap().status, 404);
@@ -612,16 +625,28 @@ mod tests {
 
     #[test]
     fn head_end_bare_lf_and_crlf() {
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nX", 0), Some(24));
+        assert_eq!(
+            find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nX", 0),
+            Some(24)
+        );
         assert_eq!(find_head_end(b"GET / HTTP/1.1\nA: b\n\nX", 0), Some(21));
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n", 0), None);
     }
 
     #[test]
     fn scanners() {
-        assert_eq!(scan_request_start(b".... GET /txt HTTP/1.1\r\n", 100), Scan::Found(5));
-        assert_eq!(scan_request_start(b"xx\nPOST /a HTTP/1.0\n", 100), Scan::Found(3));
-        assert_eq!(scan_request_start(b"junk\nGET /a HTTP/1", 100), Scan::Keep(5));
+        assert_eq!(
+            scan_request_start(b".... GET /txt HTTP/1.1\r\n", 100),
+            Scan::Found(5)
+        );
+        assert_eq!(
+            scan_request_start(b"xx\nPOST /a HTTP/1.0\n", 100),
+            Scan::Found(3)
+        );
+        assert_eq!(
+            scan_request_start(b"junk\nGET /a HTTP/1", 100),
+            Scan::Keep(5)
+        );
         assert_eq!(scan_request_start(b"junk junk", 100), Scan::Keep(0));
         assert_eq!(scan_status_start(b"abc HTTP/1.1 200 OK"), Scan::Found(4));
         assert_eq!(scan_status_start(b"abcHTTP/1."), Scan::Keep(3));
@@ -636,7 +661,12 @@ mod tests {
         let i = parse_header_block(b"Content-Length: 0005\r\n\r\n", &mut h, &s, &mut a);
         assert_eq!(i.content_length, Some(5));
         assert!(a.has(Anomaly::ContentLengthLeadingZeros));
-        for bad in [&b"-1"[..], b"18446744073709551615", b"99999999999999999999", b"abc"] {
+        for bad in [
+            &b"-1"[..],
+            b"18446744073709551615",
+            b"99999999999999999999",
+            b"abc",
+        ] {
             let mut a = Annot::default();
             let mut block = b"Content-Length: ".to_vec();
             block.extend_from_slice(bad);
@@ -645,7 +675,12 @@ mod tests {
             assert!(i.cl_invalid && a.has(Anomaly::InvalidContentLength));
         }
         let mut a = Annot::default();
-        parse_header_block(b"Content-Length: 5\r\nContent-Length: 6\r\n\r\n", &mut Headers::default(), &s, &mut a);
+        parse_header_block(
+            b"Content-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            &mut Headers::default(),
+            &s,
+            &mut a,
+        );
         assert!(a.has(Anomaly::ConflictingContentLength));
     }
 
@@ -654,7 +689,12 @@ mod tests {
         let s = HttpSettings::default();
         let mut a = Annot::default();
         let mut h = Headers::default();
-        let i = parse_header_block(b"Host: t\r\nTransfer-Encoding:\r\n chunked\r\n\r\n", &mut h, &s, &mut a);
+        let i = parse_header_block(
+            b"Host: t\r\nTransfer-Encoding:\r\n chunked\r\n\r\n",
+            &mut h,
+            &s,
+            &mut a,
+        );
         assert!(i.te_chunked);
         assert!(a.has(Anomaly::ObsFoldHeader));
         assert_eq!(h.get("transfer-encoding"), Some(&b"chunked"[..]));

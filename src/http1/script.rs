@@ -74,16 +74,32 @@ pub fn parse_script(text: &str) -> Result<Script, String> {
         if raw.trim().is_empty() || raw.starts_with('#') {
             continue;
         }
-        if let Some(rest) = raw.strip_prefix("> ").or(if raw == ">" { Some("") } else { None }) {
-            sc.actions.push(Action::Data(Direction::ToServer, unescape(rest).map_err(err)?));
-        } else if let Some(rest) = raw.strip_prefix("< ").or(if raw == "<" { Some("") } else { None }) {
-            sc.actions.push(Action::Data(Direction::ToClient, unescape(rest).map_err(err)?));
+        if let Some(rest) = raw
+            .strip_prefix("> ")
+            .or(if raw == ">" { Some("") } else { None })
+        {
+            sc.actions.push(Action::Data(
+                Direction::ToServer,
+                unescape(rest).map_err(err)?,
+            ));
+        } else if let Some(rest) =
+            raw.strip_prefix("< ")
+                .or(if raw == "<" { Some("") } else { None })
+        {
+            sc.actions.push(Action::Data(
+                Direction::ToClient,
+                unescape(rest).map_err(err)?,
+            ));
         } else {
             let mut w = raw.split_whitespace();
             match w.next().unwrap_or_default() {
                 "gap" => {
                     let d = dir_of(w.next().unwrap_or_default()).map_err(err)?;
-                    let n = w.next().unwrap_or_default().parse::<u64>().map_err(|e| err(e.to_string()))?;
+                    let n = w
+                        .next()
+                        .unwrap_or_default()
+                        .parse::<u64>()
+                        .map_err(|e| err(e.to_string()))?;
                     sc.actions.push(Action::Gap(d, n));
                 }
                 "fin" => {
@@ -169,18 +185,35 @@ fn check(line: &str, ex: &[Exchange], stats: &HttpStats, next: &mut usize) -> Re
     };
     match kind {
         "expect" => {
-            let e = ex
-                .get(*next)
-                .ok_or_else(|| format!("expected exchange #{} but only {} exist", *next + 1, ex.len()))?;
-            let method = e.request.as_ref().map_or("-".to_string(), |r| r.method.clone());
+            let e = ex.get(*next).ok_or_else(|| {
+                format!(
+                    "expected exchange #{} but only {} exist",
+                    *next + 1,
+                    ex.len()
+                )
+            })?;
+            let method = e
+                .request
+                .as_ref()
+                .map_or("-".to_string(), |r| r.method.clone());
             let uri = e.request.as_ref().map_or("-".to_string(), |r| {
-                if r.uri.is_empty() { "(empty)".to_string() } else { r.uri.clone() }
+                if r.uri.is_empty() {
+                    "(empty)".to_string()
+                } else {
+                    r.uri.clone()
+                }
             });
-            let status = e.response.as_ref().map_or("-".to_string(), |r| r.status.to_string());
+            let status = e
+                .response
+                .as_ref()
+                .map_or("-".to_string(), |r| r.status.to_string());
             let got = format!("{method} {uri} {status}");
             let want = format!("{} {} {}", arg(0), arg(1), arg(2));
             if got != want {
-                return Err(format!("exchange #{}: got `{got}`, want `{want}`", *next + 1));
+                return Err(format!(
+                    "exchange #{}: got `{got}`, want `{want}`",
+                    *next + 1
+                ));
             }
             *next += 1;
         }
@@ -201,11 +234,19 @@ fn check(line: &str, ex: &[Exchange], stats: &HttpStats, next: &mut usize) -> Re
             let names: Vec<String> = e
                 .anomalies
                 .iter()
-                .map(|a| serde_json::to_string(a).unwrap_or_default().trim_matches('"').to_string())
+                .map(|a| {
+                    serde_json::to_string(a)
+                        .unwrap_or_default()
+                        .trim_matches('"')
+                        .to_string()
+                })
                 .collect();
             let has = names.iter().any(|n| n == arg(0));
             if has != (kind == "expect-anomaly") {
-                return Err(format!("anomaly {} presence is {has}; anomalies: {names:?}", arg(0)));
+                return Err(format!(
+                    "anomaly {} presence is {has}; anomalies: {names:?}",
+                    arg(0)
+                ));
             }
         }
         "expect-resp-body" | "expect-req-body" => {
@@ -234,7 +275,10 @@ fn check(line: &str, ex: &[Exchange], stats: &HttpStats, next: &mut usize) -> Re
             };
             let (wire, dec) = body.map_or((0, 0), |b| (b.wire_len, b.decoded_len));
             let want_wire: u64 = arg(0).parse().map_err(|e| format!("{e}"))?;
-            let want_dec: u64 = args.get(1).map_or(Ok(want_wire), |s| s.parse()).map_err(|e| format!("{e}"))?;
+            let want_dec: u64 = args
+                .get(1)
+                .map_or(Ok(want_wire), |s| s.parse())
+                .map_err(|e| format!("{e}"))?;
             if (wire, dec) != (want_wire, want_dec) {
                 return Err(format!("body lengths (wire, decoded) = ({wire}, {dec}), want ({want_wire}, {want_dec})"));
             }
@@ -249,14 +293,22 @@ fn check(line: &str, ex: &[Exchange], stats: &HttpStats, next: &mut usize) -> Re
         }
         "expect-host" => {
             let e = cur()?;
-            let h = e.request.as_ref().and_then(|r| r.host.clone()).unwrap_or("-".into());
+            let h = e
+                .request
+                .as_ref()
+                .and_then(|r| r.host.clone())
+                .unwrap_or("-".into());
             if h != arg(0) {
                 return Err(format!("host {h}, want {}", arg(0)));
             }
         }
         "expect-path" => {
             let e = cur()?;
-            let p = e.request.as_ref().map(|r| r.path.clone()).unwrap_or_default();
+            let p = e
+                .request
+                .as_ref()
+                .map(|r| r.path.clone())
+                .unwrap_or_default();
             if p != arg(0) {
                 return Err(format!("path {p}, want {}", arg(0)));
             }

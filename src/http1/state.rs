@@ -26,8 +26,8 @@
 use super::body::{advance, BodyState, Chunk, Framing, Step};
 use super::parser::{
     find_head_end, first_line, head_scan_resume, may_start_request, may_start_status,
-    parse_header_block, parse_request_line, parse_status_line, percent_decode,
-    scan_request_start, scan_status_start, split_target, HeadInfo, Scan,
+    parse_header_block, parse_request_line, parse_status_line, percent_decode, scan_request_start,
+    scan_status_start, split_target, HeadInfo, Scan,
 };
 use super::{Annot, ConnInfo, HttpContext};
 use crate::exchange::{
@@ -176,7 +176,13 @@ impl HttpConnection {
     }
 
     /// Next in-order bytes of one direction.
-    pub fn on_data(&mut self, ctx: &mut HttpContext<'_>, dir: Direction, ts: Timestamp, data: &[u8]) {
+    pub fn on_data(
+        &mut self,
+        ctx: &mut HttpContext<'_>,
+        dir: Direction,
+        ts: Timestamp,
+        data: &[u8],
+    ) {
         let mut data = data;
         let mut stalls = 0u32;
         while !data.is_empty() {
@@ -194,7 +200,13 @@ impl HttpConnection {
         }
     }
 
-    fn step(&mut self, ctx: &mut HttpContext<'_>, dir: Direction, ts: Timestamp, data: &[u8]) -> usize {
+    fn step(
+        &mut self,
+        ctx: &mut HttpContext<'_>,
+        dir: Direction,
+        ts: Timestamp,
+        data: &[u8],
+    ) -> usize {
         match self.dir_mut(dir).phase {
             Phase::Tunnel => {
                 ctx.stats.tunnel_bytes = ctx.stats.tunnel_bytes.saturating_add(data.len() as u64);
@@ -226,12 +238,17 @@ impl HttpConnection {
         };
         let (mut dummy_body, mut dummy_annot, mut dummy_ts) =
             (Body::default(), Annot::default(), Timestamp::default());
-        let (body, annot, end_ts) = target(dir, pending, resp)
-            .unwrap_or((&mut dummy_body, &mut dummy_annot, &mut dummy_ts));
+        let (body, annot, end_ts) = target(dir, pending, resp).unwrap_or((
+            &mut dummy_body,
+            &mut dummy_annot,
+            &mut dummy_ts,
+        ));
         let s = ctx.settings;
         let stats = &mut *ctx.stats;
         let bstate = &mut d.body;
-        let step = advance(&mut framing, data, |chunk| bstate.write(body, chunk, s, stats, annot));
+        let step = advance(&mut framing, data, |chunk| {
+            bstate.write(body, chunk, s, stats, annot)
+        });
         *end_ts = ts;
         match step {
             Step::More(n) => {
@@ -340,7 +357,13 @@ impl HttpConnection {
         ctx.stats.resync_bytes_skipped = ctx.stats.resync_bytes_skipped.saturating_add(n as u64);
     }
 
-    fn head_step(&mut self, ctx: &mut HttpContext<'_>, dir: Direction, ts: Timestamp, data: &[u8]) -> usize {
+    fn head_step(
+        &mut self,
+        ctx: &mut HttpContext<'_>,
+        dir: Direction,
+        ts: Timestamp,
+        data: &[u8],
+    ) -> usize {
         let max = ctx.settings.max_header_bytes;
         let d = self.dir_mut(dir);
         if d.buf.is_empty() {
@@ -391,7 +414,8 @@ impl HttpConnection {
         } else {
             let room = max.saturating_add(1).saturating_sub(d.buf.len());
             let take = room.min(data.len());
-            d.buf.extend_from_slice(data.get(..take).unwrap_or_default());
+            d.buf
+                .extend_from_slice(data.get(..take).unwrap_or_default());
             self.drain_buf(ctx, dir, ts);
             take
         }
@@ -474,7 +498,13 @@ impl HttpConnection {
 
     /// A head block over `max_header_bytes`: keep what the start line says,
     /// flag it, and resynchronise.
-    fn too_large(&mut self, ctx: &mut HttpContext<'_>, dir: Direction, ts: Timestamp, bytes: &[u8]) {
+    fn too_large(
+        &mut self,
+        ctx: &mut HttpContext<'_>,
+        dir: Direction,
+        ts: Timestamp,
+        bytes: &[u8],
+    ) {
         ctx.stats.headers_too_large = ctx.stats.headers_too_large.saturating_add(1);
         Self::skipped(ctx, bytes.len());
         let mut extra = Annot::default();
@@ -496,7 +526,11 @@ impl HttpConnection {
         gap: bool,
     ) -> bool {
         let d = self.dir_mut(dir);
-        let msg_ts = if d.msg_ts == Timestamp::default() { ts } else { d.msg_ts };
+        let msg_ts = if d.msg_ts == Timestamp::default() {
+            ts
+        } else {
+            d.msg_ts
+        };
         let mut annot = std::mem::take(&mut d.carry);
         annot.merge(extra);
         let line = first_line(bytes).map(|(l, _)| l);
@@ -848,7 +882,8 @@ impl HttpConnection {
         if p.req.is_none() && !e.anomalies.contains(&Anomaly::ResponseWithoutRequest) {
             e.add_anomaly(Anomaly::ResponseWithoutRequest);
             n = n.saturating_add(1);
-            ctx.stats.responses_without_request = ctx.stats.responses_without_request.saturating_add(1);
+            ctx.stats.responses_without_request =
+                ctx.stats.responses_without_request.saturating_add(1);
         }
         if p.req.is_some() && e.response.is_none() {
             e.flags.unanswered = true;
@@ -942,9 +977,11 @@ impl HttpConnection {
                     Self::skipped(ctx, buf.len());
                     return;
                 }
-                let mut extra = Annot::default();
-                extra.gap = true;
-                extra.truncated = true;
+                let extra = Annot {
+                    gap: true,
+                    truncated: true,
+                    ..Annot::default()
+                };
                 if buf.is_empty() {
                     self.lost_message_start(ctx, dir, Annot::default());
                 } else {
@@ -983,8 +1020,10 @@ impl HttpConnection {
                 }
                 Self::skipped(ctx, buf.len());
                 if was_start {
-                    let mut extra = Annot::default();
-                    extra.truncated = true;
+                    let extra = Annot {
+                        truncated: true,
+                        ..Annot::default()
+                    };
                     // A versionless last line without its line end is a 0.9 request.
                     let mut line = buf;
                     if !line.ends_with(b"\n") {
@@ -1037,7 +1076,6 @@ fn build_request(
     }
 }
 
-
 #[cfg(test)]
 #[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -1065,7 +1103,9 @@ mod tests {
                     "{} {} {}",
                     e.request.as_ref().map_or("-", |r| r.method.as_str()),
                     e.request.as_ref().map_or("-", |r| r.uri.as_str()),
-                    e.response.as_ref().map_or("-".into(), |r| r.status.to_string())
+                    e.response
+                        .as_ref()
+                        .map_or("-".into(), |r| r.status.to_string())
                 )
             })
             .collect()
@@ -1075,7 +1115,11 @@ mod tests {
 
     #[test]
     fn idle_connection_is_small() {
-        assert!(std::mem::size_of::<HttpConnection>() <= 320, "{}", std::mem::size_of::<HttpConnection>());
+        assert!(
+            std::mem::size_of::<HttpConnection>() <= 320,
+            "{}",
+            std::mem::size_of::<HttpConnection>()
+        );
     }
 
     #[test]
@@ -1088,7 +1132,9 @@ mod tests {
         assert_eq!(ex[0].response.as_ref().unwrap().body.data, b"ab");
         assert_eq!(ex[0].request.as_ref().unwrap().host.as_deref(), Some("h"));
         assert_eq!((st.requests, st.responses, st.exchanges), (2, 2, 2));
-        assert!(ex.iter().all(|e| e.flags == ExchangeFlags::default() && e.anomalies.is_empty()));
+        assert!(ex
+            .iter()
+            .all(|e| e.flags == ExchangeFlags::default() && e.anomalies.is_empty()));
     }
 
     #[test]
@@ -1143,16 +1189,25 @@ mod tests {
             d(S, b"HTTP/1.1 304 NM\r\n\r\n"),
             d(S, OK0),
         ]);
-        assert_eq!(summary(&ex), ["HEAD / 200", "GET /a 204", "GET /b 304", "GET /c 200"]);
+        assert_eq!(
+            summary(&ex),
+            ["HEAD / 200", "GET /a 204", "GET /b 304", "GET /c 200"]
+        );
     }
 
     #[test]
     fn continue_100_does_not_consume_the_request() {
         let (ex, st) = run(&[
-            d(C, b"POST /u HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"),
+            d(
+                C,
+                b"POST /u HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
+            ),
             d(S, b"HTTP/1.1 100 Continue\r\n\r\n"),
             d(C, b"data"),
-            d(S, b"HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"),
+            d(
+                S,
+                b"HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
+            ),
         ]);
         assert_eq!(summary(&ex), ["POST /u 201"]);
         assert_eq!(st.interim_responses, 2);
@@ -1161,8 +1216,14 @@ mod tests {
     #[test]
     fn upgrade_101_and_connect_tunnel() {
         let (ex, st) = run(&[
-            d(C, b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
-            d(S, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello"),
+            d(
+                C,
+                b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            ),
+            d(
+                S,
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello",
+            ),
             d(C, b"\x81\x85abcdGET / HTTP/1.1\r\n\r\n"),
         ]);
         assert_eq!(summary(&ex), ["GET /ws 101"]);
@@ -1177,8 +1238,14 @@ mod tests {
         assert_eq!(summary(&ex), ["CONNECT h:443 200"]);
         assert!(ex[0].tunnel);
         let (ex, _) = run(&[
-            d(C, b"GET / HTTP/1.1\r\nUpgrade: h2c\r\nHTTP2-Settings: x\r\n\r\n"),
-            d(S, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\nPRI * HTTP/2.0\r\n"),
+            d(
+                C,
+                b"GET / HTTP/1.1\r\nUpgrade: h2c\r\nHTTP2-Settings: x\r\n\r\n",
+            ),
+            d(
+                S,
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\nPRI * HTTP/2.0\r\n",
+            ),
         ]);
         assert_eq!(ex.len(), 1);
         assert!(ex[0].tunnel);
@@ -1189,7 +1256,11 @@ mod tests {
         let mut g = GzEncoder::new(Vec::new(), Compression::default());
         g.write_all(b"hello gzip").unwrap();
         let gz = g.finish().unwrap();
-        let mut resp = format!("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n", gz.len()).into_bytes();
+        let mut resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+            gz.len()
+        )
+        .into_bytes();
         resp.extend_from_slice(&gz);
         let (ex, _) = run(&[d(C, b"GET / HTTP/1.1\r\n\r\n"), d(S, &resp)]);
         let b = &ex[0].response.as_ref().unwrap().body;
@@ -1199,7 +1270,11 @@ mod tests {
         let mut r = DeflateEncoder::new(Vec::new(), Compression::default());
         r.write_all(b"raw deflate").unwrap();
         let raw = r.finish().unwrap();
-        let mut resp = format!("HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nContent-Length: {}\r\n\r\n", raw.len()).into_bytes();
+        let mut resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nContent-Length: {}\r\n\r\n",
+            raw.len()
+        )
+        .into_bytes();
         resp.extend_from_slice(&raw);
         let (ex, _) = run(&[d(C, b"GET / HTTP/1.1\r\n\r\n"), d(S, &resp)]);
         assert_eq!(ex[0].response.as_ref().unwrap().body.data, b"raw deflate");
@@ -1210,9 +1285,18 @@ mod tests {
         let mut g = GzEncoder::new(Vec::new(), Compression::best());
         g.write_all(&vec![b'a'; 50_000_000]).unwrap();
         let gz = g.finish().unwrap();
-        let mut resp = format!("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n", gz.len()).into_bytes();
+        let mut resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+            gz.len()
+        )
+        .into_bytes();
         resp.extend_from_slice(&gz);
-        let (ex, st) = run(&[d(C, b"GET / HTTP/1.1\r\n\r\n"), d(S, &resp), d(C, b"GET /next HTTP/1.1\r\n\r\n"), d(S, OK0)]);
+        let (ex, st) = run(&[
+            d(C, b"GET / HTTP/1.1\r\n\r\n"),
+            d(S, &resp),
+            d(C, b"GET /next HTTP/1.1\r\n\r\n"),
+            d(S, OK0),
+        ]);
         let b = &ex[0].response.as_ref().unwrap().body;
         assert_eq!(b.decoded_len, 8 * 1024 * 1024);
         assert_eq!(b.data.len(), 64 * 1024);
@@ -1223,27 +1307,45 @@ mod tests {
 
     #[test]
     fn invalid_content_lengths_are_zero_for_requests() {
-        for cl in ["-1", "18446744073709551615", "99999999999999999999999", "12abc"] {
-            let req = format!("POST / HTTP/1.1\r\nContent-Length: {cl}\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n");
+        for cl in [
+            "-1",
+            "18446744073709551615",
+            "99999999999999999999999",
+            "12abc",
+        ] {
+            let req = format!(
+                "POST / HTTP/1.1\r\nContent-Length: {cl}\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n"
+            );
             let (ex, _) = run(&[d(C, req.as_bytes())]);
             assert_eq!(summary(&ex), ["POST / -", "GET /smuggled -"], "{cl}");
             assert!(ex[0].anomalies.contains(&Anomaly::InvalidContentLength));
             assert!(ex[0].flags.parse_error);
         }
         // An invalid response length makes the body run until close.
-        let (ex, _) = run(&[d(C, b"GET / HTTP/1.1\r\n\r\n"), d(S, b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\nabcdef"), Action::Fin(S)]);
+        let (ex, _) = run(&[
+            d(C, b"GET / HTTP/1.1\r\n\r\n"),
+            d(S, b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\nabcdef"),
+            Action::Fin(S),
+        ]);
         assert_eq!(ex[0].response.as_ref().unwrap().body.data, b"abcdef");
     }
 
     #[test]
     fn leading_zeros_and_te_with_cl() {
-        let (ex, _) = run(&[d(C, b"POST / HTTP/1.1\r\nContent-Length: 0005\r\n\r\nhelloGET /n HTTP/1.1\r\n\r\n")]);
+        let (ex, _) = run(&[d(
+            C,
+            b"POST / HTTP/1.1\r\nContent-Length: 0005\r\n\r\nhelloGET /n HTTP/1.1\r\n\r\n",
+        )]);
         assert_eq!(summary(&ex), ["POST / -", "GET /n -"]);
         assert_eq!(ex[0].request.as_ref().unwrap().body.data, b"hello");
-        assert!(ex[0].anomalies.contains(&Anomaly::ContentLengthLeadingZeros));
+        assert!(ex[0]
+            .anomalies
+            .contains(&Anomaly::ContentLengthLeadingZeros));
         let (ex, _) = run(&[d(C, b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 50\r\n\r\n0\r\n\r\nGET /te-cl HTTP/1.1\r\n\r\n")]);
         assert_eq!(summary(&ex), ["POST / -", "GET /te-cl -"]);
-        assert!(ex[0].anomalies.contains(&Anomaly::TransferEncodingWithContentLength));
+        assert!(ex[0]
+            .anomalies
+            .contains(&Anomaly::TransferEncodingWithContentLength));
     }
 
     #[test]
@@ -1267,7 +1369,10 @@ mod tests {
     fn bare_lf_and_lowercase_status() {
         let (ex, _) = run(&[
             d(C, b"GET / HTTP/1.1\nHost: h\n\n"),
-            d(S, b"http/1.1 200 OK\nTransfer-Encoding: chunked\n\n3\nabc\n0\n\n"),
+            d(
+                S,
+                b"http/1.1 200 OK\nTransfer-Encoding: chunked\n\n3\nabc\n0\n\n",
+            ),
         ]);
         assert_eq!(summary(&ex), ["GET / 200"]);
         assert_eq!(ex[0].response.as_ref().unwrap().body.data, b"abc");
@@ -1276,7 +1381,10 @@ mod tests {
 
     #[test]
     fn garbage_before_request() {
-        let (ex, st) = run(&[d(C, b".... GET /txt HTTP/1.1\r\nHost: h\r\n\r\n"), d(S, OK0)]);
+        let (ex, st) = run(&[
+            d(C, b".... GET /txt HTTP/1.1\r\nHost: h\r\n\r\n"),
+            d(S, OK0),
+        ]);
         assert_eq!(summary(&ex), ["GET /txt 200"]);
         assert!(ex[0].anomalies.contains(&Anomaly::GarbageBeforeMessage));
         assert_eq!(st.resync_bytes_skipped, 5);
@@ -1284,13 +1392,24 @@ mod tests {
 
     #[test]
     fn http09_request_and_headerless_response() {
-        let (ex, _) = run(&[d(C, b"GET /zeek.html\r\n"), d(S, b"<html>hi</html>\n"), Action::Fin(S)]);
+        let (ex, _) = run(&[
+            d(C, b"GET /zeek.html\r\n"),
+            d(S, b"<html>hi</html>\n"),
+            Action::Fin(S),
+        ]);
         assert_eq!(summary(&ex), ["GET /zeek.html 0"]);
         let r = ex[0].response.as_ref().unwrap();
-        assert_eq!((r.version, r.body.data.as_slice()), (HttpVersion::Http09, &b"<html>hi</html>\n"[..]));
+        assert_eq!(
+            (r.version, r.body.data.as_slice()),
+            (HttpVersion::Http09, &b"<html>hi</html>\n"[..])
+        );
         assert_eq!(ex[0].request.as_ref().unwrap().version, HttpVersion::Http09);
         // A 1.1 request answered without a status line.
-        let (ex, _) = run(&[d(C, b"GET /zeek.html HTTP/1.1\r\nHost: localhost\r\n\r\n"), d(S, b"plain body"), Action::Fin(S)]);
+        let (ex, _) = run(&[
+            d(C, b"GET /zeek.html HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+            d(S, b"plain body"),
+            Action::Fin(S),
+        ]);
         assert_eq!(summary(&ex), ["GET /zeek.html 0"]);
         assert_eq!(ex[0].response.as_ref().unwrap().body.data, b"plain body");
     }
@@ -1299,7 +1418,10 @@ mod tests {
     fn request_line_without_uri() {
         let (ex, _) = run(&[d(C, b"GET HTTP/1.1\r\nHost: bro.org\r\n\r\n"), d(S, OK0)]);
         assert_eq!(summary(&ex), ["GET  200"]);
-        assert_eq!(ex[0].request.as_ref().unwrap().host.as_deref(), Some("bro.org"));
+        assert_eq!(
+            ex[0].request.as_ref().unwrap().host.as_deref(),
+            Some("bro.org")
+        );
     }
 
     #[test]
@@ -1315,7 +1437,10 @@ mod tests {
         assert_eq!(summary(&ex), ["GET /a 200", "GET /b 200"]);
         assert!(ex[0].flags.gap && ex[0].flags.truncated);
         let b = &ex[0].response.as_ref().unwrap().body;
-        assert_eq!((b.wire_len, b.data.as_slice(), b.data_truncated), (10, &b"abxyz"[..], true));
+        assert_eq!(
+            (b.wire_len, b.data.as_slice(), b.data_truncated),
+            (10, &b"abxyz"[..], true)
+        );
         assert!(!ex[1].flags.gap);
         assert_eq!((st.gaps, st.gap_bytes), (1, 5));
     }
@@ -1326,7 +1451,10 @@ mod tests {
             d(C, b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"),
             d(S, b"HTTP/1.1 200 OK\r\nContent-"),
             Action::Gap(S, 30),
-            d(S, b"rest of lost body\r\nHTTP/1.1 404 NF\r\nContent-Length: 0\r\n\r\n"),
+            d(
+                S,
+                b"rest of lost body\r\nHTTP/1.1 404 NF\r\nContent-Length: 0\r\n\r\n",
+            ),
         ]);
         assert_eq!(summary(&ex), ["GET /a 200", "GET /b 404"]);
         assert!(ex[0].flags.gap && ex[0].flags.truncated);
@@ -1346,7 +1474,16 @@ mod tests {
             a.push(d(S, OK0));
         }
         let (ex, _) = run(&a);
-        assert_eq!(summary(&ex), ["GET /0 200", "GET /1 200", "GET /2 -", "GET /3 200", "GET /4 200"]);
+        assert_eq!(
+            summary(&ex),
+            [
+                "GET /0 200",
+                "GET /1 200",
+                "GET /2 -",
+                "GET /3 200",
+                "GET /4 200"
+            ]
+        );
         assert!(ex[2].flags.unanswered && ex[2].flags.gap);
     }
 
@@ -1378,7 +1515,16 @@ mod tests {
             max_pending_requests: 2,
             ..HttpSettings::default()
         };
-        let (ex, st) = run_actions(&s, &[d(C, b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n"), d(S, OK0)]);
+        let (ex, st) = run_actions(
+            &s,
+            &[
+                d(
+                    C,
+                    b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n",
+                ),
+                d(S, OK0),
+            ],
+        );
         assert_eq!(summary(&ex), ["GET /1 -", "GET /2 200", "GET /3 -"]);
         assert!(ex[0].anomalies.contains(&Anomaly::PendingRequestsOverflow));
         assert_eq!(st.pending_requests_overflow, 1);
@@ -1396,9 +1542,17 @@ mod tests {
         }
         req.extend_from_slice(b"\r\nGET /after HTTP/1.1\r\n\r\n");
         for chunk in [req.len(), 100] {
-            let acts: Vec<Action> = req.chunks(chunk).map(|c| d(C, c)).chain([d(S, OK0), d(S, OK0)]).collect();
+            let acts: Vec<Action> = req
+                .chunks(chunk)
+                .map(|c| d(C, c))
+                .chain([d(S, OK0), d(S, OK0)])
+                .collect();
             let (ex, st) = run_actions(&s, &acts);
-            assert_eq!(summary(&ex), ["GET /big 200", "GET /after 200"], "chunk {chunk}");
+            assert_eq!(
+                summary(&ex),
+                ["GET /big 200", "GET /after 200"],
+                "chunk {chunk}"
+            );
             assert!(ex[0].anomalies.contains(&Anomaly::HeadersTooLarge));
             assert!(ex[0].flags.truncated);
             assert_eq!(st.headers_too_large, 1);
@@ -1411,7 +1565,16 @@ mod tests {
             max_headers: 3,
             ..HttpSettings::default()
         };
-        let (ex, st) = run_actions(&s, &[d(C, b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n"), d(S, OK0)]);
+        let (ex, st) = run_actions(
+            &s,
+            &[
+                d(
+                    C,
+                    b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n",
+                ),
+                d(S, OK0),
+            ],
+        );
         assert_eq!(ex[0].request.as_ref().unwrap().headers.len(), 3);
         assert!(ex[0].anomalies.contains(&Anomaly::TooManyHeaders));
         assert_eq!(st.header_fields_dropped, 2);
@@ -1431,7 +1594,10 @@ mod tests {
     #[test]
     fn finish_flushes_unanswered_and_truncated() {
         let (ex, st) = run(&[
-            d(C, b"GET /1 HTTP/1.1\r\n\r\nPOST /2 HTTP/1.1\r\nContent-Length: 100\r\n\r\npartial"),
+            d(
+                C,
+                b"GET /1 HTTP/1.1\r\n\r\nPOST /2 HTTP/1.1\r\nContent-Length: 100\r\n\r\npartial",
+            ),
             d(S, b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort"),
         ]);
         assert_eq!(summary(&ex), ["GET /1 200", "POST /2 -"]);
@@ -1468,7 +1634,10 @@ mod tests {
                 for (g, w) in got.iter().zip(&whole) {
                     assert_eq!(g.anomalies, w.anomalies, "split {split}");
                     assert_eq!(g.flags, w.flags, "split {split}");
-                    assert_eq!(g.response.as_ref().map(|r| &r.body.data), w.response.as_ref().map(|r| &r.body.data));
+                    assert_eq!(
+                        g.response.as_ref().map(|r| &r.body.data),
+                        w.response.as_ref().map(|r| &r.body.data)
+                    );
                 }
             }
             // Byte by byte.
