@@ -8,11 +8,24 @@
 //! lost in capture, `on_fin` when a direction ended, and `finish` once when
 //! the connection is gone (closed, evicted, or the capture ended). Completed
 //! exchanges are pushed to `HttpContext::out`.
+//!
+//! Files: `parser.rs` (start lines, header blocks, resync scanners),
+//! `body.rs` (framing, de-chunking, content decoding), `state.rs`
+//! (`HttpConnection`: per-direction state, pairing, gaps, tunnels),
+//! `script.rs` (the stream-script harness shared by tests and fuzzing).
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
 use crate::config::HttpSettings;
 use crate::counters;
-use crate::exchange::{Direction, Exchange, Timestamp};
+use crate::exchange::{Anomaly, Exchange, ExchangeFlags};
 use std::net::SocketAddr;
+
+pub(crate) mod body;
+pub(crate) mod parser;
+pub mod script;
+mod state;
+
+pub use state::HttpConnection;
 
 counters! {
     /// HTTP/1 parsing outcomes and everything the parser had to skip.
@@ -67,31 +80,81 @@ pub struct HttpContext<'a> {
     pub out: &'a mut Vec<Exchange>,
 }
 
-// Interim connection type until the parser lands (replaced by state.rs).
-pub struct HttpConnection {
-    _info: ConnInfo,
+/// Every `Anomaly`, in declaration order: bit `i` of `Annot::anoms` is `ALL_ANOMALIES[i]`.
+const ALL_ANOMALIES: [Anomaly; 17] = [
+    Anomaly::GarbageBeforeMessage,
+    Anomaly::MalformedHeaders,
+    Anomaly::HeadersTooLarge,
+    Anomaly::TooManyHeaders,
+    Anomaly::InvalidContentLength,
+    Anomaly::ContentLengthLeadingZeros,
+    Anomaly::ConflictingContentLength,
+    Anomaly::TransferEncodingWithContentLength,
+    Anomaly::UnusualTransferEncoding,
+    Anomaly::ObsFoldHeader,
+    Anomaly::InvalidChunkSize,
+    Anomaly::BodyIncomplete,
+    Anomaly::DecompressionError,
+    Anomaly::DecompressionLimit,
+    Anomaly::ResponseWithoutRequest,
+    Anomaly::PendingRequestsOverflow,
+    Anomaly::NonStandardVersion,
+];
+
+/// Flags and anomalies of one message while it is being parsed: a few bytes
+/// instead of a `Vec`, turned into `ExchangeFlags` and `Exchange::anomalies`
+/// when the exchange is built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Annot {
+    anoms: u32,
+    pub gap: bool,
+    pub truncated: bool,
+    pub parse_error: bool,
 }
 
-impl HttpConnection {
-    pub fn new(info: ConnInfo) -> Self {
-        HttpConnection { _info: info }
+impl Annot {
+    pub fn anomaly(&mut self, a: Anomaly) {
+        self.anoms |= 1u32 << (a as u32);
     }
-    pub fn on_data(
-        &mut self,
-        _ctx: &mut HttpContext<'_>,
-        _dir: Direction,
-        _ts: Timestamp,
-        _data: &[u8],
-    ) {
+
+    #[cfg(test)]
+    pub fn has(&self, a: Anomaly) -> bool {
+        self.anoms & (1u32 << (a as u32)) != 0
     }
-    pub fn on_gap(
-        &mut self,
-        _ctx: &mut HttpContext<'_>,
-        _dir: Direction,
-        _ts: Timestamp,
-        _len: u64,
-    ) {
+
+    pub fn merge(&mut self, o: Annot) {
+        self.anoms |= o.anoms;
+        self.gap |= o.gap;
+        self.truncated |= o.truncated;
+        self.parse_error |= o.parse_error;
     }
-    pub fn on_fin(&mut self, _ctx: &mut HttpContext<'_>, _dir: Direction, _ts: Timestamp) {}
-    pub fn finish(&mut self, _ctx: &mut HttpContext<'_>, _ts: Timestamp) {}
+
+    /// Copies everything into the exchange; returns how many anomalies were new there.
+    fn apply(&self, e: &mut Exchange) -> u64 {
+        let mut n = 0u64;
+        for (i, a) in ALL_ANOMALIES.iter().enumerate() {
+            if self.anoms & (1u32 << i) != 0 && !e.anomalies.contains(a) {
+                e.add_anomaly(*a);
+                n = n.saturating_add(1);
+            }
+        }
+        let f: &mut ExchangeFlags = &mut e.flags;
+        f.gap |= self.gap;
+        f.truncated |= self.truncated;
+        f.parse_error |= self.parse_error;
+        n
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anomaly_table_matches_declaration_order() {
+        for (i, a) in ALL_ANOMALIES.iter().enumerate() {
+            assert_eq!(*a as usize, i);
+        }
+    }
 }

@@ -1,0 +1,537 @@
+//! Message bodies: framing (Content-Length, chunked with extensions and
+//! trailers, until close) and what happens to the bytes (counted, kept up to
+//! `max_body_bytes`, content-decoded with flate2 up to
+//! `max_decoded_body_bytes`). Framing never buffers: it consumes what it can
+//! from each slice. Decoding runs incrementally into a bounded sink, so a
+//! decompression bomb costs at most the decoder's own window plus the cap.
+//!
+//! When `max_body_bytes` is 0 (nothing is kept) bodies are not decoded at all
+//! and `decoded_len` equals `wire_len`.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
+use super::parser::Encoding;
+use super::{Annot, HttpStats};
+use crate::config::HttpSettings;
+use crate::exchange::{Anomaly, Body};
+use flate2::write::{DeflateDecoder, GzDecoder, ZlibDecoder};
+use std::io::Write;
+
+/// Longest chunk-size line (with extensions) accepted.
+const MAX_CHUNK_LINE: u32 = 4096;
+
+/// How the end of a body is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// This many bytes remain.
+    Length(u64),
+    Chunked(Chunk),
+    /// Until the direction closes.
+    Close,
+}
+
+/// Position inside a chunked body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Chunk {
+    /// Reading a chunk-size line.
+    Size {
+        value: u64,
+        digits: u8,
+        ext: bool,
+        len: u32,
+    },
+    /// Inside chunk data, this many bytes remain.
+    Data(u64),
+    /// After chunk data, expecting CRLF (tolerated missing).
+    DataEnd,
+    /// Reading trailer fields; `len` bytes of the current line so far.
+    Trailer { len: u32 },
+}
+
+impl Chunk {
+    pub const START: Chunk = Chunk::Size {
+        value: 0,
+        digits: 0,
+        ext: false,
+        len: 0,
+    };
+}
+
+/// What one `advance` call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Consumed this many bytes; the body continues.
+    More(usize),
+    /// Consumed this many bytes and the body ended.
+    Done(usize),
+    /// Malformed chunk size after this many bytes; the message is over.
+    Invalid(usize),
+}
+
+/// Consumes body bytes from `data` according to `framing`, handing the
+/// payload (de-chunked) to `sink`.
+pub(crate) fn advance(framing: &mut Framing, data: &[u8], mut sink: impl FnMut(&[u8])) -> Step {
+    match framing {
+        Framing::Close => {
+            sink(data);
+            Step::More(data.len())
+        }
+        Framing::Length(rem) => {
+            let n = usize::try_from(*rem).unwrap_or(usize::MAX).min(data.len());
+            sink(data.get(..n).unwrap_or_default());
+            *rem = rem.saturating_sub(n as u64);
+            if *rem == 0 {
+                Step::Done(n)
+            } else {
+                Step::More(n)
+            }
+        }
+        Framing::Chunked(c) => chunked(c, data, &mut sink),
+    }
+}
+
+fn chunked(c: &mut Chunk, data: &[u8], sink: &mut impl FnMut(&[u8])) -> Step {
+    let mut pos = 0usize;
+    while pos < data.len() {
+        match c {
+            Chunk::Data(rem) => {
+                let avail = data.get(pos..).unwrap_or_default();
+                let n = usize::try_from(*rem).unwrap_or(usize::MAX).min(avail.len());
+                sink(avail.get(..n).unwrap_or_default());
+                pos = pos.saturating_add(n);
+                *rem = rem.saturating_sub(n as u64);
+                if *rem == 0 {
+                    *c = Chunk::DataEnd;
+                }
+            }
+            Chunk::DataEnd => match data.get(pos) {
+                Some(b'\r') => pos = pos.saturating_add(1),
+                Some(b'\n') => {
+                    pos = pos.saturating_add(1);
+                    *c = Chunk::START;
+                }
+                // Missing CRLF after the data: read the next size line here.
+                _ => *c = Chunk::START,
+            },
+            Chunk::Size {
+                value,
+                digits,
+                ext,
+                len,
+            } => {
+                let Some(&b) = data.get(pos) else { break };
+                pos = pos.saturating_add(1);
+                *len = len.saturating_add(1);
+                if *len > MAX_CHUNK_LINE {
+                    return Step::Invalid(pos);
+                }
+                match b {
+                    b'\n' => {
+                        if *digits == 0 {
+                            if *ext {
+                                return Step::Invalid(pos);
+                            }
+                            // Stray empty line between chunks: tolerated.
+                            *len = 0;
+                            continue;
+                        }
+                        *c = if *value == 0 {
+                            Chunk::Trailer { len: 0 }
+                        } else {
+                            Chunk::Data(*value)
+                        };
+                    }
+                    b'\r' => {}
+                    _ if *ext => {}
+                    b';' | b' ' | b'\t' => {
+                        if *digits == 0 && b == b';' {
+                            return Step::Invalid(pos);
+                        }
+                        *ext = *digits > 0;
+                    }
+                    _ => {
+                        let Some(d) = (b as char).to_digit(16) else {
+                            return Step::Invalid(pos);
+                        };
+                        match value
+                            .checked_mul(16)
+                            .and_then(|v| v.checked_add(u64::from(d)))
+                        {
+                            Some(v) => *value = v,
+                            None => return Step::Invalid(pos),
+                        }
+                        *digits = digits.saturating_add(1);
+                    }
+                }
+            }
+            Chunk::Trailer { len } => {
+                let Some(&b) = data.get(pos) else { break };
+                pos = pos.saturating_add(1);
+                match b {
+                    b'\n' if *len == 0 => return Step::Done(pos),
+                    b'\n' => *len = 0,
+                    b'\r' => {}
+                    _ => *len = len.saturating_add(1),
+                }
+            }
+        }
+    }
+    Step::More(pos)
+}
+
+/// Receives decoded bytes: keeps up to `keep`, counts up to `limit`, and
+/// refuses more (which stops the decoder) past `limit`.
+#[derive(Debug)]
+pub(crate) struct Sink {
+    data: Vec<u8>,
+    keep: usize,
+    decoded: u64,
+    limit: u64,
+    hit_limit: bool,
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = self.limit.saturating_sub(self.decoded);
+        let n = usize::try_from(room).unwrap_or(usize::MAX).min(buf.len());
+        if n == 0 && !buf.is_empty() {
+            self.hit_limit = true;
+            return Err(std::io::Error::other("decoded body limit"));
+        }
+        let part = buf.get(..n).unwrap_or_default();
+        let keep_room = self.keep.saturating_sub(self.data.len());
+        self.data
+            .extend_from_slice(part.get(..keep_room.min(part.len())).unwrap_or_default());
+        self.decoded = self.decoded.saturating_add(n as u64);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A streaming content decoder.
+pub(crate) enum Decoder {
+    /// Deflate whose wrapping (zlib or raw) is decided by the first bytes.
+    Undecided(Sink),
+    Gzip(GzDecoder<Sink>),
+    Zlib(ZlibDecoder<Sink>),
+    Raw(DeflateDecoder<Sink>),
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Decoder")
+    }
+}
+
+impl Decoder {
+    pub fn new(enc: Encoding, s: &HttpSettings) -> Option<Box<Decoder>> {
+        if !s.decode_content || s.max_body_bytes == 0 {
+            return None;
+        }
+        let sink = Sink {
+            data: Vec::new(),
+            keep: s.max_body_bytes,
+            decoded: 0,
+            limit: s.max_decoded_body_bytes as u64,
+            hit_limit: false,
+        };
+        match enc {
+            Encoding::Identity => None,
+            Encoding::Gzip => Some(Box::new(Decoder::Gzip(GzDecoder::new(sink)))),
+            Encoding::Deflate => Some(Box::new(Decoder::Undecided(sink))),
+        }
+    }
+
+    fn sink(&mut self) -> &mut Sink {
+        match self {
+            Decoder::Undecided(s) => s,
+            Decoder::Gzip(d) => d.get_mut(),
+            Decoder::Zlib(d) => d.get_mut(),
+            Decoder::Raw(d) => d.get_mut(),
+        }
+    }
+
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Decoder::Undecided(_) => Ok(0),
+            Decoder::Gzip(d) => d.write(buf),
+            Decoder::Zlib(d) => d.write(buf),
+            Decoder::Raw(d) => d.write(buf),
+        }
+    }
+
+    fn try_finish(&mut self) -> std::io::Result<()> {
+        match self {
+            Decoder::Undecided(_) => Ok(()),
+            Decoder::Gzip(d) => d.try_finish(),
+            Decoder::Zlib(d) => d.try_finish(),
+            Decoder::Raw(d) => d.try_finish(),
+        }
+    }
+}
+
+/// A body being received: its record, decoder, and whether decoding stopped.
+#[derive(Debug, Default)]
+pub(crate) struct BodyState {
+    pub decoder: Option<Box<Decoder>>,
+    /// Decoding failed or hit its limit; later bytes are only counted.
+    pub stopped: bool,
+}
+
+impl BodyState {
+    pub fn new(enc: Encoding, s: &HttpSettings, body: &mut Body) -> BodyState {
+        let decoder = Decoder::new(enc, s);
+        if decoder.is_some() {
+            body.content_encoding = enc.name().map(str::to_string);
+        }
+        BodyState {
+            decoder,
+            stopped: false,
+        }
+    }
+
+    /// Takes body payload bytes.
+    pub fn write(
+        &mut self,
+        body: &mut Body,
+        data: &[u8],
+        s: &HttpSettings,
+        stats: &mut HttpStats,
+        annot: &mut Annot,
+    ) {
+        if data.is_empty() {
+            return;
+        }
+        body.wire_len = body.wire_len.saturating_add(data.len() as u64);
+        let Some(dec) = self.decoder.as_mut() else {
+            let room = s.max_body_bytes.saturating_sub(body.data.len());
+            let n = room.min(data.len());
+            body.data
+                .extend_from_slice(data.get(..n).unwrap_or_default());
+            let dropped = data.len().saturating_sub(n);
+            if dropped > 0 {
+                body.data_truncated = true;
+                stats.body_bytes_not_kept =
+                    stats.body_bytes_not_kept.saturating_add(dropped as u64);
+            }
+            return;
+        };
+        if self.stopped {
+            return;
+        }
+        if let Decoder::Undecided(sink) = dec.as_mut() {
+            // zlib header: CM = 8 and the 16-bit header a multiple of 31.
+            let zlib = match data {
+                [a, b, ..] => a & 0x0f == 8 && (u16::from(*a) * 256 + u16::from(*b)) % 31 == 0,
+                [a] => a & 0x0f == 8,
+                [] => false,
+            };
+            let sink = std::mem::replace(
+                sink,
+                Sink {
+                    data: Vec::new(),
+                    keep: 0,
+                    decoded: 0,
+                    limit: 0,
+                    hit_limit: false,
+                },
+            );
+            **dec = if zlib {
+                Decoder::Zlib(ZlibDecoder::new(sink))
+            } else {
+                Decoder::Raw(DeflateDecoder::new(sink))
+            };
+        }
+        let mut rest = data;
+        while !rest.is_empty() {
+            match dec.write(rest) {
+                // The compressed stream ended; trailing bytes are ignored.
+                Ok(0) => break,
+                Ok(n) => rest = rest.get(n..).unwrap_or_default(),
+                Err(_) => {
+                    self.stop(annot, stats);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn stop(&mut self, annot: &mut Annot, stats: &mut HttpStats) {
+        self.stopped = true;
+        let hit = self.decoder.as_mut().is_some_and(|d| d.sink().hit_limit);
+        if hit {
+            annot.anomaly(Anomaly::DecompressionLimit);
+            stats.decompression_limit_hits = stats.decompression_limit_hits.saturating_add(1);
+        } else {
+            annot.anomaly(Anomaly::DecompressionError);
+            stats.decompression_errors = stats.decompression_errors.saturating_add(1);
+        }
+    }
+
+    /// Bytes were lost: decoding cannot continue.
+    pub fn lost(&mut self, body: &mut Body, len: u64) {
+        body.wire_len = body.wire_len.saturating_add(len);
+        body.data_truncated = true;
+        if self.decoder.is_some() {
+            self.stopped = true;
+        }
+    }
+
+    /// The body ended (complete or not): finish decoding, fill the lengths.
+    pub fn finish(
+        mut self,
+        body: &mut Body,
+        complete: bool,
+        stats: &mut HttpStats,
+        annot: &mut Annot,
+    ) {
+        let Some(mut dec) = self.decoder.take() else {
+            body.decoded_len = body.wire_len;
+            return;
+        };
+        if !self.stopped && body.wire_len > 0 && dec.try_finish().is_err() {
+            if complete {
+                self.decoder = Some(dec);
+                self.stop(annot, stats);
+                dec = match self.decoder.take() {
+                    Some(d) => d,
+                    None => return,
+                };
+            } else {
+                body.data_truncated = true;
+            }
+        }
+        let sink = dec.sink();
+        body.decoded_len = sink.decoded;
+        body.data = std::mem::take(&mut sink.data);
+        if self.stopped || body.decoded_len > body.data.len() as u64 {
+            body.data_truncated = true;
+        }
+        if body.decoded_len > body.data.len() as u64 {
+            let extra = body.decoded_len.saturating_sub(body.data.len() as u64);
+            stats.body_bytes_not_kept = stats.body_bytes_not_kept.saturating_add(extra);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use flate2::write::{DeflateEncoder, GzEncoder, ZlibEncoder};
+    use flate2::Compression;
+
+    fn run(f: &mut Framing, data: &[u8]) -> (Step, Vec<u8>) {
+        let mut out = Vec::new();
+        let st = advance(f, data, |d| out.extend_from_slice(d));
+        (st, out)
+    }
+
+    #[test]
+    fn chunked_with_extensions_and_trailers() {
+        let mut f = Framing::Chunked(Chunk::START);
+        let (st, out) = run(
+            &mut f,
+            b"5;ext=1\r\nhello\r\n6 ; x\r\n world\r\n0\r\nX-T: 1\r\n\r\nNEXT",
+        );
+        assert_eq!(out, b"hello world");
+        assert_eq!(st, Step::Done(44));
+    }
+
+    #[test]
+    fn chunked_byte_by_byte() {
+        let input = b"3\r\nabc\r\n0\r\n\r\n";
+        let mut f = Framing::Chunked(Chunk::START);
+        let mut out = Vec::new();
+        for (i, b) in input.iter().enumerate() {
+            let st = advance(&mut f, std::slice::from_ref(b), |d| {
+                out.extend_from_slice(d)
+            });
+            if i + 1 == input.len() {
+                assert_eq!(st, Step::Done(1));
+            } else {
+                assert_eq!(st, Step::More(1));
+            }
+        }
+        assert_eq!(out, b"abc");
+    }
+
+    #[test]
+    fn chunk_size_overflow_is_invalid() {
+        let mut f = Framing::Chunked(Chunk::START);
+        let (st, _) = run(&mut f, b"10000000000000000\r\n");
+        assert!(matches!(st, Step::Invalid(_)));
+        let mut f = Framing::Chunked(Chunk::START);
+        assert!(matches!(run(&mut f, b"zz\r\n").0, Step::Invalid(_)));
+    }
+
+    #[test]
+    fn length_framing() {
+        let mut f = Framing::Length(3);
+        assert_eq!(run(&mut f, b"ab").0, Step::More(2));
+        assert_eq!(run(&mut f, b"cd").0, Step::Done(1));
+    }
+
+    fn decode(enc: Encoding, wire: &[u8], s: &HttpSettings) -> (Body, Annot) {
+        let mut body = Body::default();
+        let mut st = BodyState::new(enc, s, &mut body);
+        let mut stats = HttpStats::default();
+        let mut a = Annot::default();
+        for part in wire.chunks(7) {
+            st.write(&mut body, part, s, &mut stats, &mut a);
+        }
+        st.finish(&mut body, true, &mut stats, &mut a);
+        (body, a)
+    }
+
+    #[test]
+    fn gzip_zlib_and_raw_deflate() {
+        let s = HttpSettings::default();
+        let plain = b"hello hello hello hello";
+        let mut g = GzEncoder::new(Vec::new(), Compression::default());
+        g.write_all(plain).unwrap();
+        let (b, a) = decode(Encoding::Gzip, &g.finish().unwrap(), &s);
+        assert_eq!(b.data, plain);
+        assert_eq!(b.decoded_len, plain.len() as u64);
+        assert_eq!(a, Annot::default());
+        let mut z = ZlibEncoder::new(Vec::new(), Compression::default());
+        z.write_all(plain).unwrap();
+        assert_eq!(
+            decode(Encoding::Deflate, &z.finish().unwrap(), &s).0.data,
+            plain
+        );
+        let mut r = DeflateEncoder::new(Vec::new(), Compression::default());
+        r.write_all(plain).unwrap();
+        assert_eq!(
+            decode(Encoding::Deflate, &r.finish().unwrap(), &s).0.data,
+            plain
+        );
+    }
+
+    #[test]
+    fn gzip_bomb_is_capped() {
+        let s = HttpSettings {
+            max_body_bytes: 1000,
+            max_decoded_body_bytes: 100_000,
+            ..HttpSettings::default()
+        };
+        let mut g = GzEncoder::new(Vec::new(), Compression::best());
+        g.write_all(&vec![0u8; 10_000_000]).unwrap();
+        let wire = g.finish().unwrap();
+        let (b, a) = decode(Encoding::Gzip, &wire, &s);
+        assert_eq!(b.data.len(), 1000);
+        assert_eq!(b.decoded_len, 100_000);
+        assert!(b.data_truncated);
+        assert!(a.has(Anomaly::DecompressionLimit));
+        assert_eq!(b.wire_len, wire.len() as u64);
+    }
+
+    #[test]
+    fn bad_gzip_is_an_error_but_counted() {
+        let s = HttpSettings::default();
+        let (b, a) = decode(Encoding::Gzip, b"this is not gzip at all", &s);
+        assert!(a.has(Anomaly::DecompressionError));
+        assert_eq!(b.wire_len, 23);
+    }
+}

@@ -1,0 +1,710 @@
+//! Message heads: start lines (parsed here, leniently, so that lower-case
+//! versions, missing URIs and HTTP/0.9 lines are understood), header blocks
+//! (`httparse::parse_headers` on the fast path, a lenient line parser when
+//! httparse refuses: obs-fold, invalid lines, more fields than the stack array),
+//! framing facts taken from the headers, and the scanners that find the next
+//! plausible message start when resynchronising. Pure functions over borrowed
+//! bytes; nothing here keeps state or allocates except the owned `Headers`.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
+use super::Annot;
+use crate::config::HttpSettings;
+use crate::exchange::{Anomaly, Headers, HttpVersion};
+use memchr::{memchr, memmem};
+
+/// Header fields parsed by httparse at once; longer blocks go to the lenient parser.
+const FAST_HEADERS: usize = 96;
+
+/// Longest method token accepted as a message start when resynchronising.
+const MAX_METHOD_LEN: usize = 32;
+
+/// A parsed request line, borrowing from the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RequestLine<'a> {
+    pub method: &'a [u8],
+    pub target: &'a [u8],
+    pub version: HttpVersion,
+    /// Version token not exactly `HTTP/1.0` or `HTTP/1.1`.
+    pub nonstandard: bool,
+}
+
+/// A parsed status line, borrowing from the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StatusLine<'a> {
+    pub version: HttpVersion,
+    pub status: u16,
+    pub reason: &'a [u8],
+    pub nonstandard: bool,
+}
+
+/// The line at the start of `v` without its line ending, and the length
+/// including the LF; `None` while no LF has arrived.
+pub(crate) fn first_line(v: &[u8]) -> Option<(&[u8], usize)> {
+    let lf = memchr(b'\n', v)?;
+    let line = v.get(..lf).unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    Some((line, lf.saturating_add(1)))
+}
+
+/// Offset just past the empty line ending the header block, searching LF
+/// positions from `from` (a resume point; pass 0 the first time).
+pub(crate) fn find_head_end(v: &[u8], from: usize) -> Option<usize> {
+    let tail = v.get(from..)?;
+    for lf in memchr::memchr_iter(b'\n', tail) {
+        let i = from.saturating_add(lf);
+        match (v.get(i.saturating_add(1)), v.get(i.saturating_add(2))) {
+            (Some(b'\n'), _) => return Some(i.saturating_add(2)),
+            (Some(b'\r'), Some(b'\n')) => return Some(i.saturating_add(3)),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Where a resumed `find_head_end` may start without missing a terminator.
+pub(crate) fn head_scan_resume(len: usize) -> usize {
+    len.saturating_sub(3)
+}
+
+pub(crate) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_ws(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = s {
+        if is_ws(*first) {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    while let [rest @ .., last] = s {
+        if is_ws(*last) || *last == b'\r' {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    s
+}
+
+/// `HTTP/x.y` (any case) → version and whether it was non-standard.
+fn parse_version(tok: &[u8]) -> Option<(HttpVersion, bool)> {
+    let prefix = tok.get(..5)?;
+    if !prefix.eq_ignore_ascii_case(b"HTTP/") {
+        return None;
+    }
+    let lower = prefix != b"HTTP/";
+    let rest = tok.get(5..).unwrap_or_default();
+    let v = match rest {
+        b"1.1" => HttpVersion::Http11,
+        b"1.0" => HttpVersion::Http10,
+        b"0.9" => return Some((HttpVersion::Http09, true)),
+        [d, ..] if d.is_ascii_digit() => return Some((HttpVersion::Http11, true)),
+        _ => return None,
+    };
+    Some((v, lower))
+}
+
+/// A target that makes a versionless line a plausible HTTP/0.9 request.
+fn plausible_09_target(t: &[u8]) -> bool {
+    matches!(t.first(), Some(b'/') | Some(b'*')) || memmem::find(t, b"://").is_some()
+}
+
+/// Request line, leniently: several spaces between parts, a target with
+/// spaces, no target at all (`GET HTTP/1.1`), no version (HTTP/0.9).
+pub(crate) fn parse_request_line(line: &[u8]) -> Option<RequestLine<'_>> {
+    let line = trim(line);
+    let sp = line.iter().position(|&b| is_ws(b)).unwrap_or(line.len());
+    let method = line.get(..sp)?;
+    if !method.first().is_some_and(u8::is_ascii_alphabetic) || !method.iter().all(|&b| is_tchar(b))
+    {
+        return None;
+    }
+    let rest = trim(line.get(sp..).unwrap_or_default());
+    if rest.is_empty() {
+        return None;
+    }
+    let last_sp = rest.iter().rposition(|&b| is_ws(b));
+    let last = match last_sp {
+        Some(i) => rest.get(i.saturating_add(1)..).unwrap_or_default(),
+        None => rest,
+    };
+    if let Some((version, nonstandard)) = parse_version(last) {
+        let target = match last_sp {
+            Some(i) => trim(rest.get(..i).unwrap_or_default()),
+            None => &[][..],
+        };
+        return Some(RequestLine {
+            method,
+            target,
+            version,
+            nonstandard,
+        });
+    }
+    if last_sp.is_some() || !plausible_09_target(rest) {
+        return None;
+    }
+    Some(RequestLine {
+        method,
+        target: rest,
+        version: HttpVersion::Http09,
+        nonstandard: false,
+    })
+}
+
+/// Status line `HTTP/x.y SP 3DIGIT [SP reason]`, version in any case.
+pub(crate) fn parse_status_line(line: &[u8]) -> Option<StatusLine<'_>> {
+    let sp = line.iter().position(|&b| is_ws(b))?;
+    let (version, nonstandard) = parse_version(line.get(..sp)?)?;
+    let rest = trim(line.get(sp..).unwrap_or_default());
+    let code = rest.get(..3)?;
+    if !code.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let after = rest.get(3..).unwrap_or_default();
+    if let Some(&b) = after.first() {
+        if !is_ws(b) {
+            return None;
+        }
+    }
+    let status = code.iter().fold(0u16, |a, &d| {
+        a.saturating_mul(10).saturating_add(u16::from(d - b'0'))
+    });
+    Some(StatusLine {
+        version,
+        status,
+        reason: trim(after),
+        nonstandard,
+    })
+}
+
+/// Could `v` (possibly incomplete) begin a status line? Used to decide early
+/// that a server direction does not start with `HTTP/`.
+pub(crate) fn may_start_status(v: &[u8]) -> bool {
+    let n = v.len().min(5);
+    match (v.get(..n), b"HTTP/".get(..n)) {
+        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+        _ => false,
+    }
+}
+
+/// Could `v` (possibly incomplete) begin a request line? A method token then a space.
+pub(crate) fn may_start_request(v: &[u8]) -> bool {
+    for (i, &b) in v.iter().enumerate() {
+        if is_ws(b) {
+            return i > 0;
+        }
+        if !is_tchar(b) || i >= MAX_METHOD_LEN {
+            return false;
+        }
+    }
+    true
+}
+
+/// Result of scanning for a message start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scan {
+    /// A verified start at this offset.
+    Found(usize),
+    /// Nothing before this offset can start a message; what follows might.
+    Keep(usize),
+}
+
+fn is_method_byte(b: u8) -> bool {
+    b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+}
+
+/// Next plausible request line start in `v`: `METHOD SP target SP HTTP/d.d`
+/// then a line end, the method in upper case (possibly in the middle of a
+/// line, after garbage). `keep_max` bounds how much of an incomplete last line
+/// is kept for the next call.
+pub(crate) fn scan_request_start(v: &[u8], keep_max: usize) -> Scan {
+    for h in memmem::find_iter(v, b" HTTP/") {
+        let ver = v.get(h.saturating_add(1)..).unwrap_or_default();
+        let ok = match ver {
+            [_, _, _, _, _, a, b'.', c, e, ..] => {
+                a.is_ascii_digit() && c.is_ascii_digit() && (*e == b'\r' || *e == b'\n')
+            }
+            _ => {
+                // Incomplete: keep from the start of this line.
+                let ls = v.get(..h).and_then(|s| memchr::memrchr(b'\n', s));
+                return Scan::Keep(ls.map_or(0, |i| i.saturating_add(1)));
+            }
+        };
+        if !ok {
+            continue;
+        }
+        let line_start = v
+            .get(..h)
+            .and_then(|s| memchr::memrchr(b'\n', s))
+            .map_or(0, |i| i.saturating_add(1));
+        let before = v.get(line_start..h).unwrap_or_default();
+        // Walk back over the target, then one or more spaces, then the method.
+        let t_start = before.iter().rposition(|&b| is_ws(b));
+        let Some(t_start) = t_start else {
+            // `GET HTTP/1.1`: the word before the version is the method.
+            if let Some(m) = method_suffix_start(before) {
+                return Scan::Found(line_start.saturating_add(m));
+            }
+            continue;
+        };
+        let mut end = t_start;
+        while end > 0 && before.get(end.saturating_sub(1)).is_some_and(|&b| is_ws(b)) {
+            end -= 1;
+        }
+        let head = before.get(..end).unwrap_or_default();
+        if let Some(m) = method_suffix_start(head) {
+            return Scan::Found(line_start.saturating_add(m));
+        }
+    }
+    // No candidate: keep the last incomplete line, bounded.
+    let ls = memchr::memrchr(b'\n', v).map_or(0, |i| i.saturating_add(1));
+    let keep_from = ls.max(v.len().saturating_sub(keep_max));
+    Scan::Keep(keep_from)
+}
+
+/// Start of a method token ending `s` (upper case, digits, `-`, `_`).
+fn method_suffix_start(s: &[u8]) -> Option<usize> {
+    let start = s
+        .iter()
+        .rposition(|&b| !is_method_byte(b))
+        .map_or(0, |i| i.saturating_add(1));
+    let m = s.get(start..)?;
+    let len_ok = (2..=MAX_METHOD_LEN).contains(&m.len());
+    (len_ok && m.first().is_some_and(u8::is_ascii_uppercase)).then_some(start)
+}
+
+/// Next plausible status line start: `HTTP/d.d SP ddd` (either case).
+pub(crate) fn scan_status_start(v: &[u8]) -> Scan {
+    let mut from = 0usize;
+    loop {
+        let rest = v.get(from..).unwrap_or_default();
+        let hit = memchr::memchr2(b'H', b'h', rest);
+        let Some(h) = hit else {
+            return Scan::Keep(v.len());
+        };
+        let at = from.saturating_add(h);
+        let cand = v.get(at..).unwrap_or_default();
+        match cand {
+            [p0, p1, p2, p3, b'/', a, b'.', c, b' ', d0, d1, d2, ..] => {
+                if [*p0, *p1, *p2, *p3].eq_ignore_ascii_case(b"HTTP")
+                    && a.is_ascii_digit()
+                    && c.is_ascii_digit()
+                    && d0.is_ascii_digit()
+                    && d1.is_ascii_digit()
+                    && d2.is_ascii_digit()
+                {
+                    return Scan::Found(at);
+                }
+            }
+            _ => {
+                if cand.len() < 12 && may_start_status(cand) {
+                    return Scan::Keep(at);
+                }
+            }
+        }
+        from = at.saturating_add(1);
+    }
+}
+
+/// Framing facts gathered from one header block.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct HeadInfo {
+    pub content_length: Option<u64>,
+    pub cl_invalid: bool,
+    pub te_present: bool,
+    pub te_chunked: bool,
+    pub encoding: Encoding,
+    pub upgrade: bool,
+}
+
+/// Content-Encoding the body decoder understands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    #[default]
+    Identity,
+    Gzip,
+    Deflate,
+}
+
+impl Encoding {
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Encoding::Identity => None,
+            Encoding::Gzip => Some("gzip"),
+            Encoding::Deflate => Some("deflate"),
+        }
+    }
+}
+
+/// Parses one Content-Length value (possibly a list) into `info`.
+fn content_length(info: &mut HeadInfo, value: &[u8], annot: &mut Annot) {
+    for part in value.split(|&b| b == b',') {
+        let p = trim(part);
+        let parsed = if p.is_empty() || !p.iter().all(u8::is_ascii_digit) {
+            None
+        } else {
+            // Like Zeek, a length must fit an i64: larger ones are invalid.
+            p.iter()
+                .try_fold(0u64, |a, &d| {
+                    a.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+                })
+                .filter(|&n| n <= i64::MAX as u64)
+        };
+        match parsed {
+            None => {
+                info.cl_invalid = true;
+                annot.anomaly(Anomaly::InvalidContentLength);
+                annot.parse_error = true;
+            }
+            Some(n) => {
+                if p.len() > 1 && p.first() == Some(&b'0') {
+                    annot.anomaly(Anomaly::ContentLengthLeadingZeros);
+                }
+                match info.content_length {
+                    Some(prev) if prev != n => {
+                        annot.anomaly(Anomaly::ConflictingContentLength);
+                        annot.parse_error = true;
+                    }
+                    Some(_) => {}
+                    None => info.content_length = Some(n),
+                }
+            }
+        }
+    }
+}
+
+fn transfer_encoding(info: &mut HeadInfo, value: &[u8], annot: &mut Annot) {
+    info.te_present = true;
+    let mut codings = 0u32;
+    let mut last_chunked = false;
+    for part in value.split(|&b| b == b',') {
+        let p = trim(part);
+        if p.is_empty() {
+            continue;
+        }
+        codings = codings.saturating_add(1);
+        last_chunked = p.eq_ignore_ascii_case(b"chunked");
+        if last_chunked {
+            info.te_chunked = true;
+        }
+    }
+    // Several codings, or chunked not last (`chunked, identity`): accepted
+    // as chunked like Zeek, but flagged.
+    if codings != 1 || !last_chunked {
+        annot.anomaly(Anomaly::UnusualTransferEncoding);
+    }
+}
+
+fn content_encoding(info: &mut HeadInfo, value: &[u8]) {
+    let v = trim(value);
+    info.encoding = if v.eq_ignore_ascii_case(b"gzip") || v.eq_ignore_ascii_case(b"x-gzip") {
+        Encoding::Gzip
+    } else if v.eq_ignore_ascii_case(b"deflate") {
+        Encoding::Deflate
+    } else {
+        Encoding::Identity
+    };
+}
+
+/// Keeps one field and notes what framing needs from it.
+fn field(
+    name: &[u8],
+    value: &[u8],
+    headers: &mut Headers,
+    info: &mut HeadInfo,
+    s: &HttpSettings,
+    annot: &mut Annot,
+) {
+    headers.push(name, value, s.max_headers, s.max_header_bytes);
+    match name.len() {
+        14 if name.eq_ignore_ascii_case(b"content-length") => content_length(info, value, annot),
+        17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+            transfer_encoding(info, value, annot)
+        }
+        16 if name.eq_ignore_ascii_case(b"content-encoding") => content_encoding(info, value),
+        7 if name.eq_ignore_ascii_case(b"upgrade") => info.upgrade = true,
+        _ => {}
+    }
+}
+
+/// Parses the header block `block` (from the line after the start line to the
+/// end of the empty line) into `headers` and returns the framing facts.
+pub(crate) fn parse_header_block(
+    block: &[u8],
+    headers: &mut Headers,
+    s: &HttpSettings,
+    annot: &mut Annot,
+) -> HeadInfo {
+    let mut info = HeadInfo::default();
+    let mut arr = [httparse::EMPTY_HEADER; FAST_HEADERS];
+    if let Ok(httparse::Status::Complete((_, hs))) = httparse::parse_headers(block, &mut arr) {
+        let bytes: usize = hs
+            .iter()
+            .map(|h| h.name.len().saturating_add(h.value.len()))
+            .sum();
+        *headers =
+            Headers::with_capacity(hs.len().min(s.max_headers), bytes.min(s.max_header_bytes));
+        for h in hs {
+            field(h.name.as_bytes(), h.value, headers, &mut info, s, annot);
+        }
+    } else {
+        parse_lenient(block, headers, &mut info, s, annot);
+    }
+    let total = headers.len().saturating_add(headers.dropped as usize);
+    if total > s.max_headers {
+        annot.anomaly(Anomaly::TooManyHeaders);
+        annot.truncated = true;
+    }
+    info
+}
+
+/// Line-by-line header parsing for what httparse refuses: obs-fold lines are
+/// joined to the previous value, lines without a colon are skipped, names
+/// with trailing spaces are trimmed; each case is flagged.
+fn parse_lenient(
+    block: &[u8],
+    headers: &mut Headers,
+    info: &mut HeadInfo,
+    s: &HttpSettings,
+    annot: &mut Annot,
+) {
+    let mut cur_name: &[u8] = &[];
+    let mut cur_val: Vec<u8> = Vec::new();
+    let mut have = false;
+    let mut rest = block;
+    while !rest.is_empty() {
+        let (line, n) = match first_line(rest) {
+            Some(x) => x,
+            None => (rest.strip_suffix(b"\r").unwrap_or(rest), rest.len()),
+        };
+        rest = rest.get(n..).unwrap_or_default();
+        if line.is_empty() {
+            break;
+        }
+        if line.first().is_some_and(|&b| is_ws(b)) {
+            if have {
+                annot.anomaly(Anomaly::ObsFoldHeader);
+                let t = trim(line);
+                if !t.is_empty() {
+                    if !cur_val.is_empty() {
+                        cur_val.push(b' ');
+                    }
+                    cur_val.extend_from_slice(t);
+                }
+            } else {
+                annot.anomaly(Anomaly::MalformedHeaders);
+            }
+            continue;
+        }
+        if have {
+            field(cur_name, &cur_val, headers, info, s, annot);
+            have = false;
+        }
+        let Some(colon) = memchr(b':', line) else {
+            annot.anomaly(Anomaly::MalformedHeaders);
+            continue;
+        };
+        let raw_name = line.get(..colon).unwrap_or_default();
+        let name = trim(raw_name);
+        if name.is_empty() || name.len() != raw_name.len() || !name.iter().all(|&b| is_tchar(b)) {
+            annot.anomaly(Anomaly::MalformedHeaders);
+            if name.is_empty() {
+                continue;
+            }
+        }
+        cur_name = name;
+        cur_val.clear();
+        cur_val.extend_from_slice(trim(
+            line.get(colon.saturating_add(1)..).unwrap_or_default(),
+        ));
+        have = true;
+    }
+    if have {
+        field(cur_name, &cur_val, headers, info, s, annot);
+    }
+}
+
+/// Percent-decodes `s` (lossy UTF-8); a `%` not followed by two hex digits stays.
+pub(crate) fn percent_decode(s: &[u8]) -> String {
+    if memchr(b'%', s).is_none() {
+        return String::from_utf8_lossy(s).into_owned();
+    }
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0usize;
+    while let Some(&b) = s.get(i) {
+        if b == b'%' {
+            let hex = |o: usize| {
+                s.get(i.saturating_add(o))
+                    .and_then(|c| (*c as char).to_digit(16))
+            };
+            if let (Some(h), Some(l)) = (hex(1), hex(2)) {
+                out.push((h * 16 + l) as u8);
+                i = i.saturating_add(3);
+                continue;
+            }
+        }
+        out.push(b);
+        i = i.saturating_add(1);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Path and query of a request target: origin-form as is, absolute-form
+/// (`http://host/x?q`, any scheme case) from the first `/` after the authority.
+pub(crate) fn split_target(t: &[u8]) -> (&[u8], Option<&[u8]>) {
+    let mut path = t;
+    if let Some(p) = memmem::find(t, b"://") {
+        let scheme = t.get(..p).unwrap_or_default();
+        if !scheme.is_empty()
+            && scheme
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
+        {
+            let after = t.get(p.saturating_add(3)..).unwrap_or_default();
+            let end = after
+                .iter()
+                .position(|&b| b == b'/' || b == b'?')
+                .unwrap_or(after.len());
+            path = after.get(end..).unwrap_or_default();
+        }
+    }
+    match memchr(b'?', path) {
+        Some(q) => (
+            path.get(..q).unwrap_or_default(),
+            Some(path.get(q.saturating_add(1)..).unwrap_or_default()),
+        ),
+        None => (path, None),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines() {
+        let r = parse_request_line(b"GET /a?b HTTP/1.1").unwrap();
+        assert_eq!(
+            (r.method, r.target, r.version),
+            (&b"GET"[..], &b"/a?b"[..], HttpVersion::Http11)
+        );
+        let r = parse_request_line(b"GET   /a   HTTP/1.0").unwrap();
+        assert_eq!(r.target, b"/a");
+        assert_eq!(r.version, HttpVersion::Http10);
+        let r = parse_request_line(b"GET HTTP/1.1").unwrap();
+        assert_eq!(r.target, b"");
+        let r = parse_request_line(b"GET /x").unwrap();
+        assert_eq!(r.version, HttpVersion::Http09);
+        let r = parse_request_line(b"get /x http/1.1").unwrap();
+        assert!(r.nonstandard);
+        assert!(parse_request_line(b"hello world").is_none());
+        assert!(parse_request_line(b".... GET /txt HTTP/1.1").is_none());
+        assert!(parse_request_line(b"").is_none());
+    }
+
+    #[test]
+    fn status_lines() {
+        let s = parse_status_line(b"HTTP/1.1 200 OK").unwrap();
+        assert_eq!(
+            (s.status, s.reason, s.nonstandard),
+            (200, &b"OK"[..], false)
+        );
+        let s = parse_status_line(b"http/1.1 200 OK").unwrap();
+        assert!(s.nonstandard);
+        assert_eq!(parse_status_line(b"HTTP/1.0 404").unwrap().status, 404);
+        assert!(parse_status_line(b"HTTP/1.1 20 OK").is_none());
+        assert!(parse_status_line(b"HTTX/1.1 200 OK").is_none());
+    }
+
+    #[test]
+    fn head_end_bare_lf_and_crlf() {
+        assert_eq!(
+            find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nX", 0),
+            Some(24)
+        );
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\nA: b\n\nX", 0), Some(21));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n", 0), None);
+    }
+
+    #[test]
+    fn scanners() {
+        assert_eq!(
+            scan_request_start(b".... GET /txt HTTP/1.1\r\n", 100),
+            Scan::Found(5)
+        );
+        assert_eq!(
+            scan_request_start(b"xx\nPOST /a HTTP/1.0\n", 100),
+            Scan::Found(3)
+        );
+        assert_eq!(
+            scan_request_start(b"junk\nGET /a HTTP/1", 100),
+            Scan::Keep(5)
+        );
+        assert_eq!(scan_request_start(b"junk junk", 100), Scan::Keep(0));
+        assert_eq!(scan_status_start(b"abc HTTP/1.1 200 OK"), Scan::Found(4));
+        assert_eq!(scan_status_start(b"abcHTTP/1."), Scan::Keep(3));
+        assert_eq!(scan_status_start(b"abcdef"), Scan::Keep(6));
+    }
+
+    #[test]
+    fn content_length_cases() {
+        let s = HttpSettings::default();
+        let mut a = Annot::default();
+        let mut h = Headers::default();
+        let i = parse_header_block(b"Content-Length: 0005\r\n\r\n", &mut h, &s, &mut a);
+        assert_eq!(i.content_length, Some(5));
+        assert!(a.has(Anomaly::ContentLengthLeadingZeros));
+        for bad in [
+            &b"-1"[..],
+            b"18446744073709551615",
+            b"99999999999999999999",
+            b"abc",
+        ] {
+            let mut a = Annot::default();
+            let mut block = b"Content-Length: ".to_vec();
+            block.extend_from_slice(bad);
+            block.extend_from_slice(b"\r\n\r\n");
+            let i = parse_header_block(&block, &mut Headers::default(), &s, &mut a);
+            assert!(i.cl_invalid && a.has(Anomaly::InvalidContentLength));
+        }
+        let mut a = Annot::default();
+        parse_header_block(
+            b"Content-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            &mut Headers::default(),
+            &s,
+            &mut a,
+        );
+        assert!(a.has(Anomaly::ConflictingContentLength));
+    }
+
+    #[test]
+    fn obs_fold_joins_value() {
+        let s = HttpSettings::default();
+        let mut a = Annot::default();
+        let mut h = Headers::default();
+        let i = parse_header_block(
+            b"Host: t\r\nTransfer-Encoding:\r\n chunked\r\n\r\n",
+            &mut h,
+            &s,
+            &mut a,
+        );
+        assert!(i.te_chunked);
+        assert!(a.has(Anomaly::ObsFoldHeader));
+        assert_eq!(h.get("transfer-encoding"), Some(&b"chunked"[..]));
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(split_target(b"/a/b?x=1"), (&b"/a/b"[..], Some(&b"x=1"[..])));
+        assert_eq!(split_target(b"HTTP://bro.org/"), (&b"/"[..], None));
+        assert_eq!(split_target(b"http://h"), (&b""[..], None));
+        assert_eq!(percent_decode(b"/a%20b%"), "/a b%");
+    }
+}

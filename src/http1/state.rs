@@ -1,0 +1,1676 @@
+//! `HttpConnection`: the per-connection state machine. Each direction is in
+//! one phase (looking for a message start, resynchronising, in a body, or
+//! tunnelled); requests wait in a bounded queue for their responses, and an
+//! exchange is emitted when the oldest request and its response are both
+//! complete, so exchanges leave in request order even when the server
+//! answers before the upload ends.
+//!
+//! Idle cost: two small direction records and an empty `VecDeque`; the head
+//! buffer of a direction is only allocated while a head is split across
+//! calls and freed as soon as it is parsed. A head that arrives whole is
+//! parsed straight from the caller's slice.
+//!
+//! Gaps and pairing: a gap inside a body of known remaining length (or a
+//! close-delimited body) is accounted and parsing stays in sync. Any other gap
+//! cuts the message in progress (flagged `gap` + `truncated`) and the
+//! direction resynchronises on the next plausible start line. When a gap
+//! starts at a message boundary, at least the start of one message was lost:
+//! on the server side the oldest unanswered request is taken to have been
+//! answered by that lost response (emitted unanswered, with `gap`), so the
+//! responses after the gap pair with the requests they answer; on the client
+//! side a placeholder request is queued so the lost request's response pairs
+//! with it (emitted with `request: None` and `gap`). This assumes one message
+//! per lost region, which is exact for the common single lost segment.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
+use super::body::{advance, BodyState, Chunk, Framing, Step};
+use super::parser::{
+    find_head_end, first_line, head_scan_resume, may_start_request, may_start_status,
+    parse_header_block, parse_request_line, parse_status_line, percent_decode, scan_request_start,
+    scan_status_start, split_target, HeadInfo, Scan,
+};
+use super::{Annot, ConnInfo, HttpContext};
+use crate::exchange::{
+    Anomaly, Body, Direction, Exchange, ExchangeFlags, Headers, HttpVersion, Request, Response,
+    Timestamp,
+};
+use std::collections::VecDeque;
+
+/// Bytes of an incomplete line kept while resynchronising on requests.
+const RESYNC_KEEP: usize = 8192;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Phase {
+    /// Expecting a message start.
+    #[default]
+    Start,
+    /// Skipping bytes until a plausible message start.
+    Resync,
+    Body(Framing),
+    /// Opaque bytes after CONNECT or Upgrade.
+    Tunnel,
+}
+
+/// One direction of the connection.
+#[derive(Debug, Default)]
+struct Dir {
+    phase: Phase,
+    /// Partial head (or partial line while resynchronising); empty and
+    /// unallocated otherwise.
+    buf: Vec<u8>,
+    /// Where the head-end search resumes in `buf`.
+    scan_from: usize,
+    /// Time of the first byte of the message being accumulated.
+    msg_ts: Timestamp,
+    /// Flags and anomalies for the next message of this direction.
+    carry: Annot,
+    body: BodyState,
+    fin: bool,
+}
+
+impl Dir {
+    fn clear_buf(&mut self) {
+        self.buf = Vec::new();
+        self.scan_from = 0;
+    }
+}
+
+/// A response being received, or received and waiting for its request to end.
+#[derive(Debug)]
+struct RespCur {
+    resp: Response,
+    annot: Annot,
+    /// A request was waiting when the status line arrived.
+    paired: bool,
+    tunnel: bool,
+}
+
+/// A request in the queue.
+#[derive(Debug)]
+struct Pending {
+    /// `None`: a request lost in a gap, kept so its response pairs with it.
+    req: Option<Request>,
+    annot: Annot,
+    /// The whole request (head and body) has arrived.
+    done: bool,
+    head: bool,
+    connect: bool,
+    http09: bool,
+    resp: Option<Box<RespCur>>,
+    /// Its response was lost in a gap.
+    resp_lost: bool,
+}
+
+impl Pending {
+    fn answered(&self) -> bool {
+        self.resp.is_some() || self.resp_lost
+    }
+}
+
+/// What the start of a direction's bytes holds.
+enum HeadStep {
+    /// Need more bytes; the first `drop` bytes can be discarded.
+    NeedMore { drop: usize },
+    /// Skip `n` bytes (line ends between messages, or resync skipping).
+    Skip { n: usize, counted: bool },
+    /// Not a message start: resynchronise (flagged as garbage).
+    Garbage,
+    /// A complete head of this many bytes.
+    Head(usize),
+    /// The server sends no status line: an HTTP/0.9 response starts here.
+    Http09Response,
+}
+
+/// HTTP/1.x state of one TCP connection.
+#[derive(Debug)]
+pub struct HttpConnection {
+    info: ConnInfo,
+    to_server: Dir,
+    to_client: Dir,
+    pending: VecDeque<Pending>,
+    resp: Option<Box<RespCur>>,
+}
+
+fn target<'a>(
+    dir: Direction,
+    pending: &'a mut VecDeque<Pending>,
+    resp: &'a mut Option<Box<RespCur>>,
+) -> Option<(&'a mut Body, &'a mut Annot, &'a mut Timestamp)> {
+    match dir {
+        Direction::ToServer => {
+            let p = pending.back_mut().filter(|p| !p.done)?;
+            let r = p.req.as_mut()?;
+            Some((&mut r.body, &mut p.annot, &mut r.end_ts))
+        }
+        Direction::ToClient => {
+            let r = resp.as_mut()?;
+            Some((&mut r.resp.body, &mut r.annot, &mut r.resp.end_ts))
+        }
+    }
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+impl HttpConnection {
+    pub fn new(info: ConnInfo) -> Self {
+        HttpConnection {
+            info,
+            to_server: Dir::default(),
+            to_client: Dir::default(),
+            pending: VecDeque::new(),
+            resp: None,
+        }
+    }
+
+    fn dir_mut(&mut self, dir: Direction) -> &mut Dir {
+        match dir {
+            Direction::ToServer => &mut self.to_server,
+            Direction::ToClient => &mut self.to_client,
+        }
+    }
+
+    fn first_unanswered(&self) -> Option<usize> {
+        self.pending.iter().position(|p| !p.answered())
+    }
+
+    /// Next in-order bytes of one direction.
+    pub fn on_data(
+        &mut self,
+        ctx: &mut HttpContext<'_>,
+        dir: Direction,
+        ts: Timestamp,
+        data: &[u8],
+    ) {
+        let mut data = data;
+        let mut stalls = 0u32;
+        while !data.is_empty() {
+            let n = self.step(ctx, dir, ts, data);
+            if n == 0 {
+                // A phase change without consuming; never more than a few in a row.
+                stalls = stalls.saturating_add(1);
+                if stalls > 8 {
+                    break;
+                }
+            } else {
+                stalls = 0;
+            }
+            data = data.get(n..).unwrap_or_default();
+        }
+    }
+
+    fn step(
+        &mut self,
+        ctx: &mut HttpContext<'_>,
+        dir: Direction,
+        ts: Timestamp,
+        data: &[u8],
+    ) -> usize {
+        match self.dir_mut(dir).phase {
+            Phase::Tunnel => {
+                ctx.stats.tunnel_bytes = ctx.stats.tunnel_bytes.saturating_add(data.len() as u64);
+                data.len()
+            }
+            Phase::Body(framing) => self.body_step(ctx, dir, ts, data, framing),
+            Phase::Start | Phase::Resync => self.head_step(ctx, dir, ts, data),
+        }
+    }
+
+    fn body_step(
+        &mut self,
+        ctx: &mut HttpContext<'_>,
+        dir: Direction,
+        ts: Timestamp,
+        data: &[u8],
+        mut framing: Framing,
+    ) -> usize {
+        let HttpConnection {
+            to_server,
+            to_client,
+            pending,
+            resp,
+            ..
+        } = self;
+        let d = match dir {
+            Direction::ToServer => to_server,
+            Direction::ToClient => to_client,
+        };
+        let (mut dummy_body, mut dummy_annot, mut dummy_ts) =
+            (Body::default(), Annot::default(), Timestamp::default());
+        let (body, annot, end_ts) = target(dir, pending, resp).unwrap_or((
+            &mut dummy_body,
+            &mut dummy_annot,
+            &mut dummy_ts,
+        ));
+        let s = ctx.settings;
+        let stats = &mut *ctx.stats;
+        let bstate = &mut d.body;
+        let step = advance(&mut framing, data, |chunk| {
+            bstate.write(body, chunk, s, stats, annot)
+        });
+        *end_ts = ts;
+        match step {
+            Step::More(n) => {
+                d.phase = Phase::Body(framing);
+                n
+            }
+            Step::Done(n) => {
+                d.phase = Phase::Start;
+                self.complete(ctx, dir, true);
+                n
+            }
+            Step::Invalid(n) => {
+                annot.anomaly(Anomaly::InvalidChunkSize);
+                annot.parse_error = true;
+                annot.truncated = true;
+                d.phase = Phase::Resync;
+                self.complete(ctx, dir, false);
+                n
+            }
+        }
+    }
+
+    /// Classifies the bytes at the start of `v` for a direction in Start or Resync.
+    fn scan(&self, dir: Direction, v: &[u8], resync: bool, scan_from: usize) -> HeadStep {
+        if resync {
+            let sc = match dir {
+                Direction::ToServer => scan_request_start(v, RESYNC_KEEP),
+                Direction::ToClient => scan_status_start(v),
+            };
+            match sc {
+                Scan::Found(0) => {}
+                Scan::Found(n) => return HeadStep::Skip { n, counted: true },
+                Scan::Keep(k) => return HeadStep::NeedMore { drop: k },
+            }
+        } else {
+            let lead = v
+                .iter()
+                .take_while(|&&b| matches!(b, b'\r' | b'\n' | b' ' | b'\t'))
+                .count();
+            if lead > 0 {
+                return HeadStep::Skip {
+                    n: lead,
+                    counted: false,
+                };
+            }
+        }
+        let garbage = if resync {
+            // A verified start that does not parse: step over it.
+            HeadStep::Skip {
+                n: 1,
+                counted: true,
+            }
+        } else {
+            HeadStep::Garbage
+        };
+        match dir {
+            Direction::ToServer => {
+                if !may_start_request(v) {
+                    return garbage;
+                }
+                let Some((line, ll)) = first_line(v) else {
+                    return HeadStep::NeedMore { drop: 0 };
+                };
+                match parse_request_line(line) {
+                    None => garbage,
+                    Some(rl) if rl.version == HttpVersion::Http09 => HeadStep::Head(ll),
+                    Some(_) => match find_head_end(v, scan_from.max(ll.saturating_sub(1))) {
+                        Some(e) => HeadStep::Head(e),
+                        None => HeadStep::NeedMore { drop: 0 },
+                    },
+                }
+            }
+            Direction::ToClient => {
+                let idx = self.first_unanswered();
+                let waiting = idx.and_then(|i| self.pending.get(i));
+                if !resync && waiting.is_some_and(|p| p.http09) {
+                    return HeadStep::Http09Response;
+                }
+                if !may_start_status(v) {
+                    if resync {
+                        return garbage;
+                    }
+                    let line_end = memchr::memchr(b'\n', v).unwrap_or(v.len()).min(512);
+                    let head = v.get(..line_end).unwrap_or_default();
+                    let has_status = matches!(scan_status_start(head), Scan::Found(_));
+                    if waiting.is_some() && !has_status {
+                        return HeadStep::Http09Response;
+                    }
+                    return garbage;
+                }
+                let Some((line, ll)) = first_line(v) else {
+                    return HeadStep::NeedMore { drop: 0 };
+                };
+                if parse_status_line(line).is_none() {
+                    return garbage;
+                }
+                match find_head_end(v, scan_from.max(ll.saturating_sub(1))) {
+                    Some(e) => HeadStep::Head(e),
+                    None => HeadStep::NeedMore { drop: 0 },
+                }
+            }
+        }
+    }
+
+    fn skipped(ctx: &mut HttpContext<'_>, n: usize) {
+        ctx.stats.resync_bytes_skipped = ctx.stats.resync_bytes_skipped.saturating_add(n as u64);
+    }
+
+    fn head_step(
+        &mut self,
+        ctx: &mut HttpContext<'_>,
+        dir: Direction,
+        ts: Timestamp,
+        data: &[u8],
+    ) -> usize {
+        let max = ctx.settings.max_header_bytes;
+        let d = self.dir_mut(dir);
+        if d.buf.is_empty() {
+            let resync = d.phase == Phase::Resync;
+            match self.scan(dir, data, resync, 0) {
+                HeadStep::Skip { n, counted } => {
+                    if counted {
+                        Self::skipped(ctx, n);
+                    }
+                    n.max(1).min(data.len())
+                }
+                HeadStep::Garbage => {
+                    let d = self.dir_mut(dir);
+                    d.carry.anomaly(Anomaly::GarbageBeforeMessage);
+                    d.phase = Phase::Resync;
+                    0
+                }
+                HeadStep::Head(len) => {
+                    self.dir_mut(dir).msg_ts = ts;
+                    let head = data.get(..len).unwrap_or_default();
+                    if len > max {
+                        self.too_large(ctx, dir, ts, head);
+                    } else {
+                        self.on_head(ctx, dir, ts, head);
+                    }
+                    len
+                }
+                HeadStep::Http09Response => {
+                    self.start_09_response(ctx, ts);
+                    0
+                }
+                HeadStep::NeedMore { drop } => {
+                    if resync {
+                        Self::skipped(ctx, drop);
+                    }
+                    let rest = data.get(drop..).unwrap_or_default();
+                    if rest.len() > max {
+                        self.too_large(ctx, dir, ts, rest);
+                    } else {
+                        let d = self.dir_mut(dir);
+                        d.msg_ts = ts;
+                        d.buf.extend_from_slice(rest);
+                        d.scan_from = head_scan_resume(rest.len());
+                    }
+                    data.len()
+                }
+            }
+        } else {
+            let room = max.saturating_add(1).saturating_sub(d.buf.len());
+            let take = room.min(data.len());
+            d.buf
+                .extend_from_slice(data.get(..take).unwrap_or_default());
+            self.drain_buf(ctx, dir, ts);
+            take
+        }
+    }
+
+    /// Works through the head buffer after bytes were appended.
+    fn drain_buf(&mut self, ctx: &mut HttpContext<'_>, dir: Direction, ts: Timestamp) {
+        let max = ctx.settings.max_header_bytes;
+        for _ in 0..64 {
+            let d = self.dir_mut(dir);
+            if d.buf.is_empty() {
+                d.clear_buf();
+                return;
+            }
+            let resync = d.phase == Phase::Resync;
+            let scan_from = d.scan_from;
+            let buf = std::mem::take(&mut d.buf);
+            let step = self.scan(dir, &buf, resync, scan_from);
+            let d = self.dir_mut(dir);
+            d.buf = buf;
+            match step {
+                HeadStep::Skip { n, counted } => {
+                    if counted {
+                        Self::skipped(ctx, n);
+                    }
+                    let n = n.max(1).min(d.buf.len());
+                    d.buf.drain(..n);
+                    d.scan_from = 0;
+                }
+                HeadStep::Garbage => {
+                    d.carry.anomaly(Anomaly::GarbageBeforeMessage);
+                    d.phase = Phase::Resync;
+                }
+                HeadStep::NeedMore { drop } => {
+                    if resync {
+                        Self::skipped(ctx, drop);
+                    }
+                    let drop = drop.min(d.buf.len());
+                    d.buf.drain(..drop);
+                    if drop > 0 {
+                        d.scan_from = 0;
+                    } else {
+                        d.scan_from = head_scan_resume(d.buf.len());
+                    }
+                    if d.buf.len() > max {
+                        let buf = std::mem::take(&mut d.buf);
+                        d.clear_buf();
+                        self.too_large(ctx, dir, ts, &buf);
+                    }
+                    if self.dir_mut(dir).buf.is_empty() {
+                        self.dir_mut(dir).clear_buf();
+                    }
+                    return;
+                }
+                HeadStep::Head(len) => {
+                    let buf = std::mem::take(&mut d.buf);
+                    d.clear_buf();
+                    let head = buf.get(..len).unwrap_or_default();
+                    if len > max {
+                        self.too_large(ctx, dir, ts, head);
+                    } else {
+                        self.on_head(ctx, dir, ts, head);
+                    }
+                    let rest = buf.get(len..).unwrap_or_default();
+                    if !rest.is_empty() {
+                        self.on_data(ctx, dir, ts, rest);
+                    }
+                    return;
+                }
+                HeadStep::Http09Response => {
+                    let buf = std::mem::take(&mut d.buf);
+                    d.clear_buf();
+                    self.start_09_response(ctx, ts);
+                    self.on_data(ctx, dir, ts, &buf);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A head block over `max_header_bytes`: keep what the start line says,
+    /// flag it, and resynchronise.
+    fn too_large(
+        &mut self,
+        ctx: &mut HttpContext<'_>,
+        dir: Direction,
+        ts: Timestamp,
+        bytes: &[u8],
+    ) {
+        ctx.stats.headers_too_large = ctx.stats.headers_too_large.saturating_add(1);
+        Self::skipped(ctx, bytes.len());
+        let mut extra = Annot::default();
+        extra.anomaly(Anomaly::HeadersTooLarge);
+        extra.truncated = true;
+        self.stub(ctx, dir, ts, bytes, extra, false);
+        self.dir_mut(dir).phase = Phase::Resync;
+    }
+
+    /// Records a message whose head was cut (too large, gap, end of stream)
+    /// from its start line, if it has one. Returns whether it did.
+    fn stub(
+        &mut self,
+        ctx: &mut HttpContext<'_>,
+        dir: Direction,
+        ts: Timestamp,
+        bytes: &[u8],
+        extra: Annot,
+        gap: bool,
+    ) -> bool {
+        let d = self.dir_mut(dir);
+        let msg_ts = if d.msg_ts == Timestamp::default() {
+            ts
+        } else {
+            d.msg_ts
+        };
+        let mut annot = std::mem::take(&mut d.carry);
+        annot.merge(extra);
+        let line = first_line(bytes).map(|(l, _)| l);
+        match dir {
+            Direction::ToServer => {
+                let Some(rl) = line.and_then(parse_request_line) else {
+                    if gap {
+                        self.lost_message_start(ctx, dir, annot);
+                    }
+                    return false;
+                };
+                let req = build_request(msg_ts, ts, &rl, Headers::default());
+                ctx.stats.requests = ctx.stats.requests.saturating_add(1);
+                let p = Pending {
+                    req: Some(req),
+                    annot,
+                    done: true,
+                    head: rl.method == b"HEAD",
+                    connect: rl.method.eq_ignore_ascii_case(b"CONNECT"),
+                    http09: rl.version == HttpVersion::Http09,
+                    resp: None,
+                    resp_lost: false,
+                };
+                self.push_request(ctx, p);
+                self.drain(ctx);
+                true
+            }
+            Direction::ToClient => {
+                let Some(sl) = line.and_then(parse_status_line) else {
+                    if gap {
+                        self.lost_message_start(ctx, dir, annot);
+                    }
+                    return false;
+                };
+                ctx.stats.responses = ctx.stats.responses.saturating_add(1);
+                let paired = self.first_unanswered().is_some();
+                self.resp = Some(Box::new(RespCur {
+                    resp: Response {
+                        ts: msg_ts,
+                        end_ts: ts,
+                        version: sl.version,
+                        status: sl.status,
+                        reason: lossy(sl.reason),
+                        content_type: None,
+                        headers: Headers::default(),
+                        body: Body::default(),
+                    },
+                    annot,
+                    paired,
+                    tunnel: false,
+                }));
+                self.complete(ctx, dir, false);
+                true
+            }
+        }
+    }
+
+    /// The start of a message of `dir` was lost (see the module comment).
+    fn lost_message_start(&mut self, ctx: &mut HttpContext<'_>, dir: Direction, mut annot: Annot) {
+        annot.gap = true;
+        match dir {
+            Direction::ToServer => {
+                let p = Pending {
+                    req: None,
+                    annot,
+                    done: true,
+                    head: false,
+                    connect: false,
+                    http09: false,
+                    resp: None,
+                    resp_lost: false,
+                };
+                self.push_request(ctx, p);
+            }
+            Direction::ToClient => {
+                if let Some(p) = self
+                    .first_unanswered()
+                    .and_then(|i| self.pending.get_mut(i))
+                {
+                    p.resp_lost = true;
+                    p.annot.merge(annot);
+                    self.drain(ctx);
+                } else {
+                    self.to_client.carry.merge(annot);
+                }
+            }
+        }
+    }
+
+    fn push_request(&mut self, ctx: &mut HttpContext<'_>, p: Pending) {
+        if self.pending.len() >= ctx.settings.max_pending_requests.max(1) {
+            if let Some(mut old) = self.pending.pop_front() {
+                ctx.stats.pending_requests_overflow =
+                    ctx.stats.pending_requests_overflow.saturating_add(1);
+                old.annot.anomaly(Anomaly::PendingRequestsOverflow);
+                self.emit(ctx, old);
+            }
+        }
+        self.pending.push_back(p);
+    }
+
+    fn on_head(&mut self, ctx: &mut HttpContext<'_>, dir: Direction, ts: Timestamp, head: &[u8]) {
+        let (line, ll) = first_line(head).unwrap_or((head, head.len()));
+        let block = head.get(ll..).unwrap_or_default();
+        let s = ctx.settings;
+        match dir {
+            Direction::ToServer => {
+                let Some(rl) = parse_request_line(line) else {
+                    return;
+                };
+                let d = &mut self.to_server;
+                let mut annot = std::mem::take(&mut d.carry);
+                let msg_ts = d.msg_ts;
+                if rl.nonstandard {
+                    annot.anomaly(Anomaly::NonStandardVersion);
+                }
+                let mut headers = Headers::default();
+                let info = if rl.version == HttpVersion::Http09 {
+                    HeadInfo::default()
+                } else {
+                    parse_header_block(block, &mut headers, s, &mut annot)
+                };
+                ctx.stats.header_fields_dropped = ctx
+                    .stats
+                    .header_fields_dropped
+                    .saturating_add(u64::from(headers.dropped));
+                let framing = if info.te_chunked {
+                    if info.content_length.is_some() || info.cl_invalid {
+                        annot.anomaly(Anomaly::TransferEncodingWithContentLength);
+                    }
+                    Some(Framing::Chunked(Chunk::START))
+                } else {
+                    // No length, or an invalid one (treated as 0, like Zeek).
+                    info.content_length.filter(|&n| n > 0).map(Framing::Length)
+                };
+                let mut req = build_request(msg_ts, ts, &rl, headers);
+                ctx.stats.requests = ctx.stats.requests.saturating_add(1);
+                let d = &mut self.to_server;
+                d.body = match framing {
+                    Some(_) => BodyState::new(info.encoding, s, &mut req.body),
+                    None => BodyState::default(),
+                };
+                let p = Pending {
+                    req: Some(req),
+                    annot,
+                    done: framing.is_none(),
+                    head: rl.method == b"HEAD",
+                    connect: rl.method.eq_ignore_ascii_case(b"CONNECT"),
+                    http09: rl.version == HttpVersion::Http09,
+                    resp: None,
+                    resp_lost: false,
+                };
+                self.push_request(ctx, p);
+                match framing {
+                    Some(f) => self.to_server.phase = Phase::Body(f),
+                    None => {
+                        self.to_server.phase = Phase::Start;
+                        self.drain(ctx);
+                    }
+                }
+            }
+            Direction::ToClient => {
+                let Some(sl) = parse_status_line(line) else {
+                    return;
+                };
+                let d = &mut self.to_client;
+                let mut annot = std::mem::take(&mut d.carry);
+                let msg_ts = d.msg_ts;
+                if sl.nonstandard {
+                    annot.anomaly(Anomaly::NonStandardVersion);
+                }
+                let mut headers = Headers::default();
+                let info = parse_header_block(block, &mut headers, s, &mut annot);
+                ctx.stats.header_fields_dropped = ctx
+                    .stats
+                    .header_fields_dropped
+                    .saturating_add(u64::from(headers.dropped));
+                d.phase = Phase::Start;
+                if (100..200).contains(&sl.status) && sl.status != 101 {
+                    // Interim: the request still waits for its final response.
+                    ctx.stats.interim_responses = ctx.stats.interim_responses.saturating_add(1);
+                    d.carry.merge(annot);
+                    return;
+                }
+                ctx.stats.responses = ctx.stats.responses.saturating_add(1);
+                let idx = self.first_unanswered();
+                let req = idx.and_then(|i| self.pending.get(i));
+                let (head_req, connect) = req.map_or((false, false), |p| (p.head, p.connect));
+                let tunnel = sl.status == 101 || (connect && (200..300).contains(&sl.status));
+                let framing = if head_req || sl.status == 204 || sl.status == 304 || tunnel {
+                    None
+                } else if info.te_chunked {
+                    if info.content_length.is_some() || info.cl_invalid {
+                        annot.anomaly(Anomaly::TransferEncodingWithContentLength);
+                    }
+                    Some(Framing::Chunked(Chunk::START))
+                } else if info.te_present {
+                    Some(Framing::Close)
+                } else {
+                    match info.content_length {
+                        Some(0) => None,
+                        Some(n) => Some(Framing::Length(n)),
+                        None => Some(Framing::Close),
+                    }
+                };
+                let content_type = headers.get_str("content-type");
+                let mut resp = Response {
+                    ts: msg_ts,
+                    end_ts: ts,
+                    version: sl.version,
+                    status: sl.status,
+                    reason: lossy(sl.reason),
+                    content_type,
+                    headers,
+                    body: Body::default(),
+                };
+                let d = &mut self.to_client;
+                d.body = match framing {
+                    Some(_) => BodyState::new(info.encoding, s, &mut resp.body),
+                    None => BodyState::default(),
+                };
+                self.resp = Some(Box::new(RespCur {
+                    resp,
+                    annot,
+                    paired: idx.is_some(),
+                    tunnel,
+                }));
+                match framing {
+                    Some(f) => self.to_client.phase = Phase::Body(f),
+                    None => self.complete(ctx, dir, true),
+                }
+            }
+        }
+    }
+
+    fn start_09_response(&mut self, ctx: &mut HttpContext<'_>, ts: Timestamp) {
+        ctx.stats.responses = ctx.stats.responses.saturating_add(1);
+        let paired = self.first_unanswered().is_some();
+        let d = &mut self.to_client;
+        let annot = std::mem::take(&mut d.carry);
+        d.body = BodyState::default();
+        d.phase = Phase::Body(Framing::Close);
+        self.resp = Some(Box::new(RespCur {
+            resp: Response {
+                ts,
+                end_ts: ts,
+                version: HttpVersion::Http09,
+                status: 0,
+                reason: String::new(),
+                content_type: None,
+                headers: Headers::default(),
+                body: Body::default(),
+            },
+            annot,
+            paired,
+            tunnel: false,
+        }));
+    }
+
+    /// The message in progress in `dir` ended (`complete`: its framing says so).
+    fn complete(&mut self, ctx: &mut HttpContext<'_>, dir: Direction, complete: bool) {
+        let bstate = std::mem::take(&mut self.dir_mut(dir).body);
+        match dir {
+            Direction::ToServer => {
+                if let Some(p) = self.pending.back_mut().filter(|p| !p.done) {
+                    p.done = true;
+                    if let Some(r) = p.req.as_mut() {
+                        bstate.finish(&mut r.body, complete, ctx.stats, &mut p.annot);
+                    }
+                }
+                self.drain(ctx);
+            }
+            Direction::ToClient => {
+                let Some(mut rc) = self.resp.take() else {
+                    return;
+                };
+                bstate.finish(&mut rc.resp.body, complete, ctx.stats, &mut rc.annot);
+                if rc.tunnel {
+                    self.enter_tunnel(ctx);
+                }
+                let idx = self.first_unanswered();
+                match idx.and_then(|i| self.pending.get_mut(i)) {
+                    Some(p) if rc.paired => p.resp = Some(rc),
+                    _ => {
+                        rc.annot.anomaly(Anomaly::ResponseWithoutRequest);
+                        ctx.stats.responses_without_request =
+                            ctx.stats.responses_without_request.saturating_add(1);
+                        let p = Pending {
+                            req: None,
+                            annot: Annot::default(),
+                            done: true,
+                            head: false,
+                            connect: false,
+                            http09: false,
+                            resp: Some(rc),
+                            resp_lost: false,
+                        };
+                        self.emit(ctx, p);
+                    }
+                }
+                self.drain(ctx);
+            }
+        }
+    }
+
+    fn enter_tunnel(&mut self, ctx: &mut HttpContext<'_>) {
+        ctx.stats.tunnels = ctx.stats.tunnels.saturating_add(1);
+        if matches!(self.to_server.phase, Phase::Body(_)) {
+            self.complete(ctx, Direction::ToServer, false);
+        }
+        for d in [&mut self.to_server, &mut self.to_client] {
+            ctx.stats.tunnel_bytes = ctx.stats.tunnel_bytes.saturating_add(d.buf.len() as u64);
+            d.clear_buf();
+            d.phase = Phase::Tunnel;
+        }
+    }
+
+    /// Emits the exchanges at the front of the queue that are complete.
+    fn drain(&mut self, ctx: &mut HttpContext<'_>) {
+        while self.pending.front().is_some_and(|p| p.done && p.answered()) {
+            if let Some(p) = self.pending.pop_front() {
+                self.emit(ctx, p);
+            }
+        }
+    }
+
+    fn emit(&self, ctx: &mut HttpContext<'_>, p: Pending) {
+        if p.req.is_none() && p.resp.is_none() {
+            return;
+        }
+        let mut e = Exchange {
+            flow_id: self.info.flow_id,
+            client: self.info.client,
+            server: self.info.server,
+            request: None,
+            response: None,
+            tunnel: false,
+            flags: ExchangeFlags::default(),
+            anomalies: Vec::new(),
+        };
+        let mut n = p.annot.apply(&mut e);
+        let mut errors = u64::from(p.annot.parse_error);
+        if let Some(rc) = p.resp {
+            n = n.saturating_add(rc.annot.apply(&mut e));
+            errors = errors.saturating_add(u64::from(rc.annot.parse_error));
+            e.tunnel = rc.tunnel;
+            e.response = Some(rc.resp);
+        }
+        if p.req.is_none() && !e.anomalies.contains(&Anomaly::ResponseWithoutRequest) {
+            e.add_anomaly(Anomaly::ResponseWithoutRequest);
+            n = n.saturating_add(1);
+            ctx.stats.responses_without_request =
+                ctx.stats.responses_without_request.saturating_add(1);
+        }
+        if p.req.is_some() && e.response.is_none() {
+            e.flags.unanswered = true;
+            ctx.stats.unanswered_requests = ctx.stats.unanswered_requests.saturating_add(1);
+        }
+        if p.resp_lost {
+            e.flags.gap = true;
+        }
+        e.request = p.req;
+        ctx.stats.anomalies = ctx.stats.anomalies.saturating_add(n);
+        ctx.stats.parse_errors = ctx.stats.parse_errors.saturating_add(errors);
+        ctx.stats.exchanges = ctx.stats.exchanges.saturating_add(1);
+        ctx.out.push(e);
+    }
+
+    /// `len` bytes of `dir` were lost in capture.
+    pub fn on_gap(&mut self, ctx: &mut HttpContext<'_>, dir: Direction, ts: Timestamp, len: u64) {
+        ctx.stats.gaps = ctx.stats.gaps.saturating_add(1);
+        ctx.stats.gap_bytes = ctx.stats.gap_bytes.saturating_add(len);
+        if len == 0 {
+            return;
+        }
+        let phase = self.dir_mut(dir).phase;
+        match phase {
+            Phase::Tunnel => {
+                ctx.stats.tunnel_bytes = ctx.stats.tunnel_bytes.saturating_add(len);
+            }
+            Phase::Body(framing) => {
+                let HttpConnection {
+                    to_server,
+                    to_client,
+                    pending,
+                    resp,
+                    ..
+                } = self;
+                let d = match dir {
+                    Direction::ToServer => to_server,
+                    Direction::ToClient => to_client,
+                };
+                let mut rest_after_body = 0u64;
+                let mut ended = false;
+                if let Some((body, annot, end_ts)) = target(dir, pending, resp) {
+                    annot.gap = true;
+                    annot.truncated = true;
+                    *end_ts = ts;
+                    match framing {
+                        Framing::Length(rem) if rem > len => {
+                            d.body.lost(body, len);
+                            d.phase = Phase::Body(Framing::Length(rem.saturating_sub(len)));
+                        }
+                        Framing::Length(rem) if rem == len => {
+                            d.body.lost(body, len);
+                            d.phase = Phase::Start;
+                            ended = true;
+                        }
+                        Framing::Close => d.body.lost(body, len),
+                        Framing::Length(rem) => {
+                            d.body.lost(body, rem);
+                            annot.anomaly(Anomaly::BodyIncomplete);
+                            rest_after_body = len.saturating_sub(rem);
+                            d.phase = Phase::Resync;
+                            ended = true;
+                        }
+                        Framing::Chunked(_) => {
+                            d.body.lost(body, 0);
+                            annot.anomaly(Anomaly::BodyIncomplete);
+                            d.phase = Phase::Resync;
+                            d.carry.gap = true;
+                            ended = true;
+                        }
+                    }
+                } else {
+                    d.phase = Phase::Resync;
+                }
+                if ended {
+                    self.complete(ctx, dir, false);
+                }
+                if rest_after_body > 0 {
+                    // The bytes after the body held the next message's start.
+                    self.lost_message_start(ctx, dir, Annot::default());
+                }
+            }
+            Phase::Start | Phase::Resync => {
+                let d = self.dir_mut(dir);
+                let was_start = d.phase == Phase::Start;
+                d.phase = Phase::Resync;
+                let buf = std::mem::take(&mut d.buf);
+                d.clear_buf();
+                if !was_start {
+                    d.carry.gap = true;
+                    Self::skipped(ctx, buf.len());
+                    return;
+                }
+                let extra = Annot {
+                    gap: true,
+                    truncated: true,
+                    ..Annot::default()
+                };
+                if buf.is_empty() {
+                    self.lost_message_start(ctx, dir, Annot::default());
+                } else {
+                    Self::skipped(ctx, buf.len());
+                    self.stub(ctx, dir, ts, &buf, extra, true);
+                }
+                self.dir_mut(dir).carry.gap = true;
+            }
+        }
+    }
+
+    /// The direction ended (FIN or RST).
+    pub fn on_fin(&mut self, ctx: &mut HttpContext<'_>, dir: Direction, ts: Timestamp) {
+        let d = self.dir_mut(dir);
+        d.fin = true;
+        match d.phase {
+            Phase::Tunnel => {}
+            Phase::Body(Framing::Close) => {
+                d.phase = Phase::Start;
+                self.complete(ctx, dir, true);
+            }
+            Phase::Body(_) => {
+                d.phase = Phase::Start;
+                if let Some((_, annot, _)) = target(dir, &mut self.pending, &mut self.resp) {
+                    annot.truncated = true;
+                    annot.anomaly(Anomaly::BodyIncomplete);
+                }
+                self.complete(ctx, dir, false);
+            }
+            Phase::Start | Phase::Resync => {
+                let was_start = d.phase == Phase::Start;
+                let buf = std::mem::take(&mut d.buf);
+                d.clear_buf();
+                if buf.is_empty() {
+                    return;
+                }
+                Self::skipped(ctx, buf.len());
+                if was_start {
+                    let extra = Annot {
+                        truncated: true,
+                        ..Annot::default()
+                    };
+                    // A versionless last line without its line end is a 0.9 request.
+                    let mut line = buf;
+                    if !line.ends_with(b"\n") {
+                        line.push(b'\n');
+                    }
+                    self.stub(ctx, dir, ts, &line, extra, false);
+                }
+            }
+        }
+    }
+
+    /// The connection is gone: flush everything.
+    pub fn finish(&mut self, ctx: &mut HttpContext<'_>, ts: Timestamp) {
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            let d = self.dir_mut(dir);
+            if !d.fin || !d.buf.is_empty() || matches!(d.phase, Phase::Body(_)) {
+                self.on_fin(ctx, dir, ts);
+            }
+        }
+        if self.resp.is_some() {
+            self.complete(ctx, Direction::ToClient, false);
+        }
+        while let Some(p) = self.pending.pop_front() {
+            self.emit(ctx, p);
+        }
+        self.to_server.clear_buf();
+        self.to_client.clear_buf();
+    }
+}
+
+fn build_request(
+    ts: Timestamp,
+    end_ts: Timestamp,
+    rl: &super::parser::RequestLine<'_>,
+    headers: Headers,
+) -> Request {
+    let (path, query) = split_target(rl.target);
+    Request {
+        ts,
+        end_ts,
+        method: lossy(rl.method),
+        uri: lossy(rl.target),
+        path: percent_decode(path),
+        query: query.map(percent_decode),
+        version: rl.version,
+        host: headers.get_str("host"),
+        content_type: headers.get_str("content-type"),
+        headers,
+        body: Body::default(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::config::HttpSettings;
+    use crate::http1::script::{run_actions, Action};
+    use crate::http1::HttpStats;
+    use flate2::write::{DeflateEncoder, GzEncoder};
+    use flate2::Compression;
+    use std::io::Write;
+    use Direction::{ToClient as S, ToServer as C};
+
+    fn d(dir: Direction, b: &[u8]) -> Action {
+        Action::Data(dir, b.to_vec())
+    }
+
+    fn run(actions: &[Action]) -> (Vec<Exchange>, HttpStats) {
+        run_actions(&HttpSettings::default(), actions)
+    }
+
+    fn summary(ex: &[Exchange]) -> Vec<String> {
+        ex.iter()
+            .map(|e| {
+                format!(
+                    "{} {} {}",
+                    e.request.as_ref().map_or("-", |r| r.method.as_str()),
+                    e.request.as_ref().map_or("-", |r| r.uri.as_str()),
+                    e.response
+                        .as_ref()
+                        .map_or("-".into(), |r| r.status.to_string())
+                )
+            })
+            .collect()
+    }
+
+    const OK0: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+
+    #[test]
+    fn idle_connection_is_small() {
+        assert!(
+            std::mem::size_of::<HttpConnection>() <= 320,
+            "{}",
+            std::mem::size_of::<HttpConnection>()
+        );
+    }
+
+    #[test]
+    fn pipelined_requests_pair_in_order() {
+        let (ex, st) = run(&[
+            d(C, b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n"),
+            d(S, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nabHTTP/1.1 404 NF\r\nContent-Length: 1\r\n\r\nc"),
+        ]);
+        assert_eq!(summary(&ex), ["GET /a 200", "GET /b 404"]);
+        assert_eq!(ex[0].response.as_ref().unwrap().body.data, b"ab");
+        assert_eq!(ex[0].request.as_ref().unwrap().host.as_deref(), Some("h"));
+        assert_eq!((st.requests, st.responses, st.exchanges), (2, 2, 2));
+        assert!(ex
+            .iter()
+            .all(|e| e.flags == ExchangeFlags::default() && e.anomalies.is_empty()));
+    }
+
+    #[test]
+    fn request_fields_and_timestamps() {
+        let (ex, _) = run(&[
+            d(C, b"POST /p%20q?x=%41 HTTP/1.0\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\na"),
+            d(C, b"bc"),
+            d(S, OK0),
+        ]);
+        let r = ex[0].request.as_ref().unwrap();
+        assert_eq!((r.path.as_str(), r.query.as_deref()), ("/p q", Some("x=A")));
+        assert_eq!(r.uri, "/p%20q?x=%41");
+        assert_eq!(r.version, HttpVersion::Http10);
+        assert_eq!(r.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(r.body.data, b"abc");
+        assert!(r.end_ts > r.ts);
+        let (ex, _) = run(&[d(C, b"GET HTTP://bro.org/x HTTP/1.1\r\n\r\n"), d(S, OK0)]);
+        assert_eq!(ex[0].request.as_ref().unwrap().path, "/x");
+    }
+
+    #[test]
+    fn chunked_with_extensions_and_trailers() {
+        let (ex, _) = run(&[
+            d(C, b"GET / HTTP/1.1\r\n\r\n"),
+            d(S, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;a=b\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n"),
+            d(C, b"GET /2 HTTP/1.1\r\n\r\n"),
+            d(S, OK0),
+        ]);
+        assert_eq!(summary(&ex), ["GET / 200", "GET /2 200"]);
+        assert_eq!(ex[0].response.as_ref().unwrap().body.data, b"abcde");
+    }
+
+    #[test]
+    fn close_delimited_response() {
+        let (ex, _) = run(&[
+            d(C, b"GET / HTTP/1.0\r\n\r\n"),
+            d(S, b"HTTP/1.0 200 OK\r\n\r\nsome body"),
+            d(S, b" more"),
+            Action::Fin(S),
+        ]);
+        let b = &ex[0].response.as_ref().unwrap().body;
+        assert_eq!(b.data, b"some body more");
+        assert_eq!(ex[0].flags, ExchangeFlags::default());
+    }
+
+    #[test]
+    fn head_204_304_have_no_body() {
+        let (ex, _) = run(&[
+            d(C, b"HEAD / HTTP/1.1\r\n\r\nGET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n"),
+            d(S, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"),
+            d(S, b"HTTP/1.1 204 No\r\nContent-Length: 10\r\n\r\n"),
+            d(S, b"HTTP/1.1 304 NM\r\n\r\n"),
+            d(S, OK0),
+        ]);
+        assert_eq!(
+            summary(&ex),
+            ["HEAD / 200", "GET /a 204", "GET /b 304", "GET /c 200"]
+        );
+    }
+
+    #[test]
+    fn continue_100_does_not_consume_the_request() {
+        let (ex, st) = run(&[
+            d(
+                C,
+                b"POST /u HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
+            ),
+            d(S, b"HTTP/1.1 100 Continue\r\n\r\n"),
+            d(C, b"data"),
+            d(
+                S,
+                b"HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
+            ),
+        ]);
+        assert_eq!(summary(&ex), ["POST /u 201"]);
+        assert_eq!(st.interim_responses, 2);
+    }
+
+    #[test]
+    fn upgrade_101_and_connect_tunnel() {
+        let (ex, st) = run(&[
+            d(
+                C,
+                b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            ),
+            d(
+                S,
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello",
+            ),
+            d(C, b"\x81\x85abcdGET / HTTP/1.1\r\n\r\n"),
+        ]);
+        assert_eq!(summary(&ex), ["GET /ws 101"]);
+        assert!(ex[0].tunnel);
+        assert_eq!((st.tunnels, st.tunnel_bytes), (1, 7 + 24));
+        let (ex, _) = run(&[
+            d(C, b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n"),
+            d(S, b"HTTP/1.1 200 Connection established\r\n\r\n"),
+            d(C, b"\x16\x03\x01\x00\x05hello"),
+            d(S, b"\x16\x03\x03\x00\x05world"),
+        ]);
+        assert_eq!(summary(&ex), ["CONNECT h:443 200"]);
+        assert!(ex[0].tunnel);
+        let (ex, _) = run(&[
+            d(
+                C,
+                b"GET / HTTP/1.1\r\nUpgrade: h2c\r\nHTTP2-Settings: x\r\n\r\n",
+            ),
+            d(
+                S,
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\nPRI * HTTP/2.0\r\n",
+            ),
+        ]);
+        assert_eq!(ex.len(), 1);
+        assert!(ex[0].tunnel);
+    }
+
+    #[test]
+    fn gzip_and_raw_deflate_bodies() {
+        let mut g = GzEncoder::new(Vec::new(), Compression::default());
+        g.write_all(b"hello gzip").unwrap();
+        let gz = g.finish().unwrap();
+        let mut resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+            gz.len()
+        )
+        .into_bytes();
+        resp.extend_from_slice(&gz);
+        let (ex, _) = run(&[d(C, b"GET / HTTP/1.1\r\n\r\n"), d(S, &resp)]);
+        let b = &ex[0].response.as_ref().unwrap().body;
+        assert_eq!(b.data, b"hello gzip");
+        assert_eq!((b.wire_len, b.decoded_len), (gz.len() as u64, 10));
+        assert_eq!(b.content_encoding.as_deref(), Some("gzip"));
+        let mut r = DeflateEncoder::new(Vec::new(), Compression::default());
+        r.write_all(b"raw deflate").unwrap();
+        let raw = r.finish().unwrap();
+        let mut resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nContent-Length: {}\r\n\r\n",
+            raw.len()
+        )
+        .into_bytes();
+        resp.extend_from_slice(&raw);
+        let (ex, _) = run(&[d(C, b"GET / HTTP/1.1\r\n\r\n"), d(S, &resp)]);
+        assert_eq!(ex[0].response.as_ref().unwrap().body.data, b"raw deflate");
+    }
+
+    #[test]
+    fn gzip_bomb_is_capped() {
+        let mut g = GzEncoder::new(Vec::new(), Compression::best());
+        g.write_all(&vec![b'a'; 50_000_000]).unwrap();
+        let gz = g.finish().unwrap();
+        let mut resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+            gz.len()
+        )
+        .into_bytes();
+        resp.extend_from_slice(&gz);
+        let (ex, st) = run(&[
+            d(C, b"GET / HTTP/1.1\r\n\r\n"),
+            d(S, &resp),
+            d(C, b"GET /next HTTP/1.1\r\n\r\n"),
+            d(S, OK0),
+        ]);
+        let b = &ex[0].response.as_ref().unwrap().body;
+        assert_eq!(b.decoded_len, 8 * 1024 * 1024);
+        assert_eq!(b.data.len(), 64 * 1024);
+        assert!(ex[0].anomalies.contains(&Anomaly::DecompressionLimit));
+        assert_eq!(st.decompression_limit_hits, 1);
+        assert_eq!(summary(&ex)[1], "GET /next 200");
+    }
+
+    #[test]
+    fn invalid_content_lengths_are_zero_for_requests() {
+        for cl in [
+            "-1",
+            "18446744073709551615",
+            "99999999999999999999999",
+            "12abc",
+        ] {
+            let req = format!(
+                "POST / HTTP/1.1\r\nContent-Length: {cl}\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n"
+            );
+            let (ex, _) = run(&[d(C, req.as_bytes())]);
+            assert_eq!(summary(&ex), ["POST / -", "GET /smuggled -"], "{cl}");
+            assert!(ex[0].anomalies.contains(&Anomaly::InvalidContentLength));
+            assert!(ex[0].flags.parse_error);
+        }
+        // An invalid response length makes the body run until close.
+        let (ex, _) = run(&[
+            d(C, b"GET / HTTP/1.1\r\n\r\n"),
+            d(S, b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\nabcdef"),
+            Action::Fin(S),
+        ]);
+        assert_eq!(ex[0].response.as_ref().unwrap().body.data, b"abcdef");
+    }
+
+    #[test]
+    fn leading_zeros_and_te_with_cl() {
+        let (ex, _) = run(&[d(
+            C,
+            b"POST / HTTP/1.1\r\nContent-Length: 0005\r\n\r\nhelloGET /n HTTP/1.1\r\n\r\n",
+        )]);
+        assert_eq!(summary(&ex), ["POST / -", "GET /n -"]);
+        assert_eq!(ex[0].request.as_ref().unwrap().body.data, b"hello");
+        assert!(ex[0]
+            .anomalies
+            .contains(&Anomaly::ContentLengthLeadingZeros));
+        let (ex, _) = run(&[d(C, b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 50\r\n\r\n0\r\n\r\nGET /te-cl HTTP/1.1\r\n\r\n")]);
+        assert_eq!(summary(&ex), ["POST / -", "GET /te-cl -"]);
+        assert!(ex[0]
+            .anomalies
+            .contains(&Anomaly::TransferEncodingWithContentLength));
+    }
+
+    #[test]
+    fn chunk_size_overflow_resyncs_to_next_request() {
+        let (ex, _) = run(&[d(C, b"POST / HTTP/1.1\r\nHost: target\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\nGET /smuggled-chunk-2pow64 HTTP/1.1\r\nHost: target\r\n\r\n")]);
+        assert_eq!(summary(&ex), ["POST / -", "GET /smuggled-chunk-2pow64 -"]);
+        assert!(ex[0].anomalies.contains(&Anomaly::InvalidChunkSize));
+    }
+
+    #[test]
+    fn te_obs_fold_and_multi_value_te() {
+        let (ex, _) = run(&[d(C, b"POST / HTTP/1.1\r\nHost: target\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\nGET /smuggled-obsfold HTTP/1.1\r\nHost: target\r\n\r\n")]);
+        assert_eq!(summary(&ex), ["POST / -", "GET /smuggled-obsfold -"]);
+        assert!(ex[0].anomalies.contains(&Anomaly::ObsFoldHeader));
+        let (ex, _) = run(&[d(C, b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\nGET /m HTTP/1.1\r\n\r\n")]);
+        assert_eq!(summary(&ex), ["POST / -", "GET /m -"]);
+        assert!(ex[0].anomalies.contains(&Anomaly::UnusualTransferEncoding));
+    }
+
+    #[test]
+    fn bare_lf_and_lowercase_status() {
+        let (ex, _) = run(&[
+            d(C, b"GET / HTTP/1.1\nHost: h\n\n"),
+            d(
+                S,
+                b"http/1.1 200 OK\nTransfer-Encoding: chunked\n\n3\nabc\n0\n\n",
+            ),
+        ]);
+        assert_eq!(summary(&ex), ["GET / 200"]);
+        assert_eq!(ex[0].response.as_ref().unwrap().body.data, b"abc");
+        assert!(ex[0].anomalies.contains(&Anomaly::NonStandardVersion));
+    }
+
+    #[test]
+    fn garbage_before_request() {
+        let (ex, st) = run(&[
+            d(C, b".... GET /txt HTTP/1.1\r\nHost: h\r\n\r\n"),
+            d(S, OK0),
+        ]);
+        assert_eq!(summary(&ex), ["GET /txt 200"]);
+        assert!(ex[0].anomalies.contains(&Anomaly::GarbageBeforeMessage));
+        assert_eq!(st.resync_bytes_skipped, 5);
+    }
+
+    #[test]
+    fn http09_request_and_headerless_response() {
+        let (ex, _) = run(&[
+            d(C, b"GET /zeek.html\r\n"),
+            d(S, b"<html>hi</html>\n"),
+            Action::Fin(S),
+        ]);
+        assert_eq!(summary(&ex), ["GET /zeek.html 0"]);
+        let r = ex[0].response.as_ref().unwrap();
+        assert_eq!(
+            (r.version, r.body.data.as_slice()),
+            (HttpVersion::Http09, &b"<html>hi</html>\n"[..])
+        );
+        assert_eq!(ex[0].request.as_ref().unwrap().version, HttpVersion::Http09);
+        // A 1.1 request answered without a status line.
+        let (ex, _) = run(&[
+            d(C, b"GET /zeek.html HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+            d(S, b"plain body"),
+            Action::Fin(S),
+        ]);
+        assert_eq!(summary(&ex), ["GET /zeek.html 0"]);
+        assert_eq!(ex[0].response.as_ref().unwrap().body.data, b"plain body");
+    }
+
+    #[test]
+    fn request_line_without_uri() {
+        let (ex, _) = run(&[d(C, b"GET HTTP/1.1\r\nHost: bro.org\r\n\r\n"), d(S, OK0)]);
+        assert_eq!(summary(&ex), ["GET  200"]);
+        assert_eq!(
+            ex[0].request.as_ref().unwrap().host.as_deref(),
+            Some("bro.org")
+        );
+    }
+
+    #[test]
+    fn gap_inside_content_length_body_stays_in_sync() {
+        let (ex, st) = run(&[
+            d(C, b"GET /a HTTP/1.1\r\n\r\n"),
+            d(S, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab"),
+            Action::Gap(S, 5),
+            d(S, b"xyz"),
+            d(C, b"GET /b HTTP/1.1\r\n\r\n"),
+            d(S, OK0),
+        ]);
+        assert_eq!(summary(&ex), ["GET /a 200", "GET /b 200"]);
+        assert!(ex[0].flags.gap && ex[0].flags.truncated);
+        let b = &ex[0].response.as_ref().unwrap().body;
+        assert_eq!(
+            (b.wire_len, b.data.as_slice(), b.data_truncated),
+            (10, &b"abxyz"[..], true)
+        );
+        assert!(!ex[1].flags.gap);
+        assert_eq!((st.gaps, st.gap_bytes), (1, 5));
+    }
+
+    #[test]
+    fn gap_in_headers_resyncs() {
+        let (ex, _) = run(&[
+            d(C, b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"),
+            d(S, b"HTTP/1.1 200 OK\r\nContent-"),
+            Action::Gap(S, 30),
+            d(
+                S,
+                b"rest of lost body\r\nHTTP/1.1 404 NF\r\nContent-Length: 0\r\n\r\n",
+            ),
+        ]);
+        assert_eq!(summary(&ex), ["GET /a 200", "GET /b 404"]);
+        assert!(ex[0].flags.gap && ex[0].flags.truncated);
+    }
+
+    #[test]
+    fn lost_whole_response_leaves_its_request_unanswered() {
+        let mut a = Vec::new();
+        for i in 0..5 {
+            a.push(d(C, format!("GET /{i} HTTP/1.1\r\n\r\n").as_bytes()));
+            if i == 2 {
+                continue; // response lost; reported as a gap before the next one
+            }
+            if i == 3 {
+                a.push(Action::Gap(S, OK0.len() as u64));
+            }
+            a.push(d(S, OK0));
+        }
+        let (ex, _) = run(&a);
+        assert_eq!(
+            summary(&ex),
+            [
+                "GET /0 200",
+                "GET /1 200",
+                "GET /2 -",
+                "GET /3 200",
+                "GET /4 200"
+            ]
+        );
+        assert!(ex[2].flags.unanswered && ex[2].flags.gap);
+    }
+
+    #[test]
+    fn lost_request_start_gets_a_placeholder() {
+        let (ex, _) = run(&[
+            d(C, b"GET /a HTTP/1.1\r\n\r\n"),
+            d(S, OK0),
+            Action::Gap(C, 20),
+            d(C, b"GET /c HTTP/1.1\r\n\r\n"),
+            d(S, b"HTTP/1.1 201 X\r\nContent-Length: 0\r\n\r\n"),
+            d(S, b"HTTP/1.1 202 X\r\nContent-Length: 0\r\n\r\n"),
+        ]);
+        assert_eq!(summary(&ex), ["GET /a 200", "- - 201", "GET /c 202"]);
+        assert!(ex[1].flags.gap);
+    }
+
+    #[test]
+    fn response_without_request() {
+        let (ex, st) = run(&[d(S, OK0)]);
+        assert_eq!(summary(&ex), ["- - 200"]);
+        assert!(ex[0].anomalies.contains(&Anomaly::ResponseWithoutRequest));
+        assert_eq!(st.responses_without_request, 1);
+    }
+
+    #[test]
+    fn pending_overflow_flushes_oldest() {
+        let s = HttpSettings {
+            max_pending_requests: 2,
+            ..HttpSettings::default()
+        };
+        let (ex, st) = run_actions(
+            &s,
+            &[
+                d(
+                    C,
+                    b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n",
+                ),
+                d(S, OK0),
+            ],
+        );
+        assert_eq!(summary(&ex), ["GET /1 -", "GET /2 200", "GET /3 -"]);
+        assert!(ex[0].anomalies.contains(&Anomaly::PendingRequestsOverflow));
+        assert_eq!(st.pending_requests_overflow, 1);
+    }
+
+    #[test]
+    fn giant_header_block_is_capped() {
+        let s = HttpSettings {
+            max_header_bytes: 1024,
+            ..HttpSettings::default()
+        };
+        let mut req = b"GET /big HTTP/1.1\r\n".to_vec();
+        for i in 0..200 {
+            req.extend_from_slice(format!("X-H{i}: vvvvvvvvvvvvvvvvvvvv\r\n").as_bytes());
+        }
+        req.extend_from_slice(b"\r\nGET /after HTTP/1.1\r\n\r\n");
+        for chunk in [req.len(), 100] {
+            let acts: Vec<Action> = req
+                .chunks(chunk)
+                .map(|c| d(C, c))
+                .chain([d(S, OK0), d(S, OK0)])
+                .collect();
+            let (ex, st) = run_actions(&s, &acts);
+            assert_eq!(
+                summary(&ex),
+                ["GET /big 200", "GET /after 200"],
+                "chunk {chunk}"
+            );
+            assert!(ex[0].anomalies.contains(&Anomaly::HeadersTooLarge));
+            assert!(ex[0].flags.truncated);
+            assert_eq!(st.headers_too_large, 1);
+        }
+    }
+
+    #[test]
+    fn too_many_headers_are_counted() {
+        let s = HttpSettings {
+            max_headers: 3,
+            ..HttpSettings::default()
+        };
+        let (ex, st) = run_actions(
+            &s,
+            &[
+                d(
+                    C,
+                    b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n",
+                ),
+                d(S, OK0),
+            ],
+        );
+        assert_eq!(ex[0].request.as_ref().unwrap().headers.len(), 3);
+        assert!(ex[0].anomalies.contains(&Anomaly::TooManyHeaders));
+        assert_eq!(st.header_fields_dropped, 2);
+    }
+
+    #[test]
+    fn interleaved_upload_and_response() {
+        let (ex, _) = run(&[
+            d(C, b"POST /up HTTP/1.1\r\nContent-Length: 6\r\n\r\nabc"),
+            d(S, b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n"),
+            d(C, b"def"),
+        ]);
+        assert_eq!(summary(&ex), ["POST /up 413"]);
+        assert_eq!(ex[0].request.as_ref().unwrap().body.data, b"abcdef");
+    }
+
+    #[test]
+    fn finish_flushes_unanswered_and_truncated() {
+        let (ex, st) = run(&[
+            d(
+                C,
+                b"GET /1 HTTP/1.1\r\n\r\nPOST /2 HTTP/1.1\r\nContent-Length: 100\r\n\r\npartial",
+            ),
+            d(S, b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort"),
+        ]);
+        assert_eq!(summary(&ex), ["GET /1 200", "POST /2 -"]);
+        assert!(ex[0].flags.truncated && ex[0].anomalies.contains(&Anomaly::BodyIncomplete));
+        assert!(ex[1].flags.unanswered && ex[1].flags.truncated);
+        assert_eq!(st.unanswered_requests, 1);
+    }
+
+    /// Every split point of each stream gives the same exchanges as one chunk.
+    #[test]
+    fn byte_splits_do_not_change_results() {
+        let streams: [(&[u8], &[u8]); 4] = [
+            (
+                b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz",
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x\r\nabc\r\n0\r\nT: 1\r\n\r\nHTTP/1.1 201 C\r\nContent-Length: 2\r\n\r\nok",
+            ),
+            (b"\r\n.... GET /txt HTTP/1.1\nHost: h\n\n", b"http/1.1 200 OK\nContent-Length: 1\n\nZ"),
+            (b"GET /zeek.html\r\n", b"<html>0.9</html>"),
+            (b"GET / HTTP/1.1\r\n\r\n", b"garbage\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        ];
+        for (c, s) in streams {
+            let whole = run(&[d(C, c), d(S, s), Action::Fin(C), Action::Fin(S)]).0;
+            for split in 0..=c.len().max(s.len()) {
+                let mut acts = Vec::new();
+                for (dir, b) in [(C, c), (S, s)] {
+                    let k = split.min(b.len());
+                    acts.push(d(dir, &b[..k]));
+                    acts.push(d(dir, &b[k..]));
+                }
+                acts.push(Action::Fin(C));
+                acts.push(Action::Fin(S));
+                let got = run(&acts).0;
+                assert_eq!(summary(&got), summary(&whole), "split {split}");
+                for (g, w) in got.iter().zip(&whole) {
+                    assert_eq!(g.anomalies, w.anomalies, "split {split}");
+                    assert_eq!(g.flags, w.flags, "split {split}");
+                    assert_eq!(
+                        g.response.as_ref().map(|r| &r.body.data),
+                        w.response.as_ref().map(|r| &r.body.data)
+                    );
+                }
+            }
+            // Byte by byte.
+            let mut acts: Vec<Action> = c.iter().map(|b| d(C, &[*b])).collect();
+            acts.extend(s.iter().map(|b| d(S, &[*b])));
+            acts.push(Action::Fin(C));
+            acts.push(Action::Fin(S));
+            assert_eq!(summary(&run(&acts).0), summary(&whole));
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let mut x = 0x1234_5678u32;
+        for _ in 0..300 {
+            let mut acts = Vec::new();
+            for _ in 0..20 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let pick = b"GET / HTTP/1.1\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nff\r\n\n \t:%zz\x00\xff";
+                let start = (x as usize) % pick.len();
+                let len = ((x >> 8) as usize) % 40;
+                let bytes = &pick[start..(start + len).min(pick.len())];
+                let dir = if x & 1 == 0 { C } else { S };
+                acts.push(match (x >> 20) % 10 {
+                    0 => Action::Gap(dir, u64::from(x >> 24)),
+                    1 => Action::Fin(dir),
+                    9 => Action::Gap(dir, u64::MAX),
+                    _ => d(dir, bytes),
+                });
+            }
+            let _ = run(&acts);
+        }
+    }
+}
