@@ -261,30 +261,18 @@ fn midstream_pickup_and_reordered_segments() {
     let conn = Conn::default();
     let f = Framing::Ethernet;
     let (c, s) = (conn.client_isn + 1, conn.server_isn + 1);
-    let (req_a, req_b) = REQUEST.split_at(10);
+    let (req_a, rest) = REQUEST.split_at(10);
+    let (req_b, req_c) = rest.split_at(10);
     let (resp_a, resp_b) = RESPONSE.split_at(30);
-    // No handshake; second halves arrive before first halves.
+    let req_end = c + REQUEST.len() as u32;
+    // No handshake: the first segment seen starts each direction; after it,
+    // segments arrive out of order.
     let frames = vec![
-        frame(f, &conn, true, c + 10, s, ACK | PSH, req_b),
         frame(f, &conn, true, c, s, ACK | PSH, req_a),
-        frame(
-            f,
-            &conn,
-            false,
-            s + 30,
-            c + REQUEST.len() as u32,
-            ACK | PSH,
-            resp_b,
-        ),
-        frame(
-            f,
-            &conn,
-            false,
-            s,
-            c + REQUEST.len() as u32,
-            ACK | PSH,
-            resp_a,
-        ),
+        frame(f, &conn, true, c + 20, s, ACK | PSH, req_c),
+        frame(f, &conn, true, c + 10, s, ACK | PSH, req_b),
+        frame(f, &conn, false, s, req_end, ACK | PSH, resp_a),
+        frame(f, &conn, false, s + 30, req_end, ACK | PSH, resp_b),
     ];
     let path = dir.join("mid.pcap");
     write_pcap(&path, f, &frames, 1_000_000);
