@@ -168,3 +168,8 @@ fn print_summary(summary: &RunSummary) {
         let _ = writeln!(err, "  {line}");
     }
 }
+
+// Exchanges are built on worker threads and freed on the writer thread;
+// mimalloc handles that cross-thread pattern far better than glibc malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
