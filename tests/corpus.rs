@@ -1254,3 +1254,29 @@ fn sensor_views() {
     assert!(sensor_exchange(&serde_json::json!({"method": "GET", "request": null})).is_err());
     assert!(sensor_exchange(&serde_json::json!({"status": 200, "request": null})).is_err());
 }
+
+#[test]
+fn harness_detects_crash_and_hang() {
+    let out_dir = support::scratch_dir("corpus-harness");
+    // A capture that cannot be opened: the binary exits non-zero.
+    let missing = out_dir.join("no-such-trace.pcap");
+    let run = support::run_replay(&missing, &out_dir, 1, Duration::from_secs(20));
+    assert!(
+        matches!(run.end, RunEnd::Crash(_)),
+        "missing capture: {:?}",
+        run.end
+    );
+    // A FIFO nobody writes to: opening it blocks forever, i.e. a hang.
+    #[cfg(unix)]
+    {
+        let fifo = out_dir.join("never-written.pcap");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .is_ok_and(|s| s.success());
+        if made {
+            let run = support::run_replay(&fifo, &out_dir, 1, Duration::from_millis(1500));
+            assert_eq!(run.end, RunEnd::Hang);
+        }
+    }
+}

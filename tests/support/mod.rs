@@ -26,7 +26,7 @@ pub fn shared_corpus_root() -> PathBuf {
          repository, as CI does: <repo>/../shared/corpus/zeek-http); refusing to skip",
         dir.display()
     );
-    dir
+    dir.canonicalize().unwrap_or(dir)
 }
 
 /// `<repo>/../shared/corpus/zeek-http`, the Zeek HTTP traces with ground truth.
