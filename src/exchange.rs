@@ -235,11 +235,12 @@ pub struct Request {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Response {
-    /// First byte of the status line.
+    /// First byte of the status line (of the body for HTTP/0.9, which has none).
     pub ts: Timestamp,
     /// Last byte of the body.
     pub end_ts: Timestamp,
     pub version: HttpVersion,
+    /// 0 when there was no status line (`version` is then "0.9").
     pub status: u16,
     pub reason: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -358,7 +359,15 @@ impl Serialize for Exchange {
             m.serialize_entry("method", &r.method)?;
             m.serialize_entry("uri", &r.uri)?;
         }
-        if let Some(r) = &self.response {
+        // An HTTP/0.9 exchange reports status 0, as Zeek does; bytes without
+        // a status line answering an HTTP/1.x request (a non-HTTP server, or a
+        // 0.9 reply the client did not ask for) have no status to report.
+        let request_09 = self
+            .request
+            .as_ref()
+            .is_some_and(|r| r.version == HttpVersion::Http09);
+        let has_status = |r: &&Response| r.version != HttpVersion::Http09 || request_09;
+        if let Some(r) = self.response.as_ref().filter(has_status) {
             m.serialize_entry("status", &r.status)?;
         }
         m.serialize_entry("request", &self.request)?;

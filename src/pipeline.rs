@@ -206,10 +206,7 @@ impl Reader {
         progress: &mut Option<ProgressFn<'_>>,
     ) -> Result<()> {
         let link = LinkType::from_dlt(source.datalink());
-        loop {
-            let Some(packet) = source.next_packet()? else {
-                break;
-            };
+        while let Some(packet) = source.next_packet()? {
             self.packet_index += 1;
             let Some(link) = link else {
                 self.decoder.stats.packets += 1;

@@ -52,6 +52,8 @@ counters! {
         snaplen_gap_bytes,
         /// Part of the above: holes still open when a direction ended.
         gaps_at_end,
+        /// Part of the above: bytes the peer acknowledged that the capture never saw.
+        gaps_acked,
     }
 }
 

@@ -227,6 +227,16 @@ impl Reassembler {
             }
             self.skip_to_first_buffered(ctx, deliver);
         }
+        // Acknowledged bytes with nothing buffered: a whole segment (often a
+        // whole request) was lost. Saying so now, before the peer's answer is
+        // parsed, keeps request/response pairing right.
+        if self.ooo.is_empty() {
+            let lost = seq_diff(ack, self.next_seq);
+            if lost > 0 {
+                ctx.stats.gaps_acked += 1;
+                self.emit_gap(ctx, lost as u64, deliver);
+            }
+        }
         self.check_end()
     }
 
@@ -615,6 +625,12 @@ mod tests {
         assert_eq!(h.text(), "abc#6#jkl");
         assert_eq!(h.stats.gaps, 1);
         assert_eq!(h.stats.gap_bytes, 6);
+        // Acknowledged but never seen, nothing buffered: a lost segment.
+        h.ack(20);
+        assert_eq!(h.text(), "abc#6#jkl#7#");
+        assert_eq!(h.stats.gaps_acked, 1);
+        h.seg(20, b"x");
+        assert_eq!(h.text(), "abc#6#jkl#7#x");
     }
 
     #[test]
@@ -652,9 +668,10 @@ mod tests {
         assert_eq!(h.text(), "ab#2#efgh");
         let mut h = Harness::new();
         h.seg(1, b"ab");
-        h.ack(10);
+        h.seg_full(3, false, true, b"", 0);
+        h.seg(6, b"late"); // after the FIN: not delivered
         h.flush();
-        assert_eq!(h.text(), "ab#7#");
+        assert_eq!(h.text(), "ab");
     }
 
     #[test]

@@ -256,6 +256,14 @@ impl Shared {
             sink.end_direction(peer);
             return true;
         }
+        // The ACK speaks of data the sender received before it sent this
+        // segment, so it is applied first: a request lost in capture becomes a
+        // gap before the response to it is parsed.
+        if seg.flags.ack()
+            && peer_dir.on_peer_ack(&mut rctx, seg.ack, &mut |c| sink.deliver(peer, c))
+        {
+            sink.end_direction(peer);
+        }
         let ended_this = this_dir.on_segment(
             &mut rctx,
             seg.seq,
@@ -267,11 +275,6 @@ impl Shared {
         );
         if ended_this {
             sink.end_direction(side);
-        }
-        if seg.flags.ack()
-            && peer_dir.on_peer_ack(&mut rctx, seg.ack, &mut |c| sink.deliver(peer, c))
-        {
-            sink.end_direction(peer);
         }
         this_dir.ended() && peer_dir.ended()
     }

@@ -129,6 +129,9 @@ pub struct HttpConnection {
     to_client: Dir,
     pending: VecDeque<Pending>,
     resp: Option<Box<RespCur>>,
+    /// Responses lost in a gap while no request was waiting: the request
+    /// they answered was lost too, and its gap cancels one of these.
+    lost_responses: u8,
 }
 
 fn target<'a>(
@@ -161,6 +164,7 @@ impl HttpConnection {
             to_client: Dir::default(),
             pending: VecDeque::new(),
             resp: None,
+            lost_responses: 0,
         }
     }
 
@@ -592,6 +596,11 @@ impl HttpConnection {
     fn lost_message_start(&mut self, ctx: &mut HttpContext<'_>, dir: Direction, mut annot: Annot) {
         annot.gap = true;
         match dir {
+            Direction::ToServer if self.lost_responses > 0 => {
+                // Request and response both lost: nothing to pair, nothing to emit.
+                self.lost_responses -= 1;
+                self.to_server.carry.merge(annot);
+            }
             Direction::ToServer => {
                 let p = Pending {
                     req: None,
@@ -614,6 +623,7 @@ impl HttpConnection {
                     p.annot.merge(annot);
                     self.drain(ctx);
                 } else {
+                    self.lost_responses = self.lost_responses.saturating_add(1);
                     self.to_client.carry.merge(annot);
                 }
             }
@@ -621,6 +631,11 @@ impl HttpConnection {
     }
 
     fn push_request(&mut self, ctx: &mut HttpContext<'_>, p: Pending) {
+        if p.req.is_some() {
+            // Responses lost before a request that did arrive answered
+            // requests before it; they can no longer cancel a later gap.
+            self.lost_responses = 0;
+        }
         if self.pending.len() >= ctx.settings.max_pending_requests.max(1) {
             if let Some(mut old) = self.pending.pop_front() {
                 ctx.stats.pending_requests_overflow =
