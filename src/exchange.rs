@@ -9,6 +9,10 @@ use serde::{Serialize, Serializer};
 use std::fmt;
 use std::net::SocketAddr;
 
+/// Short text fields (method, host, content type, reason, ...) are stored
+/// inline up to 24 bytes, so most exchanges need no allocation for them.
+pub type Text = compact_str::CompactString;
+
 /// Packet time in nanoseconds since the Unix epoch. Every stage takes time from
 /// here, never from the wall clock, so replays are deterministic.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -164,9 +168,8 @@ impl Headers {
     }
 
     /// First value of `name` as text, lossily converted.
-    pub fn get_str(&self, name: &str) -> Option<String> {
-        self.get(name)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
+    pub fn get_str(&self, name: &str) -> Option<Text> {
+        self.get(name).map(Text::from_utf8_lossy)
     }
 }
 
@@ -194,7 +197,7 @@ pub struct Body {
     pub decoded_len: u64,
     /// `Content-Encoding` that was decoded, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub content_encoding: Option<String>,
+    pub content_encoding: Option<Text>,
     /// The decoded body, up to the configured cap; only serialised when the
     /// output asks for bodies.
     #[serde(
@@ -216,19 +219,19 @@ pub struct Request {
     pub ts: Timestamp,
     /// Last byte of the body (or of the headers when there is none).
     pub end_ts: Timestamp,
-    pub method: String,
+    pub method: Text,
     /// The request target exactly as sent (lossily converted when not UTF-8).
-    pub uri: String,
+    pub uri: Text,
     /// Percent-decoded path of the target, without the query.
-    pub path: String,
+    pub path: Text,
     /// Percent-decoded query string, without the `?`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub query: Option<String>,
+    pub query: Option<Text>,
     pub version: HttpVersion,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
+    pub host: Option<Text>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub content_type: Option<String>,
+    pub content_type: Option<Text>,
     pub headers: Headers,
     pub body: Body,
 }
@@ -242,9 +245,9 @@ pub struct Response {
     pub version: HttpVersion,
     /// 0 when there was no status line (`version` is then "0.9").
     pub status: u16,
-    pub reason: String,
+    pub reason: Text,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub content_type: Option<String>,
+    pub content_type: Option<Text>,
     pub headers: Headers,
     pub body: Body,
 }

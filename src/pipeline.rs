@@ -312,7 +312,9 @@ fn run_worker(
             table.process(&segment, &mut out);
         }
         if !out.is_empty() {
-            let _ = exchanges.send(std::mem::take(&mut out));
+            // The next batch likely yields as many: no regrowth from empty.
+            let fresh = Vec::with_capacity(out.len());
+            let _ = exchanges.send(std::mem::replace(&mut out, fresh));
         }
         batch.clear();
         // A full pool means enough spare batches exist; this one is freed.

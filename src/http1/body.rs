@@ -9,12 +9,11 @@
 //! and `decoded_len` equals `wire_len`.
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
+use super::inflate::{ContentDecoder, Stop, Wrapping};
 use super::parser::Encoding;
 use super::{Annot, HttpStats};
 use crate::config::HttpSettings;
-use crate::exchange::{Anomaly, Body};
-use flate2::write::{DeflateDecoder, GzDecoder, ZlibDecoder};
-use std::io::Write;
+use crate::exchange::{Anomaly, Body, Text};
 
 /// Longest chunk-size line (with extensions) accepted.
 const MAX_CHUNK_LINE: u32 = 4096;
@@ -178,112 +177,31 @@ fn chunked(c: &mut Chunk, data: &[u8], sink: &mut impl FnMut(&[u8])) -> Step {
     Step::More(pos)
 }
 
-/// Receives decoded bytes: keeps up to `keep`, counts up to `limit`, and
-/// refuses more (which stops the decoder) past `limit`.
-#[derive(Debug)]
-pub(crate) struct Sink {
-    data: Vec<u8>,
-    keep: usize,
-    decoded: u64,
-    limit: u64,
-    hit_limit: bool,
-}
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let room = self.limit.saturating_sub(self.decoded);
-        let n = usize::try_from(room).unwrap_or(usize::MAX).min(buf.len());
-        if n == 0 && !buf.is_empty() {
-            self.hit_limit = true;
-            return Err(std::io::Error::other("decoded body limit"));
-        }
-        let part = buf.get(..n).unwrap_or_default();
-        let keep_room = self.keep.saturating_sub(self.data.len());
-        self.data
-            .extend_from_slice(part.get(..keep_room.min(part.len())).unwrap_or_default());
-        self.decoded = self.decoded.saturating_add(n as u64);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// A streaming content decoder.
-pub(crate) enum Decoder {
-    /// Deflate whose wrapping (zlib or raw) is decided by the first bytes.
-    Undecided(Sink),
-    Gzip(GzDecoder<Sink>),
-    Zlib(ZlibDecoder<Sink>),
-    Raw(DeflateDecoder<Sink>),
-}
-
-impl std::fmt::Debug for Decoder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Decoder")
-    }
-}
-
-impl Decoder {
-    pub fn new(enc: Encoding, s: &HttpSettings) -> Option<Box<Decoder>> {
-        if !s.decode_content || s.max_body_bytes == 0 {
-            return None;
-        }
-        let sink = Sink {
-            data: Vec::new(),
-            keep: s.max_body_bytes,
-            decoded: 0,
-            limit: s.max_decoded_body_bytes as u64,
-            hit_limit: false,
-        };
-        match enc {
-            Encoding::Identity => None,
-            Encoding::Gzip => Some(Box::new(Decoder::Gzip(GzDecoder::new(sink)))),
-            Encoding::Deflate => Some(Box::new(Decoder::Undecided(sink))),
-        }
-    }
-
-    fn sink(&mut self) -> &mut Sink {
-        match self {
-            Decoder::Undecided(s) => s,
-            Decoder::Gzip(d) => d.get_mut(),
-            Decoder::Zlib(d) => d.get_mut(),
-            Decoder::Raw(d) => d.get_mut(),
-        }
-    }
-
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Decoder::Undecided(_) => Ok(0),
-            Decoder::Gzip(d) => d.write(buf),
-            Decoder::Zlib(d) => d.write(buf),
-            Decoder::Raw(d) => d.write(buf),
-        }
-    }
-
-    fn try_finish(&mut self) -> std::io::Result<()> {
-        match self {
-            Decoder::Undecided(_) => Ok(()),
-            Decoder::Gzip(d) => d.try_finish(),
-            Decoder::Zlib(d) => d.try_finish(),
-            Decoder::Raw(d) => d.try_finish(),
-        }
-    }
-}
-
 /// A body being received: its record, decoder, and whether decoding stopped.
 #[derive(Debug, Default)]
 pub(crate) struct BodyState {
-    pub decoder: Option<Box<Decoder>>,
+    pub decoder: Option<Box<ContentDecoder>>,
     /// Decoding failed or hit its limit; later bytes are only counted.
     pub stopped: bool,
 }
 
 impl BodyState {
     pub fn new(enc: Encoding, s: &HttpSettings, body: &mut Body) -> BodyState {
-        let decoder = Decoder::new(enc, s);
+        let wrapping = match enc {
+            _ if !s.decode_content || s.max_body_bytes == 0 => None,
+            Encoding::Identity => None,
+            Encoding::Gzip => Some(Wrapping::Gzip),
+            Encoding::Deflate => Some(Wrapping::Deflate),
+        };
+        let decoder = wrapping.map(|w| {
+            Box::new(ContentDecoder::new(
+                w,
+                s.max_body_bytes,
+                s.max_decoded_body_bytes as u64,
+            ))
+        });
         if decoder.is_some() {
-            body.content_encoding = enc.name().map(str::to_string);
+            body.content_encoding = enc.name().map(Text::from);
         }
         BodyState {
             decoder,
@@ -320,47 +238,14 @@ impl BodyState {
         if self.stopped {
             return;
         }
-        if let Decoder::Undecided(sink) = dec.as_mut() {
-            // zlib header: CM = 8 and the 16-bit header a multiple of 31.
-            let zlib = match data {
-                [a, b, ..] => a & 0x0f == 8 && (u16::from(*a) * 256 + u16::from(*b)) % 31 == 0,
-                [a] => a & 0x0f == 8,
-                [] => false,
-            };
-            let sink = std::mem::replace(
-                sink,
-                Sink {
-                    data: Vec::new(),
-                    keep: 0,
-                    decoded: 0,
-                    limit: 0,
-                    hit_limit: false,
-                },
-            );
-            **dec = if zlib {
-                Decoder::Zlib(ZlibDecoder::new(sink))
-            } else {
-                Decoder::Raw(DeflateDecoder::new(sink))
-            };
-        }
-        let mut rest = data;
-        while !rest.is_empty() {
-            match dec.write(rest) {
-                // The compressed stream ended; trailing bytes are ignored.
-                Ok(0) => break,
-                Ok(n) => rest = rest.get(n..).unwrap_or_default(),
-                Err(_) => {
-                    self.stop(annot, stats);
-                    break;
-                }
-            }
+        if let Err(stop) = dec.write(data) {
+            self.stop(stop, annot, stats);
         }
     }
 
-    fn stop(&mut self, annot: &mut Annot, stats: &mut HttpStats) {
+    fn stop(&mut self, why: Stop, annot: &mut Annot, stats: &mut HttpStats) {
         self.stopped = true;
-        let hit = self.decoder.as_mut().is_some_and(|d| d.sink().hit_limit);
-        if hit {
+        if why == Stop::Limit {
             annot.anomaly(Anomaly::DecompressionLimit);
             stats.decompression_limit_hits = stats.decompression_limit_hits.saturating_add(1);
         } else {
@@ -390,19 +275,14 @@ impl BodyState {
             body.decoded_len = body.wire_len;
             return;
         };
-        if !self.stopped && body.wire_len > 0 && dec.try_finish().is_err() {
+        if !self.stopped && body.wire_len > 0 && dec.finish().is_err() {
             if complete {
-                self.decoder = Some(dec);
-                self.stop(annot, stats);
-                dec = match self.decoder.take() {
-                    Some(d) => d,
-                    None => return,
-                };
+                self.stop(Stop::Error, annot, stats);
             } else {
                 body.data_truncated = true;
             }
         }
-        let sink = dec.sink();
+        let sink = &mut *dec;
         body.decoded_len = sink.decoded;
         body.data = std::mem::take(&mut sink.data);
         if self.stopped || body.decoded_len > body.data.len() as u64 {
@@ -421,6 +301,7 @@ mod tests {
     use super::*;
     use flate2::write::{DeflateEncoder, GzEncoder, ZlibEncoder};
     use flate2::Compression;
+    use std::io::Write;
 
     fn run(f: &mut Framing, data: &[u8]) -> (Step, Vec<u8>) {
         let mut out = Vec::new();

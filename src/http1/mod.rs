@@ -21,6 +21,7 @@ use crate::exchange::{Anomaly, Exchange, ExchangeFlags};
 use std::net::SocketAddr;
 
 pub(crate) mod body;
+mod inflate;
 pub(crate) mod parser;
 pub mod script;
 mod state;

@@ -9,7 +9,7 @@
 
 use super::Annot;
 use crate::config::HttpSettings;
-use crate::exchange::{Anomaly, Headers, HttpVersion};
+use crate::exchange::{Anomaly, Headers, HttpVersion, Text};
 use memchr::{memchr, memmem};
 
 /// Header fields parsed by httparse at once; longer blocks go to the lenient parser.
@@ -531,9 +531,9 @@ fn parse_lenient(
 }
 
 /// Percent-decodes `s` (lossy UTF-8); a `%` not followed by two hex digits stays.
-pub(crate) fn percent_decode(s: &[u8]) -> String {
+pub(crate) fn percent_decode(s: &[u8]) -> Text {
     if memchr(b'%', s).is_none() {
-        return String::from_utf8_lossy(s).into_owned();
+        return Text::from_utf8_lossy(s);
     }
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0usize;
@@ -552,7 +552,7 @@ pub(crate) fn percent_decode(s: &[u8]) -> String {
         out.push(b);
         i = i.saturating_add(1);
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Text::from_utf8_lossy(&out)
 }
 
 /// Path and query of a request target: origin-form as is, absolute-form

@@ -195,12 +195,12 @@ fn check(line: &str, ex: &[Exchange], stats: &HttpStats, next: &mut usize) -> Re
             let method = e
                 .request
                 .as_ref()
-                .map_or("-".to_string(), |r| r.method.clone());
+                .map_or("-".to_string(), |r| r.method.to_string());
             let uri = e.request.as_ref().map_or("-".to_string(), |r| {
                 if r.uri.is_empty() {
                     "(empty)".to_string()
                 } else {
-                    r.uri.clone()
+                    r.uri.to_string()
                 }
             });
             let status = e

@@ -32,7 +32,7 @@ use super::parser::{
 use super::{Annot, ConnInfo, HttpContext};
 use crate::exchange::{
     Anomaly, Body, Direction, Exchange, ExchangeFlags, Headers, HttpVersion, Request, Response,
-    Timestamp,
+    Text, Timestamp,
 };
 use std::collections::VecDeque;
 
@@ -152,8 +152,8 @@ fn target<'a>(
     }
 }
 
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+fn lossy(b: &[u8]) -> Text {
+    Text::from_utf8_lossy(b)
 }
 
 impl HttpConnection {
@@ -794,7 +794,7 @@ impl HttpConnection {
                 end_ts: ts,
                 version: HttpVersion::Http09,
                 status: 0,
-                reason: String::new(),
+                reason: Text::default(),
                 content_type: None,
                 headers: Headers::default(),
                 body: Body::default(),

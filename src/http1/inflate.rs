@@ -1,0 +1,403 @@
+//! Streaming content decoding (gzip, x-gzip, zlib-wrapped and raw deflate)
+//! into a bounded sink. The gzip and zlib wrappers are parsed here so that a
+//! single kind of engine, raw inflate, does all the work: its state (tens of
+//! KiB) is reset and reused from a small per-thread pool instead of being
+//! allocated and zeroed for every compressed body, which matters when most
+//! API responses are gzip. Trailers (CRC32/ISIZE, Adler-32) are not verified:
+//! the sensor wants the bytes the client saw, and a bad checksum is not a
+//! reason to hide them.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
+use flate2::{Decompress, FlushDecompress, Status};
+use std::cell::RefCell;
+
+/// Inflaters kept per thread for reuse.
+const POOL_SIZE: usize = 32;
+/// Output produced per inflate call before it is handed to the sink.
+const SCRATCH_BYTES: usize = 16 * 1024;
+
+thread_local! {
+    static POOL: RefCell<Vec<Decompress>> = const { RefCell::new(Vec::new()) };
+}
+
+fn take_inflater() -> Decompress {
+    POOL.with(|p| p.borrow_mut().pop())
+        .map(|mut d| {
+            d.reset(false);
+            d
+        })
+        .unwrap_or_else(|| Decompress::new(false))
+}
+
+fn return_inflater(d: Decompress) {
+    POOL.with(|p| {
+        let mut pool = p.borrow_mut();
+        if pool.len() < POOL_SIZE {
+            pool.push(d);
+        }
+    });
+}
+
+/// Which wrapper the compressed stream has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wrapping {
+    Gzip,
+    /// `Content-Encoding: deflate`: zlib-wrapped per the RFC, raw in practice
+    /// from some servers; decided from the first two bytes.
+    Deflate,
+}
+
+/// Position in the wrapper around the deflate data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Header {
+    /// Gzip fixed header: 10 bytes, `flags` read from byte 3.
+    GzipFixed {
+        have: u8,
+        flags: u8,
+    },
+    GzipExtraLen {
+        have: u8,
+        len: u16,
+        flags: u8,
+    },
+    GzipExtra {
+        remaining: u16,
+        flags: u8,
+    },
+    GzipName {
+        flags: u8,
+    },
+    GzipComment {
+        flags: u8,
+    },
+    GzipHeaderCrc {
+        have: u8,
+    },
+    /// Deflate: waiting for the first two bytes to tell zlib from raw.
+    DeflateStart {
+        first: Option<u8>,
+    },
+    /// Inside deflate data.
+    Body,
+    /// The deflate stream ended; trailing bytes are ignored.
+    Ended,
+}
+
+const GZIP_FHCRC: u8 = 0x02;
+const GZIP_FEXTRA: u8 = 0x04;
+const GZIP_FNAME: u8 = 0x08;
+const GZIP_FCOMMENT: u8 = 0x10;
+
+/// Why decoding stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// Not a valid stream.
+    Error,
+    /// `max_decoded_body_bytes` reached.
+    Limit,
+}
+
+/// Decodes one body: keeps up to `keep` bytes, counts up to `limit`.
+pub(crate) struct ContentDecoder {
+    inflater: Option<Decompress>,
+    header: Header,
+    pub data: Vec<u8>,
+    pub decoded: u64,
+    keep: usize,
+    limit: u64,
+}
+
+impl std::fmt::Debug for ContentDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContentDecoder")
+            .field("header", &self.header)
+            .field("decoded", &self.decoded)
+            .finish()
+    }
+}
+
+impl Drop for ContentDecoder {
+    fn drop(&mut self) {
+        if let Some(d) = self.inflater.take() {
+            return_inflater(d);
+        }
+    }
+}
+
+impl ContentDecoder {
+    pub fn new(wrapping: Wrapping, keep: usize, limit: u64) -> Self {
+        ContentDecoder {
+            inflater: None,
+            header: match wrapping {
+                Wrapping::Gzip => Header::GzipFixed { have: 0, flags: 0 },
+                Wrapping::Deflate => Header::DeflateStart { first: None },
+            },
+            data: Vec::new(),
+            decoded: 0,
+            keep,
+            limit,
+        }
+    }
+
+    /// Feeds compressed bytes.
+    pub fn write(&mut self, mut input: &[u8]) -> Result<(), Stop> {
+        while !input.is_empty() {
+            let used = match self.header {
+                Header::Body => return self.inflate(input),
+                Header::Ended => return Ok(()),
+                _ => self.header_byte(input)?,
+            };
+            input = input.get(used..).unwrap_or_default();
+        }
+        Ok(())
+    }
+
+    /// The body is over: was the compressed stream complete?
+    pub fn finish(&mut self) -> Result<(), Stop> {
+        match self.header {
+            Header::Ended => Ok(()),
+            _ => Err(Stop::Error),
+        }
+    }
+
+    /// Consumes wrapper bytes; returns how many.
+    fn header_byte(&mut self, input: &[u8]) -> Result<usize, Stop> {
+        let Some(&b) = input.first() else {
+            return Ok(0);
+        };
+        self.header = match self.header {
+            Header::GzipFixed { have, flags } => {
+                let ok = match have {
+                    0 => b == 0x1f,
+                    1 => b == 0x8b,
+                    2 => b == 8, // CM = deflate
+                    _ => true,
+                };
+                if !ok {
+                    return Err(Stop::Error);
+                }
+                let flags = if have == 3 { b } else { flags };
+                if have < 9 {
+                    Header::GzipFixed {
+                        have: have + 1,
+                        flags,
+                    }
+                } else {
+                    gzip_after(flags, GZIP_FEXTRA)
+                }
+            }
+            Header::GzipExtraLen { have, len, flags } => {
+                let len = len | (u16::from(b) << (8 * have));
+                if have == 0 {
+                    Header::GzipExtraLen {
+                        have: 1,
+                        len,
+                        flags,
+                    }
+                } else if len == 0 {
+                    gzip_after(flags, GZIP_FNAME)
+                } else {
+                    Header::GzipExtra {
+                        remaining: len,
+                        flags,
+                    }
+                }
+            }
+            Header::GzipExtra { remaining, flags } => {
+                // Skip as much of the extra field as this slice holds.
+                let n = input.len().min(usize::from(remaining));
+                let remaining = remaining - n as u16;
+                self.header = if remaining == 0 {
+                    gzip_after(flags, GZIP_FNAME)
+                } else {
+                    Header::GzipExtra { remaining, flags }
+                };
+                return Ok(n);
+            }
+            Header::GzipName { flags } => {
+                return Ok(match memchr::memchr(0, input) {
+                    Some(end) => {
+                        self.header = gzip_after(flags, GZIP_FCOMMENT);
+                        end + 1
+                    }
+                    None => input.len(),
+                });
+            }
+            Header::GzipComment { flags } => {
+                return Ok(match memchr::memchr(0, input) {
+                    Some(end) => {
+                        self.header = gzip_after(flags, GZIP_FHCRC);
+                        end + 1
+                    }
+                    None => input.len(),
+                });
+            }
+            Header::GzipHeaderCrc { have } => {
+                if have == 0 {
+                    Header::GzipHeaderCrc { have: 1 }
+                } else {
+                    Header::Body
+                }
+            }
+            Header::DeflateStart { first: None } => Header::DeflateStart { first: Some(b) },
+            Header::DeflateStart { first: Some(a) } => {
+                // zlib: CM = 8, the 16-bit header a multiple of 31, no preset dictionary.
+                let zlib = a & 0x0f == 8 && (u16::from(a) * 256 + u16::from(b)) % 31 == 0;
+                if zlib {
+                    if b & 0x20 != 0 {
+                        return Err(Stop::Error);
+                    }
+                    Header::Body
+                } else {
+                    // Raw deflate: the two bytes are data; replay them.
+                    self.header = Header::Body;
+                    self.inflate(&[a])?;
+                    return Ok(0);
+                }
+            }
+            Header::Body | Header::Ended => return Ok(0),
+        };
+        Ok(1)
+    }
+
+    fn inflate(&mut self, mut input: &[u8]) -> Result<(), Stop> {
+        let inflater = self.inflater.get_or_insert_with(take_inflater);
+        let mut scratch = [0u8; SCRATCH_BYTES];
+        loop {
+            let in_before = inflater.total_in();
+            let out_before = inflater.total_out();
+            let status = inflater
+                .decompress(input, &mut scratch, FlushDecompress::None)
+                .map_err(|_| Stop::Error)?;
+            let used = (inflater.total_in() - in_before) as usize;
+            let produced = (inflater.total_out() - out_before) as usize;
+            input = input.get(used..).unwrap_or_default();
+            let out = scratch.get(..produced).unwrap_or_default();
+            let room = self.limit.saturating_sub(self.decoded);
+            let counted = (produced as u64).min(room);
+            let keep_room = self.keep.saturating_sub(self.data.len());
+            self.data
+                .extend_from_slice(out.get(..keep_room.min(produced)).unwrap_or_default());
+            self.decoded += counted;
+            if counted < produced as u64 {
+                return Err(Stop::Limit);
+            }
+            match status {
+                Status::StreamEnd => {
+                    self.header = Header::Ended;
+                    return Ok(());
+                }
+                // Output space ran out: more may be pending even without input.
+                _ if produced == scratch.len() => continue,
+                _ if input.is_empty() => return Ok(()),
+                // No progress on non-empty input: corrupt stream.
+                _ if used == 0 && produced == 0 => return Err(Stop::Error),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The gzip header state after the part that `done` names.
+fn gzip_after(flags: u8, done: u8) -> Header {
+    let mut next = done;
+    loop {
+        match next {
+            GZIP_FEXTRA if flags & GZIP_FEXTRA != 0 => {
+                return Header::GzipExtraLen {
+                    have: 0,
+                    len: 0,
+                    flags,
+                }
+            }
+            GZIP_FEXTRA => next = GZIP_FNAME,
+            GZIP_FNAME if flags & GZIP_FNAME != 0 => return Header::GzipName { flags },
+            GZIP_FNAME => next = GZIP_FCOMMENT,
+            GZIP_FCOMMENT if flags & GZIP_FCOMMENT != 0 => return Header::GzipComment { flags },
+            GZIP_FCOMMENT => next = GZIP_FHCRC,
+            GZIP_FHCRC if flags & GZIP_FHCRC != 0 => return Header::GzipHeaderCrc { have: 0 },
+            _ => return Header::Body,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use flate2::write::{DeflateEncoder, GzEncoder, ZlibEncoder};
+    use flate2::{Compression, GzBuilder};
+    use std::io::Write;
+
+    fn decode_in_pieces(w: Wrapping, wire: &[u8], piece: usize) -> (Result<(), Stop>, Vec<u8>) {
+        let mut d = ContentDecoder::new(w, 1 << 20, 1 << 20);
+        for part in wire.chunks(piece) {
+            if let Err(e) = d.write(part) {
+                return (Err(e), d.data.clone());
+            }
+        }
+        (d.finish(), d.data.clone())
+    }
+
+    #[test]
+    fn gzip_with_every_optional_header_field_any_split() {
+        let plain: Vec<u8> = (0..5000u32).map(|i| (i % 7) as u8 + b'a').collect();
+        let mut g = GzBuilder::new()
+            .filename("name.txt")
+            .comment("a comment")
+            .extra(vec![1, 2, 3])
+            .write(Vec::new(), Compression::default());
+        g.write_all(&plain).unwrap();
+        let wire = g.finish().unwrap();
+        for piece in [1, 2, 3, 7, 100, wire.len()] {
+            let (r, data) = decode_in_pieces(Wrapping::Gzip, &wire, piece);
+            assert_eq!(r, Ok(()), "piece {piece}");
+            assert_eq!(data, plain, "piece {piece}");
+        }
+    }
+
+    #[test]
+    fn zlib_and_raw_deflate_are_told_apart() {
+        let plain = b"the same text, the same text, the same text";
+        let mut z = ZlibEncoder::new(Vec::new(), Compression::default());
+        z.write_all(plain).unwrap();
+        let mut r = DeflateEncoder::new(Vec::new(), Compression::default());
+        r.write_all(plain).unwrap();
+        for (wire, name) in [(z.finish().unwrap(), "zlib"), (r.finish().unwrap(), "raw")] {
+            for piece in [1, 5, 1000] {
+                let (res, data) = decode_in_pieces(Wrapping::Deflate, &wire, piece);
+                assert_eq!(res, Ok(()), "{name} {piece}");
+                assert_eq!(data, plain, "{name} {piece}");
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_and_corrupt_streams_are_errors() {
+        let mut g = GzEncoder::new(Vec::new(), Compression::default());
+        g.write_all(&[7u8; 3000]).unwrap();
+        let wire = g.finish().unwrap();
+        let (r, _) = decode_in_pieces(Wrapping::Gzip, &wire[..wire.len() / 2], 64);
+        assert_eq!(r, Err(Stop::Error));
+        let (r, _) = decode_in_pieces(Wrapping::Gzip, b"not gzip", 3);
+        assert_eq!(r, Err(Stop::Error));
+        let mut bad = wire.clone();
+        bad[12] ^= 0xff;
+        bad[13] ^= 0xff;
+        assert!(decode_in_pieces(Wrapping::Gzip, &bad, 64).0.is_err());
+    }
+
+    #[test]
+    fn bomb_stops_at_limit_and_pool_is_reused() {
+        let mut g = GzEncoder::new(Vec::new(), Compression::best());
+        g.write_all(&vec![0u8; 5_000_000]).unwrap();
+        let wire = g.finish().unwrap();
+        for _ in 0..3 {
+            let mut d = ContentDecoder::new(Wrapping::Gzip, 100, 50_000);
+            assert_eq!(d.write(&wire), Err(Stop::Limit));
+            assert_eq!(d.decoded, 50_000);
+            assert_eq!(d.data.len(), 100);
+        }
+        assert!(POOL.with(|p| p.borrow().len()) >= 1);
+    }
+}
