@@ -13,6 +13,15 @@ use std::net::SocketAddr;
 /// inline up to 24 bytes, so most exchanges need no allocation for them.
 pub type Text = compact_str::CompactString;
 
+/// `Text` from wire bytes, replacing invalid UTF-8. Valid input (nearly all
+/// of it) takes the fast path: one validation pass and one copy.
+pub fn text_lossy(bytes: &[u8]) -> Text {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Text::from(s),
+        Err(_) => Text::from(String::from_utf8_lossy(bytes)),
+    }
+}
+
 /// Packet time in nanoseconds since the Unix epoch. Every stage takes time from
 /// here, never from the wall clock, so replays are deterministic.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -169,7 +178,7 @@ impl Headers {
 
     /// First value of `name` as text, lossily converted.
     pub fn get_str(&self, name: &str) -> Option<Text> {
-        self.get(name).map(Text::from_utf8_lossy)
+        self.get(name).map(text_lossy)
     }
 }
 

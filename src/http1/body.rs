@@ -186,7 +186,14 @@ pub(crate) struct BodyState {
 }
 
 impl BodyState {
-    pub fn new(enc: Encoding, s: &HttpSettings, body: &mut Body) -> BodyState {
+    pub fn new(enc: Encoding, s: &HttpSettings, body: &mut Body, framing: Framing) -> BodyState {
+        // A plain body of announced length is kept in one allocation.
+        if let (Encoding::Identity, Framing::Length(len)) = (enc, framing) {
+            let keep = usize::try_from(len)
+                .unwrap_or(usize::MAX)
+                .min(s.max_body_bytes);
+            body.data.reserve_exact(keep);
+        }
         let wrapping = match enc {
             _ if !s.decode_content || s.max_body_bytes == 0 => None,
             Encoding::Identity => None,
@@ -356,7 +363,7 @@ mod tests {
 
     fn decode(enc: Encoding, wire: &[u8], s: &HttpSettings) -> (Body, Annot) {
         let mut body = Body::default();
-        let mut st = BodyState::new(enc, s, &mut body);
+        let mut st = BodyState::new(enc, s, &mut body, Framing::Close);
         let mut stats = HttpStats::default();
         let mut a = Annot::default();
         for part in wire.chunks(7) {

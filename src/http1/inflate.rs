@@ -18,6 +18,9 @@ const SCRATCH_BYTES: usize = 16 * 1024;
 
 thread_local! {
     static POOL: RefCell<Vec<Decompress>> = const { RefCell::new(Vec::new()) };
+    /// Output buffer shared by all decoders of the thread (filled, then
+    /// drained into the sink before the next call), so no call zeroes one.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 fn take_inflater() -> Decompress {
@@ -260,14 +263,23 @@ impl ContentDecoder {
         Ok(1)
     }
 
-    fn inflate(&mut self, mut input: &[u8]) -> Result<(), Stop> {
+    fn inflate(&mut self, input: &[u8]) -> Result<(), Stop> {
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            if scratch.len() != SCRATCH_BYTES {
+                scratch.resize(SCRATCH_BYTES, 0);
+            }
+            self.inflate_into(input, &mut scratch)
+        })
+    }
+
+    fn inflate_into(&mut self, mut input: &[u8], scratch: &mut [u8]) -> Result<(), Stop> {
         let inflater = self.inflater.get_or_insert_with(take_inflater);
-        let mut scratch = [0u8; SCRATCH_BYTES];
         loop {
             let in_before = inflater.total_in();
             let out_before = inflater.total_out();
             let status = inflater
-                .decompress(input, &mut scratch, FlushDecompress::None)
+                .decompress(input, scratch, FlushDecompress::None)
                 .map_err(|_| Stop::Error)?;
             let used = (inflater.total_in() - in_before) as usize;
             let produced = (inflater.total_out() - out_before) as usize;

@@ -9,7 +9,7 @@
 
 use super::Annot;
 use crate::config::HttpSettings;
-use crate::exchange::{Anomaly, Headers, HttpVersion, Text};
+use crate::exchange::{text_lossy, Anomaly, Headers, HttpVersion, Text};
 use memchr::{memchr, memmem};
 
 /// Header fields parsed by httparse at once; longer blocks go to the lenient parser.
@@ -533,7 +533,7 @@ fn parse_lenient(
 /// Percent-decodes `s` (lossy UTF-8); a `%` not followed by two hex digits stays.
 pub(crate) fn percent_decode(s: &[u8]) -> Text {
     if memchr(b'%', s).is_none() {
-        return Text::from_utf8_lossy(s);
+        return text_lossy(s);
     }
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0usize;
@@ -552,7 +552,7 @@ pub(crate) fn percent_decode(s: &[u8]) -> Text {
         out.push(b);
         i = i.saturating_add(1);
     }
-    Text::from_utf8_lossy(&out)
+    text_lossy(&out)
 }
 
 /// Path and query of a request target: origin-form as is, absolute-form

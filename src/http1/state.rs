@@ -153,7 +153,7 @@ fn target<'a>(
 }
 
 fn lossy(b: &[u8]) -> Text {
-    Text::from_utf8_lossy(b)
+    crate::exchange::text_lossy(b)
 }
 
 impl HttpConnection {
@@ -685,7 +685,7 @@ impl HttpConnection {
                 ctx.stats.requests = ctx.stats.requests.saturating_add(1);
                 let d = &mut self.to_server;
                 d.body = match framing {
-                    Some(_) => BodyState::new(info.encoding, s, &mut req.body),
+                    Some(f) => BodyState::new(info.encoding, s, &mut req.body, f),
                     None => BodyState::default(),
                 };
                 let p = Pending {
@@ -764,7 +764,7 @@ impl HttpConnection {
                 };
                 let d = &mut self.to_client;
                 d.body = match framing {
-                    Some(_) => BodyState::new(info.encoding, s, &mut resp.body),
+                    Some(f) => BodyState::new(info.encoding, s, &mut resp.body, f),
                     None => BodyState::default(),
                 };
                 self.resp = Some(Box::new(RespCur {
