@@ -136,8 +136,13 @@ impl FlowTable {
                 }
             }
             None => {
-                if closing.contains_key(&seg.key) {
-                    if !opens_connection {
+                // The linger time is checked here, not only by the periodic
+                // sweep, so the outcome does not depend on how often a worker
+                // sweeps (which depends on the worker count).
+                let linger = shared.flow_settings.closed_timeout_secs;
+                if let Some(&closed_at) = closing.get(&seg.key) {
+                    let lingering = seg.ts.secs_since(closed_at) < linger;
+                    if lingering && !opens_connection {
                         shared.stats.packets_after_close += 1;
                         return;
                     }
@@ -420,4 +425,153 @@ fn starts_like_request(data: &[u8]) -> bool {
         .take_while(|b| b.is_ascii_uppercase() || **b == b'-' || **b == b'_')
         .count();
     token_len > 0 && data.get(token_len) == Some(&b' ')
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::decode::TcpFlags;
+
+    const SEC: u64 = 1_000_000_000;
+
+    struct Conn {
+        key: FlowKey,
+        client: Side,
+    }
+
+    fn conn(port: u16) -> Conn {
+        let (key, client) = FlowKey::new(
+            "10.0.0.1".parse().unwrap(),
+            port,
+            "10.0.0.2".parse().unwrap(),
+            80,
+        );
+        Conn { key, client }
+    }
+
+    fn seg<'a>(
+        c: &Conn,
+        from_client: bool,
+        ts_secs: u64,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        payload: &'a [u8],
+    ) -> Segment<'a> {
+        Segment {
+            ts: Timestamp(ts_secs * SEC),
+            packet_index: ts_secs + 1,
+            key: c.key,
+            side: if from_client {
+                c.client
+            } else {
+                c.client.other()
+            },
+            seq,
+            ack,
+            flags: TcpFlags(flags),
+            payload,
+            missing_payload: 0,
+        }
+    }
+
+    const ACK: u8 = TcpFlags::ACK;
+    const REQ: &[u8] = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n";
+    const RESP: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+    fn table(max_flows: usize) -> FlowTable {
+        let flow = FlowSettings {
+            max_flows_per_worker: max_flows,
+            ..FlowSettings::default()
+        };
+        FlowTable::new(&flow, &HttpSettings::default())
+    }
+
+    #[test]
+    fn capacity_evicts_least_recently_active_and_flushes_it() {
+        let mut t = table(2);
+        let mut out = Vec::new();
+        for (i, port) in [1000u16, 1001, 1002].into_iter().enumerate() {
+            let c = conn(port);
+            t.process(&seg(&c, true, i as u64, 1, 1, ACK, REQ), &mut out);
+        }
+        assert_eq!(t.stats().flows_evicted_capacity, 1);
+        assert_eq!(t.open_flows(), 2);
+        assert_eq!(out.len(), 1, "the evicted flow's request is flushed");
+        assert!(out[0].flags.unanswered);
+        assert_eq!(out[0].client.port(), 1000);
+    }
+
+    #[test]
+    fn idle_timeout_in_packet_time_ends_the_flow() {
+        let mut t = table(16);
+        let mut out = Vec::new();
+        let c = conn(2000);
+        t.process(&seg(&c, true, 0, 1, 1, ACK, REQ), &mut out);
+        assert!(out.is_empty());
+        // Another flow's packet 200 s later: the sweep ends the idle one.
+        let other = conn(2001);
+        t.process(&seg(&other, true, 200, 1, 1, ACK, b""), &mut out);
+        assert_eq!(t.stats().flows_evicted_idle, 1);
+        assert_eq!(out.len(), 1);
+        assert!(out[0].flags.unanswered);
+    }
+
+    #[test]
+    fn rst_mid_body_emits_truncated_exchange_and_closes() {
+        let mut t = table(16);
+        let mut out = Vec::new();
+        let c = conn(3000);
+        let req_end = 1 + REQ.len() as u32;
+        t.process(&seg(&c, true, 0, 1, 1, ACK, REQ), &mut out);
+        let partial = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part";
+        t.process(&seg(&c, false, 1, 1, req_end, ACK, partial), &mut out);
+        assert!(out.is_empty());
+        t.process(
+            &seg(
+                &c,
+                false,
+                2,
+                1 + partial.len() as u32,
+                req_end,
+                TcpFlags::RST,
+                b"",
+            ),
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        let e = &out[0];
+        assert_eq!(e.response.as_ref().unwrap().status, 200);
+        assert!(e.flags.truncated);
+        assert_eq!(t.stats().flows_closed, 1);
+        assert_eq!(t.open_flows(), 0);
+        // A late retransmission within the linger time starts nothing.
+        t.process(&seg(&c, false, 3, 1, req_end, ACK, partial), &mut out);
+        assert_eq!(t.stats().packets_after_close, 1);
+        assert_eq!(t.open_flows(), 0);
+    }
+
+    #[test]
+    fn syn_with_new_isn_replaces_the_connection() {
+        let mut t = table(16);
+        let mut out = Vec::new();
+        let c = conn(4000);
+        t.process(&seg(&c, true, 0, 100, 0, TcpFlags::SYN, b""), &mut out);
+        t.process(&seg(&c, true, 0, 100, 0, TcpFlags::SYN, b""), &mut out); // retransmitted SYN
+        assert_eq!(t.stats().flows_created, 1);
+        t.process(&seg(&c, true, 1, 101, 1, ACK, REQ), &mut out);
+        t.process(&seg(&c, true, 2, 9000, 0, TcpFlags::SYN, b""), &mut out);
+        assert_eq!(t.stats().flows_reused_by_syn, 1);
+        assert_eq!(t.stats().flows_created, 2);
+        assert_eq!(out.len(), 1, "the old connection's request is flushed");
+        // The new connection works normally.
+        t.process(&seg(&c, true, 3, 9001, 1, ACK, REQ), &mut out);
+        t.process(
+            &seg(&c, false, 3, 1, 9001 + REQ.len() as u32, ACK, RESP),
+            &mut out,
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].response.as_ref().unwrap().status, 200);
+    }
 }
