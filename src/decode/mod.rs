@@ -385,6 +385,31 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_extension_headers_are_walked() {
+        let mut tcp = Vec::new();
+        etherparse::TcpHeader::new(1234, 80, 7, 1000)
+            .write(&mut tcp)
+            .unwrap();
+        tcp.extend_from_slice(b"GET");
+        // Hop-by-hop (8 bytes, padding) then destination options (8 bytes), then TCP.
+        let mut exts = vec![60, 0, 1, 4, 0, 0, 0, 0];
+        exts.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
+        let payload_len = (exts.len() + tcp.len()) as u16;
+        let mut ip = vec![0x60, 0, 0, 0];
+        ip.extend_from_slice(&payload_len.to_be_bytes());
+        ip.extend_from_slice(&[0, 64]); // next header: hop-by-hop
+        ip.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        ip.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        ip.extend_from_slice(&exts);
+        ip.extend_from_slice(&tcp);
+        let mut d = decoder();
+        let seg = d.decode(LinkType::RawIp, Timestamp(1), &ip, 0).unwrap();
+        assert_eq!(seg.payload, b"GET");
+        assert_eq!(seg.dst_port, 80);
+        assert_eq!(seg.missing_payload, 0);
+    }
+
+    #[test]
     fn raw_ip_and_null_loopback() {
         let builder = PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).tcp(1, 80, 5, 6);
         let mut ip = Vec::new();
