@@ -68,6 +68,17 @@ pub struct DecodeSettings {
     pub max_fragmented_datagrams: usize,
     /// Seconds of packet time a partial datagram may wait for its other fragments.
     pub fragment_timeout_secs: u64,
+    /// Decapsulate cloud traffic-mirroring tunnels (VXLAN, GENEVE, GRE, ERSPAN)
+    /// and decode the inner packet; off, they are counted as plain UDP / IP.
+    pub decapsulate: bool,
+    /// UDP destination ports carrying VXLAN (AWS VPC Traffic Mirroring, Azure vTAP).
+    pub vxlan_ports: Vec<u16>,
+    /// UDP destination ports carrying GENEVE.
+    pub geneve_ports: Vec<u16>,
+    /// Tunnels decapsulated inside one another at most; deeper ones are
+    /// counted (`decode.tunnel_depth_exceeded`) and dropped. 0 turns
+    /// decapsulation off like `decapsulate = false`.
+    pub max_tunnel_depth: u8,
 }
 
 impl Default for DecodeSettings {
@@ -75,6 +86,10 @@ impl Default for DecodeSettings {
         DecodeSettings {
             max_fragmented_datagrams: 1024,
             fragment_timeout_secs: 30,
+            decapsulate: true,
+            vxlan_ports: vec![4789],
+            geneve_ports: vec![6081],
+            max_tunnel_depth: 2,
         }
     }
 }
@@ -316,6 +331,37 @@ impl Settings {
             1,
             "set e.g. 30",
         )?;
+        at_most(
+            "decode.max_tunnel_depth",
+            u64::from(d.max_tunnel_depth),
+            4,
+            "use 2 (a mirror tunnel plus one nested tunnel), at most 4, or 0 for no decapsulation",
+        )?;
+        for (key, ports) in [
+            ("decode.vxlan_ports", &d.vxlan_ports),
+            ("decode.geneve_ports", &d.geneve_ports),
+        ] {
+            at_most(
+                key,
+                ports.len() as u64,
+                16,
+                "list at most 16 ports (VXLAN is 4789, GENEVE 6081)",
+            )?;
+            if ports.contains(&0) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: "contains port 0".into(),
+                    fix: "remove 0; list real UDP destination ports such as 4789",
+                });
+            }
+        }
+        if let Some(port) = d.vxlan_ports.iter().find(|p| d.geneve_ports.contains(p)) {
+            return Err(ConfigError::Invalid {
+                key: "decode.geneve_ports",
+                problem: format!("shares port {port} with decode.vxlan_ports"),
+                fix: "give each UDP port to one tunnel type only",
+            });
+        }
         Ok(())
     }
 
@@ -355,5 +401,22 @@ mod tests {
             msg.contains("http.max_headers") && msg.contains("fix"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn tunnel_settings_are_validated() {
+        let err = Settings::from_toml("[decode]\nmax_tunnel_depth = 5\n", "t").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("decode.max_tunnel_depth"), "{msg}");
+        let err = Settings::from_toml("[decode]\ngeneve_ports = [4789]\n", "t").unwrap_err();
+        assert!(err.to_string().contains("decode.geneve_ports"), "{err}");
+        let err = Settings::from_toml("[decode]\nvxlan_ports = [0]\n", "t").unwrap_err();
+        assert!(err.to_string().contains("decode.vxlan_ports"), "{err}");
+        let ok = Settings::from_toml(
+            "[decode]\ndecapsulate = false\nmax_tunnel_depth = 0\nvxlan_ports = [4789, 8472]\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(ok.decode.vxlan_ports, vec![4789, 8472]);
     }
 }

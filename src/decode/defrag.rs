@@ -189,6 +189,7 @@ mod tests {
         let settings = DecodeSettings {
             max_fragmented_datagrams: 1,
             fragment_timeout_secs: 1,
+            ..DecodeSettings::default()
         };
         let mut d = Decoder::new(&settings);
         let (a, _) = fragments(24);

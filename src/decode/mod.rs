@@ -1,6 +1,7 @@
 //! Link, network and transport decoding over borrowed packet bytes: Ethernet
 //! (802.1Q / QinQ tags), Linux cooked capture v1 and v2, BSD loopback, raw
-//! IPv4/IPv6; IPv4 and IPv6 (extension headers, fragments); TCP. The result is
+//! IPv4/IPv6; IPv4 and IPv6 (extension headers, fragments); cloud mirroring
+//! tunnels (VXLAN, GENEVE, GRE, ERSPAN: see `tunnel`); TCP. The result is
 //! a `TcpSegment` view that borrows the packet, or a counted reason why there is
 //! none. Checksums are deliberately not verified: mirrored traffic often carries
 //! offloaded (unfilled) checksums, and an IDS must see what the host accepted.
@@ -11,6 +12,7 @@
 
 mod defrag;
 mod link;
+mod tunnel;
 
 pub use link::LinkType;
 
@@ -20,6 +22,7 @@ use crate::exchange::Timestamp;
 use defrag::{Defragmenter, FragmentOutcome};
 use etherparse::{IpNumber, LaxNetSlice, LaxSlicedPacket, TcpSlice, TransportSlice};
 use std::net::IpAddr;
+use tunnel::Tunnels;
 
 counters! {
     /// What the decoder saw and everything it did not pass on, by kind.
@@ -49,9 +52,22 @@ counters! {
         ip_fragments,
         /// Datagrams rebuilt from fragments.
         fragments_reassembled,
-        /// Fragments dropped: table full, overlapping/invalid, or timed out.
+        /// Fragments dropped: table full, overlapping/invalid, timed out, or
+        /// inside a tunnel whose outer datagram was itself reassembled.
         fragments_dropped,
         fragments_timed_out,
+        /// VXLAN headers decapsulated.
+        vxlan,
+        /// GENEVE headers decapsulated.
+        geneve,
+        /// GRE headers decapsulated, ERSPAN included.
+        gre,
+        /// ERSPAN (type I, II or III) headers decapsulated (also counted in `gre`).
+        erspan,
+        /// Tunnel headers cut short or inconsistent (bad version, flags, lengths).
+        tunnel_malformed,
+        /// Tunnels nested deeper than `decode.max_tunnel_depth`, not decoded.
+        tunnel_depth_exceeded,
     }
 }
 
@@ -100,6 +116,16 @@ pub struct TcpSegment<'a> {
 pub struct Decoder {
     pub stats: DecodeStats,
     defrag: Defragmenter,
+    tunnels: Tunnels,
+}
+
+/// Per-packet decoding state passed down the layers (and into tunnels).
+struct Ctx<'s> {
+    stats: &'s mut DecodeStats,
+    tunnels: &'s Tunnels,
+    ts: Timestamp,
+    /// Tunnels decapsulated so far for this packet (0 = the captured packet).
+    depth: u8,
 }
 
 impl Decoder {
@@ -107,6 +133,7 @@ impl Decoder {
         Decoder {
             stats: DecodeStats::default(),
             defrag: Defragmenter::new(settings),
+            tunnels: Tunnels::new(settings),
         }
     }
 
@@ -136,8 +163,18 @@ impl Decoder {
             self.stats.vlan_tagged += 1;
         }
         // Split borrows: the fragment table and the counters are used apart.
-        let Decoder { stats, defrag } = self;
-        decode_net(stats, defrag, ts, packet)
+        let Decoder {
+            stats,
+            defrag,
+            tunnels,
+        } = self;
+        let mut ctx = Ctx {
+            stats,
+            tunnels,
+            ts,
+            depth: 0,
+        };
+        decode_net(&mut ctx, Some(defrag), packet)
     }
 
     /// Packet time moves on: expire partial datagrams.
@@ -148,12 +185,17 @@ impl Decoder {
     }
 }
 
+/// Decodes from the network layer down. Called again by `tunnel` for an inner
+/// packet. `defrag` is `None` when the bytes being decoded live in the
+/// fragment table's own buffer (a reassembled tunnel datagram): that buffer is
+/// borrowed for the result, so an inner fragment cannot be added to the table
+/// and is dropped and counted instead.
 fn decode_net<'a>(
-    stats: &mut DecodeStats,
-    defrag: &'a mut Defragmenter,
-    ts: Timestamp,
+    ctx: &mut Ctx<'_>,
+    defrag: Option<&'a mut Defragmenter>,
     packet: LaxSlicedPacket<'a>,
 ) -> Option<TcpSegment<'a>> {
+    let stats = &mut *ctx.stats;
     let net = match packet.net {
         Some(net) => net,
         None => {
@@ -195,19 +237,24 @@ fn decode_net<'a>(
     };
     if payload.fragmented {
         stats.ip_fragments += 1;
-        return match defrag.add(ts, &net) {
+        let Some(defrag) = defrag else {
+            stats.fragments_dropped += 1;
+            return None;
+        };
+        return match defrag.add(ctx.ts, &net) {
             FragmentOutcome::Complete {
                 src,
                 dst,
                 ip_number,
             } => {
                 stats.fragments_reassembled += 1;
-                if ip_number != IpNumber::TCP {
-                    count_other_protocol(stats, ip_number);
-                    return None;
-                }
                 let datagram = defrag.completed();
-                tcp_segment(stats, src, dst, datagram, datagram.len())
+                if ip_number != IpNumber::TCP {
+                    // Mirror tunnels over a 1500-byte MTU are often fragmented:
+                    // the rebuilt UDP / GRE datagram is decapsulated too.
+                    return not_tcp(ctx, None, ip_number, datagram);
+                }
+                tcp_segment(ctx.stats, src, dst, datagram, datagram.len())
             }
             FragmentOutcome::Pending => None,
             FragmentOutcome::Dropped => {
@@ -217,8 +264,7 @@ fn decode_net<'a>(
         };
     }
     if payload.ip_number != IpNumber::TCP {
-        count_other_protocol(stats, payload.ip_number);
-        return None;
+        return not_tcp(ctx, defrag, payload.ip_number, payload.payload);
     }
     match packet.transport {
         Some(TransportSlice::Tcp(_)) | None => {}
@@ -236,12 +282,20 @@ fn decode_net<'a>(
     tcp_segment(stats, src, dst, payload.payload, declared)
 }
 
-fn count_other_protocol(stats: &mut DecodeStats, ip_number: IpNumber) {
+/// An IP payload that is not TCP: a tunnel to decapsulate, or counted by kind.
+fn not_tcp<'a>(
+    ctx: &mut Ctx<'_>,
+    defrag: Option<&'a mut Defragmenter>,
+    ip_number: IpNumber,
+    ip_payload: &'a [u8],
+) -> Option<TcpSegment<'a>> {
     match ip_number {
-        IpNumber::UDP => stats.udp += 1,
-        IpNumber::ICMP | IpNumber::IPV6_ICMP => stats.icmp += 1,
-        _ => stats.other_ip_protocol += 1,
+        IpNumber::UDP => return tunnel::udp(ctx, defrag, ip_payload),
+        IpNumber::GRE => return tunnel::gre(ctx, defrag, ip_payload),
+        IpNumber::ICMP | IpNumber::IPV6_ICMP => ctx.stats.icmp += 1,
+        _ => ctx.stats.other_ip_protocol += 1,
     }
+    None
 }
 
 /// `ip_payload` is what was captured of the IP payload; `declared_len` is how

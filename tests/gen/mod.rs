@@ -213,3 +213,92 @@ pub fn write_pcap(path: &Path, framing: Framing, frames: &[Vec<u8>], start_micro
     }
     file.write(path);
 }
+
+/// Cloud traffic-mirroring encapsulations of a captured Ethernet frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tunnel {
+    /// UDP 4789, VNI 7 (AWS VPC Traffic Mirroring, Azure vTAP).
+    Vxlan,
+    /// UDP 6081 with one 8-byte option, inner Ethernet.
+    Geneve,
+    /// GRE with key and sequence number, transparent Ethernet bridging.
+    GreTeb,
+    /// Plain GRE carrying the IP packet (the frame's Ethernet header removed).
+    GreIp,
+    /// GRE (sequence number) + ERSPAN type II.
+    ErspanII,
+    /// GRE (sequence number) + ERSPAN type III with the platform subheader.
+    ErspanIII,
+}
+
+impl Tunnel {
+    pub const ALL: [Tunnel; 6] = [
+        Tunnel::Vxlan,
+        Tunnel::Geneve,
+        Tunnel::GreTeb,
+        Tunnel::GreIp,
+        Tunnel::ErspanII,
+        Tunnel::ErspanIII,
+    ];
+}
+
+/// Wraps an untagged Ethernet `frame` as a mirroring appliance would send it:
+/// outer Ethernet + IPv4 (192.0.2.1 → 192.0.2.2) + UDP or GRE + tunnel header.
+/// The result is an Ethernet frame (`Framing::Ethernet`).
+pub fn encapsulate(tunnel: Tunnel, frame: &[u8], seq: u32) -> Vec<u8> {
+    let outer =
+        || PacketBuilder::ethernet2([6; 6], [8; 6]).ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64);
+    let mut body = Vec::new();
+    let mut out = Vec::new();
+    let gre = |body: &mut Vec<u8>, flags: u8, protocol: u16| {
+        body.extend_from_slice(&[flags, 0]);
+        body.extend_from_slice(&protocol.to_be_bytes());
+        if flags & 0x20 != 0 {
+            body.extend_from_slice(&0x0000_0007u32.to_be_bytes()); // key
+        }
+        if flags & 0x10 != 0 {
+            body.extend_from_slice(&seq.to_be_bytes());
+        }
+    };
+    match tunnel {
+        Tunnel::Vxlan | Tunnel::Geneve => {
+            let port = if tunnel == Tunnel::Vxlan {
+                body.extend_from_slice(&[0x08, 0, 0, 0, 0, 0, 7, 0]);
+                4789
+            } else {
+                body.extend_from_slice(&[0x02, 0, 0x65, 0x58, 0, 0, 7, 0]);
+                body.extend_from_slice(&[0x01, 0x02, 0x03, 0x01, 0xca, 0xfe, 0xf0, 0x0d]);
+                6081
+            };
+            body.extend_from_slice(frame);
+            outer().udp(49_152, port).write(&mut out, &body).unwrap();
+            return out;
+        }
+        Tunnel::GreTeb => gre(&mut body, 0x30, 0x6558),
+        Tunnel::GreIp => {
+            let ether_type = u16::from_be_bytes([frame[12], frame[13]]);
+            gre(&mut body, 0, ether_type);
+            body.extend_from_slice(&frame[14..]);
+        }
+        Tunnel::ErspanII => {
+            gre(&mut body, 0x10, 0x88be);
+            // Version 1, VLAN 0, session 42, index 0.
+            body.extend_from_slice(&[0x10, 0x00, 0x00, 0x2a, 0, 0, 0, 0]);
+        }
+        Tunnel::ErspanIII => {
+            gre(&mut body, 0x10, 0x22eb);
+            // Version 2, session 42, timestamp, SGT, frame type 0, O flag set.
+            body.extend_from_slice(&[0x20, 0x00, 0x00, 0x2a]);
+            body.extend_from_slice(&seq.to_be_bytes());
+            body.extend_from_slice(&[0, 0, 0, 0x01]);
+            body.extend_from_slice(&[0; 8]);
+        }
+    }
+    if tunnel != Tunnel::GreIp {
+        body.extend_from_slice(frame);
+    }
+    outer()
+        .write(&mut out, etherparse::IpNumber::GRE, &body)
+        .unwrap();
+    out
+}
