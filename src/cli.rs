@@ -19,11 +19,22 @@ pub struct Cli {
 pub enum Command {
     /// Replay pcap/pcapng files and print one JSON line per HTTP exchange.
     Replay(ReplayArgs),
-    /// Load and validate a settings file, then print the effective settings.
+    /// Capture live from the sources in the settings file until SIGTERM/SIGINT.
+    Run(RunArgs),
+    /// Load and validate a settings file.
     CheckConfig {
         /// The file to check.
         file: PathBuf,
     },
+    /// List the interfaces libpcap can capture on.
+    Interfaces,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Flow worker threads (default: pipeline.workers, 0 = one per core).
+    #[arg(long, short = 'w')]
+    pub workers: Option<usize>,
 }
 
 #[derive(Debug, clap::Args)]

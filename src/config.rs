@@ -33,6 +33,8 @@ pub struct Settings {
     pub flow: FlowSettings,
     pub http: HttpSettings,
     pub output: OutputSettings,
+    pub capture: CaptureSettings,
+    pub service: ServiceSettings,
 }
 
 /// Threads and queues.
@@ -167,6 +169,94 @@ impl Default for HttpSettings {
 pub struct OutputSettings {
     /// Include kept body bytes in JSON output.
     pub include_bodies: bool,
+}
+
+/// Live packet sources of `apisensor run`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureSettings {
+    /// Interfaces captured with libpcap (SPAN/TAP ports, or a cloud mirror
+    /// target's NIC: VXLAN/GENEVE/GRE inside is decapsulated per `[decode]`).
+    pub interfaces: Vec<InterfaceSettings>,
+    /// UDP sockets receiving VXLAN or GENEVE mirror traffic without libpcap.
+    pub udp: Vec<UdpSourceSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InterfaceSettings {
+    /// Interface name as `apisensor interfaces` lists it.
+    pub name: String,
+    pub promiscuous: bool,
+    /// BPF filter in tcpdump syntax; empty captures everything.
+    pub bpf_filter: String,
+    /// Bytes kept of each packet; shorter keeps less of bodies (cut bytes become gaps).
+    pub snaplen_bytes: u32,
+    /// Kernel capture buffer; larger rides out bursts without kernel drops.
+    pub buffer_bytes: u32,
+}
+
+impl Default for InterfaceSettings {
+    fn default() -> Self {
+        InterfaceSettings {
+            name: String::new(),
+            promiscuous: true,
+            bpf_filter: String::new(),
+            snaplen_bytes: 65_535,
+            buffer_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// What a UDP mirror socket receives.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UdpEncapsulation {
+    Vxlan,
+    Geneve,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UdpSourceSettings {
+    /// Address and port to bind, e.g. "0.0.0.0:4789".
+    pub listen: std::net::SocketAddr,
+    pub encapsulation: UdpEncapsulation,
+    /// Socket receive buffer (SO_RCVBUF) in bytes.
+    #[serde(default = "default_udp_buffer")]
+    pub buffer_bytes: u32,
+}
+
+fn default_udp_buffer() -> u32 {
+    16 * 1024 * 1024
+}
+
+/// Running as a service.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceSettings {
+    /// User to switch to once the capture handles are open (empty: stay).
+    pub user: String,
+    /// Seconds between stats log lines and metric refreshes.
+    pub stats_interval_secs: u64,
+    /// Prometheus metrics endpoint (e.g. "127.0.0.1:9464"); empty: none.
+    pub metrics_listen: String,
+    /// Exchanges as JSON lines; empty: standard output. Reopened on SIGHUP.
+    pub exchanges_path: String,
+    /// Longest wait for workers to drain after SIGTERM/SIGINT.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        ServiceSettings {
+            user: String::new(),
+            stats_interval_secs: 10,
+            metrics_listen: String::new(),
+            exchanges_path: String::new(),
+            shutdown_timeout_secs: 10,
+        }
+    }
 }
 
 impl Settings {
@@ -324,6 +414,43 @@ impl Settings {
             1,
             "set e.g. 64",
         )?;
+        for iface in &self.capture.interfaces {
+            if iface.name.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "capture.interfaces.name",
+                    problem: "is empty".into(),
+                    fix: "name the interface to capture, as `apisensor interfaces` lists it",
+                });
+            }
+            at_least(
+                "capture.interfaces.snaplen_bytes",
+                u64::from(iface.snaplen_bytes),
+                128,
+                "use 65535 to keep whole packets",
+            )?;
+        }
+        let sv = &self.service;
+        at_least(
+            "service.stats_interval_secs",
+            sv.stats_interval_secs,
+            1,
+            "set e.g. 10",
+        )?;
+        at_least(
+            "service.shutdown_timeout_secs",
+            sv.shutdown_timeout_secs,
+            1,
+            "set e.g. 10",
+        )?;
+        if !sv.metrics_listen.is_empty()
+            && sv.metrics_listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(ConfigError::Invalid {
+                key: "service.metrics_listen",
+                problem: format!("{:?} is not an address:port", sv.metrics_listen),
+                fix: "use e.g. \"127.0.0.1:9464\", or \"\" for no endpoint",
+            });
+        }
         let d = &self.decode;
         at_least(
             "decode.fragment_timeout_secs",

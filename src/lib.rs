@@ -15,6 +15,7 @@ pub mod flow;
 pub mod http1;
 pub mod output;
 pub mod pipeline;
+pub mod service;
 pub mod telemetry;
 
 pub use config::Settings;

@@ -2,13 +2,18 @@
 //! No packet logic lives here.
 
 use anyhow::{Context, Result};
-use apisensor::cli::{Cli, Command, ReplayArgs};
+use apisensor::capture::{LiveSource, PacketSource, UdpSource};
+use apisensor::cli::{Cli, Command, ReplayArgs, RunArgs};
 use apisensor::output::ExchangeWriter;
 use apisensor::pipeline::{self, RunSummary};
+use apisensor::pipeline::{Live, WriterControl};
+use apisensor::service::{self, Signals};
 use apisensor::Settings;
 use clap::Parser;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -51,7 +56,113 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let settings = load_settings(&cli)?;
             replay(&settings, args)
         }
+        Command::Run(args) => {
+            let path = cli
+                .config
+                .clone()
+                .unwrap_or_else(|| "/etc/apisensor/sensor.toml".into());
+            let settings = Settings::load(&path)?;
+            run_live(settings, args)
+        }
+        Command::Interfaces => {
+            for (name, desc, addrs) in apisensor::capture::live::list_interfaces()? {
+                println!("{name}\t{desc}\t{}", addrs.join(","));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
+    if let Some(workers) = args.workers {
+        settings.pipeline.workers = workers;
+        settings.validate()?;
+    }
+    if settings.capture.interfaces.is_empty() && settings.capture.udp.is_empty() {
+        anyhow::bail!(
+            "capture: no source configured; add a [[capture.interfaces]] table with `name = \"eth1\"` \
+             or a [[capture.udp]] table with `listen` and `encapsulation` (see sensor.toml)"
+        );
+    }
+    // Everything that needs privileges is opened before they are dropped.
+    let mut sources: Vec<Box<dyn PacketSource>> = Vec::new();
+    for iface in &settings.capture.interfaces {
+        let source = LiveSource::open(iface)
+            .with_context(|| format!("capture.interfaces {:?}", iface.name))?;
+        sources.push(Box::new(source));
+    }
+    for udp in &settings.capture.udp {
+        let source = UdpSource::open(udp).with_context(|| format!("capture.udp {}", udp.listen))?;
+        sources.push(Box::new(source));
+    }
+    let format = apisensor::output::OutputFormat::Json;
+    let include_bodies = settings.output.include_bodies;
+    let writer = if settings.service.exchanges_path.is_empty() {
+        ExchangeWriter::new(Box::new(std::io::stdout()), format, include_bodies)
+    } else {
+        let path = std::path::Path::new(&settings.service.exchanges_path);
+        ExchangeWriter::to_file(path, format, include_bodies)
+            .with_context(|| format!("service.exchanges_path: cannot open {}", path.display()))?
+    };
+    let signals = Signals::install()?;
+    let metrics_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let control = Arc::new(WriterControl::default());
+    let live = Live::start(
+        &settings,
+        sources,
+        settings.worker_count(),
+        writer,
+        &control,
+    )?;
+    let metrics = match settings.service.metrics_listen.as_str() {
+        "" => None,
+        listen => Some(service::serve_metrics(
+            listen.parse().context("service.metrics_listen")?,
+            Arc::clone(&live.hub),
+            Arc::clone(&metrics_stop),
+        )?),
+    };
+    if !settings.service.user.is_empty() {
+        service::drop_privileges(&settings.service.user)?;
+    }
+    tracing::info!("capturing; SIGTERM or SIGINT stops, SIGHUP reopens the output");
+    let interval = Duration::from_secs(settings.service.stats_interval_secs);
+    let mut last_line = Instant::now();
+    let mut before = live.hub.snapshot();
+    while !signals.stop_requested() && !live.sources_finished() {
+        std::thread::sleep(Duration::from_millis(50));
+        if signals
+            .reopen
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            control
+                .reopen
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        if last_line.elapsed() >= interval {
+            let now = live.hub.snapshot();
+            tracing::info!(
+                "stats {}",
+                service::stats_line(&now, &before, last_line.elapsed())
+            );
+            before = now;
+            last_line = Instant::now();
+        }
+    }
+    // Bounded shutdown: a drain that hangs must not keep the unit from stopping.
+    let timeout = Duration::from_secs(settings.service.shutdown_timeout_secs);
+    std::thread::spawn(move || {
+        std::thread::sleep(timeout);
+        eprintln!("apisensor: drain did not finish within service.shutdown_timeout_secs; exiting");
+        std::process::exit(3);
+    });
+    let summary = live.shutdown()?;
+    metrics_stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    if let Some(handle) = metrics {
+        let _ = handle.join();
+    }
+    print_summary("run", &summary);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn replay(settings: &Settings, args: &ReplayArgs) -> Result<ExitCode> {
@@ -101,7 +212,7 @@ fn replay(settings: &Settings, args: &ReplayArgs) -> Result<ExitCode> {
         bar.finish_and_clear();
     }
     let summary = result?;
-    print_summary(&summary);
+    print_summary("replay", &summary);
     if let Some(path) = &args.stats_json {
         let json = serde_json::json!({
             "stats": summary.stats,
@@ -115,14 +226,15 @@ fn replay(settings: &Settings, args: &ReplayArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_summary(summary: &RunSummary) {
+fn print_summary(label: &str, summary: &RunSummary) {
     let s = &summary.stats;
     let secs = summary.elapsed.as_secs_f64().max(1e-9);
     let mut err = std::io::stderr().lock();
     let _ = writeln!(
         err,
-        "replay: {} packets, {} bytes, {} flows, {} exchanges, {} parse errors in {:.3}s \
+        "{}: {} packets, {} bytes, {} flows, {} exchanges, {} parse errors in {:.3}s \
          ({:.0} packets/s, {:.3} Gbit/s, {:.0} exchanges/s) with {} workers",
+        label,
         s.decode.packets,
         s.decode.bytes,
         s.flow.flows_created,

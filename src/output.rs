@@ -1,8 +1,11 @@
-//! Where exchanges go in `replay`: JSON lines on stdout or a file, or nowhere
-//! (count only, for benchmarks). Runs on the writer thread, off the packet path.
+//! Where exchanges go: JSON lines on stdout or a file, or nowhere (count
+//! only, for benchmarks). Runs on the writer thread, off the packet path. A
+//! file output can be reopened (SIGHUP, after logrotate moved it).
 
 use crate::exchange::Exchange;
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -16,7 +19,13 @@ pub struct ExchangeWriter {
     out: BufWriter<Box<dyn Write + Send>>,
     format: OutputFormat,
     include_bodies: bool,
+    /// The file behind `out`, when there is one, for `reopen`.
+    path: Option<PathBuf>,
     pub written: u64,
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
 }
 
 impl ExchangeWriter {
@@ -25,8 +34,25 @@ impl ExchangeWriter {
             out: BufWriter::with_capacity(1 << 20, out),
             format,
             include_bodies,
+            path: None,
             written: 0,
         }
+    }
+
+    /// Appends to the file at `path` (created if missing).
+    pub fn to_file(path: &Path, format: OutputFormat, include_bodies: bool) -> io::Result<Self> {
+        let mut w = Self::new(Box::new(open_append(path)?), format, include_bodies);
+        w.path = Some(path.to_path_buf());
+        Ok(w)
+    }
+
+    /// Flushes and reopens the output file (no-op for stdout).
+    pub fn reopen(&mut self) -> io::Result<()> {
+        self.out.flush()?;
+        if let Some(path) = &self.path {
+            self.out = BufWriter::with_capacity(1 << 20, Box::new(open_append(path)?));
+        }
+        Ok(())
     }
 
     pub fn write(&mut self, exchange: &mut Exchange) -> io::Result<()> {

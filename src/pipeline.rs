@@ -1,32 +1,43 @@
-//! Threads and channels: one reader (capture + decode), N flow workers, one
-//! output writer. The reader decodes each frame just far enough to know its
-//! flow, then appends the segment to that worker's batch: a flow always lands
-//! on the same worker (symmetric hash), so workers share nothing and take no
-//! locks. Batches are recycled through a return channel, so the steady state
-//! allocates nothing per packet. Every channel is bounded: replay waits when a
-//! queue is full (a file cannot overrun), live capture drops and counts.
+//! Threads and channels: capture reader(s) (read + decode), N flow workers,
+//! one output writer. A reader decodes each frame just far enough to know
+//! its flow, then appends the segment to that worker's batch: a flow always
+//! lands on the same worker (symmetric hash), so workers share nothing and
+//! take no locks. Batches are recycled through a return channel, so the
+//! steady state allocates nothing per packet. Every channel is bounded:
+//! replay waits when a queue is full (a file cannot overrun); live capture
+//! drops and counts (the capture ring must keep moving). Replay and live
+//! capture run the same stages; only the sources and that policy differ.
 //! This module never looks inside packet bytes beyond handing them on.
 
-use crate::capture::FileSource;
+use crate::capture::{FileSource, Next, PacketSource};
 use crate::config::Settings;
 use crate::decode::{Decoder, LinkType, TcpFlags, TcpSegment};
 use crate::exchange::{Exchange, Timestamp};
 use crate::flow::{FlowKey, FlowTable, Segment, Side};
 use crate::output::ExchangeWriter;
-use crate::telemetry::Stats;
+use crate::telemetry::{Stats, StatsHub};
 use anyhow::{Context, Result};
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// What a full worker queue means.
+/// What a full queue means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueuePolicy {
-    /// Wait for the worker (replay: nothing is lost).
+    /// Wait for the consumer (replay: nothing is lost).
     Block,
-    /// Drop the batch and count it (live capture: the ring must keep moving).
+    /// Drop and count (live capture: the ring must keep moving).
     Drop,
 }
+
+/// Longest time a live capture keeps a partial batch.
+const LIVE_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How often threads copy their counters to the hub.
+const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A decoded segment inside a batch; its payload lives in `Batch::payload`.
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +58,9 @@ struct Record {
 struct Batch {
     records: Vec<Record>,
     payload: Vec<u8>,
+    /// Packet time when the batch was sent; lets a quiet worker expire idle
+    /// flows (live capture sends empty batches as ticks).
+    now: Timestamp,
 }
 
 impl Batch {
@@ -87,12 +101,113 @@ pub struct RunSummary {
     pub exchanges_written: u64,
     pub elapsed: Duration,
     pub workers: usize,
-    /// Packets read per file, in order.
+    /// Packets read per source, in order.
     pub files: Vec<(PathBuf, u64)>,
 }
 
 /// Progress callback: (bytes read so far across files, total bytes).
 pub type ProgressFn<'a> = &'a mut dyn FnMut(u64, u64);
+
+/// Workers and writer, running; fed through `queues`.
+struct Stages {
+    queues: Vec<Sender<Batch>>,
+    pool: Receiver<Batch>,
+    workers: Vec<JoinHandle<Stats>>,
+    writer: JoinHandle<(u64, u64)>,
+}
+
+/// Signals the writer reads: reopen the output file.
+#[derive(Default)]
+pub struct WriterControl {
+    pub reopen: AtomicBool,
+}
+
+impl Stages {
+    /// Starts `workers` flow workers and the writer. Worker `i` publishes its
+    /// counters to hub slot `i`.
+    fn start(
+        settings: &Settings,
+        workers: usize,
+        writer: ExchangeWriter,
+        policy: QueuePolicy,
+        hub: &Arc<StatsHub>,
+        control: &Arc<WriterControl>,
+    ) -> Result<Stages> {
+        let (exchange_tx, exchange_rx) = bounded::<Vec<Exchange>>(
+            (settings.pipeline.output_queue_exchanges / settings.pipeline.batch_packets).max(4),
+        );
+        let writer_control = Arc::clone(control);
+        let writer = std::thread::Builder::new()
+            .name("apisensor-writer".into())
+            .spawn(move || write_exchanges(writer, exchange_rx, &writer_control))
+            .context("cannot start writer thread")?;
+        // Batches in flight are bounded: each queue, plus one being filled and
+        // one being processed per worker and source.
+        let (pool_tx, pool_rx) = bounded::<Batch>(workers * (settings.pipeline.queue_batches + 4));
+        let mut queues = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        for index in 0..workers {
+            let (tx, rx) = bounded::<Batch>(settings.pipeline.queue_batches);
+            let ctx = WorkerContext {
+                settings: settings.clone(),
+                queue: rx,
+                exchanges: exchange_tx.clone(),
+                pool: pool_tx.clone(),
+                policy,
+                hub: Arc::clone(hub),
+                slot: index,
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("apisensor-worker-{index}"))
+                .spawn(move || run_worker(ctx))
+                .context("cannot start worker thread")?;
+            queues.push(tx);
+            handles.push(handle);
+        }
+        Ok(Stages {
+            queues,
+            pool: pool_rx,
+            workers: handles,
+            writer,
+        })
+    }
+
+    fn reader(&self, settings: &Settings, policy: QueuePolicy) -> Reader {
+        Reader {
+            decoder: Decoder::new(&settings.decode),
+            batches: (0..self.queues.len()).map(|_| Batch::default()).collect(),
+            queues: self.queues.clone(),
+            pool: self.pool.clone(),
+            policy,
+            batch_packets: settings.pipeline.batch_packets,
+            stats: Stats::default(),
+            packet_index: 0,
+            next_expiry: 0,
+            last_ts: Timestamp::default(),
+            last_packet_at: Instant::now(),
+            last_tick: Instant::now(),
+        }
+    }
+
+    /// Closes the queues, waits for workers to drain and the writer to
+    /// finish; returns the merged worker counters and (written, write errors).
+    fn finish(self) -> Result<(Stats, u64, u64)> {
+        drop(self.queues);
+        drop(self.pool);
+        let mut stats = Stats::default();
+        for handle in self.workers {
+            let worker_stats = handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("a flow worker panicked"))?;
+            stats.merge(&worker_stats);
+        }
+        let (written, errors) = self
+            .writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+        Ok((stats, written, errors))
+    }
+}
 
 /// Replays capture files through the whole pipeline.
 pub fn replay(
@@ -108,47 +223,17 @@ pub fn replay(
     for path in files {
         sources.push((path.clone(), FileSource::open(path)?));
     }
-    let total_bytes: u64 = sources.iter().map(|(_, s)| s.file_bytes).sum();
-
-    let (exchange_tx, exchange_rx) = bounded::<Vec<Exchange>>(
-        (settings.pipeline.output_queue_exchanges / settings.pipeline.batch_packets).max(4),
-    );
-    let writer_handle = std::thread::Builder::new()
-        .name("apisensor-writer".into())
-        .spawn(move || write_exchanges(writer, exchange_rx))
-        .context("cannot start writer thread")?;
-
-    // Batches in flight are bounded: each queue, plus one being filled and one
-    // being processed per worker.
-    let (pool_tx, pool_rx) = bounded::<Batch>(workers * (settings.pipeline.queue_batches + 2));
-    let mut queues = Vec::with_capacity(workers);
-    let mut handles = Vec::with_capacity(workers);
-    for index in 0..workers {
-        let (tx, rx) = bounded::<Batch>(settings.pipeline.queue_batches);
-        let worker_settings = settings.clone();
-        let exchanges = exchange_tx.clone();
-        let pool = pool_tx.clone();
-        let handle = std::thread::Builder::new()
-            .name(format!("apisensor-worker-{index}"))
-            .spawn(move || run_worker(&worker_settings, rx, exchanges, pool))
-            .context("cannot start worker thread")?;
-        queues.push(tx);
-        handles.push(handle);
-    }
-    drop(exchange_tx);
-    drop(pool_tx);
-
-    let mut reader = Reader {
-        decoder: Decoder::new(&settings.decode),
-        batches: (0..workers).map(|_| Batch::default()).collect(),
-        queues,
-        pool: pool_rx,
-        policy: QueuePolicy::Block,
-        batch_packets: settings.pipeline.batch_packets,
-        stats: Stats::default(),
-        packet_index: 0,
-        next_expiry: 0,
-    };
+    let total_bytes: u64 = sources.iter().map(|(_, s)| s.file_bytes()).sum();
+    let hub = StatsHub::new(workers);
+    let stages = Stages::start(
+        settings,
+        workers,
+        writer,
+        QueuePolicy::Block,
+        &hub,
+        &Arc::default(),
+    )?;
+    let mut reader = stages.reader(settings, QueuePolicy::Block);
     let mut summary = RunSummary {
         workers,
         ..RunSummary::default()
@@ -157,32 +242,125 @@ pub fn replay(
     let mut bytes_before = 0u64;
     for (path, mut source) in sources {
         let before = reader.packet_index;
+        let mut report = |done: u64| {
+            if let Some(p) = progress.as_mut() {
+                p(bytes_before + done, total_bytes);
+            }
+        };
         // A damaged or truncated file (a capture killed mid-write) still
         // yields everything before the damage; the error is counted and the
         // next file is read.
-        if let Err(e) = reader.read_file(&mut source, bytes_before, total_bytes, &mut progress) {
+        let link = source.decodable_link();
+        if let Err(e) = reader.read(&mut source, link, None, &mut report) {
             reader.stats.pipeline.read_errors += 1;
             tracing::warn!("{e:#}");
         }
-        bytes_before += source.file_bytes;
+        bytes_before += source.file_bytes();
         summary.files.push((path, reader.packet_index - before));
     }
-    reader.finish();
-    let mut stats = reader.stats;
-    for handle in handles {
-        let worker_stats = handle
-            .join()
-            .map_err(|_| anyhow::anyhow!("a flow worker panicked"))?;
-        stats.merge(&worker_stats);
-    }
-    let (written, write_errors) = writer_handle
-        .join()
-        .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    reader.flush_batches();
+    let mut stats = reader.finish();
+    let (worker_stats, written, write_errors) = stages.finish()?;
+    stats.merge(&worker_stats);
     stats.pipeline.exchanges_write_errors += write_errors;
+    stats.gauges = Default::default();
     summary.stats = stats;
     summary.exchanges_written = written;
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// A running live sensor: one capture thread per source, the workers and
+/// the writer. Counters are in `hub`; `stop` ends it.
+pub struct Live {
+    stages: Stages,
+    readers: Vec<JoinHandle<Stats>>,
+    pub hub: Arc<StatsHub>,
+    stop: Arc<AtomicBool>,
+    started: Instant,
+    workers: usize,
+}
+
+impl Live {
+    /// Starts capturing from already opened `sources` (opened first so a
+    /// caller can drop privileges before any thread starts).
+    pub fn start(
+        settings: &Settings,
+        sources: Vec<Box<dyn PacketSource>>,
+        workers: usize,
+        writer: ExchangeWriter,
+        control: &Arc<WriterControl>,
+    ) -> Result<Live> {
+        let workers = workers.max(1);
+        let hub = StatsHub::new(workers + sources.len());
+        let stages = Stages::start(settings, workers, writer, QueuePolicy::Drop, &hub, control)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut readers = Vec::with_capacity(sources.len());
+        for (i, mut source) in sources.into_iter().enumerate() {
+            let mut reader = stages.reader(settings, QueuePolicy::Drop);
+            let stop = Arc::clone(&stop);
+            let hub = Arc::clone(&hub);
+            let slot = workers + i;
+            let handle = std::thread::Builder::new()
+                .name(format!("apisensor-capture-{i}"))
+                .spawn(move || {
+                    let link = Some(source.link_type());
+                    let mut last_publish = Instant::now();
+                    let mut publish = |reader: &mut Reader, source: &mut dyn PacketSource| {
+                        if last_publish.elapsed() >= PUBLISH_INTERVAL {
+                            last_publish = Instant::now();
+                            hub.publish(slot, &reader.snapshot(source));
+                        }
+                    };
+                    if let Err(e) = reader.read_live(source.as_mut(), link, &stop, &mut publish) {
+                        reader.stats.pipeline.read_errors += 1;
+                        tracing::error!("capture {} stopped: {e:#}", source.name());
+                    }
+                    reader.flush_batches();
+                    let stats = reader.snapshot(source.as_mut());
+                    hub.publish(slot, &stats);
+                    stats
+                })
+                .context("cannot start capture thread")?;
+            readers.push(handle);
+        }
+        Ok(Live {
+            stages,
+            readers,
+            hub,
+            stop,
+            started: Instant::now(),
+            workers,
+        })
+    }
+
+    /// Whether every capture thread has stopped on its own (source errors).
+    pub fn sources_finished(&self) -> bool {
+        self.readers.iter().all(JoinHandle::is_finished)
+    }
+
+    /// Stops capture, drains the workers (their open flows are flushed, so
+    /// no completed exchange is lost) and the writer.
+    pub fn shutdown(self) -> Result<RunSummary> {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut stats = Stats::default();
+        for handle in self.readers {
+            if let Ok(s) = handle.join() {
+                stats.merge(&s);
+            }
+        }
+        let (worker_stats, written, write_errors) = self.stages.finish()?;
+        stats.merge(&worker_stats);
+        stats.pipeline.exchanges_write_errors += write_errors;
+        stats.gauges = Default::default();
+        Ok(RunSummary {
+            stats,
+            exchanges_written: written,
+            elapsed: self.started.elapsed(),
+            workers: self.workers,
+            files: Vec::new(),
+        })
+    }
 }
 
 struct Reader {
@@ -195,51 +373,129 @@ struct Reader {
     stats: Stats,
     packet_index: u64,
     next_expiry: u64,
+    /// Newest packet time seen, and when (wall clock) it was seen, so a
+    /// quiet live link can still move packet time forward for expiry.
+    last_ts: Timestamp,
+    last_packet_at: Instant,
+    last_tick: Instant,
 }
 
 impl Reader {
-    fn read_file(
+    /// Reads a source to its end. `link` `None` counts every packet as an
+    /// unsupported link type.
+    fn read(
         &mut self,
-        source: &mut FileSource,
-        bytes_before: u64,
-        total_bytes: u64,
-        progress: &mut Option<ProgressFn<'_>>,
+        source: &mut dyn PacketSource,
+        link: Option<LinkType>,
+        stop: Option<&AtomicBool>,
+        progress: &mut dyn FnMut(u64),
     ) -> Result<()> {
-        let link = LinkType::from_dlt(source.datalink());
-        while let Some(packet) = source.next_packet()? {
-            self.packet_index += 1;
-            let Some(link) = link else {
-                self.decoder.stats.packets += 1;
-                self.decoder.stats.unsupported_link_type += 1;
-                continue;
-            };
-            let ts = packet.ts;
-            if ts.as_nanos() >= self.next_expiry {
-                self.decoder.expire(ts);
-                self.next_expiry = ts.as_nanos().saturating_add(1_000_000_000);
+        loop {
+            if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                return Ok(());
             }
-            let Some(segment) = self.decoder.decode(link, ts, packet.data, packet.wire_len) else {
-                continue;
-            };
-            let (key, side) =
-                FlowKey::new(segment.src, segment.src_port, segment.dst, segment.dst_port);
-            let worker = (key.shard_hash() % self.queues.len() as u64) as usize;
-            if let Some(batch) = self.batches.get_mut(worker) {
-                batch.push(ts, self.packet_index, key, side, &segment);
-                if batch.records.len() >= self.batch_packets {
-                    self.send(worker);
+            match source.next_packet()? {
+                Next::Packet(packet) => {
+                    self.packet_index += 1;
+                    let Some(link) = link else {
+                        self.decoder.stats.packets += 1;
+                        self.decoder.stats.unsupported_link_type += 1;
+                        continue;
+                    };
+                    self.packet(link, packet.ts, packet.data, packet.wire_len);
+                    if self.packet_index % 65_536 == 0 {
+                        if let Some((done, _)) = source.progress() {
+                            progress(done);
+                        }
+                    }
                 }
-            }
-            if self.packet_index % 65_536 == 0 {
-                if let Some(report) = progress.as_mut() {
-                    report(bytes_before + source.bytes_read, total_bytes);
-                }
+                Next::Idle => self.tick(),
+                Next::End => break,
             }
         }
-        if let Some(report) = progress.as_mut() {
-            report(bytes_before + source.bytes_read, total_bytes);
+        if let Some((done, _)) = source.progress() {
+            progress(done);
         }
         Ok(())
+    }
+
+    fn read_live(
+        &mut self,
+        source: &mut dyn PacketSource,
+        link: Option<LinkType>,
+        stop: &AtomicBool,
+        publish: &mut dyn FnMut(&mut Reader, &mut dyn PacketSource),
+    ) -> Result<()> {
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            match source.next_packet()? {
+                Next::Packet(packet) => {
+                    self.packet_index += 1;
+                    if let Some(link) = link {
+                        self.packet(link, packet.ts, packet.data, packet.wire_len);
+                    }
+                    if self.packet_index % 1024 == 0 {
+                        // A busy link never goes idle: hand partial batches
+                        // over regularly so no worker's exchanges wait.
+                        if self.last_tick.elapsed() >= LIVE_FLUSH_INTERVAL {
+                            self.tick();
+                        }
+                        publish(self, source);
+                    }
+                }
+                Next::Idle => {
+                    self.tick();
+                    publish(self, source);
+                }
+                Next::End => return Ok(()),
+            }
+        }
+    }
+
+    fn packet(&mut self, link: LinkType, ts: Timestamp, frame: &[u8], wire_len: u32) {
+        if ts > self.last_ts {
+            self.last_ts = ts;
+            self.last_packet_at = Instant::now();
+        }
+        if ts.as_nanos() >= self.next_expiry {
+            self.decoder.expire(ts);
+            self.next_expiry = ts.as_nanos().saturating_add(1_000_000_000);
+        }
+        let Some(segment) = self.decoder.decode(link, ts, frame, wire_len) else {
+            return;
+        };
+        let (key, side) =
+            FlowKey::new(segment.src, segment.src_port, segment.dst, segment.dst_port);
+        let worker = (key.shard_hash() % self.queues.len() as u64) as usize;
+        let full = match self.batches.get_mut(worker) {
+            Some(batch) => {
+                batch.push(ts, self.packet_index, key, side, &segment);
+                batch.records.len() >= self.batch_packets
+            }
+            None => false,
+        };
+        if full {
+            self.send(worker);
+        }
+    }
+
+    /// The link is quiet: hand partial batches over (so exchanges do not
+    /// wait for more traffic) and tell workers how far packet time got.
+    fn tick(&mut self) {
+        self.last_tick = Instant::now();
+        let now = Timestamp(
+            self.last_ts
+                .as_nanos()
+                .saturating_add(self.last_packet_at.elapsed().as_nanos() as u64),
+        );
+        for worker in 0..self.batches.len() {
+            if let Some(batch) = self.batches.get_mut(worker) {
+                batch.now = now;
+            }
+            self.send(worker);
+        }
     }
 
     fn send(&mut self, worker: usize) {
@@ -248,7 +504,10 @@ impl Reader {
         else {
             return;
         };
-        let full = std::mem::replace(slot, fresh);
+        let mut full = std::mem::replace(slot, fresh);
+        if full.now < self.last_ts {
+            full.now = self.last_ts;
+        }
         match self.policy {
             QueuePolicy::Block => {
                 // Only fails when the worker is gone, which join() reports.
@@ -257,8 +516,11 @@ impl Reader {
             QueuePolicy::Drop => match queue.try_send(full) {
                 Ok(()) => {}
                 Err(TrySendError::Full(mut batch)) => {
-                    self.stats.pipeline.batches_dropped_queue_full += 1;
-                    self.stats.pipeline.packets_dropped_queue_full += batch.records.len() as u64;
+                    if !batch.records.is_empty() {
+                        self.stats.pipeline.batches_dropped_queue_full += 1;
+                        self.stats.pipeline.packets_dropped_queue_full +=
+                            batch.records.len() as u64;
+                    }
                     batch.clear();
                     if let Some(slot) = self.batches.get_mut(worker) {
                         *slot = batch;
@@ -269,8 +531,8 @@ impl Reader {
         }
     }
 
-    /// Sends partial batches and closes the queues so workers drain and stop.
-    fn finish(&mut self) {
+    /// Sends every partial batch.
+    fn flush_batches(&mut self) {
         for worker in 0..self.batches.len() {
             if self
                 .batches
@@ -280,20 +542,67 @@ impl Reader {
                 self.send(worker);
             }
         }
-        self.queues.clear();
-        self.stats.decode = self.decoder.stats.clone();
+    }
+
+    /// This reader's counters including its source's own.
+    fn snapshot(&mut self, source: &mut dyn PacketSource) -> Stats {
+        let mut stats = self.stats.clone();
+        stats.decode = self.decoder.stats.clone();
+        source.add_stats(&mut stats.capture);
+        stats.gauges.queue_batches_waiting = self.queues.iter().map(|q| q.len() as u64).sum();
+        stats
+    }
+
+    fn finish(mut self) -> Stats {
+        self.stats.decode = std::mem::take(&mut self.decoder.stats);
+        self.stats
     }
 }
 
-fn run_worker(
-    settings: &Settings,
+struct WorkerContext {
+    settings: Settings,
     queue: Receiver<Batch>,
     exchanges: Sender<Vec<Exchange>>,
     pool: Sender<Batch>,
-) -> Stats {
-    let mut table = FlowTable::new(&settings.flow, &settings.http);
+    policy: QueuePolicy,
+    hub: Arc<StatsHub>,
+    slot: usize,
+}
+
+fn run_worker(ctx: WorkerContext) -> Stats {
+    let mut table = FlowTable::new(&ctx.settings.flow, &ctx.settings.http);
     let mut out: Vec<Exchange> = Vec::new();
-    for mut batch in queue {
+    let mut dropped_output = 0u64;
+    let mut last_publish = Instant::now();
+    let worker_stats = |table: &FlowTable,
+                        dropped: u64,
+                        queue: &Receiver<Batch>,
+                        out_q: &Sender<Vec<Exchange>>| {
+        let mut stats = Stats {
+            flow: table.stats().clone(),
+            http: table.http_stats().clone(),
+            ..Stats::default()
+        };
+        stats.pipeline.exchanges_dropped_output_full = dropped;
+        stats.gauges.flows_open = table.open_flows() as u64;
+        stats.gauges.ooo_bytes_buffered = table.buffered_bytes() as u64;
+        stats.gauges.queue_batches_waiting = queue.len() as u64;
+        stats.gauges.output_batches_waiting = out_q.len() as u64;
+        stats
+    };
+    loop {
+        let mut batch = match ctx.queue.recv_timeout(PUBLISH_INTERVAL) {
+            Ok(batch) => batch,
+            Err(RecvTimeoutError::Timeout) => {
+                last_publish = Instant::now();
+                ctx.hub.publish(
+                    ctx.slot,
+                    &worker_stats(&table, dropped_output, &ctx.queue, &ctx.exchanges),
+                );
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         for record in &batch.records {
             let start = record.payload_start as usize;
             let end = start + record.payload_len as usize;
@@ -311,34 +620,76 @@ fn run_worker(
             };
             table.process(&segment, &mut out);
         }
+        if batch.records.is_empty() && batch.now > Timestamp::default() {
+            table.expire(batch.now, &mut out);
+        }
         if !out.is_empty() {
             // The next batch likely yields as many: no regrowth from empty.
             let fresh = Vec::with_capacity(out.len());
-            let _ = exchanges.send(std::mem::replace(&mut out, fresh));
+            let full = std::mem::replace(&mut out, fresh);
+            match ctx.policy {
+                QueuePolicy::Block => {
+                    let _ = ctx.exchanges.send(full);
+                }
+                QueuePolicy::Drop => {
+                    if let Err(TrySendError::Full(lost)) = ctx.exchanges.try_send(full) {
+                        dropped_output += lost.len() as u64;
+                    }
+                }
+            }
         }
         batch.clear();
+        batch.now = Timestamp::default();
         // A full pool means enough spare batches exist; this one is freed.
-        let _ = pool.try_send(batch);
+        let _ = ctx.pool.try_send(batch);
+        if last_publish.elapsed() >= PUBLISH_INTERVAL {
+            last_publish = Instant::now();
+            ctx.hub.publish(
+                ctx.slot,
+                &worker_stats(&table, dropped_output, &ctx.queue, &ctx.exchanges),
+            );
+        }
     }
+    // Queues closed: the capture is over; every open flow is flushed so no
+    // completed exchange is lost. The writer waits for these.
     table.flush_all(&mut out);
     if !out.is_empty() {
-        let _ = exchanges.send(out);
+        let _ = ctx.exchanges.send(out);
     }
-    Stats {
-        flow: table.stats().clone(),
-        http: table.http_stats().clone(),
-        ..Stats::default()
-    }
+    let stats = worker_stats(&table, dropped_output, &ctx.queue, &ctx.exchanges);
+    ctx.hub.publish(ctx.slot, &stats);
+    stats
 }
 
 /// Returns (exchanges written, write errors).
-fn write_exchanges(mut writer: ExchangeWriter, exchanges: Receiver<Vec<Exchange>>) -> (u64, u64) {
+fn write_exchanges(
+    mut writer: ExchangeWriter,
+    exchanges: Receiver<Vec<Exchange>>,
+    control: &WriterControl,
+) -> (u64, u64) {
     let mut errors = 0u64;
-    for mut batch in exchanges {
-        for exchange in &mut batch {
-            if writer.write(exchange).is_err() {
+    loop {
+        if control.reopen.swap(false, Ordering::SeqCst) {
+            if let Err(e) = writer.reopen() {
                 errors += 1;
+                tracing::error!("cannot reopen the exchanges output: {e}");
             }
+        }
+        match exchanges.recv_timeout(Duration::from_millis(500)) {
+            Ok(mut batch) => {
+                for exchange in &mut batch {
+                    if writer.write(exchange).is_err() {
+                        errors += 1;
+                    }
+                }
+            }
+            // Quiet: make what was written visible.
+            Err(RecvTimeoutError::Timeout) => {
+                if writer.flush().is_err() {
+                    errors += 1;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
         }
     }
     if writer.flush().is_err() {

@@ -40,26 +40,77 @@ counters! {
     }
 }
 
+counters! {
+    /// What the capture sources report: libpcap's own statistics (absolute
+    /// values, as of the last read) and UDP socket receive outcomes.
+    pub struct CaptureStats {
+        /// Packets the kernel passed to the capture (pcap_stats ps_recv).
+        pcap_received,
+        /// Packets dropped because the capture buffer was full (ps_drop).
+        pcap_dropped_kernel,
+        /// Packets dropped by the interface or driver (ps_ifdrop).
+        pcap_dropped_interface,
+        /// Datagrams read from UDP mirror sockets.
+        udp_datagrams,
+        /// Receive errors on UDP mirror sockets.
+        udp_receive_errors,
+    }
+}
+
+counters! {
+    /// Current values (not totals), summed over workers.
+    pub struct Gauges {
+        flows_open,
+        /// Out-of-order bytes buffered by reassembly.
+        ooo_bytes_buffered,
+        /// Packet batches waiting in worker queues.
+        queue_batches_waiting,
+        /// Exchange batches waiting for the writer.
+        output_batches_waiting,
+    }
+}
+
 /// All counters of a run, grouped by stage.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Stats {
+    pub capture: CaptureStats,
     pub decode: crate::decode::DecodeStats,
     pub flow: crate::flow::FlowStats,
     pub http: crate::http1::HttpStats,
     pub pipeline: PipelineStats,
+    pub gauges: Gauges,
 }
 
 impl Stats {
     pub fn merge(&mut self, other: &Stats) {
+        self.capture.merge(&other.capture);
         self.decode.merge(&other.decode);
         self.flow.merge(&other.flow);
         self.http.merge(&other.http);
         self.pipeline.merge(&other.pipeline);
+        self.gauges.merge(&other.gauges);
+    }
+
+    /// (group, counter, value) for every counter; gauges are the group "gauges".
+    pub fn all_entries(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let groups: [(&'static str, Vec<(&'static str, u64)>); 6] = [
+            ("capture", self.capture.entries()),
+            ("decode", self.decode.entries()),
+            ("flow", self.flow.entries()),
+            ("http", self.http.entries()),
+            ("pipeline", self.pipeline.entries()),
+            ("gauges", self.gauges.entries()),
+        ];
+        groups
+            .into_iter()
+            .flat_map(|(g, entries)| entries.into_iter().map(move |(n, v)| (g, n, v)))
+            .collect()
     }
 
     /// `stage.counter value` lines for every non-zero counter.
     pub fn nonzero_lines(&self) -> Vec<String> {
-        let groups: [(&str, Vec<(&'static str, u64)>); 4] = [
+        let groups: [(&str, Vec<(&'static str, u64)>); 5] = [
+            ("capture", self.capture.entries()),
             ("decode", self.decode.entries()),
             ("flow", self.flow.entries()),
             ("http", self.http.entries()),
@@ -74,5 +125,84 @@ impl Stats {
             }
         }
         lines
+    }
+}
+
+/// Where threads leave a copy of their counters for the stats log and the
+/// metrics endpoint: one slot per thread, written about once a second, so
+/// the packet path never shares a counter or takes a contended lock.
+pub struct StatsHub {
+    slots: Vec<std::sync::Mutex<Stats>>,
+}
+
+impl StatsHub {
+    pub fn new(slots: usize) -> std::sync::Arc<StatsHub> {
+        std::sync::Arc::new(StatsHub {
+            slots: (0..slots)
+                .map(|_| std::sync::Mutex::new(Stats::default()))
+                .collect(),
+        })
+    }
+
+    /// Replaces slot `slot`'s copy.
+    pub fn publish(&self, slot: usize, stats: &Stats) {
+        if let Some(s) = self.slots.get(slot) {
+            // A poisoned slot only means a thread panicked while copying:
+            // the copy is still the best we have.
+            let mut guard = s.lock().unwrap_or_else(|e| e.into_inner());
+            guard.clone_from(stats);
+        }
+    }
+
+    /// All slots merged.
+    pub fn snapshot(&self) -> Stats {
+        let mut total = Stats::default();
+        for s in &self.slots {
+            total.merge(&s.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+        total
+    }
+}
+
+/// Prometheus text exposition of a snapshot: counters as
+/// `apisensor_<stage>_<name>_total`, gauges as `apisensor_<name>`.
+pub fn prometheus_text(stats: &Stats) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(8192);
+    for (group, name, value) in stats.all_entries() {
+        let (metric, kind) = if group == "gauges" {
+            (format!("apisensor_{name}"), "gauge")
+        } else {
+            (format!("apisensor_{group}_{name}_total"), "counter")
+        };
+        let _ = writeln!(out, "# TYPE {metric} {kind}");
+        let _ = writeln!(out, "{metric} {value}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_merges_slots_and_renders_prometheus() {
+        let hub = StatsHub::new(2);
+        let mut a = Stats::default();
+        a.decode.packets = 3;
+        a.gauges.flows_open = 2;
+        let mut b = Stats::default();
+        b.decode.packets = 4;
+        b.gauges.flows_open = 1;
+        hub.publish(0, &a);
+        hub.publish(1, &b);
+        hub.publish(7, &b); // out of range: ignored
+        let snap = hub.snapshot();
+        assert_eq!(snap.decode.packets, 7);
+        let text = prometheus_text(&snap);
+        assert!(text.contains(
+            "# TYPE apisensor_decode_packets_total counter\napisensor_decode_packets_total 7\n"
+        ));
+        assert!(text.contains("apisensor_flows_open 3\n"));
     }
 }

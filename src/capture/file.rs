@@ -1,7 +1,8 @@
 //! Offline capture files (pcap and pcapng, any link type libpcap reads) through
 //! the `pcap` crate, always with nanosecond timestamps.
 
-use super::{CaptureError, RawPacket};
+use super::{CaptureError, Next, PacketSource, RawPacket};
+use crate::decode::LinkType;
 use crate::exchange::Timestamp;
 use pcap::{Capture, Offline, Precision};
 use std::path::Path;
@@ -9,11 +10,13 @@ use std::path::Path;
 pub struct FileSource {
     capture: Capture<Offline>,
     path: String,
+    link: Option<LinkType>,
+    dlt: i32,
     packets: u64,
     /// File size, for progress reporting.
-    pub file_bytes: u64,
+    file_bytes: u64,
     /// Bytes of records read so far (headers included), for progress.
-    pub bytes_read: u64,
+    bytes_read: u64,
 }
 
 /// libpcap's per-record header size in pcap files; close enough for pcapng progress.
@@ -29,9 +32,12 @@ impl FileSource {
             }
         })?;
         let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let dlt = capture.get_datalink().0;
         Ok(FileSource {
             capture,
             path: display,
+            link: LinkType::from_dlt(dlt),
+            dlt,
             packets: 0,
             file_bytes,
             bytes_read: 0,
@@ -40,12 +46,32 @@ impl FileSource {
 
     /// The file's libpcap link type (`DLT_*`).
     pub fn datalink(&self) -> i32 {
-        self.capture.get_datalink().0
+        self.dlt
     }
 
-    /// The next frame, `Ok(None)` at the end of the file. A damaged record
-    /// ends the file with an error: libpcap cannot resynchronise inside one.
-    pub fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, CaptureError> {
+    /// The decodable link type, `None` when apisensor does not decode the
+    /// file's (its packets are then counted as `unsupported_link_type`).
+    pub fn decodable_link(&self) -> Option<LinkType> {
+        self.link
+    }
+
+    pub fn file_bytes(&self) -> u64 {
+        self.file_bytes
+    }
+}
+
+impl PacketSource for FileSource {
+    fn name(&self) -> &str {
+        &self.path
+    }
+
+    fn link_type(&self) -> LinkType {
+        self.link.unwrap_or(LinkType::Ethernet)
+    }
+
+    /// A damaged record ends the file with an error: libpcap cannot
+    /// resynchronise inside one.
+    fn next_packet(&mut self) -> Result<Next<'_>, CaptureError> {
         match self.capture.next_packet() {
             Ok(packet) => {
                 self.packets += 1;
@@ -53,18 +79,22 @@ impl FileSource {
                 self.bytes_read += RECORD_HEADER_BYTES + u64::from(header.caplen);
                 let secs = u64::try_from(header.ts.tv_sec).unwrap_or(0);
                 let nanos = u32::try_from(header.ts.tv_usec).unwrap_or(0);
-                Ok(Some(RawPacket {
+                Ok(Next::Packet(RawPacket {
                     ts: Timestamp::from_secs_nanos(secs, nanos),
                     data: packet.data,
                     wire_len: header.len,
                 }))
             }
-            Err(pcap::Error::NoMorePackets) => Ok(None),
+            Err(pcap::Error::NoMorePackets) => Ok(Next::End),
             Err(e) => Err(CaptureError::Read {
                 path: self.path.clone(),
                 packets: self.packets,
                 message: e.to_string(),
             }),
         }
+    }
+
+    fn progress(&self) -> Option<(u64, u64)> {
+        Some((self.bytes_read, self.file_bytes))
     }
 }

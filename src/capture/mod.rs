@@ -1,12 +1,19 @@
-//! Packet sources: where raw frames come from (a pcap/pcapng file today, live
-//! interfaces later). A source hands out borrowed frames with their capture
-//! timestamp; it does no decoding and keeps no flow state.
+//! Packet sources: where raw frames come from — a pcap/pcapng file, a live
+//! interface through libpcap, or a UDP socket receiving mirror tunnels. A
+//! source hands out borrowed frames with their capture timestamp and its own
+//! drop statistics; it does no decoding and keeps no flow state.
 
 pub mod file;
+pub mod live;
+pub mod udp;
 
 pub use file::FileSource;
+pub use live::LiveSource;
+pub use udp::UdpSource;
 
+use crate::decode::LinkType;
 use crate::exchange::Timestamp;
+use crate::telemetry::CaptureStats;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -19,6 +26,8 @@ pub enum CaptureError {
         packets: u64,
         message: String,
     },
+    #[error("capture {path} has link type {dlt}, which apisensor does not decode")]
+    LinkType { path: String, dlt: i32 },
 }
 
 /// One captured frame, borrowed from the source until the next call.
@@ -28,4 +37,28 @@ pub struct RawPacket<'a> {
     pub data: &'a [u8],
     /// Length on the wire (may exceed `data.len()` when the snaplen cut it).
     pub wire_len: u32,
+}
+
+/// What asking a source for the next frame gave.
+pub enum Next<'a> {
+    Packet(RawPacket<'a>),
+    /// Nothing arrived within the source's poll interval (live sources);
+    /// the caller checks for shutdown and flushes partial batches.
+    Idle,
+    /// The source is exhausted (end of file).
+    End,
+}
+
+/// A source of frames of one link type.
+pub trait PacketSource: Send {
+    /// Name for logs and errors (file path or interface).
+    fn name(&self) -> &str;
+    fn link_type(&self) -> LinkType;
+    fn next_packet(&mut self) -> Result<Next<'_>, CaptureError>;
+    /// Adds this source's own drop statistics (kernel, socket) to `stats`.
+    fn add_stats(&mut self, _stats: &mut CaptureStats) {}
+    /// Bytes read and total bytes, for progress bars (files only).
+    fn progress(&self) -> Option<(u64, u64)> {
+        None
+    }
 }

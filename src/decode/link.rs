@@ -16,6 +16,11 @@ pub enum LinkType {
     Null,
     /// OpenBSD loopback: 4-byte address family, big-endian.
     Loop,
+    /// A VXLAN header and its inner Ethernet frame, as a UDP mirror socket
+    /// receives them (no libpcap link type; used by `capture::udp`).
+    VxlanPayload,
+    /// A GENEVE header and its inner packet, as a UDP mirror socket receives them.
+    GenevePayload,
 }
 
 impl LinkType {
@@ -61,6 +66,8 @@ pub fn slice(link: LinkType, frame: &[u8]) -> Result<LaxSlicedPacket<'_>, LinkEr
             let rest = frame.get(SLL2_HEADER_LEN..).ok_or(LinkError::Malformed)?;
             from_ether_type(ether_type, rest)
         }
+        // Tunnel payloads are decapsulated by the decoder before slicing.
+        LinkType::VxlanPayload | LinkType::GenevePayload => Err(LinkError::Malformed),
         LinkType::Null | LinkType::Loop => {
             let family_bytes: [u8; 4] = frame
                 .get(..4)

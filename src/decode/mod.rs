@@ -148,6 +148,21 @@ impl Decoder {
     ) -> Option<TcpSegment<'a>> {
         self.stats.packets += 1;
         self.stats.bytes += u64::from(wire_len.max(frame.len() as u32));
+        if let LinkType::VxlanPayload | LinkType::GenevePayload = link {
+            let Decoder {
+                stats,
+                defrag,
+                tunnels,
+            } = self;
+            let mut ctx = Ctx {
+                stats,
+                tunnels,
+                ts,
+                depth: 0,
+            };
+            let geneve = link == LinkType::GenevePayload;
+            return tunnel::socket_payload(&mut ctx, Some(defrag), geneve, frame);
+        }
         let packet = match link::slice(link, frame) {
             Ok(p) => p,
             Err(link::LinkError::Malformed) => {

@@ -134,6 +134,34 @@ pub(super) fn udp<'a>(
     inner(ctx, defrag, inner_packet)
 }
 
+/// A VXLAN or GENEVE payload as a UDP socket delivers it (no outer
+/// Ethernet/IP/UDP headers): the mirror-target case without libpcap.
+pub(super) fn socket_payload<'a>(
+    ctx: &mut Ctx<'_>,
+    defrag: Option<&'a mut Defragmenter>,
+    geneve_encapsulation: bool,
+    payload: &'a [u8],
+) -> Option<TcpSegment<'a>> {
+    if !enter(ctx) {
+        return None;
+    }
+    let parsed = if geneve_encapsulation {
+        geneve(payload)
+    } else {
+        vxlan(payload)
+    };
+    let Ok(inner_packet) = parsed else {
+        ctx.stats.tunnel_malformed += 1;
+        return None;
+    };
+    if geneve_encapsulation {
+        ctx.stats.geneve += 1;
+    } else {
+        ctx.stats.vxlan += 1;
+    }
+    inner(ctx, defrag, inner_packet)
+}
+
 /// A GRE packet (the IP payload of protocol 47, or the reassembled datagram).
 pub(super) fn gre<'a>(
     ctx: &mut Ctx<'_>,

@@ -1,0 +1,147 @@
+//! Live capture on an interface through libpcap: promiscuous mode, BPF
+//! filter, snaplen and kernel buffer from the settings; nanosecond
+//! timestamps. The handle is non-blocking and waited on with poll(2) and a
+//! short timeout: libpcap's own read timeout does not fire on Linux while
+//! no packet arrives, and the capture thread must notice shutdown and flush
+//! batches when the link is quiet.
+
+use super::{CaptureError, Next, PacketSource, RawPacket};
+use crate::config::InterfaceSettings;
+use crate::decode::LinkType;
+use crate::exchange::Timestamp;
+use crate::telemetry::CaptureStats;
+use pcap::{Active, Capture, Precision};
+
+/// How long a read waits before returning `Next::Idle`.
+const POLL_MILLIS: i32 = 100;
+
+pub struct LiveSource {
+    capture: Capture<Active>,
+    name: String,
+    link: LinkType,
+    packets: u64,
+    /// The descriptor was readable: drain packets before polling again.
+    pending: bool,
+}
+
+impl LiveSource {
+    pub fn open(settings: &InterfaceSettings) -> Result<LiveSource, CaptureError> {
+        let name = settings.name.clone();
+        let err = |e: pcap::Error| CaptureError::Open {
+            path: name.clone(),
+            message: e.to_string(),
+        };
+        let mut capture = Capture::from_device(name.as_str())
+            .map_err(err)?
+            .promisc(settings.promiscuous)
+            .snaplen(i32::try_from(settings.snaplen_bytes).unwrap_or(i32::MAX))
+            .buffer_size(i32::try_from(settings.buffer_bytes).unwrap_or(i32::MAX))
+            .timeout(POLL_MILLIS)
+            .precision(Precision::Nano)
+            .immediate_mode(true)
+            .open()
+            .map_err(err)?
+            .setnonblock()
+            .map_err(err)?;
+        if !settings.bpf_filter.is_empty() {
+            capture
+                .filter(&settings.bpf_filter, true)
+                .map_err(|e| CaptureError::Open {
+                    path: name.clone(),
+                    message: format!("bpf_filter {:?}: {e}", settings.bpf_filter),
+                })?;
+        }
+        let dlt = capture.get_datalink().0;
+        let link = LinkType::from_dlt(dlt).ok_or(CaptureError::LinkType {
+            path: name.clone(),
+            dlt,
+        })?;
+        Ok(LiveSource {
+            capture,
+            name,
+            link,
+            packets: 0,
+            pending: false,
+        })
+    }
+}
+
+impl PacketSource for LiveSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn link_type(&self) -> LinkType {
+        self.link
+    }
+
+    fn next_packet(&mut self) -> Result<Next<'_>, CaptureError> {
+        if !self.pending {
+            // Nothing was ready last time: wait for the descriptor.
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+            use std::os::fd::{AsRawFd, BorrowedFd};
+            let raw = self.capture.as_raw_fd();
+            // SAFETY: the descriptor belongs to `self.capture`, which outlives this call.
+            let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+            let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(POLL_MILLIS as u16)) {
+                Ok(0) => return Ok(Next::Idle),
+                Ok(_) => self.pending = true,
+                Err(nix::errno::Errno::EINTR) => return Ok(Next::Idle),
+                Err(e) => {
+                    return Err(CaptureError::Read {
+                        path: self.name.clone(),
+                        packets: self.packets,
+                        message: format!("poll: {e}"),
+                    })
+                }
+            }
+        }
+        match self.capture.next_packet() {
+            Ok(packet) => {
+                self.packets += 1;
+                let h = packet.header;
+                let secs = u64::try_from(h.ts.tv_sec).unwrap_or(0);
+                let nanos = u32::try_from(h.ts.tv_usec).unwrap_or(0);
+                Ok(Next::Packet(RawPacket {
+                    ts: Timestamp::from_secs_nanos(secs, nanos),
+                    data: packet.data,
+                    wire_len: h.len,
+                }))
+            }
+            // Non-blocking: nothing more buffered; poll again next time.
+            Err(pcap::Error::TimeoutExpired) => {
+                self.pending = false;
+                Ok(Next::Idle)
+            }
+            Err(e) => Err(CaptureError::Read {
+                path: self.name.clone(),
+                packets: self.packets,
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    fn add_stats(&mut self, stats: &mut CaptureStats) {
+        if let Ok(s) = self.capture.stats() {
+            stats.pcap_received += u64::from(s.received);
+            stats.pcap_dropped_kernel += u64::from(s.dropped);
+            stats.pcap_dropped_interface += u64::from(s.if_dropped);
+        }
+    }
+}
+
+/// Interfaces libpcap can capture on: (name, description, addresses).
+pub fn list_interfaces() -> Result<Vec<(String, String, Vec<String>)>, CaptureError> {
+    let devices = pcap::Device::list().map_err(|e| CaptureError::Open {
+        path: "interfaces".into(),
+        message: e.to_string(),
+    })?;
+    Ok(devices
+        .into_iter()
+        .map(|d| {
+            let addrs = d.addresses.iter().map(|a| a.addr.to_string()).collect();
+            (d.name, d.desc.unwrap_or_default(), addrs)
+        })
+        .collect())
+}

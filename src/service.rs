@@ -1,0 +1,113 @@
+//! Running as a long-lived sensor: signals (SIGTERM/SIGINT stop, SIGHUP
+//! reopens the output), dropping root after the capture handles are open,
+//! the Prometheus endpoint and the periodic stats line. No packet logic.
+
+use crate::telemetry::{prometheus_text, Stats, StatsHub};
+use anyhow::{bail, Context, Result};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Flags set from signal handlers (async-signal-safe: an atomic store).
+pub struct Signals {
+    pub stop: Arc<AtomicBool>,
+    pub reopen: Arc<AtomicBool>,
+}
+
+impl Signals {
+    pub fn install() -> Result<Signals> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let stop = Arc::new(AtomicBool::new(false));
+        let reopen = Arc::new(AtomicBool::new(false));
+        for signal in [SIGTERM, SIGINT] {
+            signal_hook::flag::register(signal, Arc::clone(&stop))
+                .context("cannot install the SIGTERM/SIGINT handler")?;
+        }
+        signal_hook::flag::register(SIGHUP, Arc::clone(&reopen))
+            .context("cannot install the SIGHUP handler")?;
+        Ok(Signals { stop, reopen })
+    }
+
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// Switches to `user` (and its primary group, no supplementary groups).
+/// Open capture handles keep working; nothing opened later needs root.
+pub fn drop_privileges(user: &str) -> Result<()> {
+    use nix::unistd::{setgid, setgroups, setuid, User};
+    let Some(entry) =
+        User::from_name(user).with_context(|| format!("cannot look up user {user:?}"))?
+    else {
+        bail!("service.user: user {user:?} does not exist; create it (see systemd/apisensor.sysusers.conf) or set service.user = \"\"");
+    };
+    setgroups(&[entry.gid]).context("cannot drop supplementary groups (are we root?)")?;
+    setgid(entry.gid).context("cannot switch group")?;
+    setuid(entry.uid).context("cannot switch user")?;
+    if nix::unistd::geteuid().is_root() && !entry.uid.is_root() {
+        bail!("still root after switching to {user:?}");
+    }
+    tracing::info!("running as {user} (uid {})", entry.uid);
+    Ok(())
+}
+
+/// Serves `GET /metrics` in Prometheus text format from the hub's snapshot
+/// on a background thread, until `stop` is set.
+pub fn serve_metrics(
+    listen: SocketAddr,
+    hub: Arc<StatsHub>,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>> {
+    let server = tiny_http::Server::http(listen)
+        .map_err(|e| anyhow::anyhow!("service.metrics_listen: cannot listen on {listen}: {e}"))?;
+    std::thread::Builder::new()
+        .name("apisensor-metrics".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(200)) else {
+                    continue;
+                };
+                let response = if request.url() == "/metrics" {
+                    let body = prometheus_text(&hub.snapshot());
+                    let header = tiny_http::Header::from_bytes(
+                        &b"Content-Type"[..],
+                        &b"text/plain; version=0.0.4"[..],
+                    )
+                    .ok();
+                    let mut r = tiny_http::Response::from_string(body);
+                    if let Some(h) = header {
+                        r.add_header(h);
+                    }
+                    r
+                } else {
+                    tiny_http::Response::from_string("see /metrics\n").with_status_code(404)
+                };
+                let _ = request.respond(response);
+            }
+        })
+        .context("cannot start the metrics thread")
+}
+
+/// One line with the numbers an operator watches, and the change since the
+/// previous line.
+pub fn stats_line(now: &Stats, before: &Stats, interval: Duration) -> String {
+    let secs = interval.as_secs_f64().max(1e-9);
+    let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / secs;
+    format!(
+        "packets={} ({:.0}/s) exchanges={} ({:.0}/s) flows_open={} parse_errors={} \
+         kernel_drops={} if_drops={} queue_drops={} output_drops={} gaps={}",
+        now.decode.packets,
+        rate(now.decode.packets, before.decode.packets),
+        now.http.exchanges,
+        rate(now.http.exchanges, before.http.exchanges),
+        now.gauges.flows_open,
+        now.http.parse_errors,
+        now.capture.pcap_dropped_kernel,
+        now.capture.pcap_dropped_interface,
+        now.pipeline.packets_dropped_queue_full,
+        now.pipeline.exchanges_dropped_output_full,
+        now.flow.gaps,
+    )
+}
