@@ -200,10 +200,34 @@ impl Reassembler {
         if total > 0 {
             self.insert(ctx, seq, payload, missing, deliver);
         }
-        if fin {
-            self.fin_seq = Some(seq.wrapping_add(total as u32));
+        // The first FIN seen fixes where the direction ends; a later one
+        // elsewhere is a retransmission or an evasion attempt, not a new end.
+        if fin && self.fin_seq.is_none() {
+            let fin_seq = seq.wrapping_add(total as u32);
+            if seq_diff(fin_seq, self.next_seq) >= 0 {
+                self.fin_seq = Some(fin_seq);
+            }
         }
         self.check_end()
+    }
+
+    /// Bytes that may still be delivered before the FIN (unbounded without one).
+    fn room_before_fin(&self) -> u64 {
+        match self.fin_seq {
+            Some(fin) => seq_diff(fin, self.next_seq).max(0) as u64,
+            None => u64::MAX,
+        }
+    }
+
+    /// Moves the delivery point; forgets an acknowledgement it has passed.
+    fn advance(&mut self, len: u64) {
+        self.next_seq = self.next_seq.wrapping_add(len as u32);
+        if self
+            .acked_beyond
+            .is_some_and(|a| seq_diff(a, self.next_seq) <= 0)
+        {
+            self.acked_beyond = None;
+        }
     }
 
     /// The peer acknowledged `ack`: any hole below it was received by the
@@ -217,6 +241,11 @@ impl Reassembler {
         if !self.started || self.ended || seq_diff(ack, self.next_seq) <= 0 {
             return false;
         }
+        // An ACK of the FIN covers one sequence number that is not data.
+        let ack = match self.fin_seq {
+            Some(fin) if seq_diff(ack, fin) > 0 => fin,
+            _ => ack,
+        };
         match self.acked_beyond {
             Some(prev) if seq_diff(ack, prev) <= 0 => {}
             _ => self.acked_beyond = Some(ack),
@@ -386,11 +415,21 @@ impl Reassembler {
         missing: u32,
         deliver: &mut dyn FnMut(Chunk<'_>),
     ) {
+        // Nothing is delivered past the FIN: bytes there are not part of
+        // what the receiver's application reads.
+        let room = self.room_before_fin();
+        let (data, missing) = if data.len() as u64 + u64::from(missing) > room {
+            ctx.stats.segments_after_end += 1;
+            let kept = data.get(..(room.min(data.len() as u64) as usize)).unwrap_or_default();
+            (kept, (room - kept.len() as u64) as u32)
+        } else {
+            (data, missing)
+        };
         if !data.is_empty() {
             self.recent
                 .record(ctx.settings.overlap_check_bytes, self.next_seq, data);
             deliver(Chunk::Data(data));
-            self.next_seq = self.next_seq.wrapping_add(data.len() as u32);
+            self.advance(data.len() as u64);
         }
         if missing > 0 {
             ctx.stats.snaplen_gap_bytes += u64::from(missing);
@@ -404,13 +443,14 @@ impl Reassembler {
         len: u64,
         deliver: &mut dyn FnMut(Chunk<'_>),
     ) {
+        let len = len.min(self.room_before_fin());
         if len == 0 {
             return;
         }
         ctx.stats.gaps += 1;
         ctx.stats.gap_bytes += len;
         deliver(Chunk::Gap(len));
-        self.next_seq = self.next_seq.wrapping_add(len as u32);
+        self.advance(len);
         self.recent.forget();
     }
 
@@ -509,10 +549,11 @@ mod tests {
                 stats: &mut self.stats,
                 worker_ooo_bytes: &mut self.worker,
             };
-            self.r.on_peer_ack(&mut ctx, ack, &mut |c| match c {
+            let ended = self.r.on_peer_ack(&mut ctx, ack, &mut |c| match c {
                 Chunk::Data(d) => out.extend_from_slice(d),
                 Chunk::Gap(n) => out.extend_from_slice(format!("#{n}#").as_bytes()),
             });
+            self.ended |= ended;
         }
         fn flush(&mut self) {
             let out = &mut self.out;
@@ -700,6 +741,41 @@ mod tests {
         h.seg(2, b"late");
         assert_eq!(h.text(), "a");
         assert_eq!(h.stats.segments_after_end, 1);
+    }
+
+    /// Fuzz regression (reassembly-ack-of-fin-after-hole): the ACK of a FIN
+    /// behind a hole covers the FIN's own sequence number, which is not data.
+    #[test]
+    fn ack_of_fin_after_hole_ends_the_direction() {
+        let mut h = Harness::new();
+        h.seg_full(100, true, false, b"", 0);
+        h.seg(101, b"abc");
+        h.seg_full(110, false, true, b"", 0); // 104..110 lost, then FIN
+        assert!(!h.ended);
+        h.ack(111);
+        assert_eq!(h.text(), "abc#6#");
+        assert!(h.ended, "the FIN is reached after the gap");
+        h.seg(111, b"after-fin");
+        assert_eq!(h.text(), "abc#6#");
+    }
+
+    /// Fuzz regressions (reassembly-*-huge-flush-gap): acknowledgements far
+    /// beyond the FIN, or old ones, never make a gap past the FIN.
+    #[test]
+    fn stale_or_wild_acks_never_gap_past_the_fin() {
+        let mut h = Harness::new();
+        h.seg(1, b"ab");
+        h.seg_full(10, false, true, b"xy", 0); // FIN at 12
+        h.ack(0x8000_0000);
+        h.ack(0x7fff_0000);
+        h.flush();
+        assert_eq!(h.text(), "ab#7#xy");
+        assert!(h.stats.gap_bytes <= 7);
+        // Data that would run past the FIN is cut there.
+        let mut h = Harness::new();
+        h.seg_full(1, false, true, b"", 0); // FIN at 1, nothing before
+        h.seg(1, b"late");
+        assert_eq!(h.text(), "");
     }
 
     /// Reference model: random segmentations, reorderings and duplicates of a

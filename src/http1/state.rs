@@ -335,6 +335,11 @@ impl HttpConnection {
                     if resync {
                         return garbage;
                     }
+                    // Decide on a whole first line (or 512 bytes of one), so
+                    // the outcome does not depend on how the bytes were split.
+                    if memchr::memchr(b'\n', v).is_none() && v.len() < 512 && !self.to_client.fin {
+                        return HeadStep::NeedMore { drop: 0 };
+                    }
                     let line_end = memchr::memchr(b'\n', v).unwrap_or(v.len()).min(512);
                     let head = v.get(..line_end).unwrap_or_default();
                     let has_status = matches!(scan_status_start(head), Scan::Found(_));
@@ -1028,6 +1033,22 @@ impl HttpConnection {
             }
             Phase::Start | Phase::Resync => {
                 let was_start = d.phase == Phase::Start;
+                // A reply's first line held back until it was complete is
+                // judged now that no more will come (HTTP/0.9 body or junk).
+                if dir == Direction::ToClient
+                    && was_start
+                    && !d.buf.is_empty()
+                    && !may_start_status(&d.buf)
+                {
+                    let held = std::mem::take(&mut d.buf);
+                    d.clear_buf();
+                    self.on_data(ctx, dir, ts, &held);
+                    let d = self.dir_mut(dir);
+                    if d.buf.is_empty() || d.phase != Phase::Start {
+                        return self.on_fin(ctx, dir, ts);
+                    }
+                }
+                let d = self.dir_mut(dir);
                 let buf = std::mem::take(&mut d.buf);
                 d.clear_buf();
                 if buf.is_empty() {
@@ -1109,6 +1130,21 @@ mod tests {
 
     fn run(actions: &[Action]) -> (Vec<Exchange>, HttpStats) {
         run_actions(&HttpSettings::default(), actions)
+    }
+
+    /// Fuzz regression (http1_stream-garbage-then-status-line): a reply whose
+    /// first line is not finished yet must not be judged early.
+    #[test]
+    fn unfinished_first_reply_line_is_judged_whole() {
+        let request = d(C, b"GET / HTTP/1.1\r\n\r\n");
+        let reply = b"XHTTP/1.1 200 OK";
+        let whole = run(&[request.clone(), d(S, reply), Action::Fin(S), Action::Fin(C)]);
+        let mut split = vec![request];
+        split.extend(reply.chunks(7).map(|c| d(S, c)));
+        split.extend([Action::Fin(S), Action::Fin(C)]);
+        let pieces = run(&split);
+        assert_eq!(summary(&whole.0), summary(&pieces.0));
+        assert_eq!(whole.0, pieces.0);
     }
 
     fn summary(ex: &[Exchange]) -> Vec<String> {
