@@ -295,9 +295,7 @@ impl Reassembler {
 
     /// Frees buffered data (flow evicted or closed).
     pub fn release(&mut self, ctx: &mut ReassemblyContext<'_>) {
-        *ctx.worker_ooo_bytes = ctx.worker_ooo_bytes.saturating_sub(self.ooo_bytes);
-        self.ooo = Vec::new();
-        self.ooo_bytes = 0;
+        self.release_buffered(ctx);
         self.recent = RecentBytes::default();
     }
 
@@ -327,6 +325,11 @@ impl Reassembler {
         if rel <= 0 {
             self.deliver_overlapping(ctx, seq, payload, missing, deliver);
             self.drain(ctx, deliver);
+            return;
+        }
+        if self.room_before_fin() <= rel as u64 {
+            // Entirely past the FIN.
+            ctx.stats.segments_after_end += 1;
             return;
         }
         ctx.stats.segments_out_of_order += 1;
@@ -420,7 +423,9 @@ impl Reassembler {
         let room = self.room_before_fin();
         let (data, missing) = if data.len() as u64 + u64::from(missing) > room {
             ctx.stats.segments_after_end += 1;
-            let kept = data.get(..(room.min(data.len() as u64) as usize)).unwrap_or_default();
+            let kept = data
+                .get(..(room.min(data.len() as u64) as usize))
+                .unwrap_or_default();
             (kept, (room - kept.len() as u64) as u32)
         } else {
             (data, missing)
@@ -467,6 +472,22 @@ impl Reassembler {
             }
         }
         self.drain(ctx, deliver);
+        // Still ahead after the gap: the gap stopped at the FIN, so what is
+        // buffered lies past the end of the direction and never counts.
+        if self
+            .ooo
+            .first()
+            .is_some_and(|f| seq_diff(f.seq, self.next_seq) > 0)
+        {
+            ctx.stats.segments_after_end += self.ooo.len() as u64;
+            self.release_buffered(ctx);
+        }
+    }
+
+    fn release_buffered(&mut self, ctx: &mut ReassemblyContext<'_>) {
+        *ctx.worker_ooo_bytes = ctx.worker_ooo_bytes.saturating_sub(self.ooo_bytes);
+        self.ooo = Vec::new();
+        self.ooo_bytes = 0;
     }
 
     /// Delivers buffered segments that are now in order.
@@ -776,6 +797,25 @@ mod tests {
         h.seg_full(1, false, true, b"", 0); // FIN at 1, nothing before
         h.seg(1, b"late");
         assert_eq!(h.text(), "");
+    }
+
+    /// Fuzz regression (reassembly timeout): with the FIN known, buffered
+    /// data beyond it could not be skipped to and the cap loop never ended.
+    #[test]
+    fn buffer_cap_with_fin_inside_a_hole_terminates() {
+        let settings = FlowSettings {
+            max_ooo_segments_per_direction: 1,
+            ..FlowSettings::default()
+        };
+        let mut h = Harness::with(settings);
+        h.seg(1, b"a");
+        h.seg(5, b"e"); // buffered
+        h.seg_full(3, false, true, b"", 0); // FIN at 3, inside the hole
+        h.seg(9, b"i"); // cap reached: must give up, not loop
+        h.seg(11, b"k");
+        h.flush();
+        assert_eq!(h.text(), "a#1#"); // byte 2 lost, then the FIN
+        assert_eq!(h.worker, 0);
     }
 
     /// Reference model: random segmentations, reorderings and duplicates of a
