@@ -156,12 +156,19 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
         eprintln!("apisensor: drain did not finish within service.shutdown_timeout_secs; exiting");
         std::process::exit(3);
     });
+    // Sources that stopped on their own (interface gone, socket error) are a
+    // failure for the service manager to act on, after a clean drain.
+    let sources_failed = !signals.stop_requested();
     let summary = live.shutdown()?;
     metrics_stop.store(true, std::sync::atomic::Ordering::SeqCst);
     if let Some(handle) = metrics {
         let _ = handle.join();
     }
     print_summary("run", &summary);
+    if sources_failed {
+        eprintln!("apisensor: every capture source stopped; see the errors above");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

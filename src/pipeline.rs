@@ -36,6 +36,9 @@ pub enum QueuePolicy {
 /// Longest time a live capture keeps a partial batch.
 const LIVE_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Longest a capture thread keeps reading already-buffered packets after a stop.
+const SHUTDOWN_DRAIN: Duration = Duration::from_millis(500);
+
 /// How often threads copy their counters to the hub.
 const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -426,11 +429,19 @@ impl Reader {
         stop: &AtomicBool,
         publish: &mut dyn FnMut(&mut Reader, &mut dyn PacketSource),
     ) -> Result<()> {
+        let mut draining: Option<Instant> = None;
         loop {
-            if stop.load(Ordering::Relaxed) {
+            if draining.is_none() && stop.load(Ordering::Relaxed) {
+                // Packets already captured before the stop are still read,
+                // so exchanges completed before SIGTERM are not lost;
+                // bounded, in case traffic never pauses.
+                draining = Some(Instant::now());
+            }
+            if draining.is_some_and(|since| since.elapsed() >= SHUTDOWN_DRAIN) {
                 return Ok(());
             }
             match source.next_packet()? {
+                Next::Idle if draining.is_some() => return Ok(()),
                 Next::Packet(packet) => {
                     self.packet_index += 1;
                     if let Some(link) = link {

@@ -102,7 +102,12 @@ fuzz_target!(|input: ReassemblyInput| {
                     .wrapping_add(u32::from(*missing));
                 model.announce(end);
                 if *fin && !was_ended {
-                    model.fin = model.unwrap(end);
+                    // The reassembler keeps the earliest FIN (see its docs).
+                    let new_fin = model.unwrap(end);
+                    model.fin = match (model.fin, new_fin) {
+                        (Some(old), Some(new)) => Some(old.min(new)),
+                        (old, new) => new.or(old),
+                    };
                 }
                 r.on_segment(
                     &mut ctx,

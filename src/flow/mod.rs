@@ -36,6 +36,8 @@ counters! {
         /// Directions picked up without seeing their SYN.
         directions_started_midstream,
         segments_out_of_order,
+        /// Segments or ACKs further ahead than any TCP window (dropped).
+        segments_out_of_window,
         ooo_bytes_buffered,
         /// Holes given up on because an out-of-order buffer cap was reached.
         ooo_cap_gaps,

@@ -39,6 +39,10 @@ pub struct ReassemblyContext<'a> {
     pub worker_ooo_bytes: &'a mut usize,
 }
 
+/// Largest TCP window (65535 << 14): data or acknowledgements further
+/// ahead than this cannot belong to the stream.
+const MAX_WINDOW: i64 = 1 << 30;
+
 /// Signed distance from `b` to `a` in sequence space.
 #[inline]
 fn seq_diff(a: u32, b: u32) -> i64 {
@@ -76,6 +80,9 @@ impl RecentBytes {
         if capacity == 0 {
             return;
         }
+        // Ring positions are `seq % len`; a power of two keeps them
+        // continuous when the sequence number wraps past 2^32.
+        let capacity = capacity.next_power_of_two();
         if self.ring.len() != capacity {
             self.ring = vec![0; capacity];
             self.valid = 0;
@@ -197,16 +204,20 @@ impl Reassembler {
             ctx.stats.directions_started_midstream += 1;
         }
         let total = payload.len() as u64 + u64::from(missing);
-        if total > 0 {
-            self.insert(ctx, seq, payload, missing, deliver);
-        }
-        // The first FIN seen fixes where the direction ends; a later one
-        // elsewhere is a retransmission or an evasion attempt, not a new end.
-        if fin && self.fin_seq.is_none() {
+        // The earliest FIN at or after the delivery point fixes where the
+        // direction ends: no byte past a FIN the receiver may have accepted
+        // is stream data (conflicting FINs are an evasion trick). It is set
+        // before this segment's data is placed, so nothing buffered behind
+        // it can be delivered past it.
+        if fin {
             let fin_seq = seq.wrapping_add(total as u32);
-            if seq_diff(fin_seq, self.next_seq) >= 0 {
+            let earlier = self.fin_seq.is_none_or(|old| seq_diff(fin_seq, old) < 0);
+            if earlier && seq_diff(fin_seq, self.next_seq) >= 0 {
                 self.fin_seq = Some(fin_seq);
             }
+        }
+        if total > 0 {
+            self.insert(ctx, seq, payload, missing, deliver);
         }
         self.check_end()
     }
@@ -238,7 +249,8 @@ impl Reassembler {
         ack: u32,
         deliver: &mut dyn FnMut(Chunk<'_>),
     ) -> bool {
-        if !self.started || self.ended || seq_diff(ack, self.next_seq) <= 0 {
+        let ahead = seq_diff(ack, self.next_seq);
+        if !self.started || self.ended || ahead <= 0 || ahead > MAX_WINDOW {
             return false;
         }
         // An ACK of the FIN covers one sequence number that is not data.
@@ -325,6 +337,13 @@ impl Reassembler {
         if rel <= 0 {
             self.deliver_overlapping(ctx, seq, payload, missing, deliver);
             self.drain(ctx, deliver);
+            return;
+        }
+        if rel > MAX_WINDOW {
+            // Further ahead than any TCP window can reach (2^30 with window
+            // scaling): not this stream's data, and buffering it would make
+            // a gigabyte-sized gap out of nothing.
+            ctx.stats.segments_out_of_window += 1;
             return;
         }
         if self.room_before_fin() <= rel as u64 {
@@ -816,6 +835,55 @@ mod tests {
         h.flush();
         assert_eq!(h.text(), "a#1#"); // byte 2 lost, then the FIN
         assert_eq!(h.worker, 0);
+    }
+
+    /// Fuzz regression (reassembly-fin-with-data-behind-buffered-tail): a
+    /// FIN segment whose data reaches a buffered segment must not let that
+    /// segment's tail (here snaplen-missing bytes) run past the FIN.
+    #[test]
+    fn fin_is_known_before_its_segment_drains_the_buffer() {
+        let mut h = Harness::new();
+        h.seg_full(0, true, false, b"", 0);
+        h.seg_full(5, false, false, b"ef", 20); // buffered, tail reaches 27
+        h.seg_full(1, false, true, b"abcdefgh", 0); // FIN at 9
+        assert_eq!(h.text(), "abcdefgh");
+        assert!(h.ended);
+    }
+
+    /// Fuzz regression (reassembly-ring-wrap): with a window that is not a
+    /// power of two, ring positions jumped at the 2^32 wrap and identical
+    /// retransmissions were called inconsistent.
+    #[test]
+    fn overlap_check_is_continuous_across_sequence_wrap() {
+        let settings = FlowSettings {
+            overlap_check_bytes: 1675,
+            ..FlowSettings::default()
+        };
+        let mut h = Harness::with(settings);
+        let isn = u32::MAX - 11;
+        let stream: Vec<u8> = (0..60u8).collect();
+        let at = |i: usize| isn.wrapping_add(1 + i as u32);
+        h.seg_full(isn, true, false, b"", 0);
+        h.seg(at(0), &stream[0..10]);
+        h.seg(at(25), &stream[25..43]); // buffered, crosses the wrap
+        h.seg(at(10), &stream[10..32]); // overlaps the buffered one
+        h.seg(at(0), &stream[0..43]); // identical retransmission
+        assert_eq!(h.out, stream[..43].to_vec());
+        assert_eq!(h.stats.overlaps_inconsistent, 0);
+    }
+
+    /// Fuzz regression (reassembly-out-of-window): a segment half the
+    /// sequence space away is dropped, not turned into a 2 GiB gap.
+    #[test]
+    fn segments_beyond_any_window_are_dropped() {
+        let mut h = Harness::new();
+        h.seg_full(0x8000_0000, true, false, b"", 0);
+        h.seg(0, b"late"); // 2^31 - 1 ahead
+        h.ack(0x8000_0001u32.wrapping_add(0x7fff_0000));
+        h.flush();
+        assert_eq!(h.text(), "");
+        assert_eq!(h.stats.segments_out_of_window, 1);
+        assert_eq!(h.stats.gap_bytes, 0);
     }
 
     /// Reference model: random segmentations, reorderings and duplicates of a

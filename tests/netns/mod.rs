@@ -268,6 +268,19 @@ fn remove_stale_namespaces() {
                 destroy_namespace(name);
             }
         }
+    } // Their scratch directories too (`live-<label>-<pid>`, kept on failure
+      // only until the next run).
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    for entry in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name
+            .strip_prefix("live-")
+            .and_then(|n| n.rsplit('-').next())
+        {
+            if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
     }
 }
 
@@ -276,6 +289,17 @@ pub struct Lab {
     /// Per-test number: the third octet of the test's 10.77/10.78 subnets.
     pub n: u8,
     pub dir: PathBuf,
+}
+
+impl Drop for Lab {
+    /// The scratch directory (configs, logs, exchanges) is kept when the
+    /// test failed, for the post-mortem, or when `APISENSOR_KEEP_TEST_DIRS`
+    /// is set.
+    fn drop(&mut self) {
+        if !std::thread::panicking() && std::env::var_os("APISENSOR_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 }
 
 impl Lab {
