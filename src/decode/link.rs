@@ -44,6 +44,10 @@ impl LinkType {
 pub enum LinkError {
     Malformed,
     NotIp,
+    /// No link header: a VXLAN/GENEVE payload the tunnel decoder takes.
+    TunnelPayload {
+        geneve: bool,
+    },
 }
 
 const SLL_HEADER_LEN: usize = 16;
@@ -66,8 +70,8 @@ pub fn slice(link: LinkType, frame: &[u8]) -> Result<LaxSlicedPacket<'_>, LinkEr
             let rest = frame.get(SLL2_HEADER_LEN..).ok_or(LinkError::Malformed)?;
             from_ether_type(ether_type, rest)
         }
-        // Tunnel payloads are decapsulated by the decoder before slicing.
-        LinkType::VxlanPayload | LinkType::GenevePayload => Err(LinkError::Malformed),
+        LinkType::VxlanPayload => Err(LinkError::TunnelPayload { geneve: false }),
+        LinkType::GenevePayload => Err(LinkError::TunnelPayload { geneve: true }),
         LinkType::Null | LinkType::Loop => {
             let family_bytes: [u8; 4] = frame
                 .get(..4)

@@ -146,49 +146,37 @@ impl Decoder {
         frame: &'a [u8],
         wire_len: u32,
     ) -> Option<TcpSegment<'a>> {
-        self.stats.packets += 1;
-        self.stats.bytes += u64::from(wire_len.max(frame.len() as u32));
-        if let LinkType::VxlanPayload | LinkType::GenevePayload = link {
-            let Decoder {
-                stats,
-                defrag,
-                tunnels,
-            } = self;
-            let mut ctx = Ctx {
-                stats,
-                tunnels,
-                ts,
-                depth: 0,
-            };
-            let geneve = link == LinkType::GenevePayload;
-            return tunnel::socket_payload(&mut ctx, Some(defrag), geneve, frame);
-        }
-        let packet = match link::slice(link, frame) {
-            Ok(p) => p,
-            Err(link::LinkError::Malformed) => {
-                self.stats.malformed_link += 1;
-                return None;
-            }
-            Err(link::LinkError::NotIp) => {
-                self.stats.other_ethertype += 1;
-                return None;
-            }
-        };
-        if !packet.link_exts.is_empty() {
-            self.stats.vlan_tagged += 1;
-        }
         // Split borrows: the fragment table and the counters are used apart.
         let Decoder {
             stats,
             defrag,
             tunnels,
         } = self;
+        stats.packets += 1;
+        stats.bytes += u64::from(wire_len.max(frame.len() as u32));
         let mut ctx = Ctx {
             stats,
             tunnels,
             ts,
             depth: 0,
         };
+        let packet = match link::slice(link, frame) {
+            Ok(p) => p,
+            Err(link::LinkError::TunnelPayload { geneve }) => {
+                return tunnel::socket_payload(&mut ctx, Some(defrag), geneve, frame);
+            }
+            Err(link::LinkError::Malformed) => {
+                ctx.stats.malformed_link += 1;
+                return None;
+            }
+            Err(link::LinkError::NotIp) => {
+                ctx.stats.other_ethertype += 1;
+                return None;
+            }
+        };
+        if !packet.link_exts.is_empty() {
+            ctx.stats.vlan_tagged += 1;
+        }
         decode_net(&mut ctx, Some(defrag), packet)
     }
 
