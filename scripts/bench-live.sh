@@ -36,6 +36,7 @@ for rate in "${rates[@]}"; do
   cat > "$work/s.toml" <<TOML
 [pipeline]
 workers = 2
+queue_batches = ${QUEUE_BATCHES:-256}
 [[capture.interfaces]]
 name = "asb-in"
 promiscuous = true
@@ -53,9 +54,9 @@ TOML
   pps=$(grep -oE 'Rated: [0-9.]+ Bps, [0-9.]+ Mbps, [0-9.]+ pps' <<<"$out" | awk '{print $6}')
   sleep 2
   kill -TERM "$spid"; wait "$spid"; spid=""
-  kd=$(grep -oE 'capture.pcap_dropped_kernel [0-9]+' "$work/run.err" | awk '{print $2}'); kd=${kd:-0}
-  qd=$(grep -oE 'pipeline.packets_dropped_queue_full=[0-9]+' "$work/run.err" | cut -d= -f2); qd=${qd:-0}
-  rx=$(grep -oE 'capture.pcap_received [0-9]+' "$work/run.err" | awk '{print $2}'); rx=${rx:-0}
+  kd=$(grep -oE 'capture.pcap_dropped_kernel [0-9]+' "$work/run.err" | awk '{print $2}' || true); kd=${kd:-0}
+  qd=$(grep -oE 'pipeline.packets_dropped_queue_full=[0-9]+' "$work/run.err" | cut -d= -f2 || true); qd=${qd:-0}
+  rx=$(grep -oE 'capture.pcap_received [0-9]+' "$work/run.err" | awk '{print $2}' || true); rx=${rx:-0}
   ex=$(wc -l < "$work/ex.jsonl")
   printf '%-10s %12s %14s %12s %12s %12s %9.1f%%\n' "$rate" "${pps:-?}" "$kd" "$qd" "$rx" "$ex" \
     "$(awk "BEGIN{print 100*$ex/$ref_ex}")"

@@ -55,7 +55,7 @@ impl Default for PipelineSettings {
     fn default() -> Self {
         PipelineSettings {
             workers: 0,
-            queue_batches: 64,
+            queue_batches: 256,
             batch_packets: 256,
             output_queue_exchanges: 65_536,
         }
