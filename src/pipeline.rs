@@ -33,6 +33,9 @@ pub enum QueuePolicy {
     Drop,
 }
 
+/// Queue depth (batches) replay uses at most: enough to keep every thread busy.
+const REPLAY_QUEUE_DEPTH: usize = 16;
+
 /// Longest time a live capture keeps a partial batch.
 const LIVE_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -136,9 +139,16 @@ impl Stages {
         hub: &Arc<StatsHub>,
         control: &Arc<WriterControl>,
     ) -> Result<Stages> {
-        let (exchange_tx, exchange_rx) = bounded::<Vec<Exchange>>(
+        // Replay waits instead of dropping, so deep queues would only hold
+        // memory (a packet batch is ~100 KiB, an exchange batch carries kept
+        // bodies); live capture needs the depth to ride out stalls.
+        let depth = |configured: usize| match policy {
+            QueuePolicy::Block => configured.min(REPLAY_QUEUE_DEPTH),
+            QueuePolicy::Drop => configured,
+        };
+        let (exchange_tx, exchange_rx) = bounded::<Vec<Exchange>>(depth(
             (settings.pipeline.output_queue_exchanges / settings.pipeline.batch_packets).max(4),
-        );
+        ));
         let writer_control = Arc::clone(control);
         let writer = std::thread::Builder::new()
             .name("apisensor-writer".into())
@@ -150,7 +160,7 @@ impl Stages {
         let mut queues = Vec::with_capacity(workers);
         let mut handles = Vec::with_capacity(workers);
         for index in 0..workers {
-            let (tx, rx) = bounded::<Batch>(settings.pipeline.queue_batches);
+            let (tx, rx) = bounded::<Batch>(depth(settings.pipeline.queue_batches));
             let ctx = WorkerContext {
                 settings: settings.clone(),
                 queue: rx,
