@@ -14,6 +14,8 @@ use memchr::{memchr, memmem};
 
 /// Header fields parsed by httparse at once; longer blocks go to the lenient parser.
 const FAST_HEADERS: usize = 96;
+/// Header array tried first.
+const SMALL_HEADERS: usize = 24;
 
 /// Longest method token accepted as a message start when resynchronising.
 const MAX_METHOD_LEN: usize = 32;
@@ -442,8 +444,16 @@ pub(crate) fn parse_header_block(
     annot: &mut Annot,
 ) -> HeadInfo {
     let mut info = HeadInfo::default();
-    let mut arr = [httparse::EMPTY_HEADER; FAST_HEADERS];
-    if let Ok(httparse::Status::Complete((_, hs))) = httparse::parse_headers(block, &mut arr) {
+    // Most messages have a couple of dozen fields: a small array is cheaper
+    // to initialise per message; only a larger block pays for the big one.
+    let mut small = [httparse::EMPTY_HEADER; SMALL_HEADERS];
+    let mut large;
+    let mut parsed = httparse::parse_headers(block, &mut small);
+    if matches!(parsed, Err(httparse::Error::TooManyHeaders)) {
+        large = [httparse::EMPTY_HEADER; FAST_HEADERS];
+        parsed = httparse::parse_headers(block, &mut large);
+    }
+    if let Ok(httparse::Status::Complete((_, hs))) = parsed {
         let bytes: usize = hs
             .iter()
             .map(|h| h.name.len().saturating_add(h.value.len()))
