@@ -3,7 +3,6 @@
 
 use super::{CaptureError, Next, PacketSource, RawPacket};
 use crate::decode::LinkType;
-use crate::exchange::Timestamp;
 use pcap::{Capture, Offline, Precision};
 use std::path::Path;
 
@@ -75,15 +74,8 @@ impl PacketSource for FileSource {
         match self.capture.next_packet() {
             Ok(packet) => {
                 self.packets += 1;
-                let header = packet.header;
-                self.bytes_read += RECORD_HEADER_BYTES + u64::from(header.caplen);
-                let secs = u64::try_from(header.ts.tv_sec).unwrap_or(0);
-                let nanos = u32::try_from(header.ts.tv_usec).unwrap_or(0);
-                Ok(Next::Packet(RawPacket {
-                    ts: Timestamp::from_secs_nanos(secs, nanos),
-                    data: packet.data,
-                    wire_len: header.len,
-                }))
+                self.bytes_read += RECORD_HEADER_BYTES + u64::from(packet.header.caplen);
+                Ok(Next::Packet(RawPacket::from_pcap(&packet)))
             }
             Err(pcap::Error::NoMorePackets) => Ok(Next::End),
             Err(e) => Err(CaptureError::Read {

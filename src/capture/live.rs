@@ -8,7 +8,6 @@
 use super::{CaptureError, Next, PacketSource, RawPacket};
 use crate::config::InterfaceSettings;
 use crate::decode::LinkType;
-use crate::exchange::Timestamp;
 use crate::telemetry::CaptureStats;
 use pcap::{Active, Capture, Precision};
 
@@ -100,14 +99,7 @@ impl PacketSource for LiveSource {
         match self.capture.next_packet() {
             Ok(packet) => {
                 self.packets += 1;
-                let h = packet.header;
-                let secs = u64::try_from(h.ts.tv_sec).unwrap_or(0);
-                let nanos = u32::try_from(h.ts.tv_usec).unwrap_or(0);
-                Ok(Next::Packet(RawPacket {
-                    ts: Timestamp::from_secs_nanos(secs, nanos),
-                    data: packet.data,
-                    wire_len: h.len,
-                }))
+                Ok(Next::Packet(RawPacket::from_pcap(&packet)))
             }
             // Non-blocking: nothing more buffered; poll again next time.
             Err(pcap::Error::TimeoutExpired) => {

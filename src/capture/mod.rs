@@ -39,6 +39,21 @@ pub struct RawPacket<'a> {
     pub wire_len: u32,
 }
 
+impl<'a> RawPacket<'a> {
+    /// A libpcap packet; its timestamp is in nanoseconds (sources open
+    /// captures with nanosecond precision, so `tv_usec` holds nanoseconds).
+    pub fn from_pcap(packet: &pcap::Packet<'a>) -> Self {
+        let h = packet.header;
+        let secs = u64::try_from(h.ts.tv_sec).unwrap_or(0);
+        let nanos = u32::try_from(h.ts.tv_usec).unwrap_or(0);
+        RawPacket {
+            ts: Timestamp::from_secs_nanos(secs, nanos),
+            data: packet.data,
+            wire_len: h.len,
+        }
+    }
+}
+
 /// What asking a source for the next frame gave.
 pub enum Next<'a> {
     Packet(RawPacket<'a>),

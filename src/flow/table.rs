@@ -209,6 +209,25 @@ impl FlowTable {
 }
 
 impl Shared {
+    /// The reassembly and HTTP contexts over this worker's settings and counters.
+    fn contexts<'s>(
+        &'s mut self,
+        out: &'s mut Vec<Exchange>,
+    ) -> (ReassemblyContext<'s>, HttpContext<'s>) {
+        (
+            ReassemblyContext {
+                settings: &self.flow_settings,
+                stats: &mut self.stats,
+                worker_ooo_bytes: &mut self.worker_ooo_bytes,
+            },
+            HttpContext {
+                settings: &self.http_settings,
+                stats: &mut self.http_stats,
+                out,
+            },
+        )
+    }
+
     /// Runs the segment through reassembly into HTTP. Returns true when the
     /// connection is over (RST, or both directions delivered up to their FIN).
     fn feed(&mut self, flow: &mut Flow, seg: &Segment<'_>, out: &mut Vec<Exchange>) -> bool {
@@ -220,16 +239,7 @@ impl Shared {
                 seg.side
             });
         }
-        let mut rctx = ReassemblyContext {
-            settings: &self.flow_settings,
-            stats: &mut self.stats,
-            worker_ooo_bytes: &mut self.worker_ooo_bytes,
-        };
-        let mut hctx = HttpContext {
-            settings: &self.http_settings,
-            stats: &mut self.http_stats,
-            out,
-        };
+        let (mut rctx, mut hctx) = self.contexts(out);
         let Flow {
             id,
             key,
@@ -292,16 +302,7 @@ impl Shared {
             EndReason::Reused => self.stats.flows_reused_by_syn += 1,
             EndReason::EndOfCapture => self.stats.flows_flushed_at_end += 1,
         }
-        let mut rctx = ReassemblyContext {
-            settings: &self.flow_settings,
-            stats: &mut self.stats,
-            worker_ooo_bytes: &mut self.worker_ooo_bytes,
-        };
-        let mut hctx = HttpContext {
-            settings: &self.http_settings,
-            stats: &mut self.http_stats,
-            out,
-        };
+        let (mut rctx, mut hctx) = self.contexts(out);
         let Flow {
             id,
             key,

@@ -519,13 +519,13 @@ impl HttpConnection {
         let mut extra = Annot::default();
         extra.anomaly(Anomaly::HeadersTooLarge);
         extra.truncated = true;
-        self.stub(ctx, dir, ts, bytes, extra, false);
+        self.emit_partial_head(ctx, dir, ts, bytes, extra, false);
         self.dir_mut(dir).phase = Phase::Resync;
     }
 
     /// Records a message whose head was cut (too large, gap, end of stream)
     /// from its start line, if it has one. Returns whether it did.
-    fn stub(
+    fn emit_partial_head(
         &mut self,
         ctx: &mut HttpContext<'_>,
         dir: Direction,
@@ -1006,7 +1006,7 @@ impl HttpConnection {
                     self.lost_message_start(ctx, dir, Annot::default());
                 } else {
                     Self::skipped(ctx, buf.len());
-                    self.stub(ctx, dir, ts, &buf, extra, true);
+                    self.emit_partial_head(ctx, dir, ts, &buf, extra, true);
                 }
                 self.dir_mut(dir).carry.gap = true;
             }
@@ -1065,7 +1065,7 @@ impl HttpConnection {
                     if !line.ends_with(b"\n") {
                         line.push(b'\n');
                     }
-                    self.stub(ctx, dir, ts, &line, extra, false);
+                    self.emit_partial_head(ctx, dir, ts, &line, extra, false);
                 }
             }
         }
