@@ -37,7 +37,11 @@ impl LiveSource {
             .buffer_size(i32::try_from(settings.buffer_bytes).unwrap_or(i32::MAX))
             .timeout(POLL_MILLIS)
             .precision(Precision::Nano)
-            .immediate_mode(true)
+            // Not immediate: libpcap then uses TPACKET_V3, whose ring packs
+            // packets into blocks instead of one snaplen-sized slot per packet
+            // (measured: no kernel drops at 550k packets/s, against drops from
+            // 400k with immediate mode). Latency is at most the block timeout.
+            .immediate_mode(false)
             .open()
             .map_err(err)?
             .setnonblock()
