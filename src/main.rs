@@ -126,6 +126,9 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
         service::drop_privileges(&settings.service.user)?;
     }
     tracing::info!("capturing; SIGTERM or SIGINT stops, SIGHUP reopens the output");
+    // Readiness for systemd (Type=notify): captures are open and running.
+    // Without NOTIFY_SOCKET (not under systemd) this does nothing.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let interval = Duration::from_secs(settings.service.stats_interval_secs);
     let mut last_line = Instant::now();
     let mut before = live.hub.snapshot();
@@ -159,6 +162,7 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
     // Sources that stopped on their own (interface gone, socket error) are a
     // failure for the service manager to act on, after a clean drain.
     let sources_failed = !signals.stop_requested();
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let summary = live.shutdown()?;
     metrics_stop.store(true, std::sync::atomic::Ordering::SeqCst);
     if let Some(handle) = metrics {

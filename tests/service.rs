@@ -110,8 +110,19 @@ fn udp_mirror_sighup_reopen_privilege_drop_and_sigterm() {
         ),
     )
     .unwrap();
+    // systemd readiness (Type=notify): the sensor says READY=1 on this socket.
+    let notify_path = dir.join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    Command::new("chmod")
+        .args(["777", notify_path.to_str().unwrap()])
+        .status()
+        .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_apisensor"))
         .args(["--config", cfg.to_str().unwrap(), "run"])
+        .env("NOTIFY_SOCKET", &notify_path)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -126,6 +137,10 @@ fn udp_mirror_sighup_reopen_privilege_drop_and_sigterm() {
             })
             .unwrap_or(false)
     });
+
+    let mut buf = [0u8; 256];
+    let n = notify.recv(&mut buf).expect("READY=1 from the sensor");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
 
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let to = format!("127.0.0.1:{port}");

@@ -201,7 +201,8 @@ fn unit_has_required_directives() {
         "/usr/local/bin/apisensor run --config /etc/apisensor/sensor.toml"
     );
     assert_eq!(one(&unit, svc, "ExecReload"), "/bin/kill -HUP $MAINPID");
-    assert_eq!(one(&unit, svc, "Type"), "simple");
+    assert_eq!(one(&unit, svc, "Type"), "notify");
+    assert_eq!(one(&unit, svc, "NotifyAccess"), "main");
     assert_eq!(one(&unit, svc, "User"), "apisensor");
     assert_eq!(one(&unit, svc, "Group"), "apisensor");
 
