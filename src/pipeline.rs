@@ -329,6 +329,9 @@ impl Live {
                         reader.stats.pipeline.read_errors += 1;
                         tracing::error!("capture {} stopped: {e:#}", source.name());
                     }
+                    // Capture is over: the last partial batches may wait for
+                    // the draining workers rather than be dropped.
+                    reader.policy = QueuePolicy::Block;
                     reader.flush_batches();
                     let stats = reader.snapshot(source.as_mut());
                     hub.publish(slot, &stats);
