@@ -65,8 +65,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             run_live(settings, args)
         }
         Command::Interfaces => {
+            let mut out = std::io::stdout().lock();
             for (name, desc, addrs) in apisensor::capture::live::list_interfaces()? {
-                println!("{name}\t{desc}\t{}", addrs.join(","));
+                // A closed pipe (`| head`) just ends the listing.
+                if writeln!(out, "{name}\t{desc}\t{}", addrs.join(",")).is_err() {
+                    break;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
