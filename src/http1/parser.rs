@@ -323,6 +323,10 @@ pub(crate) struct HeadInfo {
     pub te_chunked: bool,
     pub encoding: Encoding,
     pub upgrade: bool,
+    /// Index in the kept headers of the first kept `Host` field.
+    pub host: Option<usize>,
+    /// Index in the kept headers of the first kept `Content-Type` field.
+    pub content_type: Option<usize>,
 }
 
 /// Content-Encoding the body decoder understands.
@@ -423,8 +427,14 @@ fn field(
     s: &HttpSettings,
     annot: &mut Annot,
 ) {
-    headers.push(name, value, s.max_headers, s.max_header_bytes);
+    let kept = headers.push(name, value, s.max_headers, s.max_header_bytes);
     match name.len() {
+        4 if kept && info.host.is_none() && name.eq_ignore_ascii_case(b"host") => {
+            info.host = Some(headers.len().saturating_sub(1));
+        }
+        12 if kept && info.content_type.is_none() && name.eq_ignore_ascii_case(b"content-type") => {
+            info.content_type = Some(headers.len().saturating_sub(1));
+        }
         14 if name.eq_ignore_ascii_case(b"content-length") => content_length(info, value, annot),
         17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
             transfer_encoding(info, value, annot)

@@ -570,7 +570,7 @@ impl HttpConnection {
                     }
                     return false;
                 };
-                let req = build_request(msg_ts, ts, &rl, Headers::default());
+                let req = build_request(msg_ts, ts, &rl, Headers::default(), &HeadInfo::default());
                 ctx.stats.requests = ctx.stats.requests.saturating_add(1);
                 let p = Pending {
                     req: Some(req),
@@ -708,7 +708,7 @@ impl HttpConnection {
                     // No length, or an invalid one (treated as 0, like Zeek).
                     info.content_length.filter(|&n| n > 0).map(Framing::Length)
                 };
-                let mut req = build_request(msg_ts, ts, &rl, headers);
+                let mut req = build_request(msg_ts, ts, &rl, headers, &info);
                 ctx.stats.requests = ctx.stats.requests.saturating_add(1);
                 let d = &mut self.to_server;
                 d.body = match framing {
@@ -776,7 +776,10 @@ impl HttpConnection {
                         None => Some(Framing::Close),
                     }
                 };
-                let content_type = headers.get_str("content-type");
+                let content_type = info
+                    .content_type
+                    .and_then(|i| headers.value_at(i))
+                    .map(lossy);
                 let mut resp = Response {
                     ts: msg_ts,
                     end_ts: ts,
@@ -1115,6 +1118,7 @@ fn build_request(
     end_ts: Timestamp,
     rl: &super::parser::RequestLine<'_>,
     headers: Headers,
+    info: &HeadInfo,
 ) -> Request {
     let (path, query) = split_target(rl.target);
     Request {
@@ -1125,8 +1129,11 @@ fn build_request(
         path: percent_decode(path),
         query: query.map(percent_decode),
         version: rl.version,
-        host: headers.get_str("host"),
-        content_type: headers.get_str("content-type"),
+        host: info.host.and_then(|i| headers.value_at(i)).map(lossy),
+        content_type: info
+            .content_type
+            .and_then(|i| headers.value_at(i))
+            .map(lossy),
         headers,
         body: Body::default(),
     }
