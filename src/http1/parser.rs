@@ -11,6 +11,7 @@ use super::Annot;
 use crate::config::HttpSettings;
 use crate::exchange::{text_lossy, Anomaly, Headers, HttpVersion, Text};
 use memchr::{memchr, memmem};
+use std::ops::Range;
 
 /// Header fields parsed by httparse at once; longer blocks go to the lenient parser.
 const FAST_HEADERS: usize = 96;
@@ -577,28 +578,48 @@ pub(crate) fn percent_decode(s: &[u8]) -> Text {
 
 /// Path and query of a request target: origin-form as is, absolute-form
 /// (`http://host/x?q`, any scheme case) from the first `/` after the authority.
+#[cfg(test)]
 pub(crate) fn split_target(t: &[u8]) -> (&[u8], Option<&[u8]>) {
-    let mut path = t;
-    if let Some(p) = memmem::find(t, b"://") {
+    let (path, query) = split_target_at(t);
+    (
+        t.get(path).unwrap_or_default(),
+        query.map(|q| t.get(q).unwrap_or_default()),
+    )
+}
+
+/// `split_target` as ranges of `t`, so that a caller holding `t` as text
+/// can take the parts without validating them again.
+pub(crate) fn split_target_at(t: &[u8]) -> (Range<usize>, Option<Range<usize>>) {
+    let mut path = 0..t.len();
+    // An origin-form target (`/...`) cannot hold a scheme: its first byte
+    // is not a scheme character, so the search is skipped.
+    let found = if t.first() == Some(&b'/') {
+        None
+    } else {
+        memmem::find(t, b"://")
+    };
+    if let Some(p) = found {
         let scheme = t.get(..p).unwrap_or_default();
         if !scheme.is_empty()
             && scheme
                 .iter()
                 .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
         {
-            let after = t.get(p.saturating_add(3)..).unwrap_or_default();
+            let after_start = p.saturating_add(3).min(t.len());
+            let after = t.get(after_start..).unwrap_or_default();
             let end = after
                 .iter()
                 .position(|&b| b == b'/' || b == b'?')
                 .unwrap_or(after.len());
-            path = after.get(end..).unwrap_or_default();
+            path = after_start.saturating_add(end)..t.len();
         }
     }
-    match memchr(b'?', path) {
-        Some(q) => (
-            path.get(..q).unwrap_or_default(),
-            Some(path.get(q.saturating_add(1)..).unwrap_or_default()),
-        ),
+    let path_bytes = t.get(path.clone()).unwrap_or_default();
+    match memchr(b'?', path_bytes) {
+        Some(q) => {
+            let q = path.start.saturating_add(q);
+            (path.start..q, Some(q.saturating_add(1)..path.end))
+        }
         None => (path, None),
     }
 }

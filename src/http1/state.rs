@@ -27,7 +27,7 @@ use super::body::{advance, BodyState, Chunk, Framing, Step};
 use super::parser::{
     find_head_end, first_line, head_scan_resume, may_start_request, may_start_status,
     parse_header_block, parse_request_line, parse_status_line, percent_decode, scan_request_start,
-    scan_status_start, split_target, HeadInfo, RequestLine, Scan, StatusLine,
+    scan_status_start, split_target_at, HeadInfo, RequestLine, Scan, StatusLine,
 };
 use super::{Annot, ConnInfo, HttpContext};
 use crate::exchange::{
@@ -1120,14 +1120,30 @@ fn build_request(
     headers: Headers,
     info: &HeadInfo,
 ) -> Request {
-    let (path, query) = split_target(rl.target);
+    // The target is validated as UTF-8 once; path and query without a `%`
+    // are then slices of that text (when on character boundaries).
+    let uri_str = std::str::from_utf8(rl.target).ok();
+    let uri = match uri_str {
+        Some(u) => Text::from(u),
+        None => lossy(rl.target),
+    };
+    let part = |r: std::ops::Range<usize>| -> Text {
+        let bytes = rl.target.get(r.clone()).unwrap_or_default();
+        if memchr::memchr(b'%', bytes).is_none() {
+            if let Some(s) = uri_str.and_then(|u| u.get(r)) {
+                return Text::from(s);
+            }
+        }
+        percent_decode(bytes)
+    };
+    let (path, query) = split_target_at(rl.target);
     Request {
         ts,
         end_ts,
         method: lossy(rl.method),
-        uri: lossy(rl.target),
-        path: percent_decode(path),
-        query: query.map(percent_decode),
+        uri,
+        path: part(path),
+        query: query.map(part),
         version: rl.version,
         host: info.host.and_then(|i| headers.value_at(i)).map(lossy),
         content_type: info
