@@ -12,6 +12,7 @@ use crate::config::HttpSettings;
 use crate::exchange::{text_lossy, Anomaly, Headers, HttpVersion, Text};
 use memchr::{memchr, memmem};
 use std::ops::Range;
+use std::sync::LazyLock;
 
 /// Header fields parsed by httparse at once; longer blocks go to the lenient parser.
 const FAST_HEADERS: usize = 96;
@@ -52,6 +53,26 @@ pub(crate) fn first_line(v: &[u8]) -> Option<(&[u8], usize)> {
 /// Offset just past the empty line ending the header block, searching LF
 /// positions from `from` (a resume point; pass 0 the first time).
 pub(crate) fn find_head_end(v: &[u8], from: usize) -> Option<usize> {
+    static LF_CRLF: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(b"\n\r\n"));
+    static LF_LF: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(b"\n\n"));
+    let tail = v.get(from..)?;
+    // The first LF followed by LF or CRLF: two vectorised searches instead
+    // of a stop at every line end. A bare-LF end can only come first if it
+    // starts before the CRLF one, so the second search stops there.
+    let crlf = LF_CRLF.find(tail);
+    let lf_limit = crlf.map_or(tail.len(), |a| a.saturating_add(1).min(tail.len()));
+    let lf = LF_LF.find(tail.get(..lf_limit).unwrap_or_default());
+    match (lf, crlf) {
+        (Some(b), _) => Some(from.saturating_add(b).saturating_add(2)),
+        (None, Some(a)) => Some(from.saturating_add(a).saturating_add(3)),
+        (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+fn find_head_end_reference(v: &[u8], from: usize) -> Option<usize> {
     let tail = v.get(from..)?;
     for lf in memchr::memchr_iter(b'\n', tail) {
         let i = from.saturating_add(lf);
@@ -662,6 +683,29 @@ mod tests {
         assert_eq!(parse_status_line(b"HTTP/1.0 404").unwrap().status, 404);
         assert!(parse_status_line(b"HTTP/1.1 20 OK").is_none());
         assert!(parse_status_line(b"HTTX/1.1 200 OK").is_none());
+    }
+
+    #[test]
+    fn head_end_search_matches_reference() {
+        // Every string over a small alphabet up to length 9, every start.
+        let alphabet = [b'\r', b'\n', b'a'];
+        let mut v = Vec::new();
+        for len in 0..=9u32 {
+            for mut code in 0..3usize.pow(len) {
+                v.clear();
+                for _ in 0..len {
+                    v.push(alphabet[code % 3]);
+                    code /= 3;
+                }
+                for from in 0..=v.len() + 1 {
+                    assert_eq!(
+                        find_head_end(&v, from),
+                        find_head_end_reference(&v, from),
+                        "{v:?} from {from}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
