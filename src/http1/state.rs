@@ -904,7 +904,8 @@ impl HttpConnection {
         if p.req.is_none() && p.resp.is_none() {
             return;
         }
-        let mut e = Exchange {
+        // Built in place at the end of the output, not moved there afterwards.
+        ctx.out.push(Exchange {
             flow_id: self.info.flow_id,
             client: self.info.client,
             server: self.info.server,
@@ -913,11 +914,14 @@ impl HttpConnection {
             tunnel: false,
             flags: ExchangeFlags::default(),
             anomalies: Vec::new(),
+        });
+        let Some(e) = ctx.out.last_mut() else {
+            return;
         };
-        let mut n = p.annot.apply(&mut e);
+        let mut n = p.annot.apply(e);
         let mut errors = u64::from(p.annot.parse_error);
         if let Some(rc) = p.resp {
-            n = n.saturating_add(rc.annot.apply(&mut e));
+            n = n.saturating_add(rc.annot.apply(e));
             errors = errors.saturating_add(u64::from(rc.annot.parse_error));
             e.tunnel = rc.tunnel;
             e.response = Some(rc.resp);
@@ -939,7 +943,6 @@ impl HttpConnection {
         ctx.stats.anomalies = ctx.stats.anomalies.saturating_add(n);
         ctx.stats.parse_errors = ctx.stats.parse_errors.saturating_add(errors);
         ctx.stats.exchanges = ctx.stats.exchanges.saturating_add(1);
-        ctx.out.push(e);
     }
 
     /// `len` bytes of `dir` were lost in capture.
