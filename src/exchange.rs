@@ -176,6 +176,12 @@ impl Headers {
             .map(|(_, v)| v)
     }
 
+    /// Value of the field at `index` (in wire order among the kept fields).
+    pub fn value_at(&self, index: usize) -> Option<&[u8]> {
+        let &(_, n, e) = self.spans.get(index)?;
+        self.bytes.get(n as usize..e as usize)
+    }
+
     /// First value of `name` as text, lossily converted.
     pub fn get_str(&self, name: &str) -> Option<Text> {
         self.get(name).map(text_lossy)

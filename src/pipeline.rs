@@ -648,8 +648,10 @@ fn run_worker(ctx: WorkerContext) -> Stats {
             table.expire(batch.now, &mut out);
         }
         if !out.is_empty() {
-            // The next batch likely yields as many: no regrowth from empty.
-            let fresh = Vec::with_capacity(out.len());
+            // The next batch likely yields about as many: room for a few
+            // more than this one, so a slightly larger batch does not regrow
+            // (and copy) the whole vector.
+            let fresh = Vec::with_capacity(out.len().saturating_add(out.len() / 4));
             let full = std::mem::replace(&mut out, fresh);
             match ctx.policy {
                 QueuePolicy::Block => {

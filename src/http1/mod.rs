@@ -133,10 +133,16 @@ impl Annot {
     /// Copies everything into the exchange; returns how many anomalies were new there.
     fn apply(&self, e: &mut Exchange) -> u64 {
         let mut n = 0u64;
-        for (i, a) in ALL_ANOMALIES.iter().enumerate() {
-            if self.anoms & (1u32 << i) != 0 && !e.anomalies.contains(a) {
-                e.add_anomaly(*a);
-                n = n.saturating_add(1);
+        // Only the set bits, lowest first (declaration order, as before).
+        let mut bits = self.anoms;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if let Some(a) = ALL_ANOMALIES.get(i) {
+                if !e.anomalies.contains(a) {
+                    e.add_anomaly(*a);
+                    n = n.saturating_add(1);
+                }
             }
         }
         let f: &mut ExchangeFlags = &mut e.flags;

@@ -11,6 +11,8 @@ use super::Annot;
 use crate::config::HttpSettings;
 use crate::exchange::{text_lossy, Anomaly, Headers, HttpVersion, Text};
 use memchr::{memchr, memmem};
+use std::ops::Range;
+use std::sync::LazyLock;
 
 /// Header fields parsed by httparse at once; longer blocks go to the lenient parser.
 const FAST_HEADERS: usize = 96;
@@ -51,6 +53,26 @@ pub(crate) fn first_line(v: &[u8]) -> Option<(&[u8], usize)> {
 /// Offset just past the empty line ending the header block, searching LF
 /// positions from `from` (a resume point; pass 0 the first time).
 pub(crate) fn find_head_end(v: &[u8], from: usize) -> Option<usize> {
+    static LF_CRLF: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(b"\n\r\n"));
+    static LF_LF: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(b"\n\n"));
+    let tail = v.get(from..)?;
+    // The first LF followed by LF or CRLF: two vectorised searches instead
+    // of a stop at every line end. A bare-LF end can only come first if it
+    // starts before the CRLF one, so the second search stops there.
+    let crlf = LF_CRLF.find(tail);
+    let lf_limit = crlf.map_or(tail.len(), |a| a.saturating_add(1).min(tail.len()));
+    let lf = LF_LF.find(tail.get(..lf_limit).unwrap_or_default());
+    match (lf, crlf) {
+        (Some(b), _) => Some(from.saturating_add(b).saturating_add(2)),
+        (None, Some(a)) => Some(from.saturating_add(a).saturating_add(3)),
+        (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+fn find_head_end_reference(v: &[u8], from: usize) -> Option<usize> {
     let tail = v.get(from..)?;
     for lf in memchr::memchr_iter(b'\n', tail) {
         let i = from.saturating_add(lf);
@@ -323,6 +345,10 @@ pub(crate) struct HeadInfo {
     pub te_chunked: bool,
     pub encoding: Encoding,
     pub upgrade: bool,
+    /// Index in the kept headers of the first kept `Host` field.
+    pub host: Option<usize>,
+    /// Index in the kept headers of the first kept `Content-Type` field.
+    pub content_type: Option<usize>,
 }
 
 /// Content-Encoding the body decoder understands.
@@ -423,8 +449,14 @@ fn field(
     s: &HttpSettings,
     annot: &mut Annot,
 ) {
-    headers.push(name, value, s.max_headers, s.max_header_bytes);
+    let kept = headers.push(name, value, s.max_headers, s.max_header_bytes);
     match name.len() {
+        4 if kept && info.host.is_none() && name.eq_ignore_ascii_case(b"host") => {
+            info.host = Some(headers.len().saturating_sub(1));
+        }
+        12 if kept && info.content_type.is_none() && name.eq_ignore_ascii_case(b"content-type") => {
+            info.content_type = Some(headers.len().saturating_sub(1));
+        }
         14 if name.eq_ignore_ascii_case(b"content-length") => content_length(info, value, annot),
         17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
             transfer_encoding(info, value, annot)
@@ -567,28 +599,48 @@ pub(crate) fn percent_decode(s: &[u8]) -> Text {
 
 /// Path and query of a request target: origin-form as is, absolute-form
 /// (`http://host/x?q`, any scheme case) from the first `/` after the authority.
+#[cfg(test)]
 pub(crate) fn split_target(t: &[u8]) -> (&[u8], Option<&[u8]>) {
-    let mut path = t;
-    if let Some(p) = memmem::find(t, b"://") {
+    let (path, query) = split_target_at(t);
+    (
+        t.get(path).unwrap_or_default(),
+        query.map(|q| t.get(q).unwrap_or_default()),
+    )
+}
+
+/// `split_target` as ranges of `t`, so that a caller holding `t` as text
+/// can take the parts without validating them again.
+pub(crate) fn split_target_at(t: &[u8]) -> (Range<usize>, Option<Range<usize>>) {
+    let mut path = 0..t.len();
+    // An origin-form target (`/...`) cannot hold a scheme: its first byte
+    // is not a scheme character, so the search is skipped.
+    let found = if t.first() == Some(&b'/') {
+        None
+    } else {
+        memmem::find(t, b"://")
+    };
+    if let Some(p) = found {
         let scheme = t.get(..p).unwrap_or_default();
         if !scheme.is_empty()
             && scheme
                 .iter()
                 .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
         {
-            let after = t.get(p.saturating_add(3)..).unwrap_or_default();
+            let after_start = p.saturating_add(3).min(t.len());
+            let after = t.get(after_start..).unwrap_or_default();
             let end = after
                 .iter()
                 .position(|&b| b == b'/' || b == b'?')
                 .unwrap_or(after.len());
-            path = after.get(end..).unwrap_or_default();
+            path = after_start.saturating_add(end)..t.len();
         }
     }
-    match memchr(b'?', path) {
-        Some(q) => (
-            path.get(..q).unwrap_or_default(),
-            Some(path.get(q.saturating_add(1)..).unwrap_or_default()),
-        ),
+    let path_bytes = t.get(path.clone()).unwrap_or_default();
+    match memchr(b'?', path_bytes) {
+        Some(q) => {
+            let q = path.start.saturating_add(q);
+            (path.start..q, Some(q.saturating_add(1)..path.end))
+        }
         None => (path, None),
     }
 }
@@ -631,6 +683,29 @@ mod tests {
         assert_eq!(parse_status_line(b"HTTP/1.0 404").unwrap().status, 404);
         assert!(parse_status_line(b"HTTP/1.1 20 OK").is_none());
         assert!(parse_status_line(b"HTTX/1.1 200 OK").is_none());
+    }
+
+    #[test]
+    fn head_end_search_matches_reference() {
+        // Every string over a small alphabet up to length 9, every start.
+        let alphabet = [b'\r', b'\n', b'a'];
+        let mut v = Vec::new();
+        for len in 0..=9u32 {
+            for mut code in 0..3usize.pow(len) {
+                v.clear();
+                for _ in 0..len {
+                    v.push(alphabet[code % 3]);
+                    code /= 3;
+                }
+                for from in 0..=v.len() + 1 {
+                    assert_eq!(
+                        find_head_end(&v, from),
+                        find_head_end_reference(&v, from),
+                        "{v:?} from {from}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

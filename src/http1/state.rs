@@ -27,7 +27,7 @@ use super::body::{advance, BodyState, Chunk, Framing, Step};
 use super::parser::{
     find_head_end, first_line, head_scan_resume, may_start_request, may_start_status,
     parse_header_block, parse_request_line, parse_status_line, percent_decode, scan_request_start,
-    scan_status_start, split_target, HeadInfo, Scan,
+    scan_status_start, split_target_at, HeadInfo, RequestLine, Scan, StatusLine,
 };
 use super::{Annot, ConnInfo, HttpContext};
 use crate::exchange::{
@@ -107,16 +107,24 @@ impl Pending {
     }
 }
 
+/// The start line of a complete head, parsed once by `scan`, with the
+/// length of that line including its LF.
+#[derive(Clone, Copy)]
+enum StartLine<'a> {
+    Request(RequestLine<'a>, usize),
+    Status(StatusLine<'a>, usize),
+}
+
 /// What the start of a direction's bytes holds.
-enum HeadStep {
+enum HeadStep<'a> {
     /// Need more bytes; the first `drop` bytes can be discarded.
     NeedMore { drop: usize },
     /// Skip `n` bytes (line ends between messages, or resync skipping).
     Skip { n: usize, counted: bool },
     /// Not a message start: resynchronise (flagged as garbage).
     Garbage,
-    /// A complete head of this many bytes.
-    Head(usize),
+    /// A complete head of this many bytes, and its start line.
+    Head(usize, StartLine<'a>),
     /// The server sends no status line: an HTTP/0.9 response starts here.
     Http09Response,
 }
@@ -276,7 +284,13 @@ impl HttpConnection {
     }
 
     /// Classifies the bytes at the start of `v` for a direction in Start or Resync.
-    fn scan(&self, dir: Direction, v: &[u8], resync: bool, scan_from: usize) -> HeadStep {
+    fn scan<'a>(
+        &self,
+        dir: Direction,
+        v: &'a [u8],
+        resync: bool,
+        scan_from: usize,
+    ) -> HeadStep<'a> {
         if resync {
             let sc = match dir {
                 Direction::ToServer => scan_request_start(v, RESYNC_KEEP),
@@ -318,9 +332,11 @@ impl HttpConnection {
                 };
                 match parse_request_line(line) {
                     None => garbage,
-                    Some(rl) if rl.version == HttpVersion::Http09 => HeadStep::Head(ll),
-                    Some(_) => match find_head_end(v, scan_from.max(ll.saturating_sub(1))) {
-                        Some(e) => HeadStep::Head(e),
+                    Some(rl) if rl.version == HttpVersion::Http09 => {
+                        HeadStep::Head(ll, StartLine::Request(rl, ll))
+                    }
+                    Some(rl) => match find_head_end(v, scan_from.max(ll.saturating_sub(1))) {
+                        Some(e) => HeadStep::Head(e, StartLine::Request(rl, ll)),
                         None => HeadStep::NeedMore { drop: 0 },
                     },
                 }
@@ -351,11 +367,11 @@ impl HttpConnection {
                 let Some((line, ll)) = first_line(v) else {
                     return HeadStep::NeedMore { drop: 0 };
                 };
-                if parse_status_line(line).is_none() {
+                let Some(sl) = parse_status_line(line) else {
                     return garbage;
-                }
+                };
                 match find_head_end(v, scan_from.max(ll.saturating_sub(1))) {
-                    Some(e) => HeadStep::Head(e),
+                    Some(e) => HeadStep::Head(e, StartLine::Status(sl, ll)),
                     None => HeadStep::NeedMore { drop: 0 },
                 }
             }
@@ -390,13 +406,13 @@ impl HttpConnection {
                     d.phase = Phase::Resync;
                     0
                 }
-                HeadStep::Head(len) => {
+                HeadStep::Head(len, start) => {
                     self.dir_mut(dir).msg_ts = ts;
                     let head = data.get(..len).unwrap_or_default();
                     if len > max {
                         self.too_large(ctx, dir, ts, head);
                     } else {
-                        self.on_head(ctx, dir, ts, head);
+                        self.on_head(ctx, ts, head, start);
                     }
                     len
                 }
@@ -442,10 +458,35 @@ impl HttpConnection {
             let resync = d.phase == Phase::Resync;
             let scan_from = d.scan_from;
             let buf = std::mem::take(&mut d.buf);
-            let step = self.scan(dir, &buf, resync, scan_from);
+            let step = match self.scan(dir, &buf, resync, scan_from) {
+                HeadStep::Head(len, start) => {
+                    self.dir_mut(dir).clear_buf();
+                    let head = buf.get(..len).unwrap_or_default();
+                    if len > max {
+                        self.too_large(ctx, dir, ts, head);
+                    } else {
+                        self.on_head(ctx, ts, head, start);
+                    }
+                    let rest = buf.get(len..).unwrap_or_default();
+                    if !rest.is_empty() {
+                        self.on_data(ctx, dir, ts, rest);
+                    }
+                    return;
+                }
+                HeadStep::Http09Response => {
+                    self.dir_mut(dir).clear_buf();
+                    self.start_09_response(ctx, ts);
+                    self.on_data(ctx, dir, ts, &buf);
+                    return;
+                }
+                HeadStep::Skip { n, counted } => HeadStep::Skip { n, counted },
+                HeadStep::Garbage => HeadStep::Garbage,
+                HeadStep::NeedMore { drop } => HeadStep::NeedMore { drop },
+            };
             let d = self.dir_mut(dir);
             d.buf = buf;
             match step {
+                HeadStep::Head(..) | HeadStep::Http09Response => {}
                 HeadStep::Skip { n, counted } => {
                     if counted {
                         Self::skipped(ctx, n);
@@ -477,28 +518,6 @@ impl HttpConnection {
                     if self.dir_mut(dir).buf.is_empty() {
                         self.dir_mut(dir).clear_buf();
                     }
-                    return;
-                }
-                HeadStep::Head(len) => {
-                    let buf = std::mem::take(&mut d.buf);
-                    d.clear_buf();
-                    let head = buf.get(..len).unwrap_or_default();
-                    if len > max {
-                        self.too_large(ctx, dir, ts, head);
-                    } else {
-                        self.on_head(ctx, dir, ts, head);
-                    }
-                    let rest = buf.get(len..).unwrap_or_default();
-                    if !rest.is_empty() {
-                        self.on_data(ctx, dir, ts, rest);
-                    }
-                    return;
-                }
-                HeadStep::Http09Response => {
-                    let buf = std::mem::take(&mut d.buf);
-                    d.clear_buf();
-                    self.start_09_response(ctx, ts);
-                    self.on_data(ctx, dir, ts, &buf);
                     return;
                 }
             }
@@ -551,7 +570,7 @@ impl HttpConnection {
                     }
                     return false;
                 };
-                let req = build_request(msg_ts, ts, &rl, Headers::default());
+                let req = build_request(msg_ts, ts, &rl, Headers::default(), &HeadInfo::default());
                 ctx.stats.requests = ctx.stats.requests.saturating_add(1);
                 let p = Pending {
                     req: Some(req),
@@ -652,15 +671,18 @@ impl HttpConnection {
         self.pending.push_back(p);
     }
 
-    fn on_head(&mut self, ctx: &mut HttpContext<'_>, dir: Direction, ts: Timestamp, head: &[u8]) {
-        let (line, ll) = first_line(head).unwrap_or((head, head.len()));
-        let block = head.get(ll..).unwrap_or_default();
+    /// A complete head whose start line `scan` parsed.
+    fn on_head(
+        &mut self,
+        ctx: &mut HttpContext<'_>,
+        ts: Timestamp,
+        head: &[u8],
+        start: StartLine<'_>,
+    ) {
         let s = ctx.settings;
-        match dir {
-            Direction::ToServer => {
-                let Some(rl) = parse_request_line(line) else {
-                    return;
-                };
+        match start {
+            StartLine::Request(rl, ll) => {
+                let block = head.get(ll..).unwrap_or_default();
                 let d = &mut self.to_server;
                 let mut annot = std::mem::take(&mut d.carry);
                 let msg_ts = d.msg_ts;
@@ -686,7 +708,7 @@ impl HttpConnection {
                     // No length, or an invalid one (treated as 0, like Zeek).
                     info.content_length.filter(|&n| n > 0).map(Framing::Length)
                 };
-                let mut req = build_request(msg_ts, ts, &rl, headers);
+                let mut req = build_request(msg_ts, ts, &rl, headers, &info);
                 ctx.stats.requests = ctx.stats.requests.saturating_add(1);
                 let d = &mut self.to_server;
                 d.body = match framing {
@@ -712,10 +734,8 @@ impl HttpConnection {
                     }
                 }
             }
-            Direction::ToClient => {
-                let Some(sl) = parse_status_line(line) else {
-                    return;
-                };
+            StartLine::Status(sl, ll) => {
+                let block = head.get(ll..).unwrap_or_default();
                 let d = &mut self.to_client;
                 let mut annot = std::mem::take(&mut d.carry);
                 let msg_ts = d.msg_ts;
@@ -756,7 +776,10 @@ impl HttpConnection {
                         None => Some(Framing::Close),
                     }
                 };
-                let content_type = headers.get_str("content-type");
+                let content_type = info
+                    .content_type
+                    .and_then(|i| headers.value_at(i))
+                    .map(lossy);
                 let mut resp = Response {
                     ts: msg_ts,
                     end_ts: ts,
@@ -780,7 +803,7 @@ impl HttpConnection {
                 }));
                 match framing {
                     Some(f) => self.to_client.phase = Phase::Body(f),
-                    None => self.complete(ctx, dir, true),
+                    None => self.complete(ctx, Direction::ToClient, true),
                 }
             }
         }
@@ -881,7 +904,8 @@ impl HttpConnection {
         if p.req.is_none() && p.resp.is_none() {
             return;
         }
-        let mut e = Exchange {
+        // Built in place at the end of the output, not moved there afterwards.
+        ctx.out.push(Exchange {
             flow_id: self.info.flow_id,
             client: self.info.client,
             server: self.info.server,
@@ -890,11 +914,14 @@ impl HttpConnection {
             tunnel: false,
             flags: ExchangeFlags::default(),
             anomalies: Vec::new(),
+        });
+        let Some(e) = ctx.out.last_mut() else {
+            return;
         };
-        let mut n = p.annot.apply(&mut e);
+        let mut n = p.annot.apply(e);
         let mut errors = u64::from(p.annot.parse_error);
         if let Some(rc) = p.resp {
-            n = n.saturating_add(rc.annot.apply(&mut e));
+            n = n.saturating_add(rc.annot.apply(e));
             errors = errors.saturating_add(u64::from(rc.annot.parse_error));
             e.tunnel = rc.tunnel;
             e.response = Some(rc.resp);
@@ -916,7 +943,6 @@ impl HttpConnection {
         ctx.stats.anomalies = ctx.stats.anomalies.saturating_add(n);
         ctx.stats.parse_errors = ctx.stats.parse_errors.saturating_add(errors);
         ctx.stats.exchanges = ctx.stats.exchanges.saturating_add(1);
-        ctx.out.push(e);
     }
 
     /// `len` bytes of `dir` were lost in capture.
@@ -1095,18 +1121,38 @@ fn build_request(
     end_ts: Timestamp,
     rl: &super::parser::RequestLine<'_>,
     headers: Headers,
+    info: &HeadInfo,
 ) -> Request {
-    let (path, query) = split_target(rl.target);
+    // The target is validated as UTF-8 once; path and query without a `%`
+    // are then slices of that text (when on character boundaries).
+    let uri_str = std::str::from_utf8(rl.target).ok();
+    let uri = match uri_str {
+        Some(u) => Text::from(u),
+        None => lossy(rl.target),
+    };
+    let part = |r: std::ops::Range<usize>| -> Text {
+        let bytes = rl.target.get(r.clone()).unwrap_or_default();
+        if memchr::memchr(b'%', bytes).is_none() {
+            if let Some(s) = uri_str.and_then(|u| u.get(r)) {
+                return Text::from(s);
+            }
+        }
+        percent_decode(bytes)
+    };
+    let (path, query) = split_target_at(rl.target);
     Request {
         ts,
         end_ts,
         method: lossy(rl.method),
-        uri: lossy(rl.target),
-        path: percent_decode(path),
-        query: query.map(percent_decode),
+        uri,
+        path: part(path),
+        query: query.map(part),
         version: rl.version,
-        host: headers.get_str("host"),
-        content_type: headers.get_str("content-type"),
+        host: info.host.and_then(|i| headers.value_at(i)).map(lossy),
+        content_type: info
+            .content_type
+            .and_then(|i| headers.value_at(i))
+            .map(lossy),
         headers,
         body: Body::default(),
     }
