@@ -18,7 +18,7 @@
 //! on the server side the oldest unanswered request is taken to have been
 //! answered by that lost response (emitted unanswered, with `gap`), so the
 //! responses after the gap pair with the requests they answer; on the client
-//! side a placeholder request is queued so the lost request's response pairs
+//! side a stand-in request is queued so the lost request's response pairs
 //! with it (emitted with `request: None` and `gap`). This assumes one message
 //! per lost region, which is exact for the common single lost segment.
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
@@ -1585,7 +1585,7 @@ mod tests {
     }
 
     #[test]
-    fn lost_request_start_gets_a_placeholder() {
+    fn lost_request_start_gets_a_stand_in() {
         let (ex, _) = run(&[
             d(C, b"GET /a HTTP/1.1\r\n\r\n"),
             d(S, OK0),
