@@ -564,47 +564,41 @@ mod tests {
                 ended: false,
             }
         }
-        fn seg_full(&mut self, seq: u32, syn: bool, fin: bool, data: &[u8], missing: u32) {
+        /// Runs one reassembler call, recording what it delivers as text
+        /// (`#N#` for a gap of N) and whether it ended the direction.
+        fn call(
+            &mut self,
+            op: impl FnOnce(
+                &mut Reassembler,
+                &mut ReassemblyContext<'_>,
+                &mut dyn FnMut(Chunk<'_>),
+            ) -> bool,
+        ) {
             let out = &mut self.out;
             let mut ctx = ReassemblyContext {
                 settings: &self.settings,
                 stats: &mut self.stats,
                 worker_ooo_bytes: &mut self.worker,
             };
-            let ended =
-                self.r
-                    .on_segment(&mut ctx, seq, syn, fin, data, missing, &mut |c| match c {
-                        Chunk::Data(d) => out.extend_from_slice(d),
-                        Chunk::Gap(n) => out.extend_from_slice(format!("#{n}#").as_bytes()),
-                    });
-            self.ended |= ended;
-        }
-        fn seg(&mut self, seq: u32, data: &[u8]) {
-            self.seg_full(seq, false, false, data, 0);
-        }
-        fn ack(&mut self, ack: u32) {
-            let out = &mut self.out;
-            let mut ctx = ReassemblyContext {
-                settings: &self.settings,
-                stats: &mut self.stats,
-                worker_ooo_bytes: &mut self.worker,
-            };
-            let ended = self.r.on_peer_ack(&mut ctx, ack, &mut |c| match c {
+            let ended = op(&mut self.r, &mut ctx, &mut |c| match c {
                 Chunk::Data(d) => out.extend_from_slice(d),
                 Chunk::Gap(n) => out.extend_from_slice(format!("#{n}#").as_bytes()),
             });
             self.ended |= ended;
         }
+        fn seg_full(&mut self, seq: u32, syn: bool, fin: bool, data: &[u8], missing: u32) {
+            self.call(|r, ctx, deliver| r.on_segment(ctx, seq, syn, fin, data, missing, deliver));
+        }
+        fn seg(&mut self, seq: u32, data: &[u8]) {
+            self.seg_full(seq, false, false, data, 0);
+        }
+        fn ack(&mut self, ack: u32) {
+            self.call(|r, ctx, deliver| r.on_peer_ack(ctx, ack, deliver));
+        }
         fn flush(&mut self) {
-            let out = &mut self.out;
-            let mut ctx = ReassemblyContext {
-                settings: &self.settings,
-                stats: &mut self.stats,
-                worker_ooo_bytes: &mut self.worker,
-            };
-            self.r.flush(&mut ctx, &mut |c| match c {
-                Chunk::Data(d) => out.extend_from_slice(d),
-                Chunk::Gap(n) => out.extend_from_slice(format!("#{n}#").as_bytes()),
+            self.call(|r, ctx, deliver| {
+                r.flush(ctx, deliver);
+                false
             });
         }
         fn text(&self) -> String {
