@@ -264,7 +264,7 @@ pub fn replay(
         // yields everything before the damage; the error is counted and the
         // next file is read.
         let link = source.decodable_link();
-        if let Err(e) = reader.read(&mut source, link, None, &mut report) {
+        if let Err(e) = reader.read(&mut source, link, &mut report) {
             reader.stats.pipeline.read_errors += 1;
             tracing::warn!("{e:#}");
         }
@@ -403,13 +403,9 @@ impl Reader {
         &mut self,
         source: &mut dyn PacketSource,
         link: Option<LinkType>,
-        stop: Option<&AtomicBool>,
         progress: &mut dyn FnMut(u64),
     ) -> Result<()> {
         loop {
-            if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-                return Ok(());
-            }
             match source.next_packet()? {
                 Next::Packet(packet) => {
                     self.packet_index += 1;
