@@ -109,22 +109,12 @@ impl Stats {
 
     /// `stage.counter value` lines for every non-zero counter.
     pub fn nonzero_lines(&self) -> Vec<String> {
-        let groups: [(&str, Vec<(&'static str, u64)>); 5] = [
-            ("capture", self.capture.entries()),
-            ("decode", self.decode.entries()),
-            ("flow", self.flow.entries()),
-            ("http", self.http.entries()),
-            ("pipeline", self.pipeline.entries()),
-        ];
-        let mut lines = Vec::new();
-        for (group, entries) in groups {
-            for (name, value) in entries {
-                if value != 0 {
-                    lines.push(format!("{group}.{name} {value}"));
-                }
-            }
-        }
-        lines
+        // Gauges are current values, not totals: the summary leaves them out.
+        self.all_entries()
+            .into_iter()
+            .filter(|&(group, _, value)| group != "gauges" && value != 0)
+            .map(|(group, name, value)| format!("{group}.{name} {value}"))
+            .collect()
     }
 }
 
