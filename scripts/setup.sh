@@ -19,3 +19,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
   echo "setup: installed ${missing[*]}" >&2
 fi
+
+# Python packages the tests drive as independent implementations (PyPI,
+# pinned in scripts/requirements-test.txt), in a venv under target/ so the
+# system Python stays untouched. Reinstalled only when the list changes.
+if [ -s "$here/requirements-test.txt" ]; then
+  venv="${CARGO_TARGET_DIR:-$here/../target}/test-venv"
+  stamp="$venv/.requirements.sha256"
+  want="$(sha256sum "$here/requirements-test.txt" | cut -d' ' -f1)"
+  if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements-test.txt"
+    echo "$want" > "$stamp"
+    echo "setup: python test packages installed in $venv" >&2
+  fi
+fi

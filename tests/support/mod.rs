@@ -176,3 +176,16 @@ pub fn pcap_record_count(path: &Path) -> u64 {
         }
     }
 }
+
+/// The Python interpreter of `target/test-venv`, which `scripts/setup.sh`
+/// fills from `scripts/requirements-test.txt`. Missing is an error: the
+/// README's test command runs the set-up first.
+pub fn test_python() -> PathBuf {
+    let python = target_dir().join("test-venv").join("bin").join("python");
+    assert!(
+        python.exists(),
+        "{} not found: run `bash scripts/setup.sh` (the README's test command does)",
+        python.display()
+    );
+    python
+}
