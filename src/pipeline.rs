@@ -14,6 +14,7 @@ use crate::config::Settings;
 use crate::decode::{Decoder, LinkType, TcpFlags, TcpSegment};
 use crate::exchange::{Exchange, Timestamp};
 use crate::flow::{FlowKey, FlowTable, Segment, Side};
+use crate::order::{OrderKey, OrderedMerge, WorkerOutput};
 use crate::output::ExchangeWriter;
 use crate::telemetry::{Stats, StatsHub};
 use anyhow::{Context, Result};
@@ -42,6 +43,12 @@ const LIVE_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// Longest a capture thread keeps reading already-buffered packets after a stop.
 const SHUTDOWN_DRAIN: Duration = Duration::from_millis(500);
 
+/// Longest time written exchanges wait in the output buffer.
+const OUTPUT_FLUSH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Packets read between watermarks sent to every worker.
+const WATERMARK_INTERVAL_PACKETS: u64 = 4096;
+
 /// How often threads copy their counters to the hub.
 const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -49,6 +56,8 @@ const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Copy)]
 struct Record {
     ts: Timestamp,
+    /// Newest packet time read so far (packet times can step back).
+    clock: Timestamp,
     packet_index: u64,
     key: FlowKey,
     side: Side,
@@ -67,12 +76,16 @@ struct Batch {
     /// Packet time when the batch was sent; lets a quiet worker expire idle
     /// flows (live capture sends empty batches as ticks).
     now: Timestamp,
+    /// Packets read (all workers) when the batch was sent: with `now`, the
+    /// worker's watermark once it has processed the batch.
+    sent_index: u64,
 }
 
 impl Batch {
     fn push(
         &mut self,
         ts: Timestamp,
+        clock: Timestamp,
         packet_index: u64,
         key: FlowKey,
         side: Side,
@@ -82,6 +95,7 @@ impl Batch {
         self.payload.extend_from_slice(seg.payload);
         self.records.push(Record {
             ts,
+            clock,
             packet_index,
             key,
             side,
@@ -146,13 +160,13 @@ impl Stages {
             QueuePolicy::Block => configured.min(REPLAY_QUEUE_DEPTH),
             QueuePolicy::Drop => configured,
         };
-        let (exchange_tx, exchange_rx) = bounded::<Vec<Exchange>>(depth(
+        let (exchange_tx, exchange_rx) = bounded::<WorkerOutput>(depth(
             (settings.pipeline.output_queue_exchanges / settings.pipeline.batch_packets).max(4),
         ));
         let writer_control = Arc::clone(control);
         let writer = std::thread::Builder::new()
             .name("apisensor-writer".into())
-            .spawn(move || write_exchanges(writer, exchange_rx, &writer_control))
+            .spawn(move || write_exchanges(writer, exchange_rx, workers, &writer_control))
             .context("cannot start writer thread")?;
         // Batches in flight are bounded: each queue, plus one being filled and
         // one being processed per worker and source.
@@ -475,6 +489,15 @@ impl Reader {
     }
 
     fn packet(&mut self, link: LinkType, ts: Timestamp, frame: &[u8], wire_len: u32) {
+        self.route(link, ts, frame, wire_len);
+        // Every worker hears regularly how far the capture got, even one no
+        // packet went to, so the writer's ordered merge never waits long.
+        if self.packet_index % WATERMARK_INTERVAL_PACKETS == 0 {
+            self.send_all();
+        }
+    }
+
+    fn route(&mut self, link: LinkType, ts: Timestamp, frame: &[u8], wire_len: u32) {
         if ts > self.last_ts {
             self.last_ts = ts;
             self.last_packet_at = Instant::now();
@@ -491,7 +514,7 @@ impl Reader {
         let worker = (key.shard_hash() % self.queues.len() as u64) as usize;
         let full = match self.batches.get_mut(worker) {
             Some(batch) => {
-                batch.push(ts, self.packet_index, key, side, &segment);
+                batch.push(ts, self.last_ts, self.packet_index, key, side, &segment);
                 batch.records.len() >= self.batch_packets
             }
             None => false,
@@ -510,10 +533,15 @@ impl Reader {
                 .as_nanos()
                 .saturating_add(self.last_packet_at.elapsed().as_nanos() as u64),
         );
+        for batch in &mut self.batches {
+            batch.now = now;
+        }
+        self.send_all();
+    }
+
+    /// Sends every worker its batch, even an empty one (a watermark).
+    fn send_all(&mut self) {
         for worker in 0..self.batches.len() {
-            if let Some(batch) = self.batches.get_mut(worker) {
-                batch.now = now;
-            }
             self.send(worker);
         }
     }
@@ -528,6 +556,7 @@ impl Reader {
         if full.now < self.last_ts {
             full.now = self.last_ts;
         }
+        full.sent_index = self.packet_index;
         match self.policy {
             QueuePolicy::Block => {
                 // Only fails when the worker is gone, which join() reports.
@@ -582,33 +611,79 @@ impl Reader {
 struct WorkerContext {
     settings: Settings,
     queue: Receiver<Batch>,
-    exchanges: Sender<Vec<Exchange>>,
+    exchanges: Sender<WorkerOutput>,
     pool: Sender<Batch>,
     policy: QueuePolicy,
     hub: Arc<StatsHub>,
     slot: usize,
 }
 
+/// Exchanges a worker completed since its last hand-over, each with its key.
+#[derive(Default)]
+struct Completed {
+    /// Where the flow table appends.
+    fresh: Vec<Exchange>,
+    keyed: Vec<(OrderKey, Exchange)>,
+}
+
+impl Completed {
+    /// Stamps what the last call appended with the clock and packet index
+    /// that completed it.
+    fn stamp(&mut self, clock: Timestamp, packet_index: u64) {
+        for exchange in self.fresh.drain(..) {
+            let key = OrderKey {
+                clock_ns: clock.as_nanos(),
+                packet_index,
+                flow_id: exchange.flow_id,
+            };
+            self.keyed.push((key, exchange));
+        }
+    }
+
+    /// Runs the idle sweeps due at `clock`, each stamped with its own time.
+    fn sweep(&mut self, table: &mut FlowTable, clock: Timestamp) {
+        while let Some(at) = table.next_sweep(clock) {
+            table.expire(at, &mut self.fresh);
+            self.stamp(at, 0);
+        }
+    }
+}
+
 fn run_worker(ctx: WorkerContext) -> Stats {
     let mut table = FlowTable::new(&ctx.settings.flow, &ctx.settings.http);
-    let mut out: Vec<Exchange> = Vec::new();
+    let mut done = Completed::default();
     let mut dropped_output = 0u64;
     let mut last_publish = Instant::now();
-    let worker_stats = |table: &FlowTable,
-                        dropped: u64,
-                        queue: &Receiver<Batch>,
-                        out_q: &Sender<Vec<Exchange>>| {
-        let mut stats = Stats {
-            flow: table.stats().clone(),
-            http: table.http_stats().clone(),
-            ..Stats::default()
+    let worker_stats =
+        |table: &FlowTable, dropped: u64, queue: &Receiver<Batch>, out_q: &Sender<WorkerOutput>| {
+            let mut stats = Stats {
+                flow: table.stats().clone(),
+                http: table.http_stats().clone(),
+                ..Stats::default()
+            };
+            stats.pipeline.exchanges_dropped_output_full = dropped;
+            stats.gauges.flows_open = table.open_flows() as u64;
+            stats.gauges.ooo_bytes_buffered = table.buffered_bytes() as u64;
+            stats.gauges.queue_batches_waiting = queue.len() as u64;
+            stats.gauges.output_batches_waiting = out_q.len() as u64;
+            stats
         };
-        stats.pipeline.exchanges_dropped_output_full = dropped;
-        stats.gauges.flows_open = table.open_flows() as u64;
-        stats.gauges.ooo_bytes_buffered = table.buffered_bytes() as u64;
-        stats.gauges.queue_batches_waiting = queue.len() as u64;
-        stats.gauges.output_batches_waiting = out_q.len() as u64;
-        stats
+    let hand_over = |keyed: Vec<(OrderKey, Exchange)>, watermark: OrderKey, dropped: &mut u64| {
+        let output = WorkerOutput {
+            worker: ctx.slot,
+            exchanges: keyed,
+            watermark,
+        };
+        match ctx.policy {
+            QueuePolicy::Block => {
+                let _ = ctx.exchanges.send(output);
+            }
+            QueuePolicy::Drop => {
+                if let Err(TrySendError::Full(lost)) = ctx.exchanges.try_send(output) {
+                    *dropped += lost.exchanges.len() as u64;
+                }
+            }
+        }
     };
     loop {
         let mut batch = match ctx.queue.recv_timeout(PUBLISH_INTERVAL) {
@@ -638,28 +713,18 @@ fn run_worker(ctx: WorkerContext) -> Stats {
                 payload,
                 missing_payload: record.missing_payload,
             };
-            table.process(&segment, &mut out);
+            done.sweep(&mut table, record.clock);
+            table.process(&segment, &mut done.fresh);
+            done.stamp(record.clock, record.packet_index);
         }
-        if batch.records.is_empty() && batch.now > Timestamp::default() {
-            table.expire(batch.now, &mut out);
-        }
-        if !out.is_empty() {
-            // The next batch likely yields about as many: room for a few
-            // more than this one, so a slightly larger batch does not regrow
-            // (and copy) the whole vector.
-            let fresh = Vec::with_capacity(out.len().saturating_add(out.len() / 4));
-            let full = std::mem::replace(&mut out, fresh);
-            match ctx.policy {
-                QueuePolicy::Block => {
-                    let _ = ctx.exchanges.send(full);
-                }
-                QueuePolicy::Drop => {
-                    if let Err(TrySendError::Full(lost)) = ctx.exchanges.try_send(full) {
-                        dropped_output += lost.len() as u64;
-                    }
-                }
-            }
-        }
+        done.sweep(&mut table, batch.now);
+        // The next batch likely yields about as many: room for a few more
+        // than this one, so a slightly larger batch does not regrow (and
+        // copy) the whole vector.
+        let fresh = Vec::with_capacity(done.keyed.len().saturating_add(done.keyed.len() / 4));
+        let keyed = std::mem::replace(&mut done.keyed, fresh);
+        let watermark = OrderKey::watermark(batch.now.as_nanos(), batch.sent_index);
+        hand_over(keyed, watermark, &mut dropped_output);
         batch.clear();
         batch.now = Timestamp::default();
         // A full pool means enough spare batches exist; this one is freed.
@@ -674,10 +739,13 @@ fn run_worker(ctx: WorkerContext) -> Stats {
     }
     // Queues closed: the capture is over; every open flow is flushed so no
     // completed exchange is lost. The writer waits for these.
-    table.flush_all(&mut out);
-    if !out.is_empty() {
-        let _ = ctx.exchanges.send(out);
-    }
+    table.flush_all(&mut done.fresh);
+    done.stamp(Timestamp(u64::MAX), u64::MAX);
+    hand_over(
+        std::mem::take(&mut done.keyed),
+        OrderKey::END,
+        &mut dropped_output,
+    );
     let stats = worker_stats(&table, dropped_output, &ctx.queue, &ctx.exchanges);
     ctx.hub.publish(ctx.slot, &stats);
     stats
@@ -686,10 +754,21 @@ fn run_worker(ctx: WorkerContext) -> Stats {
 /// Returns (exchanges written, write errors).
 fn write_exchanges(
     mut writer: ExchangeWriter,
-    exchanges: Receiver<Vec<Exchange>>,
+    outputs: Receiver<WorkerOutput>,
+    workers: usize,
     control: &WriterControl,
 ) -> (u64, u64) {
     let mut errors = 0u64;
+    let mut merge = OrderedMerge::new(workers);
+    let write = |writer: &mut ExchangeWriter, errors: &mut u64, mut exchange: Exchange| {
+        if writer.write(&mut exchange).is_err() {
+            *errors += 1;
+        }
+    };
+    // Workers report watermarks even when idle, so the queue is rarely
+    // quiet: what was written is made visible on a timer instead.
+    let mut flushed_at = Instant::now();
+    let mut unflushed = false;
     loop {
         if control.reopen.swap(false, Ordering::SeqCst) {
             if let Err(e) = writer.reopen() {
@@ -697,23 +776,24 @@ fn write_exchanges(
                 tracing::error!("cannot reopen the exchanges output: {e}");
             }
         }
-        match exchanges.recv_timeout(Duration::from_millis(500)) {
-            Ok(mut batch) => {
-                for exchange in &mut batch {
-                    if writer.write(exchange).is_err() {
-                        errors += 1;
-                    }
-                }
+        match outputs.recv_timeout(OUTPUT_FLUSH_INTERVAL) {
+            Ok(output) => {
+                let before = writer.written;
+                merge.accept(output, &mut |e| write(&mut writer, &mut errors, e));
+                unflushed |= writer.written != before;
             }
-            // Quiet: make what was written visible.
-            Err(RecvTimeoutError::Timeout) => {
-                if writer.flush().is_err() {
-                    errors += 1;
-                }
-            }
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
+        if unflushed && flushed_at.elapsed() >= OUTPUT_FLUSH_INTERVAL {
+            if writer.flush().is_err() {
+                errors += 1;
+            }
+            flushed_at = Instant::now();
+            unflushed = false;
+        }
     }
+    merge.finish(&mut |e| write(&mut writer, &mut errors, e));
     if writer.flush().is_err() {
         errors += 1;
     }
@@ -727,6 +807,7 @@ pub struct InlineEngine {
     decoder: Decoder,
     table: FlowTable,
     packet_index: u64,
+    clock: Timestamp,
 }
 
 impl InlineEngine {
@@ -735,6 +816,7 @@ impl InlineEngine {
             decoder: Decoder::new(&settings.decode),
             table: FlowTable::new(&settings.flow, &settings.http),
             packet_index: 0,
+            clock: Timestamp::default(),
         }
     }
 
@@ -748,6 +830,7 @@ impl InlineEngine {
         out: &mut Vec<Exchange>,
     ) {
         self.packet_index += 1;
+        self.clock = self.clock.max(ts);
         let Some(seg) = self.decoder.decode(link, ts, frame, wire_len) else {
             return;
         };
@@ -763,6 +846,7 @@ impl InlineEngine {
             payload: seg.payload,
             missing_payload: seg.missing_payload,
         };
+        self.table.advance_to(self.clock, out);
         self.table.process(&segment, out);
     }
 

@@ -99,7 +99,7 @@ fn every_link_type_and_ip_version_yields_the_exchange() {
 }
 
 #[test]
-fn worker_count_does_not_change_exchanges() {
+fn worker_count_does_not_change_exchanges_or_their_order() {
     let dir = tempdir();
     // Many connections interleaved in one capture, plus the bundled fixtures.
     let mut frames = Vec::new();
@@ -139,30 +139,87 @@ fn worker_count_does_not_change_exchanges() {
             }
         }
     }
+    // Requests that never get an answer, then quiet connections long after:
+    // the hanging flows end by idle timeout in the middle of other traffic,
+    // so the order of those flushes is part of what must not change.
+    let start = 1_600_000_000_000_000u64;
+    let mut capture = gen::PcapFile::new(Framing::Ethernet.dlt());
+    for (i, f) in frames.iter().enumerate() {
+        capture.packet(start + i as u64 * 1_000, f);
+    }
+    for i in 0..12u16 {
+        let c = Conn {
+            client_port: 40_000 + i,
+            ..Conn::default()
+        };
+        let req = format!("GET /hang/{i} HTTP/1.1\r\nHost: h\r\n\r\n");
+        let at = start + 1_000_000 + u64::from(i) * 7_000_000;
+        capture.packet(
+            at,
+            &frame(Framing::Ethernet, &c, true, 1, 1, ACK | PSH, req.as_bytes()),
+        );
+    }
+    for i in 0..30u16 {
+        let c = Conn {
+            client_port: 50_000 + i,
+            ..Conn::default()
+        };
+        let req = format!("GET /late/{i} HTTP/1.1\r\nHost: h\r\n\r\n");
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let at = start + 60_000_000 + u64::from(i) * 10_000_000;
+        for (k, f) in conversation(Framing::Ethernet, &c, &[(req.as_bytes(), resp)])
+            .iter()
+            .enumerate()
+        {
+            capture.packet(at + k as u64 * 1_000, f);
+        }
+    }
     let mixed = dir.join("interleaved.pcap");
-    write_pcap(&mixed, Framing::Ethernet, &frames, 1_600_000_000_000_000);
+    capture.write(&mixed);
 
     let mut files: Vec<PathBuf> = std::fs::read_dir(fixtures())
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    files.push(mixed);
+    files.push(mixed.clone());
     for file in &files {
-        let sorted = |workers: &str| {
-            let mut lines: Vec<String> = replay(&[file], &["--workers", workers])
-                .iter()
-                .map(Value::to_string)
-                .collect();
-            lines.sort();
-            lines
+        // Byte for byte, order included: the writer merges the workers'
+        // exchanges into one order that does not depend on their number.
+        let output = |workers: &str| {
+            let out = apisensor(&["replay", "--workers", workers, file.to_str().unwrap()]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
         };
-        let one = sorted("1");
+        let one = output("1");
         assert!(!one.is_empty(), "{} gave no exchanges", file.display());
-        assert_eq!(one, sorted("4"), "{}", file.display());
+        for workers in ["2", "4"] {
+            assert!(
+                one == output(workers),
+                "{} differs with {workers} workers",
+                file.display()
+            );
+        }
     }
-    let mixed_ex = replay(&[&dir.join("interleaved.pcap")], &["--workers", "3"]);
-    assert_eq!(mixed_ex.len(), 80);
+    let mixed_ex = replay(&[&mixed], &["--workers", "3"]);
+    assert_eq!(mixed_ex.len(), 80 + 12 + 30);
+    let hung: Vec<&Value> = mixed_ex
+        .iter()
+        .filter(|e| e["uri"].as_str().unwrap().starts_with("/hang/"))
+        .collect();
+    assert_eq!(hung.len(), 12);
+    assert!(hung.iter().all(|e| e["flags"]["unanswered"] == true));
+    // Each hanging request is written when its flow times out, between the
+    // late conversations, not all at the end.
+    let first_hang = mixed_ex.iter().position(|e| e["uri"] == "/hang/0").unwrap();
+    assert!(
+        first_hang < mixed_ex.len() - 12,
+        "idle flows flushed only at the end"
+    );
 }
 
 #[test]

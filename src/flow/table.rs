@@ -11,8 +11,15 @@ use crate::exchange::{Direction, Exchange, Timestamp};
 use crate::http1::{ConnInfo, HttpConnection, HttpContext, HttpStats};
 use hashlink::LinkedHashMap;
 
-/// Expiry runs at most this often (packet time), so it costs nothing per packet.
-const EXPIRY_INTERVAL_NANOS: u64 = 1_000_000_000;
+/// Idle sweeps run at whole multiples of this much packet time.
+pub const SWEEP_INTERVAL_NANOS: u64 = 1_000_000_000;
+
+/// The first sweep time at or after `nanos`.
+const fn ceil_to_sweep(nanos: u64) -> u64 {
+    nanos
+        .div_ceil(SWEEP_INTERVAL_NANOS)
+        .saturating_mul(SWEEP_INTERVAL_NANOS)
+}
 
 struct Flow {
     id: u64,
@@ -53,7 +60,8 @@ pub struct FlowTable {
     /// Keys of recently closed flows and when they closed.
     closing: LinkedHashMap<FlowKey, Timestamp>,
     shared: Shared,
-    next_expiry: u64,
+    /// Packet time (ns) of the next idle sweep.
+    next_sweep_ns: u64,
 }
 
 /// Everything but the tables, so a flow borrowed from the table and the
@@ -78,7 +86,7 @@ impl FlowTable {
                 http_stats: HttpStats::default(),
                 worker_ooo_bytes: 0,
             },
-            next_expiry: 0,
+            next_sweep_ns: 0,
         }
     }
 
@@ -99,11 +107,9 @@ impl FlowTable {
     }
 
     /// Processes one segment; completed exchanges are appended to `out`.
+    /// Idle flows are not swept here: callers run the sweeps due first
+    /// ([`FlowTable::next_sweep`]), so each sweep's output can be told apart.
     pub fn process(&mut self, seg: &Segment<'_>, out: &mut Vec<Exchange>) {
-        if seg.ts.as_nanos() >= self.next_expiry {
-            self.expire(seg.ts, out);
-            self.next_expiry = seg.ts.as_nanos().saturating_add(EXPIRY_INTERVAL_NANOS);
-        }
         let opens_connection = seg.flags.syn() && !seg.flags.ack();
         let idle_timeout = self.shared.flow_settings.idle_timeout_secs;
         let FlowTable {
@@ -185,6 +191,41 @@ impl FlowTable {
             self.shared.end_flow(flow, EndReason::EndOfCapture, out);
         }
         self.closing.clear();
+    }
+
+    /// The next idle sweep due at packet time `now`, if any; advances past it.
+    ///
+    /// Sweeps run at whole multiples of [`SWEEP_INTERVAL_NANOS`] of packet
+    /// time, not whenever a packet happens to reach this table, and a flow
+    /// is ended by the first sweep at or after its deadline. So which sweep
+    /// ends a flow depends only on that flow's own packets, never on which
+    /// other flows share the worker: that keeps the output order the same
+    /// whatever the worker count. Sweeps that could not end anything (the
+    /// least recently active flow is not due yet) are skipped.
+    pub fn next_sweep(&mut self, now: Timestamp) -> Option<Timestamp> {
+        let idle_ns = self
+            .shared
+            .flow_settings
+            .idle_timeout_secs
+            .saturating_mul(1_000_000_000);
+        // The least recently active flow is due first; nothing is due before it.
+        let (_, front) = self.open.front()?;
+        let due = self.next_sweep_ns.max(ceil_to_sweep(
+            front.last_ts.as_nanos().saturating_add(idle_ns),
+        ));
+        if due > now.as_nanos() || due == u64::MAX {
+            return None;
+        }
+        // Never the same sweep twice, even if packet times went backwards.
+        self.next_sweep_ns = due.saturating_add(SWEEP_INTERVAL_NANOS);
+        Some(Timestamp(due))
+    }
+
+    /// Runs every sweep due at packet time `now`.
+    pub fn advance_to(&mut self, now: Timestamp, out: &mut Vec<Exchange>) {
+        while let Some(at) = self.next_sweep(now) {
+            self.expire(at, out);
+        }
     }
 
     /// Ends flows idle for longer than the timeout at packet time `now`.
@@ -511,12 +552,16 @@ mod tests {
         let c = conn(2000);
         t.process(&seg(&c, true, 0, 1, 1, ACK, REQ), &mut out);
         assert!(out.is_empty());
-        // Another flow's packet 200 s later: the sweep ends the idle one.
-        let other = conn(2001);
-        t.process(&seg(&other, true, 200, 1, 1, ACK, b""), &mut out);
+        // Packet time 200 s later: the sweep due at the flow's deadline
+        // (120 s after its last packet, a whole second) ends it.
+        assert_eq!(t.next_sweep(Timestamp::from_secs_nanos(119, 0)), None);
+        let due = t.next_sweep(Timestamp::from_secs_nanos(200, 0));
+        assert_eq!(due, Some(Timestamp::from_secs_nanos(120, 0)));
+        t.expire(Timestamp::from_secs_nanos(120, 0), &mut out);
         assert_eq!(t.stats().flows_evicted_idle, 1);
         assert_eq!(out.len(), 1);
         assert!(out[0].flags.unanswered);
+        assert_eq!(t.next_sweep(Timestamp::from_secs_nanos(200, 0)), None);
     }
 
     #[test]
