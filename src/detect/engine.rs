@@ -1,0 +1,1229 @@
+//! The detectors that need no baseline and fire from the first exchange:
+//! attack payloads, scanners, token abuse (unsigned, expired or weakly
+//! signed JWTs accepted, privileged tokens never issued) and credential
+//! attacks (stuffing, brute force, password spraying). They run on the
+//! merged exchange stream, so their events do not depend on the worker
+//! count; all windows are in packet time.
+
+use super::actor::{identify, ClientAddress};
+use super::injection::{self, PayloadKind};
+use super::request::{LoginAttempt, RequestView};
+use crate::event::{epoch_ms, Actor, EndpointRef, Event, EventKind, Evidence, Owasp, Severity};
+use crate::exchange::Exchange;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+
+/// Tunables; defaults fit a ten-minute investigation capture.
+#[derive(Debug, Clone)]
+pub struct DetectLimits {
+    pub sensor: String,
+    pub client_address: ClientAddress,
+    /// Window for scanner and login counting, seconds of packet time.
+    pub scanner_window_secs: u64,
+    pub scanner_min_not_found_paths: usize,
+    pub login_window_secs: u64,
+    pub stuffing_min_usernames: usize,
+    pub brute_force_min_failures: u64,
+    pub spraying_min_usernames: usize,
+    pub spraying_min_ips: usize,
+    /// Actors tracked at once by the windowed detectors; the least recently
+    /// seen are forgotten beyond it (counted).
+    pub max_actors: usize,
+}
+
+impl Default for DetectLimits {
+    fn default() -> Self {
+        DetectLimits {
+            sensor: "apisensor".into(),
+            client_address: ClientAddress::default(),
+            scanner_window_secs: 60,
+            scanner_min_not_found_paths: 20,
+            login_window_secs: 600,
+            stuffing_min_usernames: 10,
+            brute_force_min_failures: 10,
+            spraying_min_usernames: 10,
+            spraying_min_ips: 3,
+            max_actors: 100_000,
+        }
+    }
+}
+
+/// Counters of the detector stage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DetectStats {
+    pub exchanges: u64,
+    pub events: u64,
+    /// The same finding again (same rule and subject): counted, not re-sent.
+    pub repeats: u64,
+    pub actors_forgotten: u64,
+    pub params_skipped: u64,
+}
+
+/// User agents of well-known attack and reconnaissance tools, lower case.
+const SCANNER_AGENTS: &[&str] = &[
+    "sqlmap",
+    "nikto",
+    "nuclei",
+    "gobuster",
+    "dirbuster",
+    "dirb/",
+    "wfuzz",
+    "ffuf",
+    "feroxbuster",
+    "masscan",
+    "zgrab",
+    "nmap",
+    "acunetix",
+    "nessus",
+    "openvas",
+    "wpscan",
+    "hydra",
+    "jaeles",
+    "arachni",
+    "w3af",
+    "whatweb",
+    "commix",
+];
+
+#[derive(Default)]
+struct ScanWindow {
+    /// (request time secs, path) of not-found answers in the window.
+    not_found: VecDeque<(u64, String)>,
+    requests: VecDeque<u64>,
+}
+
+#[derive(Default)]
+struct LoginWindow {
+    /// (time secs, username) of failed attempts.
+    failures: VecDeque<(u64, String)>,
+    attempts: VecDeque<u64>,
+}
+
+/// What a login endpoint's answers have shown so far.
+#[derive(Default)]
+struct LoginEndpoint {
+    /// It has issued a token or session at least once.
+    issues_tokens: bool,
+}
+
+pub struct Detectors {
+    limits: DetectLimits,
+    stats: DetectStats,
+    scans: HashMap<IpAddr, ScanWindow>,
+    logins: HashMap<IpAddr, LoginWindow>,
+    /// Per password hash: (time, username, ip) of failed attempts.
+    sprays: HashMap<[u8; 16], VecDeque<(u64, String, IpAddr)>>,
+    login_endpoints: HashMap<(String, String), LoginEndpoint>,
+    /// Hashes of tokens seen issued in responses, per host; and when the
+    /// first was seen (tokens issued before that could not have been).
+    issued: HashMap<String, (u64, HashSet<[u8; 16]>)>,
+    /// Tokens already checked against the weak-secret list.
+    weak_checked: HashMap<[u8; 16], Option<&'static str>>,
+    /// (rule, subject) already reported, with repeats.
+    reported: BTreeMap<(String, String), u64>,
+}
+
+impl Detectors {
+    pub fn new(limits: DetectLimits) -> Self {
+        Detectors {
+            limits,
+            stats: DetectStats::default(),
+            scans: HashMap::new(),
+            logins: HashMap::new(),
+            sprays: HashMap::new(),
+            login_endpoints: HashMap::new(),
+            issued: HashMap::new(),
+            weak_checked: HashMap::new(),
+            reported: BTreeMap::new(),
+        }
+    }
+
+    pub fn stats(&self) -> &DetectStats {
+        &self.stats
+    }
+
+    /// Runs every detector on one exchange; new findings go to `out`.
+    pub fn observe(&mut self, exchange: &Exchange, out: &mut Vec<Event>) {
+        self.stats.exchanges += 1;
+        let Some(view) = RequestView::new(exchange) else {
+            return;
+        };
+        self.stats.params_skipped += view.params_skipped;
+        let actor = identify(&view, &self.limits.client_address);
+        let now = view.request.ts.secs();
+        self.remember_issued_tokens(&view, now);
+        self.payloads(&view, &actor, out);
+        self.scanner(&view, &actor, now, out);
+        self.tokens(&view, &actor, now, out);
+        self.credentials(&view, &actor, now, out);
+        self.bound_actors();
+    }
+
+    fn payloads(&mut self, view: &RequestView<'_>, actor: &Actor, out: &mut Vec<Event>) {
+        let mut found: BTreeMap<PayloadKind, (String, String)> = BTreeMap::new();
+        for param in &view.params {
+            for kind in injection::scan(&param.value)
+                .into_iter()
+                .chain(injection::scan(&param.name))
+            {
+                found
+                    .entry(kind)
+                    .or_insert_with(|| (param.name.clone(), param.value.clone()));
+            }
+        }
+        for (kind, (name, value)) in found {
+            let sample: String = value.chars().take(200).collect();
+            let answered = match view.status() {
+                Some(s) => format!("the API answered {s}"),
+                None => "no answer was seen".into(),
+            };
+            let mut event = self.event(
+                view,
+                actor,
+                kind.rule(),
+                kind.severity(),
+                kind.owasp(),
+                format!("{} payload in `{name}`", kind.label()),
+            );
+            event.confidence = 85;
+            event.text.what_happened = format!(
+                "{} sent a request to {} whose `{name}` value carries a {} payload ({sample:?}); {answered}.",
+                actor_label(actor),
+                endpoint_label(view),
+                kind.label()
+            );
+            event.text.why_it_matters = format!(
+                "{} payloads are how attackers probe for flaws that read or change data they must not reach; a 2xx answer or an unusual response size can mean the probe worked.",
+                capitalise(kind.label())
+            );
+            event.text.what_to_do = "Check the server logs and the response for signs the payload was executed; validate and parameterise this input; block or rate-limit the source if the probing continues.".into();
+            event
+                .attributes
+                .insert("parameter".into(), serde_json::Value::String(name));
+            event
+                .attributes
+                .insert("payload".into(), serde_json::Value::String(sample));
+            let subject = format!("{}|{}", actor_key(actor), endpoint_label(view));
+            self.report(event, &subject, out);
+        }
+    }
+
+    fn scanner(&mut self, view: &RequestView<'_>, actor: &Actor, now: u64, out: &mut Vec<Event>) {
+        let Some(ip) = actor.ip else { return };
+        if let Some(agent) = view
+            .request
+            .headers
+            .get("user-agent")
+            .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+        {
+            if let Some(tool) = SCANNER_AGENTS.iter().find(|t| agent.contains(*t)) {
+                let mut event = self.event(
+                    view,
+                    actor,
+                    "detect.scanner.tool_user_agent",
+                    Severity::Medium,
+                    Owasp::SecurityMisconfiguration,
+                    format!("Attack tool `{}` in use", tool.trim_end_matches('/')),
+                );
+                event.confidence = 90;
+                event.text.what_happened = format!(
+                    "{} sent requests with the user agent of the attack tool {}.",
+                    actor_label(actor),
+                    tool.trim_end_matches('/')
+                );
+                event.text.why_it_matters = "Automated attack tools map an API and try known exploits quickly; they often precede a targeted attack.".into();
+                event.text.what_to_do = "Confirm whether this is an authorised test; if not, block the source and review what it reached.".into();
+                self.report(event, &ip.to_string(), out);
+            }
+        }
+        let window = self.limits.scanner_window_secs;
+        let scan = self.scans.entry(ip).or_default();
+        scan.requests.push_back(now);
+        if matches!(view.status(), Some(404 | 405)) {
+            scan.not_found
+                .push_back((now, view.request.path.to_string()));
+        }
+        while scan
+            .requests
+            .front()
+            .is_some_and(|t| now.saturating_sub(*t) > window)
+        {
+            scan.requests.pop_front();
+        }
+        while scan
+            .not_found
+            .front()
+            .is_some_and(|(t, _)| now.saturating_sub(*t) > window)
+        {
+            scan.not_found.pop_front();
+        }
+        let distinct: BTreeSet<&str> = scan.not_found.iter().map(|(_, p)| p.as_str()).collect();
+        let misses = scan.not_found.len();
+        let total = scan.requests.len();
+        if distinct.len() >= self.limits.scanner_min_not_found_paths && misses * 2 >= total {
+            let examples: Vec<String> = distinct.iter().take(10).map(|p| (*p).to_owned()).collect();
+            let distinct_count = distinct.len() as u64;
+            let mut event = self.event(
+                view,
+                actor,
+                "detect.scanner.not_found_burst",
+                Severity::Medium,
+                Owasp::SecurityMisconfiguration,
+                "Burst of requests for paths that do not exist".into(),
+            );
+            event.confidence = 80;
+            event.count = misses as u64;
+            event.counts.insert("not_found".into(), misses as u64);
+            event.counts.insert("distinct_paths".into(), distinct_count);
+            event.counts.insert("requests".into(), total as u64);
+            event.text.what_happened = format!(
+                "{} requested {distinct_count} different paths that do not exist ({misses} of its {total} requests answered 404/405) within {window} seconds, e.g. {}.",
+                actor_label(actor),
+                examples.join(", ")
+            );
+            event.text.why_it_matters = "Guessing paths at this rate is how scanners find forgotten admin pages, debug endpoints and backups.".into();
+            event.text.what_to_do = "Block or rate-limit the source; make sure nothing it found (any 2xx among its requests) should be reachable.".into();
+            event
+                .attributes
+                .insert("examples".into(), serde_json::json!(examples));
+            self.report(event, &ip.to_string(), out);
+        }
+    }
+
+    fn remember_issued_tokens(&mut self, view: &RequestView<'_>, now: u64) {
+        let Some(response) = view.response else {
+            return;
+        };
+        if !(200..400).contains(&response.status) {
+            return;
+        }
+        let host = host_of(view);
+        let body = &response.body.data;
+        let mut found = Vec::new();
+        let mut rest = body.as_slice();
+        // Tokens in the body (JSON `token`, `access_token`, …) start with `eyJ`.
+        while let Some(at) = memchr::memmem::find(rest, b"eyJ") {
+            let tail = rest.get(at..).unwrap_or_default();
+            let len = tail
+                .iter()
+                .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')))
+                .unwrap_or(tail.len());
+            if let Some(token) = tail.get(..len).and_then(|t| std::str::from_utf8(t).ok()) {
+                if super::jwt::Jwt::decode(token).is_some() {
+                    found.push(token_hash(token));
+                }
+            }
+            rest = tail.get(len.max(1)..).unwrap_or_default();
+        }
+        if found.is_empty() {
+            return;
+        }
+        let entry = self
+            .issued
+            .entry(host)
+            .or_insert_with(|| (now, HashSet::new()));
+        for hash in found {
+            if entry.1.len() < 1_000_000 {
+                entry.1.insert(hash);
+            }
+        }
+    }
+
+    fn tokens(&mut self, view: &RequestView<'_>, actor: &Actor, now: u64, out: &mut Vec<Event>) {
+        let Some(jwt) = &view.bearer else { return };
+        if !view.succeeded() {
+            return;
+        }
+        let status = view.status().unwrap_or(0);
+        let subject = format!("{}|{}", host_of(view), actor_key(actor));
+        if jwt.is_unsigned() {
+            let mut event = self.event(
+                view,
+                actor,
+                "detect.jwt.alg_none_accepted",
+                Severity::Critical,
+                Owasp::BrokenAuthentication,
+                "Unsigned JWT (alg: none) accepted".into(),
+            );
+            event.confidence = 95;
+            event.text.what_happened = format!(
+                "{} called {} with a JWT whose header says `alg: {}` (no signature), and the API answered {status}.",
+                actor_label(actor),
+                endpoint_label(view),
+                jwt.alg()
+            );
+            event.text.why_it_matters = "An API that accepts unsigned tokens lets anyone claim to be any user, including administrators.".into();
+            event.text.what_to_do = "Configure the JWT library to accept only the expected algorithm (e.g. HS256 or RS256) and reject `none`; review every request made with unsigned tokens.".into();
+            self.report(event, &subject, out);
+        }
+        let request_secs = view.request.ts.secs();
+        if jwt.expired_at(request_secs) {
+            let exp = jwt.expires_at().unwrap_or(0);
+            let mut event = self.event(
+                view,
+                actor,
+                "detect.jwt.expired_accepted",
+                Severity::High,
+                Owasp::BrokenAuthentication,
+                "Expired JWT accepted".into(),
+            );
+            event.confidence = 90;
+            event
+                .counts
+                .insert("expired_for_secs".into(), request_secs.saturating_sub(exp));
+            event.text.what_happened = format!(
+                "{} called {} with a JWT that had expired {} seconds earlier, and the API answered {status}.",
+                actor_label(actor),
+                endpoint_label(view),
+                request_secs.saturating_sub(exp)
+            );
+            event.text.why_it_matters = "Expiry limits how long a stolen token is useful; an API that ignores it accepts stolen tokens forever.".into();
+            event.text.what_to_do = "Make the API validate `exp` (and `nbf`) on every request; shorten token lifetimes and revoke the affected sessions.".into();
+            self.report(event, &subject, out);
+        }
+        let hash = token_hash(&view_token(view));
+        let weak = *self
+            .weak_checked
+            .entry(hash)
+            .or_insert_with(|| jwt.weak_hs256_secret());
+        if self.weak_checked.len() > 100_000 {
+            self.weak_checked.clear();
+        }
+        if let Some(secret) = weak {
+            let mut event = self.event(
+                view,
+                actor,
+                "detect.jwt.weak_secret",
+                Severity::Critical,
+                Owasp::BrokenAuthentication,
+                "JWT signed with a guessable secret accepted".into(),
+            );
+            event.confidence = 99;
+            event.text.what_happened = format!(
+                "{} called {} with an HS256 JWT whose signature verifies with the well-known secret {secret:?}, and the API answered {status}.",
+                actor_label(actor),
+                endpoint_label(view),
+            );
+            event.text.why_it_matters = "Anyone who guesses the signing secret can mint valid tokens for any user and role.".into();
+            event.text.what_to_do = "Rotate the signing key to a long random secret (or move to an asymmetric algorithm) and invalidate all tokens signed with the old one.".into();
+            self.report(event, &host_of(view), out);
+        }
+        if jwt.is_privileged() {
+            if let Some((watching_since, issued)) = self.issued.get(&host_of(view)) {
+                let issued_while_watching = jwt
+                    .claims
+                    .get("iat")
+                    .and_then(serde_json::Value::as_u64)
+                    .is_none_or(|iat| iat >= *watching_since);
+                if issued_while_watching && !issued.contains(&hash) && now >= *watching_since {
+                    let mut event = self.event(
+                        view,
+                        actor,
+                        "detect.jwt.unissued_privileged_token",
+                        Severity::High,
+                        Owasp::BrokenAuthentication,
+                        "Privileged token the API never issued".into(),
+                    );
+                    event.confidence = 70;
+                    event.text.what_happened = format!(
+                        "{} called {} with a token granting {:?} that the sensor never saw the API issue, although it has watched the API issue {} tokens; the API answered {status}.",
+                        actor_label(actor),
+                        endpoint_label(view),
+                        jwt.roles(),
+                        issued.len()
+                    );
+                    event.text.why_it_matters = "A privileged token that did not come from the login flow may be forged or stolen from elsewhere.".into();
+                    event.text.what_to_do = "Check where this token came from (signing key leaks, other issuers); revoke it if it is not legitimate.".into();
+                    self.report(event, &subject, out);
+                }
+            }
+        }
+    }
+
+    fn credentials(
+        &mut self,
+        view: &RequestView<'_>,
+        actor: &Actor,
+        now: u64,
+        out: &mut Vec<Event>,
+    ) {
+        let (Some(login), Some(ip), Some(response)) = (&view.login, actor.ip, view.response) else {
+            return;
+        };
+        let endpoint = self
+            .login_endpoints
+            .entry((host_of(view), view.request.path.to_string()))
+            .or_default();
+        let issued = issues_session(response);
+        endpoint.issues_tokens |= issued;
+        let failed = login_failed(response, issued, endpoint.issues_tokens);
+        let window = self.limits.login_window_secs;
+        let logins = self.logins.entry(ip).or_default();
+        logins.attempts.push_back(now);
+        if failed {
+            logins.failures.push_back((now, login.username.clone()));
+        }
+        while logins
+            .attempts
+            .front()
+            .is_some_and(|t| now.saturating_sub(*t) > window)
+        {
+            logins.attempts.pop_front();
+        }
+        while logins
+            .failures
+            .front()
+            .is_some_and(|(t, _)| now.saturating_sub(*t) > window)
+        {
+            logins.failures.pop_front();
+        }
+        let failures = logins.failures.len();
+        let attempts = logins.attempts.len();
+        let usernames: BTreeSet<&str> = logins.failures.iter().map(|(_, u)| u.as_str()).collect();
+        let distinct_users = usernames.len();
+        let same_user = logins
+            .failures
+            .iter()
+            .filter(|(_, u)| *u == login.username)
+            .count() as u64;
+        if failed
+            && distinct_users >= self.limits.stuffing_min_usernames
+            && failures * 5 >= attempts * 4
+        {
+            let mut event = self.event(
+                view,
+                actor,
+                "detect.auth.credential_stuffing",
+                Severity::High,
+                Owasp::BrokenAuthentication,
+                "Credential stuffing: failed logins across many accounts".into(),
+            );
+            event.confidence = 85;
+            event.count = failures as u64;
+            event.counts.insert("failed_logins".into(), failures as u64);
+            event
+                .counts
+                .insert("distinct_usernames".into(), distinct_users as u64);
+            event.counts.insert("attempts".into(), attempts as u64);
+            event.text.what_happened = format!(
+                "{} failed to log in {failures} times for {distinct_users} different accounts at {} within {window} seconds ({attempts} attempts in all).",
+                actor_label(actor),
+                endpoint_label(view)
+            );
+            event.text.why_it_matters = "Trying many accounts with leaked username/password pairs is how attackers take over accounts whose passwords were reused elsewhere.".into();
+            event.text.what_to_do = "Block or challenge the source (CAPTCHA, rate limit), check whether any of its attempts succeeded, and force a password reset for those accounts.".into();
+            self.report(event, &ip.to_string(), out);
+        }
+        if failed && same_user >= self.limits.brute_force_min_failures {
+            let mut event = self.event(
+                view,
+                actor,
+                "detect.auth.brute_force",
+                Severity::High,
+                Owasp::BrokenAuthentication,
+                "Password brute force on one account".into(),
+            );
+            event.confidence = 85;
+            event.count = same_user;
+            event.counts.insert("failed_logins".into(), same_user);
+            event.text.what_happened = format!(
+                "{} failed to log in as one account {same_user} times at {} within {window} seconds.",
+                actor_label(actor),
+                endpoint_label(view)
+            );
+            event.text.why_it_matters =
+                "Repeated guesses against one account will eventually find a weak password.".into();
+            event.text.what_to_do = "Lock or throttle the account after a few failures, alert its owner, and block the source.".into();
+            self.report(event, &format!("{ip}|{}", login.username), out);
+        }
+        if failed {
+            self.spraying(view, actor, login, ip, now, out);
+        }
+    }
+
+    fn spraying(
+        &mut self,
+        view: &RequestView<'_>,
+        actor: &Actor,
+        login: &LoginAttempt,
+        ip: IpAddr,
+        now: u64,
+        out: &mut Vec<Event>,
+    ) {
+        let window = self.limits.login_window_secs;
+        let tries = self.sprays.entry(login.password_hash).or_default();
+        tries.push_back((now, login.username.clone(), ip));
+        while tries
+            .front()
+            .is_some_and(|(t, _, _)| now.saturating_sub(*t) > window)
+        {
+            tries.pop_front();
+        }
+        if tries.len() > 10_000 {
+            tries.pop_front();
+        }
+        let users: BTreeSet<&str> = tries.iter().map(|(_, u, _)| u.as_str()).collect();
+        let ips: BTreeSet<IpAddr> = tries.iter().map(|(_, _, i)| *i).collect();
+        if users.len() >= self.limits.spraying_min_usernames
+            && ips.len() >= self.limits.spraying_min_ips
+        {
+            let (user_count, ip_count) = (users.len() as u64, ips.len() as u64);
+            let sources: Vec<String> = ips.iter().take(20).map(ToString::to_string).collect();
+            let mut event = self.event(
+                view,
+                actor,
+                "detect.auth.password_spraying",
+                Severity::High,
+                Owasp::BrokenAuthentication,
+                "Password spraying: one password tried on many accounts from several addresses"
+                    .into(),
+            );
+            event.confidence = 80;
+            event.counts.insert("distinct_usernames".into(), user_count);
+            event.counts.insert("source_addresses".into(), ip_count);
+            event.text.what_happened = format!(
+                "The same password failed for {user_count} different accounts at {} within {window} seconds, tried from {ip_count} addresses ({}).",
+                endpoint_label(view),
+                sources.join(", ")
+            );
+            event.text.why_it_matters = "Spreading one common password over many accounts and addresses stays under per-account lockouts and per-address limits.".into();
+            event.text.what_to_do = "Block the listed addresses, require MFA, and check for successful logins from them.".into();
+            event
+                .attributes
+                .insert("source_addresses".into(), serde_json::json!(sources));
+            let subject = hex(&login.password_hash);
+            self.report(event, &subject, out);
+        }
+    }
+
+    /// Keeps per-actor state bounded: beyond the cap, the quietest windows go.
+    fn bound_actors(&mut self) {
+        let cap = self.limits.max_actors;
+        for windows_len in [self.scans.len(), self.logins.len()] {
+            if windows_len > cap {
+                self.stats.actors_forgotten += 1;
+            }
+        }
+        if self.scans.len() > cap {
+            let oldest = self
+                .scans
+                .iter()
+                .min_by_key(|(ip, w)| (w.requests.back().copied().unwrap_or(0), **ip))
+                .map(|(ip, _)| *ip);
+            if let Some(ip) = oldest {
+                self.scans.remove(&ip);
+            }
+        }
+        if self.logins.len() > cap {
+            let oldest = self
+                .logins
+                .iter()
+                .min_by_key(|(ip, w)| (w.attempts.back().copied().unwrap_or(0), **ip))
+                .map(|(ip, _)| *ip);
+            if let Some(ip) = oldest {
+                self.logins.remove(&ip);
+            }
+        }
+    }
+
+    fn event(
+        &self,
+        view: &RequestView<'_>,
+        actor: &Actor,
+        rule: &str,
+        severity: Severity,
+        owasp: Owasp,
+        title: String,
+    ) -> Event {
+        let time = epoch_ms(view.request.ts);
+        let mut event = Event::new(
+            EventKind::Detection,
+            rule,
+            &self.limits.sensor,
+            &[],
+            time,
+            severity,
+            title,
+        );
+        event.owasp = Some(owasp);
+        event.actor = Some(actor.clone());
+        event.endpoint = Some(EndpointRef {
+            host: host_of(view),
+            method: view.request.method.to_string(),
+            path: view.request.path.to_string(),
+        });
+        event.src_endpoint = Some(crate::event::NetEndpoint {
+            ip: view.exchange.client.ip(),
+            port: view.exchange.client.port(),
+        });
+        event.dst_endpoint = Some(crate::event::NetEndpoint {
+            ip: view.exchange.server.ip(),
+            port: view.exchange.server.port(),
+        });
+        event.evidence.push(evidence(view));
+        event
+    }
+
+    /// Emits the first finding per (rule, subject); later ones are counted.
+    fn report(&mut self, mut event: Event, subject: &str, out: &mut Vec<Event>) {
+        let key = (event.rule.clone(), subject.to_owned());
+        if let Some(repeats) = self.reported.get_mut(&key) {
+            *repeats += 1;
+            self.stats.repeats += 1;
+            return;
+        }
+        self.reported.insert(key, 0);
+        event.id = crate::event::stable_id(&self.limits.sensor, &event.rule, &[subject]);
+        self.stats.events += 1;
+        out.push(event);
+    }
+}
+
+/// A session or token handed out by a login answer.
+fn issues_session(response: &crate::exchange::Response) -> bool {
+    if response.headers.get("set-cookie").is_some() {
+        return true;
+    }
+    let body = &response.body.data;
+    memchr::memmem::find(body, b"eyJ").is_some()
+        || [
+            "\"token\"",
+            "\"access_token\"",
+            "\"accessToken\"",
+            "\"id_token\"",
+            "\"session",
+        ]
+        .iter()
+        .any(|k| memchr::memmem::find(body, k.as_bytes()).is_some())
+}
+
+/// Whether a login answer means failure. Where the endpoint has been seen
+/// to hand out tokens, an answer without one is a failure whatever its
+/// status (many APIs answer 200 with an error body); before that, only
+/// 401/403 or an error-looking body count.
+fn login_failed(response: &crate::exchange::Response, issued: bool, endpoint_issues: bool) -> bool {
+    if issued {
+        return false;
+    }
+    let status = response.status;
+    if matches!(status, 401 | 403) {
+        return true;
+    }
+    if endpoint_issues && (200..300).contains(&status) {
+        return true;
+    }
+    let body = String::from_utf8_lossy(
+        response
+            .body
+            .data
+            .get(..2048)
+            .unwrap_or(&response.body.data),
+    )
+    .to_ascii_lowercase();
+    [
+        "invalid",
+        "incorrect",
+        "failed",
+        "wrong",
+        "denied",
+        "unauthorized",
+        "\"ok\":false",
+        "\"success\":false",
+        "\"ok\": false",
+        "\"success\": false",
+    ]
+    .iter()
+    .any(|w| body.contains(w))
+}
+
+fn host_of(view: &RequestView<'_>) -> String {
+    view.request
+        .host
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_else(|| view.exchange.server.to_string())
+}
+
+fn view_token(view: &RequestView<'_>) -> String {
+    view.request
+        .headers
+        .get("authorization")
+        .and_then(super::jwt::bearer_token)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn token_hash(token: &str) -> [u8; 16] {
+    let hash = blake3::hash(token.as_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(hash.as_bytes().get(..16).unwrap_or(&[0u8; 16]));
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn actor_key(actor: &Actor) -> String {
+    match (&actor.ip, &actor.principal) {
+        (Some(ip), Some(p)) => format!("{ip}|{p}"),
+        (Some(ip), None) => ip.to_string(),
+        (None, Some(p)) => p.clone(),
+        (None, None) => String::new(),
+    }
+}
+
+fn actor_label(actor: &Actor) -> String {
+    let ip = actor
+        .ip
+        .map(|i| i.to_string())
+        .unwrap_or_else(|| "an unknown address".into());
+    match &actor.principal {
+        Some(p) => format!("Client {ip} (principal {p})"),
+        None => format!("Client {ip}"),
+    }
+}
+
+fn endpoint_label(view: &RequestView<'_>) -> String {
+    format!(
+        "{} {}{}",
+        view.request.method,
+        host_of(view),
+        view.request.path
+    )
+}
+
+fn capitalise(s: &str) -> String {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// Headers whose values are kept in evidence; every other value is
+/// replaced (credentials, cookies and custom headers may hold secrets).
+const EVIDENCE_HEADERS: &[&str] = &[
+    "host",
+    "user-agent",
+    "content-type",
+    "content-length",
+    "transfer-encoding",
+    "accept",
+    "x-forwarded-for",
+];
+
+/// The triggering exchange with header values outside a safe list replaced
+/// and bodies left out; query values are kept (attack payloads live there)
+/// except under credential-like names.
+fn evidence(view: &RequestView<'_>) -> Evidence {
+    let headers = |h: &crate::exchange::Headers| -> Vec<(String, String)> {
+        h.iter()
+            .map(|(n, v)| {
+                let name = String::from_utf8_lossy(n).into_owned();
+                let value = if EVIDENCE_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                    String::from_utf8_lossy(v).into_owned()
+                } else {
+                    format!("[REDACTED:{} bytes]", v.len())
+                };
+                (name, value)
+            })
+            .collect()
+    };
+    Evidence {
+        time: epoch_ms(view.request.ts),
+        flow_id: view.exchange.flow_id,
+        method: view.request.method.to_string(),
+        uri: redact_query(&view.request.uri),
+        status: view.status(),
+        request_headers: headers(&view.request.headers),
+        response_headers: view
+            .response
+            .map(|r| headers(&r.headers))
+            .unwrap_or_default(),
+        request_body: None,
+        response_body: None,
+    }
+}
+
+fn redact_query(uri: &str) -> String {
+    let Some((path, query)) = uri.split_once('?') else {
+        return uri.to_owned();
+    };
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if is_credential_name(name) => format!("{name}=[REDACTED]"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", parts.join("&"))
+}
+
+fn is_credential_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "pass",
+        "pwd",
+        "secret",
+        "token",
+        "key",
+        "auth",
+        "session",
+        "signature",
+        "sig",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::jwt::sign_hs256;
+    use super::super::request::tests::exchange;
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use serde_json::json;
+
+    fn run(exchanges: &[Exchange]) -> Vec<Event> {
+        let mut d = Detectors::new(DetectLimits::default());
+        let mut out = Vec::new();
+        for e in exchanges {
+            d.observe(e, &mut out);
+        }
+        out
+    }
+
+    fn rules(events: &[Event]) -> Vec<&str> {
+        events.iter().map(|e| e.rule.as_str()).collect()
+    }
+
+    fn login(ip: &str, user: &str, password: &str, status: u16, body: &str, t: u64) -> Exchange {
+        exchange(
+            ip,
+            "POST",
+            "/api/login",
+            &[("Content-Type", "application/json")],
+            &format!(r#"{{"username":"{user}","password":"{password}"}}"#),
+            status,
+            body,
+            t,
+        )
+    }
+
+    #[test]
+    fn injection_payload_fires_once_per_actor_and_endpoint() {
+        let attack = exchange(
+            "10.0.0.66",
+            "GET",
+            "/api/search?q=%27%20OR%201%3D1--",
+            &[],
+            "",
+            200,
+            "[]",
+            10,
+        );
+        let again = exchange(
+            "10.0.0.66",
+            "GET",
+            "/api/search?q=1%27%20or%20%271%27%3D%271",
+            &[],
+            "",
+            200,
+            "[]",
+            11,
+        );
+        let events = run(&[attack, again]);
+        assert_eq!(rules(&events), vec!["detect.injection.sql"]);
+        let e = &events[0];
+        assert_eq!(e.owasp, Some(Owasp::SecurityMisconfiguration));
+        assert_eq!(
+            e.actor.as_ref().unwrap().ip.unwrap().to_string(),
+            "10.0.0.66"
+        );
+        assert!(
+            e.text.what_happened.contains("`q`"),
+            "{}",
+            e.text.what_happened
+        );
+    }
+
+    #[test]
+    fn benign_search_twin_raises_nothing() {
+        let benign = exchange(
+            "10.0.0.5",
+            "GET",
+            "/api/search?q=O%27Brien%20rock%20and%20roll",
+            &[],
+            "",
+            200,
+            "[]",
+            10,
+        );
+        assert!(run(&[benign]).is_empty());
+    }
+
+    #[test]
+    fn scanner_burst_and_its_benign_twin() {
+        let probes: Vec<Exchange> = (0..25)
+            .map(|i| {
+                exchange(
+                    "10.0.0.77",
+                    "GET",
+                    &format!("/probe{i}.php"),
+                    &[],
+                    "",
+                    404,
+                    "",
+                    100 + i,
+                )
+            })
+            .collect();
+        let events = run(&probes);
+        assert_eq!(rules(&events), vec!["detect.scanner.not_found_burst"]);
+        assert_eq!(events[0].counts["distinct_paths"], 20);
+        // A user following a few stale links among normal browsing.
+        let mut benign = Vec::new();
+        for i in 0..60 {
+            let (path, status) = if i % 15 == 0 {
+                (format!("/old/{i}"), 404)
+            } else {
+                ("/api/items".to_string(), 200)
+            };
+            benign.push(exchange(
+                "10.0.0.5",
+                "GET",
+                &path,
+                &[],
+                "",
+                status,
+                "",
+                100 + i,
+            ));
+        }
+        assert!(run(&benign).is_empty());
+        let tool = exchange(
+            "10.0.0.78",
+            "GET",
+            "/",
+            &[("User-Agent", "sqlmap/1.7.2#stable")],
+            "",
+            200,
+            "",
+            5,
+        );
+        assert_eq!(rules(&run(&[tool])), vec!["detect.scanner.tool_user_agent"]);
+    }
+
+    #[test]
+    fn jwt_rules_fire_only_when_the_api_accepts() {
+        let none = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
+            URL_SAFE_NO_PAD.encode(r#"{"sub":"mallory","role":"admin"}"#)
+        );
+        let auth = format!("Bearer {none}");
+        let accepted = exchange(
+            "10.0.0.9",
+            "GET",
+            "/api/admin/users",
+            &[("Authorization", &auth)],
+            "",
+            200,
+            "[]",
+            10,
+        );
+        let rejected = exchange(
+            "10.0.0.8",
+            "GET",
+            "/api/admin/users",
+            &[("Authorization", &auth)],
+            "",
+            401,
+            "",
+            10,
+        );
+        assert_eq!(
+            rules(&run(&[accepted])),
+            vec!["detect.jwt.alg_none_accepted"]
+        );
+        assert!(
+            run(&[rejected]).is_empty(),
+            "a rejected unsigned token is the API working"
+        );
+
+        let expired = sign_hs256(
+            &json!({"alg":"HS256"}),
+            &json!({"sub":"bob","exp":50}),
+            "Zq8#strong-random-secret-value-91",
+        );
+        let auth = format!("Bearer {expired}");
+        let late = exchange(
+            "10.0.0.7",
+            "GET",
+            "/api/users/me",
+            &[("Authorization", &auth)],
+            "",
+            200,
+            "{}",
+            100,
+        );
+        let on_time = exchange(
+            "10.0.0.7",
+            "GET",
+            "/api/users/me",
+            &[("Authorization", &auth)],
+            "",
+            200,
+            "{}",
+            40,
+        );
+        assert_eq!(rules(&run(&[late])), vec!["detect.jwt.expired_accepted"]);
+        assert!(run(&[on_time]).is_empty());
+
+        let weak = sign_hs256(&json!({"alg":"HS256"}), &json!({"sub":"eve"}), "secret");
+        let auth = format!("Bearer {weak}");
+        let used = exchange(
+            "10.0.0.6",
+            "GET",
+            "/api/users/me",
+            &[("Authorization", &auth)],
+            "",
+            200,
+            "{}",
+            10,
+        );
+        assert_eq!(rules(&run(&[used])), vec!["detect.jwt.weak_secret"]);
+    }
+
+    #[test]
+    fn privileged_token_never_issued() {
+        let secret = "Zq8#strong-random-secret-value-91";
+        let issued = sign_hs256(
+            &json!({"alg":"HS256"}),
+            &json!({"sub":"ann","role":"user","iat":10}),
+            secret,
+        );
+        let login_answer = format!(r#"{{"token":"{issued}"}}"#);
+        let issue = login("10.0.0.2", "ann", "pw", 200, &login_answer, 10);
+        let forged = sign_hs256(
+            &json!({"alg":"HS256"}),
+            &json!({"sub":"ann","role":"admin","iat":20}),
+            secret,
+        );
+        let auth = format!("Bearer {forged}");
+        let use_forged = exchange(
+            "10.0.0.3",
+            "GET",
+            "/api/admin/users",
+            &[("Authorization", &auth)],
+            "",
+            200,
+            "[]",
+            30,
+        );
+        let auth_issued = format!("Bearer {issued}");
+        let use_issued = exchange(
+            "10.0.0.2",
+            "GET",
+            "/api/users/me",
+            &[("Authorization", &auth_issued)],
+            "",
+            200,
+            "{}",
+            30,
+        );
+        let events = run(&[issue, use_issued, use_forged]);
+        assert_eq!(rules(&events), vec!["detect.jwt.unissued_privileged_token"]);
+        assert_eq!(
+            events[0].actor.as_ref().unwrap().ip.unwrap().to_string(),
+            "10.0.0.3"
+        );
+    }
+
+    #[test]
+    fn credential_stuffing_with_200_error_bodies_and_its_typo_twin() {
+        let ok = |ip: &str, user: &str, t| {
+            login(
+                ip,
+                user,
+                "right",
+                200,
+                r#"{"ok":true,"token":"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"}"#,
+                t,
+            )
+        };
+        let bad = |ip: &str, user: &str, t| {
+            login(
+                ip,
+                user,
+                &format!("guess{t}"),
+                200,
+                r#"{"ok":false,"error":"invalid credentials"}"#,
+                t,
+            )
+        };
+        let mut attack = vec![ok("10.0.0.2", "ann", 1)];
+        for i in 0..12 {
+            attack.push(bad("10.0.0.66", &format!("user{i}"), 10 + i));
+        }
+        let events = run(&attack);
+        assert_eq!(rules(&events), vec!["detect.auth.credential_stuffing"]);
+        assert_eq!(events[0].counts["distinct_usernames"], 10);
+        // A person mistyping twice, then getting in.
+        let typo = vec![
+            bad("10.0.0.5", "ann", 1),
+            bad("10.0.0.5", "ann", 2),
+            ok("10.0.0.5", "ann", 3),
+        ];
+        assert!(run(&typo).is_empty());
+    }
+
+    #[test]
+    fn brute_force_and_spraying() {
+        let bad =
+            |ip: &str, user: &str, pw: &str, t| login(ip, user, pw, 401, r#"{"error":"nope"}"#, t);
+        let brute: Vec<Exchange> = (0..10)
+            .map(|i| bad("10.0.0.70", "root", &format!("p{i}"), i))
+            .collect();
+        assert_eq!(rules(&run(&brute)), vec!["detect.auth.brute_force"]);
+        // One password, twelve accounts, four addresses, three tries each.
+        let spray: Vec<Exchange> = (0..12)
+            .map(|i| {
+                bad(
+                    &format!("10.0.1.{}", i % 4),
+                    &format!("u{i}"),
+                    "Winter2024!",
+                    i,
+                )
+            })
+            .collect();
+        assert_eq!(rules(&run(&spray)), vec!["detect.auth.password_spraying"]);
+    }
+
+    #[test]
+    fn evidence_hides_credentials() {
+        let e = exchange(
+            "10.0.0.1",
+            "GET",
+            "/api/search?q=%3Cscript%3E&api_key=abc123",
+            &[("Authorization", "Bearer zzz"), ("User-Agent", "curl/8")],
+            "",
+            200,
+            "",
+            1,
+        );
+        let events = run(&[e]);
+        let ev = &events[0].evidence[0];
+        assert!(ev.uri.ends_with("api_key=[REDACTED]"), "{}", ev.uri);
+        assert!(ev
+            .request_headers
+            .iter()
+            .any(|(n, v)| n == "Authorization" && v.starts_with("[REDACTED")));
+        assert!(ev
+            .request_headers
+            .iter()
+            .any(|(n, v)| n == "User-Agent" && v == "curl/8"));
+    }
+}
