@@ -6,6 +6,7 @@
 //! `flow` (flow table, TCP reassembly) → `http1` (HTTP/1.x exchanges) →
 //! `exchange::Exchange` records → output.
 
+pub mod baseline;
 pub mod capture;
 pub mod cli;
 pub mod config;

@@ -1,0 +1,4 @@
+//! Behavioural baselines learned online from packet time, bounded in
+//! memory, persisted between runs.
+
+pub mod sketch;
