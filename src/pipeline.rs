@@ -12,8 +12,10 @@
 use crate::capture::{FileSource, Next, PacketSource};
 use crate::config::Settings;
 use crate::decode::{Decoder, LinkType, TcpFlags, TcpSegment};
+use crate::event::Event;
 use crate::exchange::{Exchange, Timestamp};
 use crate::flow::{FlowKey, FlowTable, Segment, Side};
+use crate::forward::EventHandle;
 use crate::output::ExchangeWriter;
 use crate::telemetry::{Stats, StatsHub};
 use anyhow::{Context, Result};
@@ -138,6 +140,7 @@ impl Stages {
         policy: QueuePolicy,
         hub: &Arc<StatsHub>,
         control: &Arc<WriterControl>,
+        events: Option<EventHandle>,
     ) -> Result<Stages> {
         // Replay waits instead of dropping, so deep queues would only hold
         // memory (a packet batch is ~100 KiB, an exchange batch carries kept
@@ -150,9 +153,10 @@ impl Stages {
             (settings.pipeline.output_queue_exchanges / settings.pipeline.batch_packets).max(4),
         ));
         let writer_control = Arc::clone(control);
+        let writer_events = events.clone();
         let writer = std::thread::Builder::new()
             .name("apisensor-writer".into())
-            .spawn(move || write_exchanges(writer, exchange_rx, &writer_control))
+            .spawn(move || write_exchanges(writer, exchange_rx, &writer_control, writer_events))
             .context("cannot start writer thread")?;
         // Batches in flight are bounded: each queue, plus one being filled and
         // one being processed per worker and source.
@@ -169,6 +173,8 @@ impl Stages {
                 policy,
                 hub: Arc::clone(hub),
                 slot: index,
+                detect_protocol: settings.events.detect_protocol_anomalies,
+                events: events.clone(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("apisensor-worker-{index}"))
@@ -199,6 +205,7 @@ impl Stages {
             last_ts: Timestamp::default(),
             last_packet_at: Instant::now(),
             last_tick: Instant::now(),
+            pace: None,
         }
     }
 
@@ -229,6 +236,8 @@ pub fn replay(
     workers: usize,
     writer: ExchangeWriter,
     progress: Option<ProgressFn<'_>>,
+    events: Option<EventHandle>,
+    pace: Option<f64>,
 ) -> Result<RunSummary> {
     let started = Instant::now();
     let workers = workers.max(1);
@@ -245,8 +254,13 @@ pub fn replay(
         QueuePolicy::Block,
         &hub,
         &Arc::default(),
+        events,
     )?;
     let mut reader = stages.reader(settings, QueuePolicy::Block);
+    reader.pace = pace.filter(|p| *p > 0.0).map(|factor| Pace {
+        factor,
+        first: None,
+    });
     let mut summary = RunSummary {
         workers,
         ..RunSummary::default()
@@ -303,10 +317,19 @@ impl Live {
         workers: usize,
         writer: ExchangeWriter,
         control: &Arc<WriterControl>,
+        events: Option<EventHandle>,
     ) -> Result<Live> {
         let workers = workers.max(1);
         let hub = StatsHub::new(workers + sources.len());
-        let stages = Stages::start(settings, workers, writer, QueuePolicy::Drop, &hub, control)?;
+        let stages = Stages::start(
+            settings,
+            workers,
+            writer,
+            QueuePolicy::Drop,
+            &hub,
+            control,
+            events,
+        )?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut readers = Vec::with_capacity(sources.len());
         for (i, mut source) in sources.into_iter().enumerate() {
@@ -394,9 +417,36 @@ struct Reader {
     last_ts: Timestamp,
     last_packet_at: Instant,
     last_tick: Instant,
+    /// Replay at the capture's own speed (`replay --pace`).
+    pace: Option<Pace>,
+}
+
+/// Keeps replay at recorded speed: packet `ts` is handed on no earlier than
+/// `(ts - first ts) / factor` after the first packet (wall clock). Only
+/// the reader sleeps; packet time stays what the capture says.
+struct Pace {
+    factor: f64,
+    first: Option<(Timestamp, Instant)>,
 }
 
 impl Reader {
+    fn pace(&mut self, ts: Timestamp) {
+        let Some(pace) = self.pace.as_mut() else {
+            return;
+        };
+        let (first_ts, started) = *pace.first.get_or_insert((ts, Instant::now()));
+        let offset = ts.as_nanos().saturating_sub(first_ts.as_nanos()) as f64 / pace.factor;
+        let due = started + Duration::from_nanos(offset as u64);
+        let now = Instant::now();
+        if due > now {
+            // Hand over what is batched so exchanges are not held back by the wait.
+            if due - now > Duration::from_millis(5) {
+                self.flush_batches();
+            }
+            std::thread::sleep(due - now);
+        }
+    }
+
     /// Reads a source to its end. `link` `None` counts every packet as an
     /// unsupported link type.
     fn read(
@@ -414,6 +464,9 @@ impl Reader {
                         self.decoder.stats.unsupported_link_type += 1;
                         continue;
                     };
+                    if self.pace.is_some() {
+                        self.pace(packet.ts);
+                    }
                     self.packet(link, packet.ts, packet.data, packet.wire_len);
                     if self.packet_index % 65_536 == 0 {
                         if let Some((done, _)) = source.progress() {
@@ -587,11 +640,32 @@ struct WorkerContext {
     policy: QueuePolicy,
     hub: Arc<StatsHub>,
     slot: usize,
+    /// Run the protocol-anomaly detector on each completed exchange.
+    detect_protocol: bool,
+    /// Where detectors on this worker emit events (None: no forwarder).
+    events: Option<EventHandle>,
+}
+
+/// Detectors that run on the worker, right after exchanges are completed:
+/// cheap checks only (a clean exchange costs one `is_empty`).
+fn detect(ctx: &WorkerContext, exchanges: &[Exchange], found: &mut Vec<Event>) {
+    let Some(events) = &ctx.events else {
+        return;
+    };
+    if ctx.detect_protocol {
+        for exchange in exchanges {
+            crate::detect::protocol::check(exchange, events.sensor(), found);
+        }
+    }
+    for event in found.drain(..) {
+        events.emit(event);
+    }
 }
 
 fn run_worker(ctx: WorkerContext) -> Stats {
     let mut table = FlowTable::new(&ctx.settings.flow, &ctx.settings.http);
     let mut out: Vec<Exchange> = Vec::new();
+    let mut found: Vec<Event> = Vec::new();
     let mut dropped_output = 0u64;
     let mut last_publish = Instant::now();
     let worker_stats = |table: &FlowTable,
@@ -644,6 +718,7 @@ fn run_worker(ctx: WorkerContext) -> Stats {
             table.expire(batch.now, &mut out);
         }
         if !out.is_empty() {
+            detect(&ctx, &out, &mut found);
             // The next batch likely yields about as many: room for a few
             // more than this one, so a slightly larger batch does not regrow
             // (and copy) the whole vector.
@@ -676,6 +751,7 @@ fn run_worker(ctx: WorkerContext) -> Stats {
     // completed exchange is lost. The writer waits for these.
     table.flush_all(&mut out);
     if !out.is_empty() {
+        detect(&ctx, &out, &mut found);
         let _ = ctx.exchanges.send(out);
     }
     let stats = worker_stats(&table, dropped_output, &ctx.queue, &ctx.exchanges);
@@ -683,12 +759,16 @@ fn run_worker(ctx: WorkerContext) -> Stats {
     stats
 }
 
-/// Returns (exchanges written, write errors).
+/// Returns (exchanges written, write errors). `events` is where analysis
+/// that needs all workers' exchanges (discovery, cross-flow detectors) emits.
 fn write_exchanges(
     mut writer: ExchangeWriter,
     exchanges: Receiver<Vec<Exchange>>,
     control: &WriterControl,
+    events: Option<EventHandle>,
 ) -> (u64, u64) {
+    // Seam for the analysis stage: nothing on the writer emits yet.
+    let _events = events;
     let mut errors = 0u64;
     loop {
         if control.reopen.swap(false, Ordering::SeqCst) {
