@@ -4,6 +4,7 @@
 //! forwarder resumes from its spool after a restart.
 
 mod fwd;
+mod gen;
 mod support;
 
 use fwd::{last_value, sink_test, tally, write_config, NatsServer};

@@ -171,3 +171,22 @@ pub fn last_value(path: &Path, key: &str) -> Option<u64> {
                 .find_map(|w| w.strip_prefix(key).and_then(|v| v.parse::<u64>().ok()))
         })
 }
+
+/// A capture of `conns` connections with `per_conn` exchanges each, every
+/// request carrying both `Transfer-Encoding: chunked` and `Content-Length`
+/// (one protocol-anomaly detection per exchange).
+pub fn te_cl_pcap(path: &Path, conns: u16, per_conn: usize) {
+    use crate::gen::{conversation, write_pcap, Conn, Framing};
+    let request: &[u8] = b"POST /api/orders HTTP/1.1\r\nHost: api.example.com\r\nAuthorization: Bearer s3cr3t\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n";
+    let response: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let exchanges = vec![(request, response); per_conn];
+    let mut frames = Vec::new();
+    for i in 0..conns {
+        let conn = Conn {
+            client_port: 20_000 + i,
+            ..Conn::default()
+        };
+        frames.extend(conversation(Framing::Ethernet, &conn, &exchanges));
+    }
+    write_pcap(path, Framing::Ethernet, &frames, 1_700_000_000_000_000);
+}
