@@ -203,7 +203,7 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
     let sources_failed = !signals.stop_requested();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let summary = live.shutdown()?;
-    let forwarded = forwarder.map(|f| f.shutdown(Some(&summary.stats)));
+    let forwarded = forwarder.map(|f| f.shutdown(Some(&summary.stats), true));
     metrics_stop.store(true, std::sync::atomic::Ordering::SeqCst);
     if let Some(handle) = metrics {
         let _ = handle.join();
@@ -309,7 +309,7 @@ fn replay(settings: &Settings, args: &ReplayArgs, configured: bool) -> Result<Ex
         bar.finish_and_clear();
     }
     let summary = result?;
-    let forwarded = forwarder.map(|f| f.shutdown(None));
+    let forwarded = forwarder.map(|f| f.shutdown(None, false));
     print_summary("replay", &summary);
     if let Some(m) = &forwarded {
         print_forward_summary(m);
@@ -396,7 +396,7 @@ fn sink_test(mut settings: Settings, args: &SinkTestArgs) -> Result<ExitCode> {
         }
     }
     drop(events);
-    let m = forwarder.shutdown(None);
+    let m = forwarder.shutdown(None, true);
     eprintln!(
         "sink-test: done emitted={} appended={} in {:.1}s",
         m.emitted,

@@ -162,7 +162,10 @@ fn fluent_sink_packed_forward_is_decoded_and_acked_by_an_independent_decoder() {
     let reference = decoded(&out, 2);
     assert_eq!(reference.len(), 2, "{reference:?}");
     for r in &reference {
-        assert!(r.get("error").is_none(), "decoder rejected fluent-logger: {r}");
+        assert!(
+            r.get("error").is_none(),
+            "decoder rejected fluent-logger: {r}"
+        );
         assert_eq!(r["tag"], "app.check");
         assert_eq!(r["mode"], "Message");
         assert_eq!(r["record"]["from"], "fluent-logger");
@@ -175,22 +178,34 @@ fn fluent_sink_packed_forward_is_decoded_and_acked_by_an_independent_decoder() {
             "[[events.sinks]]\ntype = \"fluent\"\naddress = \"127.0.0.1:{port}\"\ntag = \"apisensor.test\"\nbatch_events = 100\n"
         ),
     );
-    let (mut run, stderr) = sink_test(&config, &dir, "sink-test", &["--count", "250", "--rate", "0"]);
+    let (mut run, stderr) = sink_test(
+        &config,
+        &dir,
+        "sink-test",
+        &["--count", "250", "--rate", "0"],
+    );
+    let code = run.wait(Duration::from_secs(60));
     let log = std::fs::read_to_string(&stderr).unwrap_or_default();
-    assert_eq!(run.wait(Duration::from_secs(60)), Some(0), "{log}");
+    assert_eq!(code, Some(0), "{log}");
     // Acked means the decoder answered with our chunk id for every batch.
     assert_eq!(last_value(&stderr, "acked="), Some(250), "{log}");
     let all = decoded(&out, 252);
     let ours: Vec<&serde_json::Value> = all.iter().skip(2).collect();
     assert_eq!(ours.len(), 250);
     for (seq, r) in ours.iter().enumerate() {
-        assert!(r.get("error").is_none(), "decoder rejected our message: {r}");
+        assert!(
+            r.get("error").is_none(),
+            "decoder rejected our message: {r}"
+        );
         assert_eq!(r["tag"], "apisensor.test");
         assert_eq!(r["mode"], "PackedForward");
         assert_eq!(r["record"]["id"], sink_test_id("sink-test", seq as u64));
         assert_eq!(r["record"]["schema_version"], 1);
         let time = r["time"].as_f64().unwrap();
         let event_ms = r["record"]["time"].as_u64().unwrap() as f64;
-        assert!((time * 1000.0 - event_ms).abs() < 1.0, "EventTime {time} vs {event_ms}");
+        assert!(
+            (time * 1000.0 - event_ms).abs() < 1.0,
+            "EventTime {time} vs {event_ms}"
+        );
     }
 }

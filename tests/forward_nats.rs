@@ -7,8 +7,8 @@ mod fwd;
 mod gen;
 mod support;
 
-use fwd::{last_value, sink_test, tally, write_config, NatsServer};
 use futures_util::StreamExt;
+use fwd::{last_value, sink_test, tally, write_config, NatsServer};
 use std::time::{Duration, Instant};
 
 const STREAM: &str = "APISENSOR";
@@ -105,7 +105,10 @@ fn nats_outage_of_20s_mid_run_loses_no_event() {
     let elapsed = started.elapsed();
     let log = std::fs::read_to_string(&stderr).unwrap_or_default();
     assert_eq!(code, Some(0), "sink-test failed: {log}");
-    let ids: Vec<String> = read_stream(&server.url()).into_iter().map(|(id, _)| id).collect();
+    let ids: Vec<String> = read_stream(&server.url())
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
     let (missing, duplicates) = tally(&ids, "sink-test", COUNT);
     let retried = last_value(&stderr, "retried=").unwrap_or(0);
     let spooled = last_value(&stderr, "spooled=").unwrap_or(0);
@@ -118,8 +121,16 @@ fn nats_outage_of_20s_mid_run_loses_no_event() {
         ids.len(),
         missing.len()
     );
-    assert!(elapsed >= Duration::from_secs(60), "run shorter than a minute");
-    assert!(missing.is_empty(), "lost {} events, first {:?}", missing.len(), &missing[..missing.len().min(10)]);
+    assert!(
+        elapsed >= Duration::from_secs(60),
+        "run shorter than a minute"
+    );
+    assert!(
+        missing.is_empty(),
+        "lost {} events, first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
     assert!(retried > 0, "the outage must have caused retries: {log}");
     assert!(spooled > 0, "events must have waited in the spool: {log}");
 }
@@ -132,10 +143,17 @@ fn sigkill_mid_run_then_restart_resumes_from_the_spool() {
     let config = write_config(
         &dir,
         "fsync = \"always\"",
-        &nats_sink(&server.url(), "batch_events = 1000\nbatch_timeout_ms = 1500"),
+        &nats_sink(
+            &server.url(),
+            "batch_events = 1000\nbatch_timeout_ms = 1500",
+        ),
     );
-    let (mut first, first_log) =
-        sink_test(&config, &dir, "first", &["--count", "3000", "--rate", "300"]);
+    let (mut first, first_log) = sink_test(
+        &config,
+        &dir,
+        "first",
+        &["--count", "3000", "--rate", "300"],
+    );
     std::thread::sleep(Duration::from_millis(4500));
     first.kill(); // SIGKILL
     let durable = last_value(&first_log, "appended=").expect("progress line before the kill");
@@ -144,7 +162,10 @@ fn sigkill_mid_run_then_restart_resumes_from_the_spool() {
     let log = std::fs::read_to_string(&second_log).unwrap_or_default();
     assert_eq!(code, Some(0), "restart failed: {log}");
     let resumed = last_value(&second_log, "acked=").unwrap_or(0);
-    let ids: Vec<String> = read_stream(&server.url()).into_iter().map(|(id, _)| id).collect();
+    let ids: Vec<String> = read_stream(&server.url())
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
     let (missing, duplicates) = tally(&ids, "sink-test", durable);
     eprintln!(
         "sigkill: {durable} events durable at the kill, {} in the stream, restart sent {resumed} \
@@ -152,6 +173,13 @@ fn sigkill_mid_run_then_restart_resumes_from_the_spool() {
         ids.len(),
         missing.len()
     );
-    assert!(missing.is_empty(), "lost after restart: {:?}", &missing[..missing.len().min(10)]);
-    assert!(resumed > 0, "the restart must have sent what the spool held: {log}");
+    assert!(
+        missing.is_empty(),
+        "lost after restart: {:?}",
+        &missing[..missing.len().min(10)]
+    );
+    assert!(
+        resumed > 0,
+        "the restart must have sent what the spool held: {log}"
+    );
 }

@@ -65,7 +65,8 @@ fn printusascii(s: &str, max: usize) -> bool {
 
 fn rfc3339(ts: &str) -> bool {
     let b = ts.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
     digits(0..4)
         && b.get(4) == Some(&b'-')
         && digits(5..7)
@@ -95,7 +96,10 @@ fn structured_data(s: &str) -> Result<(BTreeMap<String, String>, &str), String> 
                 rest = after;
                 break;
             }
-            let (name, after) = r.trim_start().split_once("=\"").ok_or("param without =\"")?;
+            let (name, after) = r
+                .trim_start()
+                .split_once("=\"")
+                .ok_or("param without =\"")?;
             let mut value = String::new();
             let mut chars = after.char_indices();
             let mut end = None;
@@ -179,7 +183,16 @@ fn cef(msg: &str) -> Result<(Vec<String>, BTreeMap<String, String>), String> {
 }
 
 /// Parses one RFC 5424 message; returns (SD params, CEF header, CEF extensions).
-fn parse_5424(line: &str) -> Result<(BTreeMap<String, String>, Vec<String>, BTreeMap<String, String>), String> {
+fn parse_5424(
+    line: &str,
+) -> Result<
+    (
+        BTreeMap<String, String>,
+        Vec<String>,
+        BTreeMap<String, String>,
+    ),
+    String,
+> {
     let rest = line.strip_prefix('<').ok_or("no PRI")?;
     let (pri, rest) = rest.split_once('>').ok_or("no PRI end")?;
     let pri: u8 = pri.parse().map_err(|_| "PRI not a number")?;
@@ -198,7 +211,12 @@ fn parse_5424(line: &str) -> Result<(BTreeMap<String, String>, Vec<String>, BTre
     let (app, rest) = token(rest);
     let (procid, rest) = token(rest);
     let (msgid, rest) = token(rest);
-    for (field, value, max) in [("host", host, 255), ("app", app, 48), ("procid", procid, 128), ("msgid", msgid, 32)] {
+    for (field, value, max) in [
+        ("host", host, 255),
+        ("app", app, 48),
+        ("procid", procid, 128),
+        ("msgid", msgid, 32),
+    ] {
         if !printusascii(value, max) {
             return Err(format!("{field} {value:?}"));
         }
@@ -218,9 +236,15 @@ fn rsyslog_receives_every_event_as_rfc5424_with_cef() {
         "",
         &format!("[[events.sinks]]\ntype = \"syslog\"\naddress = \"127.0.0.1:{port}\"\n"),
     );
-    let (mut run, stderr) = sink_test(&config, &dir, "sink-test", &["--count", "300", "--rate", "0"]);
+    let (mut run, stderr) = sink_test(
+        &config,
+        &dir,
+        "sink-test",
+        &["--count", "300", "--rate", "0"],
+    );
+    let code = run.wait(Duration::from_secs(60));
     let log = std::fs::read_to_string(&stderr).unwrap_or_default();
-    assert_eq!(run.wait(Duration::from_secs(60)), Some(0), "{log}");
+    assert_eq!(code, Some(0), "{log}");
     assert_eq!(last_value(&stderr, "acked="), Some(300));
     // Detections from a replay, with network and HTTP fields.
     let pcap = dir.join("te_cl.pcap");
@@ -231,12 +255,18 @@ fn rsyslog_receives_every_event_as_rfc5424_with_cef() {
         .args(["replay", "--out", "/dev/null"])
         .arg(&pcap)
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status()
         .unwrap();
     assert!(status.success());
 
     let lines = wait_for_lines(&dir.join("received.log"), 306, Duration::from_secs(20));
-    assert_eq!(lines.len(), 306, "rsyslog received {} of 306 messages", lines.len());
+    assert_eq!(
+        lines.len(),
+        306,
+        "rsyslog received {} of 306 messages",
+        lines.len()
+    );
     let mut ids = HashSet::new();
     let mut detections = 0;
     for line in &lines {
@@ -261,7 +291,10 @@ fn rsyslog_receives_every_event_as_rfc5424_with_cef() {
     }
     assert_eq!(detections, 6);
     for seq in 0..300 {
-        assert!(ids.contains(&sink_test_id("sink-test", seq)), "event {seq} missing");
+        assert!(
+            ids.contains(&sink_test_id("sink-test", seq)),
+            "event {seq} missing"
+        );
     }
 }
 

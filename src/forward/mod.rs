@@ -243,8 +243,9 @@ pub type StatsSource = Arc<dyn Fn() -> Stats + Send + Sync>;
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
     Running,
-    /// Intake is closed: send what is spooled, then stop; give up at the deadline.
-    Draining(Instant),
+    /// Intake is closed: send what is spooled, then stop; give up at the
+    /// deadline. Not `patient`: a sink that is failing stops at once.
+    Draining(Instant, bool),
 }
 
 /// The running forwarder: intake thread, runtime thread, spool.
@@ -433,9 +434,11 @@ impl Forwarder {
     }
 
     /// Closes intake, lets sinks send what is spooled (bounded by
-    /// `events.drain_timeout_secs`; sinks that are down stop at once, their
-    /// events stay spooled for the next start) and returns the final counters.
-    pub fn shutdown(mut self, final_stats: Option<&Stats>) -> ForwardMetrics {
+    /// `events.drain_timeout_secs`) and returns the final counters. With
+    /// `patient` false (replay), sinks that are failing stop at once
+    /// instead of retrying until the deadline. What is not delivered stays
+    /// in the spool for the next start.
+    pub fn shutdown(mut self, final_stats: Option<&Stats>, patient: bool) -> ForwardMetrics {
         if self.health {
             let mut attributes = BTreeMap::new();
             if let Some(stats) = final_stats {
@@ -453,9 +456,10 @@ impl Forwarder {
             let _ = intake.join();
         }
         self.spool.sync_now();
-        let _ = self
-            .phase
-            .send(Phase::Draining(Instant::now() + self.drain_timeout));
+        let _ = self.phase.send(Phase::Draining(
+            Instant::now() + self.drain_timeout,
+            patient,
+        ));
         self.spool.notify.notify_waiters();
         if let Some(runtime) = self.runtime.take() {
             let _ = runtime.join();
@@ -633,11 +637,13 @@ async fn run_sink(
     let mut partial_since: Option<Instant> = None;
     'outer: loop {
         let current = *phase.borrow();
-        if let Phase::Draining(deadline) = current {
+        if let Phase::Draining(deadline, _) = current {
             if Instant::now() >= deadline {
                 break;
             }
         }
+        // Sinks share one thread: a sink with a backlog must let the others run.
+        tokio::task::yield_now().await;
         let from = cursor.acked_seq.load(Ordering::SeqCst);
         let records = reader.read(from, settings.batch_events);
         if records.is_empty() {
@@ -718,11 +724,16 @@ async fn run_sink(
             }
             sink.reset();
             cursor.counters.retried.fetch_add(n, Ordering::Relaxed);
-            if let Phase::Draining(_) = *phase.borrow() {
-                break 'outer;
+            let mut wait = backoff;
+            if let Phase::Draining(deadline, patient) = *phase.borrow() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if !patient || left.is_zero() {
+                    break 'outer;
+                }
+                wait = wait.min(left);
             }
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = phase.changed() => {}
             }
             backoff = (backoff * 2).min(max_backoff);
@@ -737,8 +748,8 @@ async fn run_sink(
 async fn wait_abort(phase: &mut watch::Receiver<Phase>, cursor: &SinkCursor) {
     loop {
         let current = *phase.borrow();
-        if let Phase::Draining(deadline) = current {
-            if !cursor.live.load(Ordering::Relaxed) {
+        if let Phase::Draining(deadline, patient) = current {
+            if !patient && !cursor.live.load(Ordering::Relaxed) {
                 return;
             }
             tokio::time::sleep_until(deadline.into()).await;

@@ -21,7 +21,10 @@ pub fn free_port() -> u16 {
 pub fn wait_for_port(port: u16, timeout: Duration) {
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < timeout, "nothing listens on port {port} after {timeout:?}");
+        assert!(
+            start.elapsed() < timeout,
+            "nothing listens on port {port} after {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -145,7 +148,11 @@ pub fn sink_test(config: &Path, dir: &Path, name: &str, args: &[&str]) -> (Guard
 
 /// The id `sink-test --label label` gives event `seq`.
 pub fn sink_test_id(label: &str, seq: u64) -> String {
-    apisensor::event::stable_id("test-sensor", "sensor.sink_test", &[label, &seq.to_string()])
+    apisensor::event::stable_id(
+        "test-sensor",
+        "sensor.sink_test",
+        &[label, &seq.to_string()],
+    )
 }
 
 /// How often each id occurs; (missing of 0..count, duplicates).
@@ -164,12 +171,10 @@ pub fn tally(ids: &[String], label: &str, count: u64) -> (Vec<u64>, u64) {
 /// The last value of `key=` on the lines of a stderr file.
 pub fn last_value(path: &Path, key: &str) -> Option<u64> {
     let text = std::fs::read_to_string(path).ok()?;
-    text.lines()
-        .rev()
-        .find_map(|line| {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(key).and_then(|v| v.parse::<u64>().ok()))
-        })
+    text.lines().rev().find_map(|line| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key).and_then(|v| v.parse::<u64>().ok()))
+    })
 }
 
 /// A capture of `conns` connections with `per_conn` exchanges each, every
