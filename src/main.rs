@@ -245,7 +245,7 @@ fn replay(settings: &Settings, args: &ReplayArgs, configured: bool) -> Result<Ex
     // configured sinks use the configured spool directory (so what they
     // could not take survives for the next run); otherwise a temporary one.
     let mut _temp = None;
-    if !(configured && !settings.events.sinks.is_empty()) {
+    if !configured || settings.events.sinks.is_empty() {
         let temp = temp_spool("replay");
         settings.events.spool_dir = temp.0.display().to_string();
         _temp = Some(temp);

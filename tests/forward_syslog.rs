@@ -183,16 +183,14 @@ fn cef(msg: &str) -> Result<(Vec<String>, BTreeMap<String, String>), String> {
 }
 
 /// Parses one RFC 5424 message; returns (SD params, CEF header, CEF extensions).
-fn parse_5424(
-    line: &str,
-) -> Result<
-    (
-        BTreeMap<String, String>,
-        Vec<String>,
-        BTreeMap<String, String>,
-    ),
-    String,
-> {
+/// (SD params, CEF header fields, CEF extensions).
+type Parsed = (
+    BTreeMap<String, String>,
+    Vec<String>,
+    BTreeMap<String, String>,
+);
+
+fn parse_5424(line: &str) -> Result<Parsed, String> {
     let rest = line.strip_prefix('<').ok_or("no PRI")?;
     let (pri, rest) = rest.split_once('>').ok_or("no PRI end")?;
     let pri: u8 = pri.parse().map_err(|_| "PRI not a number")?;
