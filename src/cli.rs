@@ -28,6 +28,25 @@ pub enum Command {
     },
     /// List the interfaces libpcap can capture on.
     Interfaces,
+    /// Push N synthetic health events (rule `sensor.sink_test`) through the
+    /// real forwarder and spool to the configured sinks (stdout if none),
+    /// to check the path to a SIEM. Prints progress on stderr; anything
+    /// spooled by an earlier run is sent too (`--count 0` only drains).
+    SinkTest(SinkTestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SinkTestArgs {
+    /// Events to emit.
+    #[arg(long, default_value_t = 10)]
+    pub count: u64,
+    /// Events per second (0 = as fast as possible).
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Label the event ids are derived from, with the sequence number: the
+    /// same label and number give the same id, so receivers can de-duplicate.
+    #[arg(long, default_value = "sink-test")]
+    pub label: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -45,9 +64,18 @@ pub struct ReplayArgs {
     /// Flow worker threads (default: pipeline.workers, 0 = one per core).
     #[arg(long, short = 'w')]
     pub workers: Option<usize>,
-    /// Write exchanges here instead of stdout.
-    #[arg(long, short = 'o')]
+    /// Write exchanges here instead of stdout (`--exchanges` is the same).
+    #[arg(long, short = 'o', visible_alias = "exchanges")]
     pub out: Option<PathBuf>,
+    /// Print events (detections, ...) as JSON lines on stdout. Exchanges are
+    /// then written only with --out/--exchanges FILE. Sinks of --config
+    /// (`[[events.sinks]]`) receive the events too, with or without this flag.
+    #[arg(long)]
+    pub events: bool,
+    /// Replay at the capture's own speed times this factor (1 = as
+    /// recorded, 2 = twice as fast); without it, as fast as possible.
+    #[arg(long)]
+    pub pace: Option<f64>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
     pub format: OutputFormat,

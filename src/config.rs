@@ -35,6 +35,7 @@ pub struct Settings {
     pub output: OutputSettings,
     pub capture: CaptureSettings,
     pub service: ServiceSettings,
+    pub events: EventSettings,
 }
 
 /// Threads and queues.
@@ -256,6 +257,257 @@ impl Default for ServiceSettings {
             exchanges_path: String::new(),
             shutdown_timeout_secs: 10,
         }
+    }
+}
+
+/// When the spool makes appended events durable (`fsync`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// Leave it to the kernel: survives a process crash, not a power cut.
+    Never,
+    /// At most `fsync_interval_ms` of events can be lost to a power cut.
+    Interval,
+    /// Before an appended batch is handed to the sinks, and on every cursor move.
+    Always,
+}
+
+/// Event forwarding: the spool and the sinks events are shipped to.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventSettings {
+    /// Name of this sensor in every event; "" = the host name.
+    pub sensor_name: String,
+    /// Events that may wait between the workers and the spool writer; when
+    /// full, the emitting thread appends to the spool itself (never waits on a sink).
+    pub queue_events: usize,
+    /// Directory of the write-ahead spool (segments and per-sink cursors).
+    pub spool_dir: String,
+    /// Spool size cap; beyond it the oldest segment is evicted and its
+    /// undelivered events are counted as lost (and reported in a health event).
+    pub spool_max_bytes: u64,
+    /// Size at which a spool segment is closed and a new one started.
+    pub spool_segment_bytes: u64,
+    pub fsync: FsyncPolicy,
+    /// Milliseconds between fsyncs with `fsync = "interval"`.
+    pub fsync_interval_ms: u64,
+    /// Seconds between `sensor.stats` health events of `apisensor run`.
+    pub health_interval_secs: u64,
+    /// Longest wait at shutdown for sinks to take what is spooled; what is
+    /// left stays in the spool for the next start.
+    pub drain_timeout_secs: u64,
+    /// Raise a detection for request-smuggling / desync indicators in exchanges.
+    pub detect_protocol_anomalies: bool,
+    pub sinks: Vec<SinkSettings>,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        EventSettings {
+            sensor_name: String::new(),
+            queue_events: 65_536,
+            spool_dir: "/var/lib/apisensor/spool".into(),
+            spool_max_bytes: 1 << 30,
+            spool_segment_bytes: 16 << 20,
+            fsync: FsyncPolicy::Interval,
+            fsync_interval_ms: 1000,
+            health_interval_secs: 60,
+            drain_timeout_secs: 5,
+            detect_protocol_anomalies: true,
+            sinks: Vec::new(),
+        }
+    }
+}
+
+impl EventSettings {
+    /// The configured sensor name, or the host name.
+    pub fn sensor_name(&self) -> String {
+        if !self.sensor_name.is_empty() {
+            return self.sensor_name.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "apisensor".into())
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkType {
+    File,
+    Fluent,
+    Nats,
+    Syslog,
+    Webhook,
+    Stdout,
+}
+
+impl SinkType {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SinkType::File => "file",
+            SinkType::Fluent => "fluent",
+            SinkType::Nats => "nats",
+            SinkType::Syslog => "syslog",
+            SinkType::Webhook => "webhook",
+            SinkType::Stdout => "stdout",
+        }
+    }
+}
+
+/// Encoding of events in a `file` or `nats` sink.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkFormat {
+    /// One JSON object per line (file) or message (nats).
+    Json,
+    /// MessagePack maps with named fields, length-framed by MessagePack itself.
+    Msgpack,
+}
+
+/// Body shape of a `webhook` sink.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookTemplate {
+    /// `{"events": [...]}` per batch.
+    Generic,
+    /// A Slack incoming-webhook message (`text` + `blocks`) per batch.
+    Slack,
+    /// One Jira-style issue (`{"fields": {...}}`) per event.
+    Ticket,
+}
+
+/// One `[[events.sinks]]` table. `type` picks the sink; keys of other sink
+/// types are rejected by validation, so a misplaced key is never ignored.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSettings {
+    #[serde(rename = "type")]
+    pub kind: SinkType,
+    /// Name in metrics and of its spool cursor; "" = `<type>-<index>`.
+    #[serde(default)]
+    pub name: String,
+    /// Events sent per request / chunk at most.
+    #[serde(default = "default_batch_events")]
+    pub batch_events: usize,
+    /// Milliseconds a partial batch waits for more events.
+    #[serde(default = "default_batch_timeout_ms")]
+    pub batch_timeout_ms: u64,
+    /// First retry delay; doubled per failure up to `retry_max_ms`.
+    #[serde(default = "default_retry_initial_ms")]
+    pub retry_initial_ms: u64,
+    #[serde(default = "default_retry_max_ms")]
+    pub retry_max_ms: u64,
+    /// Connect / write / acknowledgement timeout of one attempt.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// fluent, syslog: "host:port"; nats: a server URL such as "nats://127.0.0.1:4222".
+    pub address: Option<String>,
+    /// fluent, syslog: TLS on the TCP connection.
+    pub tls: Option<bool>,
+    /// fluent, syslog, webhook: extra trusted CA certificates (PEM) besides the system's.
+    pub ca_file: Option<String>,
+    /// fluent, syslog, webhook: TLS server name when it differs from the address host.
+    pub server_name: Option<String>,
+    /// fluent: the Forward tag (default "apisensor.event").
+    pub tag: Option<String>,
+    /// nats: subject published to (default "apisensor.events").
+    pub subject: Option<String>,
+    /// nats: JetStream stream created over `subject` if missing; "" = must exist.
+    pub stream: Option<String>,
+    /// file: output path.
+    pub path: Option<String>,
+    /// file, nats: "json" (default) or "msgpack".
+    pub format: Option<SinkFormat>,
+    /// file: rotate when the file reaches this size (default 100 MiB).
+    pub rotate_bytes: Option<u64>,
+    /// file: rotated files kept, `path.1` newest (default 5).
+    pub rotate_keep: Option<usize>,
+    /// webhook: "http://" or "https://" URL.
+    pub url: Option<String>,
+    /// webhook: "generic" (default), "slack" or "ticket".
+    pub template: Option<WebhookTemplate>,
+    /// webhook ticket template: the project key (default "SEC").
+    pub project: Option<String>,
+    /// syslog: facility number 0-23 (default 10, authpriv).
+    pub facility: Option<u8>,
+}
+
+fn default_batch_events() -> usize {
+    100
+}
+fn default_batch_timeout_ms() -> u64 {
+    200
+}
+fn default_retry_initial_ms() -> u64 {
+    200
+}
+fn default_retry_max_ms() -> u64 {
+    10_000
+}
+fn default_timeout_ms() -> u64 {
+    5_000
+}
+
+impl SinkSettings {
+    /// A sink of `kind` with every default and no type-specific key.
+    pub fn new(kind: SinkType) -> SinkSettings {
+        SinkSettings {
+            kind,
+            name: String::new(),
+            batch_events: default_batch_events(),
+            batch_timeout_ms: default_batch_timeout_ms(),
+            retry_initial_ms: default_retry_initial_ms(),
+            retry_max_ms: default_retry_max_ms(),
+            timeout_ms: default_timeout_ms(),
+            address: None,
+            tls: None,
+            ca_file: None,
+            server_name: None,
+            tag: None,
+            subject: None,
+            stream: None,
+            path: None,
+            format: None,
+            rotate_bytes: None,
+            rotate_keep: None,
+            url: None,
+            template: None,
+            project: None,
+            facility: None,
+        }
+    }
+
+    /// Keys set in this table, with the sink types they apply to.
+    fn typed_keys(&self) -> [(&'static str, bool, &'static [SinkType]); 15] {
+        use SinkType::*;
+        [
+            ("address", self.address.is_some(), &[Fluent, Nats, Syslog]),
+            ("tls", self.tls.is_some(), &[Fluent, Syslog]),
+            (
+                "ca_file",
+                self.ca_file.is_some(),
+                &[Fluent, Syslog, Webhook],
+            ),
+            (
+                "server_name",
+                self.server_name.is_some(),
+                &[Fluent, Syslog, Webhook],
+            ),
+            ("tag", self.tag.is_some(), &[Fluent]),
+            ("subject", self.subject.is_some(), &[Nats]),
+            ("stream", self.stream.is_some(), &[Nats]),
+            ("path", self.path.is_some(), &[File]),
+            ("format", self.format.is_some(), &[File, Nats]),
+            ("rotate_bytes", self.rotate_bytes.is_some(), &[File]),
+            ("rotate_keep", self.rotate_keep.is_some(), &[File]),
+            ("url", self.url.is_some(), &[Webhook]),
+            ("template", self.template.is_some(), &[Webhook]),
+            ("project", self.project.is_some(), &[Webhook]),
+            ("facility", self.facility.is_some(), &[Syslog]),
+        ]
     }
 }
 
@@ -488,6 +740,126 @@ impl Settings {
                 problem: format!("shares port {port} with decode.vxlan_ports"),
                 fix: "give each UDP port to one tunnel type only",
             });
+        }
+        let e = &self.events;
+        at_least(
+            "events.queue_events",
+            e.queue_events as u64,
+            1,
+            "set e.g. 65536",
+        )?;
+        at_least(
+            "events.spool_segment_bytes",
+            e.spool_segment_bytes,
+            4096,
+            "set e.g. 16777216 (16 MiB)",
+        )?;
+        at_least(
+            "events.spool_max_bytes",
+            e.spool_max_bytes,
+            e.spool_segment_bytes.saturating_mul(2),
+            "make it at least twice events.spool_segment_bytes",
+        )?;
+        at_least(
+            "events.health_interval_secs",
+            e.health_interval_secs,
+            1,
+            "set e.g. 60",
+        )?;
+        at_least(
+            "events.fsync_interval_ms",
+            e.fsync_interval_ms,
+            1,
+            "set e.g. 1000",
+        )?;
+        if e.spool_dir.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "events.spool_dir",
+                problem: "is empty".into(),
+                fix: "name a writable directory, e.g. \"/var/lib/apisensor/spool\"",
+            });
+        }
+        let mut names = std::collections::HashSet::new();
+        for (index, sink) in e.sinks.iter().enumerate() {
+            let invalid = |key: &'static str, problem: String, fix: &'static str| {
+                Err(ConfigError::Invalid {
+                    key,
+                    problem: format!("(sink {index}, type {}) {problem}", sink.kind.as_str()),
+                    fix,
+                })
+            };
+            for (key, set, types) in sink.typed_keys() {
+                if set && !types.contains(&sink.kind) {
+                    let allowed: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
+                    return invalid(
+                        "events.sinks",
+                        format!(
+                            "has `{key}`, which only applies to type {}",
+                            allowed.join(", ")
+                        ),
+                        "remove the key or change `type`",
+                    );
+                }
+            }
+            if !names.insert(super::forward::sink_name(sink, index)) {
+                return invalid(
+                    "events.sinks.name",
+                    "repeats another sink's name".into(),
+                    "give every sink a unique `name` (it names its spool cursor)",
+                );
+            }
+            if sink.batch_events == 0 || sink.batch_events > 10_000 {
+                return invalid(
+                    "events.sinks.batch_events",
+                    format!("is {}", sink.batch_events),
+                    "use 1 to 10000, e.g. 100",
+                );
+            }
+            if sink.timeout_ms == 0 || sink.retry_initial_ms == 0 {
+                return invalid(
+                    "events.sinks.timeout_ms",
+                    "or retry_initial_ms is 0".into(),
+                    "use milliseconds above 0, e.g. timeout_ms = 5000, retry_initial_ms = 200",
+                );
+            }
+            if sink.retry_max_ms < sink.retry_initial_ms {
+                return invalid(
+                    "events.sinks.retry_max_ms",
+                    "is below retry_initial_ms".into(),
+                    "make retry_max_ms at least retry_initial_ms",
+                );
+            }
+            let needs = match sink.kind {
+                SinkType::Fluent | SinkType::Nats | SinkType::Syslog => {
+                    Some(("events.sinks.address", sink.address.is_some()))
+                }
+                SinkType::File => Some(("events.sinks.path", sink.path.is_some())),
+                SinkType::Webhook => Some(("events.sinks.url", sink.url.is_some())),
+                SinkType::Stdout => None,
+            };
+            if let Some((key, false)) = needs {
+                return invalid(
+                    key,
+                    "is missing".into(),
+                    "set it: address = \"host:port\" (nats: \"nats://host:4222\"), path = \"/var/log/apisensor/events.jsonl\", url = \"https://...\"",
+                );
+            }
+            if sink.facility.is_some_and(|f| f > 23) {
+                return invalid(
+                    "events.sinks.facility",
+                    "is above 23".into(),
+                    "use a syslog facility 0-23, e.g. 10 (authpriv)",
+                );
+            }
+            if let Some(url) = &sink.url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return invalid(
+                        "events.sinks.url",
+                        format!("{url:?} is not an http:// or https:// URL"),
+                        "use e.g. \"https://hooks.example.com/apisensor\"",
+                    );
+                }
+            }
         }
         Ok(())
     }

@@ -6,6 +6,7 @@
 //! `flow` (flow table, TCP reassembly) → `http1` (HTTP/1.x exchanges) →
 //! `exchange::Exchange` records → output.
 
+pub mod analysis;
 pub mod baseline;
 pub mod capture;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod detect;
 pub mod event;
 pub mod exchange;
 pub mod flow;
+pub mod forward;
 pub mod http1;
 pub mod order;
 pub mod output;

@@ -3,7 +3,9 @@
 
 use anyhow::{Context, Result};
 use apisensor::capture::{LiveSource, PacketSource, UdpSource};
-use apisensor::cli::{Cli, Command, ReplayArgs, RunArgs};
+use apisensor::cli::{Cli, Command, ReplayArgs, RunArgs, SinkTestArgs};
+use apisensor::config::{SinkSettings, SinkType};
+use apisensor::forward::{self, ForwardMetrics, Forwarder};
 use apisensor::output::ExchangeWriter;
 use apisensor::pipeline::{self, RunSummary};
 use apisensor::pipeline::{Live, WriterControl};
@@ -54,7 +56,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Replay(args) => {
             let settings = load_settings(&cli)?;
-            replay(&settings, args)
+            replay(&settings, args, cli.config.is_some())
+        }
+        Command::SinkTest(args) => {
+            let settings = load_settings(&cli)?;
+            sink_test(settings, args)
         }
         Command::Run(args) => {
             let path = cli
@@ -109,6 +115,26 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
             .with_context(|| format!("service.exchanges_path: cannot open {}", path.display()))?
     };
     let signals = Signals::install()?;
+    // The forwarder starts before the capture so the workers can emit; its
+    // stats events read the hub once the capture has made one.
+    let hub_cell: Arc<std::sync::OnceLock<Arc<apisensor::telemetry::StatsHub>>> = Arc::default();
+    let forwarder = if settings.events.sinks.is_empty() {
+        tracing::warn!(
+            "events.sinks: no sink configured, so detections and health events are not shipped; \
+             add [[events.sinks]] tables (see sensor.toml)"
+        );
+        None
+    } else {
+        let cell = Arc::clone(&hub_cell);
+        let stats: forward::StatsSource =
+            Arc::new(move || cell.get().map(|hub| hub.snapshot()).unwrap_or_default());
+        Some(Forwarder::start(&settings.events, true, Some(stats))?)
+    };
+    let events = forwarder.as_ref().map(Forwarder::handle);
+    let forward_metrics: Option<Arc<dyn Fn() -> ForwardMetrics + Send + Sync>> =
+        forwarder.as_ref().map(|f| {
+            Arc::new(forward::metrics_source(f)) as Arc<dyn Fn() -> ForwardMetrics + Send + Sync>
+        });
     let metrics_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let control = Arc::new(WriterControl::default());
     let live = Live::start(
@@ -117,13 +143,19 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
         settings.worker_count(),
         writer,
         &control,
+        events,
     )?;
+    let _ = hub_cell.set(Arc::clone(&live.hub));
+    let extra_metrics = forward_metrics
+        .clone()
+        .map(|m| Arc::new(move || m().prometheus_text()) as Arc<dyn Fn() -> String + Send + Sync>);
     let metrics = match settings.service.metrics_listen.as_str() {
         "" => None,
         listen => Some(service::serve_metrics(
             listen.parse().context("service.metrics_listen")?,
             Arc::clone(&live.hub),
             Arc::clone(&metrics_stop),
+            extra_metrics,
         )?),
     };
     if !settings.service.user.is_empty() {
@@ -152,6 +184,9 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
                 "stats {}",
                 service::stats_line(&now, &before, last_line.elapsed())
             );
+            if let Some(m) = &forward_metrics {
+                tracing::info!("stats {}", m().line());
+            }
             before = now;
             last_line = Instant::now();
         }
@@ -168,11 +203,15 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
     let sources_failed = !signals.stop_requested();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let summary = live.shutdown()?;
+    let forwarded = forwarder.map(|f| f.shutdown(Some(&summary.stats), true));
     metrics_stop.store(true, std::sync::atomic::Ordering::SeqCst);
     if let Some(handle) = metrics {
         let _ = handle.join();
     }
     print_summary("run", &summary);
+    if let Some(m) = &forwarded {
+        print_forward_summary(m);
+    }
     if sources_failed {
         eprintln!("apisensor: every capture source stopped; see the errors above");
         return Ok(ExitCode::FAILURE);
@@ -180,12 +219,47 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn replay(settings: &Settings, args: &ReplayArgs) -> Result<ExitCode> {
+/// A spool directory that is removed when dropped (replay without configured sinks).
+struct TempSpool(std::path::PathBuf);
+
+impl Drop for TempSpool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_spool(tag: &str) -> TempSpool {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    TempSpool(std::env::temp_dir().join(format!("apisensor-{tag}-{}-{nanos}", std::process::id())))
+}
+
+fn replay(settings: &Settings, args: &ReplayArgs, configured: bool) -> Result<ExitCode> {
     let mut settings = settings.clone();
     if let Some(workers) = args.workers {
         settings.pipeline.workers = workers;
         settings.validate()?;
     }
+    // Events: to stdout with --events, and to the sinks of --config. Only
+    // configured sinks use the configured spool directory (so what they
+    // could not take survives for the next run); otherwise a temporary one.
+    let mut _temp = None;
+    if !configured || settings.events.sinks.is_empty() {
+        let temp = temp_spool("replay");
+        settings.events.spool_dir = temp.0.display().to_string();
+        _temp = Some(temp);
+    }
+    if args.events {
+        let mut stdout = SinkSettings::new(SinkType::Stdout);
+        stdout.name = "replay-stdout".into();
+        settings.events.sinks.push(stdout);
+    }
+    let forwarder = if settings.events.sinks.is_empty() {
+        None
+    } else {
+        Some(Forwarder::start(&settings.events, false, None)?)
+    };
     let out: Box<dyn Write + Send> = match &args.out {
         Some(path) => Box::new(
             std::fs::File::create(path)
@@ -194,7 +268,13 @@ fn replay(settings: &Settings, args: &ReplayArgs) -> Result<ExitCode> {
         None => Box::new(std::io::stdout()),
     };
     let include_bodies = args.bodies || settings.output.include_bodies;
-    let writer = ExchangeWriter::new(out, args.format, include_bodies);
+    // With --events, stdout carries events; exchanges only go to --out.
+    let format = if args.events && args.out.is_none() {
+        apisensor::output::OutputFormat::None
+    } else {
+        args.format
+    };
+    let writer = ExchangeWriter::new(out, format, include_bodies);
     let bar = (args.progress && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -222,23 +302,121 @@ fn replay(settings: &Settings, args: &ReplayArgs) -> Result<ExitCode> {
         settings.worker_count(),
         writer,
         progress,
+        forwarder.as_ref().map(Forwarder::handle),
+        args.pace,
     );
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
     let summary = result?;
+    let forwarded = forwarder.map(|f| f.shutdown(None, false));
     print_summary("replay", &summary);
+    if let Some(m) = &forwarded {
+        print_forward_summary(m);
+    }
     if let Some(path) = &args.stats_json {
         let json = serde_json::json!({
             "stats": summary.stats,
             "exchanges_written": summary.exchanges_written,
             "elapsed_secs": summary.elapsed.as_secs_f64(),
             "workers": summary.workers,
+            "events": forwarded,
         });
         std::fs::write(path, serde_json::to_vec_pretty(&json)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_forward_summary(m: &ForwardMetrics) {
+    eprintln!("{}", m.line());
+}
+
+/// `apisensor sink-test`: synthetic health events through the real forwarder.
+fn sink_test(mut settings: Settings, args: &SinkTestArgs) -> Result<ExitCode> {
+    let mut _temp = None;
+    if settings.events.sinks.is_empty() {
+        settings
+            .events
+            .sinks
+            .push(SinkSettings::new(SinkType::Stdout));
+        let temp = temp_spool("sink-test");
+        settings.events.spool_dir = temp.0.display().to_string();
+        _temp = Some(temp);
+    }
+    let signals = Signals::install()?;
+    let forwarder = Forwarder::start(&settings.events, false, None)?;
+    let events = forwarder.handle();
+    let sensor = events.sensor().to_owned();
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    let report = |f: &Forwarder, emitted: u64| {
+        let m = f.metrics();
+        // Appended = durable in the spool (modulo the fsync policy).
+        eprintln!(
+            "sink-test: emitted={emitted} appended={} {}",
+            m.spool_appended,
+            m.line()
+        );
+    };
+    for seq in 0..args.count {
+        if signals.stop_requested() {
+            break;
+        }
+        if args.rate > 0.0 {
+            let due = started + Duration::from_secs_f64(seq as f64 / args.rate);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
+        let mut event = apisensor::event::Event::new(
+            apisensor::event::EventKind::Health,
+            "sensor.sink_test",
+            &sensor,
+            &[&args.label, &seq.to_string()],
+            wall_ms(),
+            apisensor::event::Severity::Info,
+            format!("Sink test event {seq} of {}", args.count),
+        );
+        event
+            .attributes
+            .insert("seq".into(), serde_json::Value::from(seq));
+        event
+            .attributes
+            .insert("label".into(), serde_json::Value::from(args.label.clone()));
+        event.text.what_happened = format!(
+            "apisensor sink-test sent synthetic event {seq} of {} to check the event path.",
+            args.count
+        );
+        events.emit(event);
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            last_report = Instant::now();
+            report(&forwarder, seq + 1);
+        }
+    }
+    drop(events);
+    let m = forwarder.shutdown(None, true);
+    eprintln!(
+        "sink-test: done emitted={} appended={} in {:.1}s",
+        m.emitted,
+        m.spool_appended,
+        started.elapsed().as_secs_f64()
+    );
+    print_forward_summary(&m);
+    let undelivered = m.sinks.values().any(|s| s.lag_events > 0);
+    Ok(if undelivered {
+        eprintln!("sink-test: some events are still spooled (a sink did not take them in time)");
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn print_summary(label: &str, summary: &RunSummary) {

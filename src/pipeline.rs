@@ -9,11 +9,13 @@
 //! capture run the same stages; only the sources and that policy differ.
 //! This module never looks inside packet bytes beyond handing them on.
 
+use crate::analysis::Analysis;
 use crate::capture::{FileSource, Next, PacketSource};
 use crate::config::Settings;
 use crate::decode::{Decoder, LinkType, TcpFlags, TcpSegment};
 use crate::exchange::{Exchange, Timestamp};
 use crate::flow::{FlowKey, FlowTable, Segment, Side};
+use crate::forward::EventHandle;
 use crate::order::{OrderKey, OrderedMerge, WorkerOutput};
 use crate::output::ExchangeWriter;
 use crate::telemetry::{Stats, StatsHub};
@@ -152,6 +154,7 @@ impl Stages {
         policy: QueuePolicy,
         hub: &Arc<StatsHub>,
         control: &Arc<WriterControl>,
+        events: Option<EventHandle>,
     ) -> Result<Stages> {
         // Replay waits instead of dropping, so deep queues would only hold
         // memory (a packet batch is ~100 KiB, an exchange batch carries kept
@@ -164,9 +167,10 @@ impl Stages {
             (settings.pipeline.output_queue_exchanges / settings.pipeline.batch_packets).max(4),
         ));
         let writer_control = Arc::clone(control);
+        let analysis = events.clone().map(|handle| Analysis::new(settings, handle));
         let writer = std::thread::Builder::new()
             .name("apisensor-writer".into())
-            .spawn(move || write_exchanges(writer, exchange_rx, workers, &writer_control))
+            .spawn(move || write_exchanges(writer, exchange_rx, workers, &writer_control, analysis))
             .context("cannot start writer thread")?;
         // Batches in flight are bounded: each queue, plus one being filled and
         // one being processed per worker and source.
@@ -213,6 +217,7 @@ impl Stages {
             last_ts: Timestamp::default(),
             last_packet_at: Instant::now(),
             last_tick: Instant::now(),
+            pace: None,
         }
     }
 
@@ -243,6 +248,8 @@ pub fn replay(
     workers: usize,
     writer: ExchangeWriter,
     progress: Option<ProgressFn<'_>>,
+    events: Option<EventHandle>,
+    pace: Option<f64>,
 ) -> Result<RunSummary> {
     let started = Instant::now();
     let workers = workers.max(1);
@@ -259,8 +266,13 @@ pub fn replay(
         QueuePolicy::Block,
         &hub,
         &Arc::default(),
+        events,
     )?;
     let mut reader = stages.reader(settings, QueuePolicy::Block);
+    reader.pace = pace.filter(|p| *p > 0.0).map(|factor| Pace {
+        factor,
+        first: None,
+    });
     let mut summary = RunSummary {
         workers,
         ..RunSummary::default()
@@ -317,10 +329,19 @@ impl Live {
         workers: usize,
         writer: ExchangeWriter,
         control: &Arc<WriterControl>,
+        events: Option<EventHandle>,
     ) -> Result<Live> {
         let workers = workers.max(1);
         let hub = StatsHub::new(workers + sources.len());
-        let stages = Stages::start(settings, workers, writer, QueuePolicy::Drop, &hub, control)?;
+        let stages = Stages::start(
+            settings,
+            workers,
+            writer,
+            QueuePolicy::Drop,
+            &hub,
+            control,
+            events,
+        )?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut readers = Vec::with_capacity(sources.len());
         for (i, mut source) in sources.into_iter().enumerate() {
@@ -408,9 +429,36 @@ struct Reader {
     last_ts: Timestamp,
     last_packet_at: Instant,
     last_tick: Instant,
+    /// Replay at the capture's own speed (`replay --pace`).
+    pace: Option<Pace>,
+}
+
+/// Keeps replay at recorded speed: packet `ts` is handed on no earlier than
+/// `(ts - first ts) / factor` after the first packet (wall clock). Only
+/// the reader sleeps; packet time stays what the capture says.
+struct Pace {
+    factor: f64,
+    first: Option<(Timestamp, Instant)>,
 }
 
 impl Reader {
+    fn pace(&mut self, ts: Timestamp) {
+        let Some(pace) = self.pace.as_mut() else {
+            return;
+        };
+        let (first_ts, started) = *pace.first.get_or_insert((ts, Instant::now()));
+        let offset = ts.as_nanos().saturating_sub(first_ts.as_nanos()) as f64 / pace.factor;
+        let due = started + Duration::from_nanos(offset as u64);
+        let now = Instant::now();
+        if due > now {
+            // Hand over what is batched so exchanges are not held back by the wait.
+            if due - now > Duration::from_millis(5) {
+                self.flush_batches();
+            }
+            std::thread::sleep(due - now);
+        }
+    }
+
     /// Reads a source to its end. `link` `None` counts every packet as an
     /// unsupported link type.
     fn read(
@@ -428,6 +476,9 @@ impl Reader {
                         self.decoder.stats.unsupported_link_type += 1;
                         continue;
                     };
+                    if self.pace.is_some() {
+                        self.pace(packet.ts);
+                    }
                     self.packet(link, packet.ts, packet.data, packet.wire_len);
                     if self.packet_index % 65_536 == 0 {
                         if let Some((done, _)) = source.progress() {
@@ -751,16 +802,22 @@ fn run_worker(ctx: WorkerContext) -> Stats {
     stats
 }
 
-/// Returns (exchanges written, write errors).
+/// Returns (exchanges written, write errors). Exchanges go through the
+/// analysis stage (detectors, when events are forwarded) in merged order,
+/// then to the output.
 fn write_exchanges(
     mut writer: ExchangeWriter,
     outputs: Receiver<WorkerOutput>,
     workers: usize,
     control: &WriterControl,
+    mut analysis: Option<Analysis>,
 ) -> (u64, u64) {
     let mut errors = 0u64;
     let mut merge = OrderedMerge::new(workers);
-    let write = |writer: &mut ExchangeWriter, errors: &mut u64, mut exchange: Exchange| {
+    let mut write = |writer: &mut ExchangeWriter, errors: &mut u64, mut exchange: Exchange| {
+        if let Some(analysis) = analysis.as_mut() {
+            analysis.observe(&exchange);
+        }
         if writer.write(&mut exchange).is_err() {
             *errors += 1;
         }

@@ -59,6 +59,7 @@ pub fn serve_metrics(
     listen: SocketAddr,
     hub: Arc<StatsHub>,
     stop: Arc<AtomicBool>,
+    extra: Option<Arc<dyn Fn() -> String + Send + Sync>>,
 ) -> Result<std::thread::JoinHandle<()>> {
     let server = tiny_http::Server::http(listen)
         .map_err(|e| anyhow::anyhow!("service.metrics_listen: cannot listen on {listen}: {e}"))?;
@@ -70,7 +71,10 @@ pub fn serve_metrics(
                     continue;
                 };
                 let response = if request.url() == "/metrics" {
-                    let body = prometheus_text(&hub.snapshot());
+                    let mut body = prometheus_text(&hub.snapshot());
+                    if let Some(extra) = &extra {
+                        body.push_str(&extra());
+                    }
                     let header = tiny_http::Header::from_bytes(
                         &b"Content-Type"[..],
                         &b"text/plain; version=0.0.4"[..],

@@ -1,8 +1,11 @@
-//! Detectors: one file per family. Each turns exchanges (in the merged,
-//! worker-count-independent order) into `event::Event`s.
+//! Detectors: turn exchanges (and later, baselines) into [`crate::event::Event`]s.
+//! One file per detector family. Detectors are pure functions of their input
+//! and packet time; they emit through the pipeline's event handle and never
+//! touch sinks, threads or the wall clock.
 
 pub mod actor;
 pub mod engine;
 pub mod injection;
 pub mod jwt;
+pub mod protocol;
 pub mod request;

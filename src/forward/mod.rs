@@ -1,0 +1,813 @@
+//! Shipping events: the [`EventHandle`] producers emit into, the
+//! write-ahead [`spool`], and one task per configured sink on a tokio
+//! runtime of its own thread. Owns delivery (batching, retry with backoff,
+//! acknowledgement cursors, metrics); never looks at packets or exchanges.
+//!
+//! Delivery is at least once: `emit` puts the event on a bounded channel
+//! (or, when that is full, appends it to the spool itself — one local
+//! buffered write, never a wait on a network sink); the intake thread
+//! appends everything to the spool before any sink sees it; each sink reads
+//! the spool through its own cursor and moves the cursor (persisted to disk)
+//! only after the sink acknowledged. A crash or SIGKILL therefore loses only
+//! the events still on the in-memory channel; everything appended is sent
+//! again after a restart (duplicates are expected; the stable event id lets
+//! downstream de-duplicate). The spool cap evicts oldest-first and counts.
+
+pub mod file;
+pub mod fluent;
+pub mod nats;
+pub mod net;
+pub mod spool;
+pub mod stdout;
+pub mod syslog;
+pub mod webhook;
+
+use crate::config::{EventSettings, SinkSettings, SinkType};
+use crate::event::{Event, EventKind, Severity};
+use crate::telemetry::Stats;
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use serde::Serialize;
+use spool::{SinkCursor, Spool, SpoolReader};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// How a delivery attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Worth retrying: connection refused or lost, timeout, 5xx, no ack.
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying cannot help (the receiver rejected the batch): dropped and counted.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl From<std::io::Error> for SinkError {
+    fn from(e: std::io::Error) -> Self {
+        SinkError::Transient(e.to_string())
+    }
+}
+
+/// The name a sink's metrics and cursor go by.
+pub fn sink_name(sink: &SinkSettings, index: usize) -> String {
+    if sink.name.is_empty() {
+        format!("{}-{index}", sink.kind.as_str())
+    } else {
+        sink.name.clone()
+    }
+}
+
+/// One configured sink, ready to send batches.
+pub enum Sink {
+    File(file::FileSink),
+    Stdout(stdout::StdoutSink),
+    Fluent(fluent::FluentSink),
+    Nats(nats::NatsSink),
+    Syslog(syslog::SyslogSink),
+    Webhook(webhook::WebhookSink),
+}
+
+impl Sink {
+    pub fn build(settings: &SinkSettings, events: &EventSettings) -> Result<Sink, String> {
+        Ok(match settings.kind {
+            SinkType::File => Sink::File(file::FileSink::new(settings, events)),
+            SinkType::Stdout => Sink::Stdout(stdout::StdoutSink),
+            SinkType::Fluent => Sink::Fluent(fluent::FluentSink::new(settings)?),
+            SinkType::Nats => Sink::Nats(nats::NatsSink::new(settings)),
+            SinkType::Syslog => Sink::Syslog(syslog::SyslogSink::new(settings)?),
+            SinkType::Webhook => Sink::Webhook(webhook::WebhookSink::new(settings)?),
+        })
+    }
+
+    /// Delivers a batch; Ok means the receiver acknowledged all of it.
+    pub async fn send(&mut self, batch: &[Event]) -> Result<(), SinkError> {
+        match self {
+            Sink::File(s) => s.send(batch),
+            Sink::Stdout(s) => s.send(batch),
+            Sink::Fluent(s) => s.send(batch).await,
+            Sink::Nats(s) => s.send(batch).await,
+            Sink::Syslog(s) => s.send(batch).await,
+            Sink::Webhook(s) => s.send(batch).await,
+        }
+    }
+
+    /// Drops any connection after a failure, so the next attempt starts clean.
+    pub fn reset(&mut self) {
+        match self {
+            Sink::File(s) => s.reset(),
+            Sink::Stdout(_) => {}
+            Sink::Fluent(s) => s.reset(),
+            Sink::Nats(s) => s.reset(),
+            Sink::Syslog(s) => s.reset(),
+            Sink::Webhook(_) => {}
+        }
+    }
+}
+
+/// Counters of one sink, as a plain snapshot.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct SinkMetrics {
+    pub sent: u64,
+    pub acked: u64,
+    pub retried: u64,
+    pub spooled: u64,
+    pub dropped: u64,
+    /// Events appended to the spool and not yet acknowledged by this sink.
+    pub lag_events: u64,
+}
+
+/// Forwarder counters, as a plain snapshot.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ForwardMetrics {
+    /// Events producers emitted.
+    pub emitted: u64,
+    /// Emitted while the channel was full: appended by the emitting thread.
+    pub overflow_spooled: u64,
+    pub spool_appended: u64,
+    /// Evicted by the spool cap before every sink had them.
+    pub spool_lost: u64,
+    pub spool_append_errors: u64,
+    pub spool_bytes: u64,
+    pub spool_segments: u64,
+    pub sinks: BTreeMap<String, SinkMetrics>,
+}
+
+impl ForwardMetrics {
+    /// One line for the stats log.
+    pub fn line(&self) -> String {
+        let mut line = format!(
+            "events emitted={} overflow_spooled={} spool_bytes={} spool_lost={}",
+            self.emitted, self.overflow_spooled, self.spool_bytes, self.spool_lost
+        );
+        for (name, m) in &self.sinks {
+            line.push_str(&format!(
+                " | {name} sent={} acked={} retried={} spooled={} dropped={} lag={}",
+                m.sent, m.acked, m.retried, m.spooled, m.dropped, m.lag_events
+            ));
+        }
+        line
+    }
+
+    /// Prometheus text: `apisensor_events_*` and `apisensor_sink_*{sink="…"}`.
+    pub fn prometheus_text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        for (name, value, kind) in [
+            ("apisensor_events_emitted_total", self.emitted, "counter"),
+            (
+                "apisensor_events_overflow_spooled_total",
+                self.overflow_spooled,
+                "counter",
+            ),
+            (
+                "apisensor_events_spool_appended_total",
+                self.spool_appended,
+                "counter",
+            ),
+            (
+                "apisensor_events_spool_lost_total",
+                self.spool_lost,
+                "counter",
+            ),
+            (
+                "apisensor_events_spool_append_errors_total",
+                self.spool_append_errors,
+                "counter",
+            ),
+            ("apisensor_events_spool_bytes", self.spool_bytes, "gauge"),
+        ] {
+            let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {value}");
+        }
+        type Field = fn(&SinkMetrics) -> u64;
+        let fields: [(&str, &str, Field); 6] = [
+            ("sent_events_total", "counter", |m| m.sent),
+            ("acked_events_total", "counter", |m| m.acked),
+            ("retried_events_total", "counter", |m| m.retried),
+            ("spooled_events_total", "counter", |m| m.spooled),
+            ("dropped_events_total", "counter", |m| m.dropped),
+            ("lag_events", "gauge", |m| m.lag_events),
+        ];
+        for (suffix, kind, get) in fields {
+            let _ = writeln!(out, "# TYPE apisensor_sink_{suffix} {kind}");
+            for (sink, m) in &self.sinks {
+                let _ = writeln!(out, "apisensor_sink_{suffix}{{sink=\"{sink}\"}} {}", get(m));
+            }
+        }
+        out
+    }
+}
+
+struct Shared {
+    spool: Arc<Spool>,
+    emitted: AtomicU64,
+    overflow: AtomicU64,
+    sensor: String,
+}
+
+/// Where producers put events. Cheap to clone; `emit` never waits on a sink.
+#[derive(Clone)]
+pub struct EventHandle {
+    tx: Sender<Event>,
+    shared: Arc<Shared>,
+}
+
+impl EventHandle {
+    /// Queues an event for every sink. When the queue is full the event is
+    /// appended to the spool by this thread (a buffered local write) and
+    /// counted in `overflow_spooled`; it is never dropped for lack of room.
+    pub fn emit(&self, event: Event) {
+        self.shared.emitted.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(event) {
+            Ok(()) => {}
+            Err(TrySendError::Full(event)) | Err(TrySendError::Disconnected(event)) => {
+                self.shared.overflow.fetch_add(1, Ordering::Relaxed);
+                self.shared.spool.append(std::slice::from_ref(&event));
+            }
+        }
+    }
+
+    /// The sensor name events should carry.
+    pub fn sensor(&self) -> &str {
+        &self.shared.sensor
+    }
+}
+
+/// What drives the forwarder's health events: a source of pipeline
+/// counters (None: no periodic stats events, as in replay).
+pub type StatsSource = Arc<dyn Fn() -> Stats + Send + Sync>;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    Running,
+    /// Intake is closed: send what is spooled, then stop; give up at the
+    /// deadline. Not `patient`: a sink that is failing stops at once.
+    Draining(Instant, bool),
+}
+
+/// The running forwarder: intake thread, runtime thread, spool.
+pub struct Forwarder {
+    handle: EventHandle,
+    spool: Arc<Spool>,
+    intake_stop: Arc<AtomicBool>,
+    intake: Option<JoinHandle<()>>,
+    runtime: Option<JoinHandle<()>>,
+    phase: watch::Sender<Phase>,
+    drain_timeout: Duration,
+    health: bool,
+    boot_ms: u64,
+    health_seq: Arc<AtomicU64>,
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A health event (`kind = health`); its id is keyed on the forwarder's
+/// start time and a sequence number, so each one is distinct.
+pub fn health_event(
+    sensor: &str,
+    rule: &str,
+    boot_ms: u64,
+    seq: u64,
+    severity: Severity,
+    title: String,
+) -> Event {
+    let mut event = Event::new(
+        EventKind::Health,
+        rule,
+        sensor,
+        &[&boot_ms.to_string(), &seq.to_string()],
+        wall_ms(),
+        severity,
+        title,
+    );
+    event.confidence = 100;
+    event
+}
+
+impl Forwarder {
+    /// Opens the spool, starts the intake thread and one task per sink.
+    /// `health`: emit start/stop (and, with `stats`, periodic) health events.
+    pub fn start(
+        settings: &EventSettings,
+        health: bool,
+        stats: Option<StatsSource>,
+    ) -> anyhow::Result<Forwarder> {
+        use anyhow::Context;
+        let names: Vec<String> = settings
+            .sinks
+            .iter()
+            .enumerate()
+            .map(|(i, s)| sink_name(s, i))
+            .collect();
+        let mut sinks = Vec::new();
+        for (i, s) in settings.sinks.iter().enumerate() {
+            let sink = Sink::build(s, settings)
+                .map_err(|e| anyhow::anyhow!("events.sinks[{i}] ({}): {e}", names[i]))?;
+            sinks.push((s.clone(), sink));
+        }
+        let spool = Arc::new(Spool::open(settings, &names).with_context(|| {
+            format!(
+                "events.spool_dir: cannot open the spool in {:?} (set a writable directory)",
+                settings.spool_dir
+            )
+        })?);
+        let sensor = settings.sensor_name();
+        let (tx, rx) = bounded::<Event>(settings.queue_events);
+        let shared = Arc::new(Shared {
+            spool: Arc::clone(&spool),
+            emitted: AtomicU64::new(0),
+            overflow: AtomicU64::new(0),
+            sensor: sensor.clone(),
+        });
+        let handle = EventHandle { tx, shared };
+        let intake_stop = Arc::new(AtomicBool::new(false));
+        let intake = {
+            let spool = Arc::clone(&spool);
+            let stop = Arc::clone(&intake_stop);
+            std::thread::Builder::new()
+                .name("apisensor-spool".into())
+                .spawn(move || run_intake(rx, &spool, &stop))
+                .context("cannot start the spool thread")?
+        };
+        let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+        let boot_ms = wall_ms();
+        let health_seq = Arc::new(AtomicU64::new(0));
+        let runtime = {
+            let spool = Arc::clone(&spool);
+            let handle = handle.clone();
+            let interval = Duration::from_secs(settings.health_interval_secs);
+            let health_seq = Arc::clone(&health_seq);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the forwarder runtime")?;
+            std::thread::Builder::new()
+                .name("apisensor-forward".into())
+                .spawn(move || {
+                    rt.block_on(async move {
+                        let mut tasks = Vec::new();
+                        for ((settings, sink), cursor) in
+                            sinks.into_iter().zip(spool.cursors.clone())
+                        {
+                            tasks.push(tokio::spawn(run_sink(
+                                sink,
+                                settings,
+                                cursor,
+                                Arc::clone(&spool),
+                                phase_rx.clone(),
+                            )));
+                        }
+                        let reporter = tokio::spawn(run_health(
+                            handle,
+                            Arc::clone(&spool),
+                            stats.filter(|_| health),
+                            interval,
+                            boot_ms,
+                            health_seq,
+                            phase_rx,
+                        ));
+                        for task in tasks {
+                            let _ = task.await;
+                        }
+                        reporter.abort();
+                    });
+                })
+                .context("cannot start the forwarder thread")?
+        };
+        let forwarder = Forwarder {
+            handle,
+            spool,
+            intake_stop,
+            intake: Some(intake),
+            runtime: Some(runtime),
+            phase: phase_tx,
+            drain_timeout: Duration::from_secs(settings.drain_timeout_secs),
+            health,
+            boot_ms,
+            health_seq,
+        };
+        if health {
+            forwarder.emit_health(
+                "sensor.start",
+                Severity::Info,
+                format!("Sensor {sensor} started"),
+                BTreeMap::new(),
+            );
+        }
+        Ok(forwarder)
+    }
+
+    pub fn handle(&self) -> EventHandle {
+        self.handle.clone()
+    }
+
+    fn emit_health(
+        &self,
+        rule: &str,
+        severity: Severity,
+        title: String,
+        attributes: BTreeMap<String, serde_json::Value>,
+    ) {
+        let seq = self.health_seq.fetch_add(1, Ordering::Relaxed);
+        let mut event = health_event(
+            self.handle.sensor(),
+            rule,
+            self.boot_ms,
+            seq,
+            severity,
+            title,
+        );
+        event.attributes = attributes;
+        event.text.what_happened = event.title.clone();
+        self.handle.emit(event);
+    }
+
+    pub fn metrics(&self) -> ForwardMetrics {
+        metrics(&self.handle.shared, &self.spool)
+    }
+
+    /// Closes intake, lets sinks send what is spooled (bounded by
+    /// `events.drain_timeout_secs`) and returns the final counters. With
+    /// `patient` false (replay), sinks that are failing stop at once
+    /// instead of retrying until the deadline. What is not delivered stays
+    /// in the spool for the next start.
+    pub fn shutdown(mut self, final_stats: Option<&Stats>, patient: bool) -> ForwardMetrics {
+        if self.health {
+            let mut attributes = BTreeMap::new();
+            if let Some(stats) = final_stats {
+                attributes.insert("stats".into(), stats_json(stats));
+            }
+            self.emit_health(
+                "sensor.stop",
+                Severity::Info,
+                format!("Sensor {} stopping", self.handle.sensor()),
+                attributes,
+            );
+        }
+        self.intake_stop.store(true, Ordering::SeqCst);
+        if let Some(intake) = self.intake.take() {
+            let _ = intake.join();
+        }
+        self.spool.sync_now();
+        let _ = self.phase.send(Phase::Draining(
+            Instant::now() + self.drain_timeout,
+            patient,
+        ));
+        self.spool.notify.notify_waiters();
+        if let Some(runtime) = self.runtime.take() {
+            let _ = runtime.join();
+        }
+        for cursor in &self.spool.cursors {
+            let next = cursor.acked_seq.load(Ordering::SeqCst);
+            self.spool.ack(cursor, next, true);
+        }
+        self.spool.tick();
+        self.spool.sync_now();
+        self.metrics()
+    }
+}
+
+fn stats_json(stats: &Stats) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for line in stats.nonzero_lines() {
+        if let Some((k, v)) = line.split_once(' ') {
+            if let Ok(v) = v.parse::<u64>() {
+                map.insert(k.to_owned(), v.into());
+            }
+        }
+    }
+    serde_json::Value::Object(map)
+}
+
+fn metrics(shared: &Shared, spool: &Spool) -> ForwardMetrics {
+    let next = spool.next_seq();
+    let (bytes, segments) = spool.size();
+    let sinks = spool
+        .cursors
+        .iter()
+        .map(|c| {
+            let m = SinkMetrics {
+                sent: c.counters.sent.load(Ordering::Relaxed),
+                acked: c.counters.acked.load(Ordering::Relaxed),
+                retried: c.counters.retried.load(Ordering::Relaxed),
+                spooled: c.counters.spooled.load(Ordering::Relaxed),
+                dropped: c.counters.dropped.load(Ordering::Relaxed),
+                lag_events: next.saturating_sub(c.acked_seq.load(Ordering::SeqCst)),
+            };
+            (c.name.clone(), m)
+        })
+        .collect();
+    ForwardMetrics {
+        emitted: shared.emitted.load(Ordering::Relaxed),
+        overflow_spooled: shared.overflow.load(Ordering::Relaxed),
+        spool_appended: spool.counters.appended.load(Ordering::Relaxed),
+        spool_lost: spool.counters.lost.load(Ordering::Relaxed),
+        spool_append_errors: spool.counters.append_errors.load(Ordering::Relaxed),
+        spool_bytes: bytes,
+        spool_segments: segments as u64,
+        sinks,
+    }
+}
+
+/// A metrics source usable after the forwarder moved (for /metrics and the stats log).
+pub fn metrics_source(forwarder: &Forwarder) -> impl Fn() -> ForwardMetrics + Send + Sync {
+    let shared = Arc::clone(&forwarder.handle.shared);
+    let spool = Arc::clone(&forwarder.spool);
+    move || metrics(&shared, &spool)
+}
+
+/// Channel → spool, in batches; periodic fsync and segment clean-up.
+fn run_intake(rx: Receiver<Event>, spool: &Spool, stop: &AtomicBool) {
+    let mut batch = Vec::with_capacity(1024);
+    let mut last_tick = Instant::now();
+    loop {
+        let stopping = stop.load(Ordering::SeqCst);
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(event) => {
+                batch.push(event);
+                while batch.len() < 1024 {
+                    match rx.try_recv() {
+                        Ok(event) => batch.push(event),
+                        Err(_) => break,
+                    }
+                }
+                spool.append(&batch);
+                batch.clear();
+            }
+            Err(RecvTimeoutError::Timeout) if stopping => break,
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if last_tick.elapsed() >= Duration::from_millis(100) {
+            last_tick = Instant::now();
+            spool.tick();
+        }
+    }
+    // Anything emitted after this appends directly (the channel is gone).
+    while let Ok(event) = rx.try_recv() {
+        batch.push(event);
+    }
+    if !batch.is_empty() {
+        spool.append(&batch);
+    }
+    spool.tick();
+}
+
+/// Periodic `sensor.stats` and `sensor.spool_loss` health events.
+async fn run_health(
+    handle: EventHandle,
+    spool: Arc<Spool>,
+    stats: Option<StatsSource>,
+    interval: Duration,
+    boot_ms: u64,
+    seq: Arc<AtomicU64>,
+    phase: watch::Receiver<Phase>,
+) {
+    let mut last_stats = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if *phase.borrow() != Phase::Running {
+            return;
+        }
+        let lost = spool.counters.lost_unreported.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            let n = seq.fetch_add(1, Ordering::Relaxed);
+            let mut event = health_event(
+                handle.sensor(),
+                "sensor.spool_loss",
+                boot_ms,
+                n,
+                Severity::High,
+                format!("{lost} events lost: spool over its size cap"),
+            );
+            event.count = lost;
+            event.counts.insert("events_lost".into(), lost);
+            event.text.what_happened = format!(
+                "The event spool reached events.spool_max_bytes while a sink was not taking events; \
+                 the oldest {lost} undelivered events were evicted."
+            );
+            event.text.why_it_matters =
+                "Detections in those events never reached the collector.".into();
+            event.text.what_to_do = "Restore the sink, or raise events.spool_max_bytes.".into();
+            handle.emit(event);
+        }
+        if let Some(stats) = &stats {
+            if last_stats.elapsed() >= interval {
+                last_stats = Instant::now();
+                let n = seq.fetch_add(1, Ordering::Relaxed);
+                let mut event = health_event(
+                    handle.sensor(),
+                    "sensor.stats",
+                    boot_ms,
+                    n,
+                    Severity::Info,
+                    "Sensor statistics".into(),
+                );
+                event
+                    .attributes
+                    .insert("stats".into(), stats_json(&stats()));
+                let m = metrics(&handle.shared, &spool);
+                if let Ok(v) = serde_json::to_value(&m) {
+                    event.attributes.insert("events".into(), v);
+                }
+                handle.emit(event);
+            }
+        }
+    }
+}
+
+/// One sink's loop: read a batch at its cursor, send with retries, move the cursor.
+async fn run_sink(
+    mut sink: Sink,
+    settings: SinkSettings,
+    cursor: Arc<SinkCursor>,
+    spool: Arc<Spool>,
+    mut phase: watch::Receiver<Phase>,
+) {
+    let mut reader = SpoolReader::new(Arc::clone(&spool));
+    let batch_timeout = Duration::from_millis(settings.batch_timeout_ms);
+    let timeout = Duration::from_millis(settings.timeout_ms);
+    let mut partial_since: Option<Instant> = None;
+    'outer: loop {
+        let current = *phase.borrow();
+        if let Phase::Draining(deadline, _) = current {
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        // Sinks share one thread: a sink with a backlog must let the others run.
+        tokio::task::yield_now().await;
+        let from = cursor.acked_seq.load(Ordering::SeqCst);
+        let records = reader.read(from, settings.batch_events);
+        if records.is_empty() {
+            if current != Phase::Running {
+                break;
+            }
+            partial_since = None;
+            let notified = spool.notify.notified();
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(batch_timeout) => {}
+                _ = phase.changed() => {}
+            }
+            continue;
+        }
+        if records.len() < settings.batch_events && current == Phase::Running {
+            let since = *partial_since.get_or_insert_with(Instant::now);
+            let left = batch_timeout.saturating_sub(since.elapsed());
+            if !left.is_zero() {
+                let notified = spool.notify.notified();
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(left) => {}
+                    _ = phase.changed() => {}
+                }
+                continue;
+            }
+        }
+        partial_since = None;
+        let next = records.last().map_or(from, |(seq, _)| seq + 1);
+        let events: Vec<Event> = records.into_iter().filter_map(|(_, e)| e).collect();
+        let unreadable = (next - from) - events.len() as u64;
+        if unreadable > 0 {
+            cursor
+                .counters
+                .dropped
+                .fetch_add(unreadable, Ordering::Relaxed);
+        }
+        let n = events.len() as u64;
+        let mut backoff = Duration::from_millis(settings.retry_initial_ms);
+        let max_backoff = Duration::from_millis(settings.retry_max_ms);
+        loop {
+            if events.is_empty() {
+                break;
+            }
+            cursor
+                .attempt_started_ms
+                .store(spool.now_ms(), Ordering::Relaxed);
+            cursor.counters.sent.fetch_add(n, Ordering::Relaxed);
+            let attempt = tokio::time::timeout(timeout, sink.send(&events));
+            // During a drain, a sink that was already failing is not waited for.
+            let result = tokio::select! {
+                r = attempt => Some(r),
+                _ = wait_abort(&mut phase, &cursor) => None,
+            };
+            cursor.attempt_started_ms.store(0, Ordering::Relaxed);
+            let error = match result {
+                None => break 'outer,
+                Some(Ok(Ok(()))) => None,
+                Some(Ok(Err(SinkError::Permanent(e)))) => {
+                    tracing::warn!("sink {}: batch of {n} rejected, dropped: {e}", cursor.name);
+                    cursor.counters.dropped.fetch_add(n, Ordering::Relaxed);
+                    break;
+                }
+                Some(Ok(Err(SinkError::Transient(e)))) => Some(e),
+                Some(Err(_)) => Some(format!("no answer within {} ms", settings.timeout_ms)),
+            };
+            let Some(error) = error else {
+                cursor.counters.acked.fetch_add(n, Ordering::Relaxed);
+                cursor.live.store(true, Ordering::Relaxed);
+                break;
+            };
+            if cursor.live.swap(false, Ordering::Relaxed) {
+                tracing::warn!(
+                    "sink {}: {error}; retrying, events wait in the spool",
+                    cursor.name
+                );
+            }
+            sink.reset();
+            cursor.counters.retried.fetch_add(n, Ordering::Relaxed);
+            let mut wait = backoff;
+            if let Phase::Draining(deadline, patient) = *phase.borrow() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if !patient || left.is_zero() {
+                    break 'outer;
+                }
+                wait = wait.min(left);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = phase.changed() => {}
+            }
+            backoff = (backoff * 2).min(max_backoff);
+        }
+        spool.ack(&cursor, next, false);
+    }
+    let next = cursor.acked_seq.load(Ordering::SeqCst);
+    spool.ack(&cursor, next, true);
+}
+
+/// Resolves when a drain starts while this sink is failing, or the drain deadline passes.
+async fn wait_abort(phase: &mut watch::Receiver<Phase>, cursor: &SinkCursor) {
+    loop {
+        let current = *phase.borrow();
+        if let Phase::Draining(deadline, patient) = current {
+            if !patient && !cursor.live.load(Ordering::Relaxed) {
+                return;
+            }
+            tokio::time::sleep_until(deadline.into()).await;
+            return;
+        }
+        if phase.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// RFC 3339 UTC time with milliseconds from Unix epoch milliseconds.
+pub fn rfc3339_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn metrics_render_per_sink_prometheus_series() {
+        let mut m = ForwardMetrics::default();
+        m.sinks.insert(
+            "nats-0".into(),
+            SinkMetrics {
+                acked: 5,
+                ..SinkMetrics::default()
+            },
+        );
+        let text = m.prometheus_text();
+        assert!(text.contains("apisensor_sink_acked_events_total{sink=\"nats-0\"} 5\n"));
+        assert!(m.line().contains("nats-0 sent=0 acked=5"));
+    }
+}

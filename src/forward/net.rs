@@ -1,0 +1,89 @@
+//! TCP and TLS connections for the stream sinks (fluent, syslog, webhook):
+//! connect with a timeout, optionally wrap in rustls with the system roots
+//! plus a configured CA file. No protocol framing here.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls::{self, pki_types::ServerName};
+use tokio_rustls::TlsConnector;
+
+/// A byte stream to a collector, plain or TLS.
+pub trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
+
+/// TLS parameters of one sink.
+#[derive(Clone)]
+pub struct Tls {
+    connector: TlsConnector,
+    server_name: Option<String>,
+}
+
+impl Tls {
+    /// Trusts the system roots and, if given, the certificates in `ca_file` (PEM).
+    pub fn new(ca_file: Option<&str>, server_name: Option<&str>) -> Result<Tls, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        if let Ok(certs) = rustls_native_certs::load_native_certs() {
+            for cert in certs {
+                let _ = roots.add(cert);
+            }
+        }
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path).map_err(|e| format!("ca_file {path}: {e}"))?;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                let cert = cert.map_err(|e| format!("ca_file {path}: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("ca_file {path}: {e}"))?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Tls {
+            connector: TlsConnector::from(Arc::new(config)),
+            server_name: server_name.map(str::to_owned),
+        })
+    }
+}
+
+/// The host part of "host:port" (brackets of an IPv6 literal removed).
+pub fn host_of(address: &str) -> &str {
+    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// Connects to `address` ("host:port"), with TLS when `tls` is given.
+pub async fn connect(
+    address: &str,
+    tls: Option<&Tls>,
+    timeout: Duration,
+) -> io::Result<Box<dyn Conn>> {
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(address))
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connect to {address} timed out"),
+            )
+        })??;
+    let _ = tcp.set_nodelay(true);
+    let Some(tls) = tls else {
+        return Ok(Box::new(tcp));
+    };
+    let name = tls
+        .server_name
+        .clone()
+        .unwrap_or_else(|| host_of(address).to_owned());
+    let server_name = ServerName::try_from(name.clone())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{name}: {e}")))?;
+    let stream = tokio::time::timeout(timeout, tls.connector.connect(server_name, tcp))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+    Ok(Box::new(stream))
+}
