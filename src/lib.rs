@@ -14,6 +14,7 @@ pub mod event;
 pub mod exchange;
 pub mod flow;
 pub mod http1;
+pub mod inventory;
 pub mod output;
 pub mod pipeline;
 pub mod service;

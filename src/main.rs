@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use apisensor::capture::{LiveSource, PacketSource, UdpSource};
-use apisensor::cli::{Cli, Command, ReplayArgs, RunArgs};
+use apisensor::cli::{Cli, Command, InventoryArgs, InventoryFormat, ReplayArgs, RunArgs};
 use apisensor::output::ExchangeWriter;
 use apisensor::pipeline::{self, RunSummary};
 use apisensor::pipeline::{Live, WriterControl};
@@ -55,6 +55,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Replay(args) => {
             let settings = load_settings(&cli)?;
             replay(&settings, args)
+        }
+        Command::Inventory(args) => {
+            let settings = load_settings(&cli)?;
+            inventory(&settings, args)
         }
         Command::Run(args) => {
             let path = cli
@@ -238,6 +242,71 @@ fn replay(settings: &Settings, args: &ReplayArgs) -> Result<ExitCode> {
         std::fs::write(path, serde_json::to_vec_pretty(&json)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sensor name in posture findings printed by `inventory`.
+const INVENTORY_SENSOR: &str = "apisensor";
+
+fn inventory(settings: &Settings, args: &InventoryArgs) -> Result<ExitCode> {
+    use apisensor::inventory::{drift, openapi, posture, report, ExchangeFacts, Inventory};
+    use std::sync::Mutex;
+    let mut settings = settings.clone();
+    if let Some(workers) = args.workers {
+        settings.pipeline.workers = workers;
+        settings.validate()?;
+    }
+    // Read the spec first: a bad one should fail before a long replay.
+    let spec = args.spec.as_deref().map(drift::Spec::load).transpose()?;
+    let inventory = Arc::new(Mutex::new(Inventory::new(&settings.inventory)));
+    let fed = Arc::clone(&inventory);
+    let tap: pipeline::ExchangeTap = Box::new(move |exchange| {
+        let facts = ExchangeFacts::from_exchange_basic(exchange);
+        fed.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observe(exchange, &facts);
+    });
+    let writer = ExchangeWriter::new(
+        Box::new(std::io::sink()),
+        apisensor::output::OutputFormat::None,
+        false,
+    );
+    let summary = pipeline::replay_with_tap(
+        &settings,
+        &args.files,
+        settings.worker_count(),
+        writer,
+        None,
+        Some(tap),
+    )?;
+    print_summary("inventory", &summary);
+    let snapshot = inventory
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .snapshot();
+    let findings = posture::findings(&snapshot.endpoints, INVENTORY_SENSOR);
+    let drift = spec.map(|s| drift::compare(&s, &snapshot.endpoints));
+    if let Some(path) = &args.openapi {
+        let doc = openapi::document(&snapshot.endpoints, "API inventory (apisensor)");
+        let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+        let text = if yaml {
+            serde_yaml_ng::to_string(&doc)?
+        } else {
+            serde_json::to_string_pretty(&doc)? + "\n"
+        };
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let text = match args.format {
+        InventoryFormat::Json => {
+            serde_json::to_string_pretty(&report::json(&snapshot, &findings, drift.as_ref()))?
+                + "\n"
+        }
+        InventoryFormat::Table => report::table(&snapshot, &findings, drift.as_ref()),
+    };
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) just ends the listing.
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
     Ok(ExitCode::SUCCESS)
 }
 

@@ -111,6 +111,10 @@ pub struct RunSummary {
     pub files: Vec<(PathBuf, u64)>,
 }
 
+/// A consumer on the writer thread that sees every exchange, kept bodies
+/// included, before the output (which may strip bodies) writes it.
+pub type ExchangeTap = Box<dyn FnMut(&Exchange) + Send>;
+
 /// Progress callback: (bytes read so far across files, total bytes).
 pub type ProgressFn<'a> = &'a mut dyn FnMut(u64, u64);
 
@@ -138,6 +142,7 @@ impl Stages {
         policy: QueuePolicy,
         hub: &Arc<StatsHub>,
         control: &Arc<WriterControl>,
+        tap: Option<ExchangeTap>,
     ) -> Result<Stages> {
         // Replay waits instead of dropping, so deep queues would only hold
         // memory (a packet batch is ~100 KiB, an exchange batch carries kept
@@ -152,7 +157,7 @@ impl Stages {
         let writer_control = Arc::clone(control);
         let writer = std::thread::Builder::new()
             .name("apisensor-writer".into())
-            .spawn(move || write_exchanges(writer, exchange_rx, &writer_control))
+            .spawn(move || write_exchanges(writer, exchange_rx, &writer_control, tap))
             .context("cannot start writer thread")?;
         // Batches in flight are bounded: each queue, plus one being filled and
         // one being processed per worker and source.
@@ -230,6 +235,18 @@ pub fn replay(
     writer: ExchangeWriter,
     progress: Option<ProgressFn<'_>>,
 ) -> Result<RunSummary> {
+    replay_with_tap(settings, files, workers, writer, progress, None)
+}
+
+/// `replay`, with `tap` seeing every exchange on the writer thread.
+pub fn replay_with_tap(
+    settings: &Settings,
+    files: &[PathBuf],
+    workers: usize,
+    writer: ExchangeWriter,
+    progress: Option<ProgressFn<'_>>,
+    tap: Option<ExchangeTap>,
+) -> Result<RunSummary> {
     let started = Instant::now();
     let workers = workers.max(1);
     let mut sources = Vec::with_capacity(files.len());
@@ -245,6 +262,7 @@ pub fn replay(
         QueuePolicy::Block,
         &hub,
         &Arc::default(),
+        tap,
     )?;
     let mut reader = stages.reader(settings, QueuePolicy::Block);
     let mut summary = RunSummary {
@@ -306,7 +324,15 @@ impl Live {
     ) -> Result<Live> {
         let workers = workers.max(1);
         let hub = StatsHub::new(workers + sources.len());
-        let stages = Stages::start(settings, workers, writer, QueuePolicy::Drop, &hub, control)?;
+        let stages = Stages::start(
+            settings,
+            workers,
+            writer,
+            QueuePolicy::Drop,
+            &hub,
+            control,
+            None,
+        )?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut readers = Vec::with_capacity(sources.len());
         for (i, mut source) in sources.into_iter().enumerate() {
@@ -688,6 +714,7 @@ fn write_exchanges(
     mut writer: ExchangeWriter,
     exchanges: Receiver<Vec<Exchange>>,
     control: &WriterControl,
+    mut tap: Option<ExchangeTap>,
 ) -> (u64, u64) {
     let mut errors = 0u64;
     loop {
@@ -700,6 +727,9 @@ fn write_exchanges(
         match exchanges.recv_timeout(Duration::from_millis(500)) {
             Ok(mut batch) => {
                 for exchange in &mut batch {
+                    if let Some(tap) = tap.as_mut() {
+                        tap(exchange);
+                    }
                     if writer.write(exchange).is_err() {
                         errors += 1;
                     }
