@@ -600,7 +600,7 @@ impl Settings {
                 fix: "use e.g. 0.1 (one distinct value per ten requests)",
             });
         }
-        if !(inv.fixed_share_factor >= 1.0) {
+        if inv.fixed_share_factor.is_nan() || inv.fixed_share_factor < 1.0 {
             return Err(ConfigError::Invalid {
                 key: "inventory.fixed_share_factor",
                 problem: format!("is {}, must be at least 1", inv.fixed_share_factor),

@@ -250,9 +250,11 @@ fn many_popular_static_routes_do_not_merge() {
 
 #[test]
 fn path_flood_is_capped_and_counted() {
-    let mut settings = crate::config::InventorySettings::default();
-    settings.max_path_nodes = 500;
-    settings.max_children_per_node = 16;
+    let settings = crate::config::InventorySettings {
+        max_path_nodes: 500,
+        max_children_per_node: 16,
+        ..Default::default()
+    };
     let mut inv = Inventory::new(&settings);
     for i in 0..5000u64 {
         let p = format!("/f{}/g{}/h{}", i % 300, i, i * 7);
