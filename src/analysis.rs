@@ -1,9 +1,9 @@
 //! The stage after the ordered merge: every exchange, in the one order that
-//! does not depend on the worker count, goes through the detectors, and
-//! their findings go to the event forwarder. Running here rather than on
-//! the workers is what makes replayed events identical run after run and
-//! whatever `--workers` says; detectors that keep state across flows
-//! (scanners, credential attacks) need the whole stream anyway.
+//! does not depend on the worker count, feeds the API inventory and the
+//! detectors, and their findings go to the event forwarder. Running here
+//! rather than on the workers is what makes replayed events and the
+//! inventory identical run after run and whatever `--workers` says; both
+//! keep state across flows and need the whole stream anyway.
 
 use crate::config::Settings;
 use crate::detect::engine::{DetectLimits, DetectStats, Detectors};
@@ -11,42 +11,94 @@ use crate::detect::protocol;
 use crate::event::Event;
 use crate::exchange::Exchange;
 use crate::forward::EventHandle;
+use crate::inventory::{ExchangeFacts, Inventory};
 
 pub struct Analysis {
-    events: EventHandle,
+    events: Option<EventHandle>,
     sensor: String,
     detect_protocol: bool,
-    detectors: Detectors,
+    detectors: Option<Detectors>,
+    inventory: Option<Inventory>,
     found: Vec<Event>,
 }
 
 impl Analysis {
-    pub fn new(settings: &Settings, events: EventHandle) -> Self {
-        let sensor = events.sensor().to_owned();
-        let limits = DetectLimits {
-            sensor: sensor.clone(),
-            ..DetectLimits::default()
-        };
+    /// Detectors run when there is somewhere to send events; the inventory
+    /// is kept when `inventory` asks for it (or posture findings need it).
+    pub fn new(settings: &Settings, events: Option<EventHandle>, inventory: bool) -> Self {
+        let sensor = events
+            .as_ref()
+            .map(|e| e.sensor().to_owned())
+            .unwrap_or_else(|| settings.events.sensor_name());
+        let detectors = events.as_ref().map(|_| {
+            Detectors::new(DetectLimits {
+                sensor: sensor.clone(),
+                ..DetectLimits::default()
+            })
+        });
+        let inventory =
+            (inventory || events.is_some()).then(|| Inventory::new(&settings.inventory));
         Analysis {
             events,
             sensor,
             detect_protocol: settings.events.detect_protocol_anomalies,
-            detectors: Detectors::new(limits),
+            detectors,
+            inventory,
             found: Vec::new(),
         }
     }
 
+    /// Whether this stage does anything (else the writer skips it).
+    pub fn is_active(&self) -> bool {
+        self.detectors.is_some() || self.inventory.is_some()
+    }
+
     pub fn observe(&mut self, exchange: &Exchange) {
+        if let Some(inventory) = self.inventory.as_mut() {
+            let facts = ExchangeFacts::from_exchange_basic(exchange);
+            inventory.observe(exchange, &facts);
+        }
+        let Some(detectors) = self.detectors.as_mut() else {
+            return;
+        };
         if self.detect_protocol {
             protocol::check(exchange, &self.sensor, &mut self.found);
         }
-        self.detectors.observe(exchange, &mut self.found);
-        for event in self.found.drain(..) {
-            self.events.emit(event);
+        detectors.observe(exchange, &mut self.found);
+        self.emit();
+    }
+
+    /// The stream ended: findings drawn from the whole inventory (posture)
+    /// are raised now, when every exchange has been seen.
+    /// The event handle is released here, so the forwarder can drain.
+    pub fn finish(&mut self) {
+        if self.events.is_none() {
+            return;
+        }
+        if let Some(inventory) = &self.inventory {
+            self.found.extend(inventory.posture_findings(&self.sensor));
+        }
+        self.emit();
+        self.events = None;
+    }
+
+    fn emit(&mut self) {
+        if let Some(events) = &self.events {
+            for event in self.found.drain(..) {
+                events.emit(event);
+            }
         }
     }
 
-    pub fn stats(&self) -> &DetectStats {
-        self.detectors.stats()
+    pub fn detect_stats(&self) -> Option<&DetectStats> {
+        self.detectors.as_ref().map(Detectors::stats)
+    }
+
+    pub fn inventory(&self) -> Option<&Inventory> {
+        self.inventory.as_ref()
+    }
+
+    pub fn sensor(&self) -> &str {
+        &self.sensor
     }
 }

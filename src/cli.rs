@@ -19,6 +19,10 @@ pub struct Cli {
 pub enum Command {
     /// Replay pcap/pcapng files and print one JSON line per HTTP exchange.
     Replay(ReplayArgs),
+    /// Replay capture files and print the API inventory they show: hosts,
+    /// templated endpoints and their profiles, posture findings, and drift
+    /// against an OpenAPI spec.
+    Inventory(InventoryArgs),
     /// Capture live from the sources in the settings file until SIGTERM/SIGINT.
     Run(RunArgs),
     /// Load and validate a settings file.
@@ -88,4 +92,32 @@ pub struct ReplayArgs {
     /// Also write the final counters as JSON to this file.
     #[arg(long)]
     pub stats_json: Option<PathBuf>,
+}
+
+/// How `inventory` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InventoryFormat {
+    /// A readable table of hosts → endpoints, findings and drift.
+    Table,
+    /// One JSON document: endpoints, counters, findings, drift.
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InventoryArgs {
+    /// Capture files, read in the order given as one continuous capture.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = InventoryFormat::Table)]
+    pub format: InventoryFormat,
+    /// Also write an OpenAPI 3.0 document here (YAML for .yaml/.yml, else JSON).
+    #[arg(long, value_name = "OUT")]
+    pub openapi: Option<PathBuf>,
+    /// Compare with this OpenAPI 3.x spec (JSON or YAML) and report drift.
+    #[arg(long, value_name = "SPEC")]
+    pub spec: Option<PathBuf>,
+    /// Flow worker threads (default: pipeline.workers, 0 = one per core).
+    #[arg(long, short = 'w')]
+    pub workers: Option<usize>,
 }

@@ -36,6 +36,7 @@ pub struct Settings {
     pub capture: CaptureSettings,
     pub service: ServiceSettings,
     pub events: EventSettings,
+    pub inventory: InventorySettings,
 }
 
 /// Threads and queues.
@@ -315,6 +316,60 @@ impl Default for EventSettings {
             drain_timeout_secs: 5,
             detect_protocol_anomalies: true,
             sinks: Vec::new(),
+        }
+    }
+}
+
+/// API discovery (`apisensor inventory`): caps that bound its memory and
+/// the thresholds of path templating.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InventorySettings {
+    /// Hosts tracked; requests to further hosts are counted, not kept.
+    pub max_hosts: usize,
+    /// Path-trie nodes plus per-method profiles over all hosts.
+    pub max_path_nodes: usize,
+    /// Distinct literal segments kept under one node; further ones share
+    /// one overflow child (always a parameter).
+    pub max_children_per_node: usize,
+    /// Segments per path; deeper paths are counted, not kept.
+    pub max_path_segments: usize,
+    /// Longer segments are treated as opaque tokens.
+    pub max_segment_bytes: usize,
+    /// Methods per path (scanners invent methods).
+    pub max_methods_per_path: usize,
+    /// Query parameters kept per endpoint.
+    pub max_params_per_endpoint: usize,
+    /// JSON field paths kept per endpoint (request and response each).
+    pub max_fields_per_endpoint: usize,
+    /// Bytes all profile entries (parameters, fields, types ...) may use.
+    pub max_profile_bytes: usize,
+    /// Distinct literal siblings needed before they can be one parameter.
+    pub param_min_distinct: usize,
+    /// ... and distinct literals per request through that position.
+    pub param_min_distinct_ratio: f64,
+    /// Requests a literal needs before its own profile can keep it a fixed route.
+    pub fixed_min_requests: u64,
+    /// A literal with this many times the siblings' median requests is a fixed route.
+    pub fixed_share_factor: f64,
+}
+
+impl Default for InventorySettings {
+    fn default() -> Self {
+        InventorySettings {
+            max_hosts: 1024,
+            max_path_nodes: 50_000,
+            max_children_per_node: 256,
+            max_path_segments: 16,
+            max_segment_bytes: 128,
+            max_methods_per_path: 16,
+            max_params_per_endpoint: 64,
+            max_fields_per_endpoint: 256,
+            max_profile_bytes: 32 * 1024 * 1024,
+            param_min_distinct: 10,
+            param_min_distinct_ratio: 0.1,
+            fixed_min_requests: 5,
+            fixed_share_factor: 20.0,
         }
     }
 }
@@ -861,6 +916,69 @@ impl Settings {
                 }
             }
         }
+        let inv = &self.inventory;
+        at_least(
+            "inventory.max_hosts",
+            inv.max_hosts as u64,
+            1,
+            "set e.g. 1024",
+        )?;
+        at_least(
+            "inventory.max_path_nodes",
+            inv.max_path_nodes as u64,
+            64,
+            "set e.g. 50000 (about 64 MiB at most with the other defaults)",
+        )?;
+        at_least(
+            "inventory.max_children_per_node",
+            inv.max_children_per_node as u64,
+            inv.param_min_distinct as u64,
+            "make it at least inventory.param_min_distinct, e.g. 256",
+        )?;
+        at_least(
+            "inventory.max_path_segments",
+            inv.max_path_segments as u64,
+            1,
+            "set e.g. 16",
+        )?;
+        at_most(
+            "inventory.max_path_segments",
+            inv.max_path_segments as u64,
+            64,
+            "set e.g. 16",
+        )?;
+        at_least(
+            "inventory.max_segment_bytes",
+            inv.max_segment_bytes as u64,
+            16,
+            "set e.g. 128",
+        )?;
+        at_least(
+            "inventory.max_methods_per_path",
+            inv.max_methods_per_path as u64,
+            1,
+            "set e.g. 16",
+        )?;
+        at_least(
+            "inventory.param_min_distinct",
+            inv.param_min_distinct as u64,
+            2,
+            "set e.g. 10: fewer distinct values than this stay literal routes",
+        )?;
+        if !(inv.param_min_distinct_ratio > 0.0 && inv.param_min_distinct_ratio <= 1.0) {
+            return Err(ConfigError::Invalid {
+                key: "inventory.param_min_distinct_ratio",
+                problem: format!("is {}, must be in (0, 1]", inv.param_min_distinct_ratio),
+                fix: "use e.g. 0.1 (one distinct value per ten requests)",
+            });
+        }
+        if inv.fixed_share_factor.is_nan() || inv.fixed_share_factor < 1.0 {
+            return Err(ConfigError::Invalid {
+                key: "inventory.fixed_share_factor",
+                problem: format!("is {}, must be at least 1", inv.fixed_share_factor),
+                fix: "use e.g. 20 (twenty times the siblings' median requests)",
+            });
+        }
         Ok(())
     }
 
@@ -917,5 +1035,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.decode.vxlan_ports, vec![4789, 8472]);
+    }
+
+    #[test]
+    fn inventory_settings_are_validated() {
+        let err = Settings::from_toml("[inventory]\nparam_min_distinct_ratio = 0\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("inventory.param_min_distinct_ratio") && err.contains("fix"),
+            "{err}"
+        );
+        let err = Settings::from_toml("[inventory]\nmax_children_per_node = 3\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("inventory.max_children_per_node"), "{err}");
     }
 }

@@ -18,6 +18,7 @@ pub mod exchange;
 pub mod flow;
 pub mod forward;
 pub mod http1;
+pub mod inventory;
 pub mod order;
 pub mod output;
 pub mod pipeline;

@@ -2,8 +2,11 @@
 //! No packet logic lives here.
 
 use anyhow::{Context, Result};
+use apisensor::analysis::Analysis;
 use apisensor::capture::{LiveSource, PacketSource, UdpSource};
-use apisensor::cli::{Cli, Command, ReplayArgs, RunArgs, SinkTestArgs};
+use apisensor::cli::{
+    Cli, Command, InventoryArgs, InventoryFormat, ReplayArgs, RunArgs, SinkTestArgs,
+};
 use apisensor::config::{SinkSettings, SinkType};
 use apisensor::forward::{self, ForwardMetrics, Forwarder};
 use apisensor::output::ExchangeWriter;
@@ -61,6 +64,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::SinkTest(args) => {
             let settings = load_settings(&cli)?;
             sink_test(settings, args)
+        }
+        Command::Inventory(args) => {
+            let settings = load_settings(&cli)?;
+            inventory(&settings, args)
         }
         Command::Run(args) => {
             let path = cli
@@ -296,19 +303,22 @@ fn replay(settings: &Settings, args: &ReplayArgs, configured: bool) -> Result<Ex
     } else {
         None
     };
+    let events = forwarder.as_ref().map(Forwarder::handle);
     let result = pipeline::replay(
         &settings,
         &args.files,
-        settings.worker_count(),
         writer,
-        progress,
-        forwarder.as_ref().map(Forwarder::handle),
-        args.pace,
+        pipeline::ReplayOptions {
+            workers: settings.worker_count(),
+            progress,
+            analysis: Some(Analysis::new(&settings, events, false)),
+            pace: args.pace,
+        },
     );
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    let summary = result?;
+    let (summary, _analysis) = result?;
     let forwarded = forwarder.map(|f| f.shutdown(None, false));
     print_summary("replay", &summary);
     if let Some(m) = &forwarded {
@@ -417,6 +427,65 @@ fn wall_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Sensor name in posture findings printed by `inventory`.
+const INVENTORY_SENSOR: &str = "apisensor";
+
+fn inventory(settings: &Settings, args: &InventoryArgs) -> Result<ExitCode> {
+    use apisensor::inventory::{drift, openapi, posture, report};
+    let mut settings = settings.clone();
+    if let Some(workers) = args.workers {
+        settings.pipeline.workers = workers;
+        settings.validate()?;
+    }
+    // Read the spec first: a bad one should fail before a long replay.
+    let spec = args.spec.as_deref().map(drift::Spec::load).transpose()?;
+    let writer = ExchangeWriter::new(
+        Box::new(std::io::sink()),
+        apisensor::output::OutputFormat::None,
+        false,
+    );
+    let (summary, analysis) = pipeline::replay(
+        &settings,
+        &args.files,
+        writer,
+        pipeline::ReplayOptions {
+            workers: settings.worker_count(),
+            analysis: Some(Analysis::new(&settings, None, true)),
+            ..Default::default()
+        },
+    )?;
+    print_summary("inventory", &summary);
+    let snapshot = analysis
+        .as_ref()
+        .and_then(Analysis::inventory)
+        .map(|inventory| inventory.snapshot())
+        .context("the inventory stage did not run")?;
+    let findings = posture::findings(&snapshot.endpoints, INVENTORY_SENSOR);
+    let drift = spec.map(|s| drift::compare(&s, &snapshot.endpoints));
+    if let Some(path) = &args.openapi {
+        let doc = openapi::document(&snapshot.endpoints, "API inventory (apisensor)");
+        let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+        let text = if yaml {
+            serde_yaml_ng::to_string(&doc)?
+        } else {
+            serde_json::to_string_pretty(&doc)? + "\n"
+        };
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let text = match args.format {
+        InventoryFormat::Json => {
+            serde_json::to_string_pretty(&report::json(&snapshot, &findings, drift.as_ref()))?
+                + "\n"
+        }
+        InventoryFormat::Table => report::table(&snapshot, &findings, drift.as_ref()),
+    };
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) just ends the listing.
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_summary(label: &str, summary: &RunSummary) {

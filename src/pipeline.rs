@@ -135,7 +135,7 @@ struct Stages {
     queues: Vec<Sender<Batch>>,
     pool: Receiver<Batch>,
     workers: Vec<JoinHandle<Stats>>,
-    writer: JoinHandle<(u64, u64)>,
+    writer: JoinHandle<WriterResult>,
 }
 
 /// Signals the writer reads: reopen the output file.
@@ -154,7 +154,7 @@ impl Stages {
         policy: QueuePolicy,
         hub: &Arc<StatsHub>,
         control: &Arc<WriterControl>,
-        events: Option<EventHandle>,
+        analysis: Option<Analysis>,
     ) -> Result<Stages> {
         // Replay waits instead of dropping, so deep queues would only hold
         // memory (a packet batch is ~100 KiB, an exchange batch carries kept
@@ -167,7 +167,6 @@ impl Stages {
             (settings.pipeline.output_queue_exchanges / settings.pipeline.batch_packets).max(4),
         ));
         let writer_control = Arc::clone(control);
-        let analysis = events.clone().map(|handle| Analysis::new(settings, handle));
         let writer = std::thread::Builder::new()
             .name("apisensor-writer".into())
             .spawn(move || write_exchanges(writer, exchange_rx, workers, &writer_control, analysis))
@@ -223,7 +222,7 @@ impl Stages {
 
     /// Closes the queues, waits for workers to drain and the writer to
     /// finish; returns the merged worker counters and (written, write errors).
-    fn finish(self) -> Result<(Stats, u64, u64)> {
+    fn finish(self) -> Result<(Stats, WriterResult)> {
         drop(self.queues);
         drop(self.pool);
         let mut stats = Stats::default();
@@ -233,24 +232,40 @@ impl Stages {
                 .map_err(|_| anyhow::anyhow!("a flow worker panicked"))?;
             stats.merge(&worker_stats);
         }
-        let (written, errors) = self
+        let written = self
             .writer
             .join()
             .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
-        Ok((stats, written, errors))
+        Ok((stats, written))
     }
 }
 
-/// Replays capture files through the whole pipeline.
+/// What a replay does besides reading and writing exchanges.
+#[derive(Default)]
+pub struct ReplayOptions<'a> {
+    /// Flow workers (at least 1).
+    pub workers: usize,
+    pub progress: Option<ProgressFn<'a>>,
+    /// Inventory and detectors on the merged stream; handed back at the end.
+    pub analysis: Option<Analysis>,
+    /// Replay at this multiple of the recorded speed (`--pace`).
+    pub pace: Option<f64>,
+}
+
+/// Replays capture files through the whole pipeline; returns the summary
+/// and the analysis stage, finished, for its inventory.
 pub fn replay(
     settings: &Settings,
     files: &[PathBuf],
-    workers: usize,
     writer: ExchangeWriter,
-    progress: Option<ProgressFn<'_>>,
-    events: Option<EventHandle>,
-    pace: Option<f64>,
-) -> Result<RunSummary> {
+    options: ReplayOptions<'_>,
+) -> Result<(RunSummary, Option<Analysis>)> {
+    let ReplayOptions {
+        workers,
+        progress,
+        pace,
+        ..
+    } = options;
     let started = Instant::now();
     let workers = workers.max(1);
     let mut sources = Vec::with_capacity(files.len());
@@ -266,7 +281,7 @@ pub fn replay(
         QueuePolicy::Block,
         &hub,
         &Arc::default(),
-        events,
+        options.analysis,
     )?;
     let mut reader = stages.reader(settings, QueuePolicy::Block);
     reader.pace = pace.filter(|p| *p > 0.0).map(|factor| Pace {
@@ -299,14 +314,14 @@ pub fn replay(
     }
     reader.flush_batches();
     let mut stats = reader.finish();
-    let (worker_stats, written, write_errors) = stages.finish()?;
+    let (worker_stats, written) = stages.finish()?;
     stats.merge(&worker_stats);
-    stats.pipeline.exchanges_write_errors += write_errors;
+    stats.pipeline.exchanges_write_errors += written.errors;
     stats.gauges = Default::default();
     summary.stats = stats;
-    summary.exchanges_written = written;
+    summary.exchanges_written = written.exchanges;
     summary.elapsed = started.elapsed();
-    Ok(summary)
+    Ok((summary, written.analysis))
 }
 
 /// A running live sensor: one capture thread per source, the workers and
@@ -340,7 +355,7 @@ impl Live {
             QueuePolicy::Drop,
             &hub,
             control,
-            events,
+            Some(Analysis::new(settings, events, false)),
         )?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut readers = Vec::with_capacity(sources.len());
@@ -400,13 +415,13 @@ impl Live {
                 stats.merge(&s);
             }
         }
-        let (worker_stats, written, write_errors) = self.stages.finish()?;
+        let (worker_stats, written) = self.stages.finish()?;
         stats.merge(&worker_stats);
-        stats.pipeline.exchanges_write_errors += write_errors;
+        stats.pipeline.exchanges_write_errors += written.errors;
         stats.gauges = Default::default();
         Ok(RunSummary {
             stats,
-            exchanges_written: written,
+            exchanges_written: written.exchanges,
             elapsed: self.started.elapsed(),
             workers: self.workers,
             files: Vec::new(),
@@ -802,7 +817,14 @@ fn run_worker(ctx: WorkerContext) -> Stats {
     stats
 }
 
-/// Returns (exchanges written, write errors). Exchanges go through the
+/// What the writer thread hands back.
+struct WriterResult {
+    exchanges: u64,
+    errors: u64,
+    analysis: Option<Analysis>,
+}
+
+/// Exchanges go through the
 /// analysis stage (detectors, when events are forwarded) in merged order,
 /// then to the output.
 fn write_exchanges(
@@ -811,11 +833,11 @@ fn write_exchanges(
     workers: usize,
     control: &WriterControl,
     mut analysis: Option<Analysis>,
-) -> (u64, u64) {
+) -> WriterResult {
     let mut errors = 0u64;
     let mut merge = OrderedMerge::new(workers);
     let mut write = |writer: &mut ExchangeWriter, errors: &mut u64, mut exchange: Exchange| {
-        if let Some(analysis) = analysis.as_mut() {
+        if let Some(analysis) = analysis.as_mut().filter(|a| a.is_active()) {
             analysis.observe(&exchange);
         }
         if writer.write(&mut exchange).is_err() {
@@ -854,7 +876,14 @@ fn write_exchanges(
     if writer.flush().is_err() {
         errors += 1;
     }
-    (writer.written, errors)
+    if let Some(analysis) = analysis.as_mut() {
+        analysis.finish();
+    }
+    WriterResult {
+        exchanges: writer.written,
+        errors,
+        analysis,
+    }
 }
 
 /// The whole packet path on the calling thread: decode, flow table,

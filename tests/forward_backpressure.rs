@@ -93,7 +93,10 @@ fn dead_fluent_sink_does_not_slow_replay_and_events_are_spooled() {
     );
     assert_eq!(b["exchanges_written"], 10_000);
     assert_eq!(d["exchanges_written"], b["exchanges_written"]);
-    assert_eq!(d["events"]["emitted"], 10_000);
+    // One detection per exchange, plus what the inventory's posture
+    // findings add at the end of the run.
+    let emitted = d["events"]["emitted"].as_u64().unwrap();
+    assert!((10_000..10_010).contains(&emitted), "{d}");
     for key in [
         "packets_dropped_queue_full",
         "exchanges_dropped_output_full",
@@ -101,7 +104,7 @@ fn dead_fluent_sink_does_not_slow_replay_and_events_are_spooled() {
         assert_eq!(d["stats"]["pipeline"][key], 0);
     }
     // The working sink got everything; the dead one left it in the spool.
-    assert_eq!(d["events"]["sinks"]["file"]["acked"], 10_000);
+    assert_eq!(d["events"]["sinks"]["file"]["acked"], emitted);
     assert_eq!(d["events"]["sinks"]["dead"]["acked"], 0);
     assert!(spooled > 0, "{d}");
     // Within 10 %, or within a 0.25 s noise floor on a short debug-build run.

@@ -247,10 +247,12 @@ fn rsyslog_receives_every_event_as_rfc5424_with_cef() {
     // Detections from a replay, with network and HTTP fields.
     let pcap = dir.join("te_cl.pcap");
     fwd::te_cl_pcap(&pcap, 2, 3);
+    let replay_stats = dir.join("replay-stats.json");
     let status = Command::new(env!("CARGO_BIN_EXE_apisensor"))
         .arg("-c")
         .arg(&config)
-        .args(["replay", "--out", "/dev/null"])
+        .args(["replay", "--out", "/dev/null", "--stats-json"])
+        .arg(&replay_stats)
         .arg(&pcap)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -258,11 +260,18 @@ fn rsyslog_receives_every_event_as_rfc5424_with_cef() {
         .unwrap();
     assert!(status.success());
 
-    let lines = wait_for_lines(&dir.join("received.log"), 306, Duration::from_secs(20));
+    // 6 protocol detections, plus the posture findings the replay's
+    // inventory raises at its end.
+    let stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&replay_stats).unwrap()).unwrap();
+    let replayed = stats["events"]["emitted"].as_u64().unwrap() as usize;
+    assert!(replayed >= 6, "{stats}");
+    let expected = 300 + replayed;
+    let lines = wait_for_lines(&dir.join("received.log"), expected, Duration::from_secs(20));
     assert_eq!(
         lines.len(),
-        306,
-        "rsyslog received {} of 306 messages",
+        expected,
+        "rsyslog received {} of {expected} messages",
         lines.len()
     );
     let mut ids = HashSet::new();

@@ -1,0 +1,446 @@
+//! Inventory tests: templating on synthetic exchanges, determinism,
+//! posture findings from hand-filled facts.
+
+use super::*;
+use crate::exchange::{Body, ExchangeFlags, Headers, HttpVersion, Response, Timestamp};
+
+pub(crate) fn exchange(
+    method: &str,
+    path_and_query: &str,
+    status: u16,
+    headers: &[(&str, &str)],
+    response_body: &str,
+    client: u8,
+    ts: u64,
+) -> Exchange {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(Text::from(q))),
+        None => (path_and_query, None),
+    };
+    let mut h = Headers::default();
+    h.push(b"Host", b"api.test", 64, 4096);
+    for (n, v) in headers {
+        h.push(n.as_bytes(), v.as_bytes(), 64, 4096);
+    }
+    let body = |s: &str| Body {
+        wire_len: s.len() as u64,
+        decoded_len: s.len() as u64,
+        data: s.as_bytes().to_vec(),
+        ..Body::default()
+    };
+    Exchange {
+        flow_id: 1,
+        client: format!("10.0.0.{client}:40000").parse().unwrap(),
+        server: "10.0.0.100:80".parse().unwrap(),
+        request: Some(crate::exchange::Request {
+            ts: Timestamp(ts * 1_000_000_000),
+            end_ts: Timestamp(ts * 1_000_000_000),
+            method: Text::from(method),
+            uri: Text::from(path_and_query),
+            path: Text::from(path),
+            query,
+            version: HttpVersion::Http11,
+            host: Some(Text::from("api.test")),
+            content_type: None,
+            headers: h,
+            body: Body::default(),
+        }),
+        response: Some(Response {
+            ts: Timestamp(ts * 1_000_000_000 + 1),
+            end_ts: Timestamp(ts * 1_000_000_000 + 1),
+            version: HttpVersion::Http11,
+            status,
+            reason: Text::from("X"),
+            content_type: Some(Text::from("application/json")),
+            headers: Headers::default(),
+            body: body(response_body),
+        }),
+        tunnel: false,
+        flags: ExchangeFlags::default(),
+        anomalies: Vec::new(),
+    }
+}
+
+fn templates(inv: &Inventory) -> Vec<(String, String)> {
+    inv.snapshot()
+        .endpoints
+        .into_iter()
+        .map(|e| (e.method, e.path))
+        .collect()
+}
+
+fn feed(inv: &mut Inventory, exchanges: &[Exchange]) {
+    for ex in exchanges {
+        inv.observe(ex, &ExchangeFacts::from_exchange_basic(ex));
+    }
+}
+
+/// A small API's traffic: ids, uuids, slugs, logins, a fixed sibling, 404 probes.
+fn traffic() -> Vec<Exchange> {
+    let mut v = Vec::new();
+    let mut t = 0;
+    let mut push = |m: &str, p: String, s: u16, b: &str, c: u8| {
+        t += 1;
+        v.push(exchange(m, &p, s, &[], b, c, t));
+    };
+    for i in 0..40 {
+        push(
+            "GET",
+            format!("/users/{}", 100 + i),
+            200,
+            r#"{"id":1,"name":"a"}"#,
+            (i % 5) as u8,
+        );
+        push(
+            "GET",
+            format!(
+                "/articles/post-number-{}-about-{}",
+                i,
+                ["rust", "go", "c"][i % 3]
+            ),
+            200,
+            r#"{"title":"t","body":"b"}"#,
+            1,
+        );
+        push(
+            "GET",
+            format!(
+                "/accounts/user{}",
+                ["alice", "bob", "carol", "dave"][i % 4].to_string() + &i.to_string()
+            ),
+            200,
+            r#"{"login":"x","bio":"y"}"#,
+            2,
+        );
+        push(
+            "GET",
+            format!("/orders/3f2504e0-4f89-11d3-9a0c-{:012x}", i),
+            200,
+            "{}",
+            3,
+        );
+    }
+    for _ in 0..12 {
+        push(
+            "GET",
+            "/accounts/me".into(),
+            200,
+            r#"{"login":"x","email":"a@b.io","settings":{}}"#,
+            2,
+        );
+        push("GET", "/users/me".into(), 200, r#"{"id":1}"#, 2);
+        push("GET", "/health".into(), 200, r#"{"ok":true}"#, 4);
+    }
+    for p in [
+        "/admin.php",
+        "/.env",
+        "/wp-login.php",
+        "/users/1/../../etc/passwd",
+    ] {
+        push("GET", p.into(), 404, "", 9);
+    }
+    v
+}
+
+fn rules_inventory() -> Inventory {
+    Inventory::new(&crate::config::InventorySettings::default())
+}
+
+#[test]
+fn templates_match_the_route_table() {
+    let mut inv = rules_inventory();
+    feed(&mut inv, &traffic());
+    assert_eq!(
+        templates(&inv),
+        vec![
+            ("GET".to_string(), "/accounts/me".to_string()),
+            ("GET".into(), "/accounts/{name}".into()),
+            ("GET".into(), "/articles/{name}".into()),
+            ("GET".into(), "/health".into()),
+            ("GET".into(), "/orders/{uuid}".into()),
+            ("GET".into(), "/users/me".into()),
+            ("GET".into(), "/users/{id}".into()),
+        ]
+    );
+    let snap = inv.snapshot();
+    assert_eq!(snap.counters.not_found_only_paths, 4);
+    assert_eq!(snap.counters.not_found_only_requests, 4);
+    let users = snap
+        .endpoints
+        .iter()
+        .find(|e| e.path == "/users/{id}")
+        .unwrap();
+    assert_eq!(users.profile.requests, 40);
+    assert_eq!(users.profile.clients.estimate(), 5);
+    assert!(users.profile.response_fields.contains_key("name"));
+}
+
+#[test]
+fn templates_do_not_depend_on_order() {
+    let mut forward = rules_inventory();
+    let mut backward = rules_inventory();
+    let t = traffic();
+    feed(&mut forward, &t);
+    let mut rev = t.clone();
+    rev.reverse();
+    feed(&mut backward, &rev);
+    let a: Vec<String> = forward
+        .snapshot()
+        .endpoints
+        .iter()
+        .map(|e| format!("{} {} {:?}", e.method, e.path, e.profile))
+        .collect();
+    let b: Vec<String> = backward
+        .snapshot()
+        .endpoints
+        .iter()
+        .map(|e| format!("{} {} {:?}", e.method, e.path, e.profile))
+        .collect();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn few_static_siblings_stay_literal() {
+    let mut inv = rules_inventory();
+    let mut v = Vec::new();
+    for (i, name) in ["users", "orders", "invoices", "products", "carts"]
+        .iter()
+        .enumerate()
+    {
+        for k in 0..30 {
+            v.push(exchange(
+                "GET",
+                &format!("/api/{name}"),
+                200,
+                &[],
+                "[]",
+                1,
+                (i * 100 + k) as u64,
+            ));
+        }
+    }
+    feed(&mut inv, &v);
+    assert_eq!(templates(&inv).len(), 5);
+}
+
+#[test]
+fn many_popular_static_routes_do_not_merge() {
+    // Twelve routes, each called often: low distinct-per-request ratio.
+    let mut inv = rules_inventory();
+    let mut v = Vec::new();
+    for i in 0..12 {
+        for k in 0..50 {
+            v.push(exchange(
+                "GET",
+                &format!(
+                    "/api/route{}x",
+                    ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"][i]
+                ),
+                200,
+                &[],
+                "{}",
+                1,
+                (i * 100 + k) as u64,
+            ));
+        }
+    }
+    feed(&mut inv, &v);
+    assert_eq!(templates(&inv).len(), 12);
+}
+
+#[test]
+fn path_flood_is_capped_and_counted() {
+    let settings = crate::config::InventorySettings {
+        max_path_nodes: 500,
+        max_children_per_node: 16,
+        ..Default::default()
+    };
+    let mut inv = Inventory::new(&settings);
+    for i in 0..5000u64 {
+        let p = format!("/f{}/g{}/h{}", i % 300, i, i * 7);
+        let ex = exchange("GET", &p, 200, &[], "", 1, i);
+        inv.observe(&ex, &ExchangeFacts::default());
+    }
+    let c = inv.counters().clone();
+    assert!(c.path_nodes <= 500, "{c:?}");
+    assert!(c.paths_capped > 0, "{c:?}");
+    assert!(c.segments_overflowed > 1000, "{c:?}");
+    let snap = inv.snapshot();
+    // Whatever was kept collapses: overflow children are parameters.
+    assert!(
+        snap.endpoints
+            .iter()
+            .any(|e| e.path == "/{name}/{name2}/{name3}"),
+        "{:?}",
+        snap.endpoints.iter().map(|e| &e.path).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn json_fields_are_flattened() {
+    let f = json_fields(br#"{"user":{"id":"3f2504e0-4f89-11d3-9a0c-0305e82c3301","cards":[{"number":"4111"}],"ok":true,"n":1.5,"x":null}}"#);
+    let names: Vec<String> = f.iter().map(|(p, t)| format!("{p}:{t}")).collect();
+    assert_eq!(
+        names,
+        vec![
+            "user:object",
+            "user.cards:array",
+            "user.cards[]:object",
+            "user.cards[].number:string",
+            "user.id:uuid",
+            "user.n:number",
+            "user.ok:bool",
+            "user.x:null",
+        ]
+    );
+    assert!(json_fields(b"{\"a\":").is_empty());
+}
+
+fn hit(data_type: &str, category: &str, location: &str) -> SensitiveHit {
+    SensitiveHit {
+        data_type: data_type.into(),
+        category: category.into(),
+        location: location.into(),
+        field: "f".into(),
+        confidence: 90,
+    }
+}
+
+#[test]
+fn posture_findings_from_facts_and_exchanges() {
+    let mut inv = rules_inventory();
+    // Unauthenticated endpoint returning an email and a card number.
+    let ex = exchange("GET", "/profile", 200, &[], r#"{"email":"a@b.io"}"#, 1, 1);
+    let facts = ExchangeFacts {
+        response_sensitive: vec![
+            hit("email", "pii", "body"),
+            hit("credit_card", "financial", "body"),
+        ],
+        ..ExchangeFacts::default()
+    };
+    inv.observe(&ex, &facts);
+    // The same data with a bearer token: not a finding of that rule.
+    let ex = exchange(
+        "GET",
+        "/me",
+        200,
+        &[
+            ("Authorization", "Bearer abc"),
+            ("X-Forwarded-Proto", "https"),
+        ],
+        "{}",
+        1,
+        2,
+    );
+    inv.observe(&ex, &facts);
+    // Sensitive data and credentials in the query string.
+    let ex = exchange(
+        "GET",
+        "/search?email=a@b.io&api_key=k123",
+        200,
+        &[],
+        "{}",
+        1,
+        3,
+    );
+    let facts_q = ExchangeFacts {
+        request_sensitive: vec![hit("email", "pii", "query")],
+        ..ExchangeFacts::default()
+    };
+    inv.observe(&ex, &facts_q);
+    // Basic auth over cleartext; a TLS-terminated one is not.
+    let ex = exchange(
+        "GET",
+        "/basic",
+        200,
+        &[("Authorization", "Basic dTpw")],
+        "{}",
+        1,
+        4,
+    );
+    inv.observe(&ex, &ExchangeFacts::default());
+    let ex = exchange(
+        "GET",
+        "/behind-tls",
+        200,
+        &[
+            ("Authorization", "Basic dTpw"),
+            ("X-Forwarded-Proto", "https"),
+        ],
+        "{}",
+        1,
+        5,
+    );
+    inv.observe(&ex, &ExchangeFacts::default());
+    // A response echoing a password; a debug endpoint; a 404 debug probe.
+    let ex = exchange(
+        "POST",
+        "/register",
+        201,
+        &[],
+        r#"{"user":{"password":"x"}}"#,
+        1,
+        6,
+    );
+    inv.observe(&ex, &ExchangeFacts::from_exchange_basic(&ex));
+    let ex = exchange("GET", "/actuator/env", 200, &[], "{}", 1, 7);
+    inv.observe(&ex, &ExchangeFacts::default());
+    let ex = exchange("GET", "/debug", 404, &[], "", 1, 8);
+    inv.observe(&ex, &ExchangeFacts::default());
+
+    let events = inv.posture_findings("s1");
+    let got: Vec<(String, String, String)> = events
+        .iter()
+        .map(|e| {
+            let ep = e.endpoint.as_ref().unwrap();
+            (
+                ep.path.clone(),
+                e.rule.clone(),
+                e.owasp.unwrap().id().to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String, String)> = [
+        (
+            "/actuator/env",
+            "posture.debug_endpoint_exposed",
+            "API8:2023",
+        ),
+        ("/basic", "posture.cleartext_credentials", "API8:2023"),
+        (
+            "/profile",
+            "posture.unauthenticated_sensitive_data",
+            "API2:2023",
+        ),
+        ("/register", "posture.secret_in_response", "API3:2023"),
+        ("/search", "posture.credentials_in_url", "API2:2023"),
+        ("/search", "posture.sensitive_data_in_url", "API8:2023"),
+    ]
+    .iter()
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(got, want);
+    let unauth = &events[2];
+    assert_eq!(unauth.kind, crate::event::EventKind::Posture);
+    assert!(
+        unauth.text.what_happened.contains("credit_card, email"),
+        "{}",
+        unauth.text.what_happened
+    );
+    assert_eq!(
+        unauth.id,
+        crate::event::stable_id(
+            "s1",
+            "posture.unauthenticated_sensitive_data",
+            &[
+                "api.test",
+                "GET",
+                "/profile",
+                "posture.unauthenticated_sensitive_data"
+            ]
+        )
+    );
+    assert_eq!(events[0].severity, crate::event::Severity::High);
+    // Same traffic, same findings.
+    assert_eq!(inv.posture_findings("s1"), events);
+}
