@@ -7,6 +7,7 @@
 //! `exchange::Exchange` records → output.
 
 pub mod capture;
+pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod decode;
