@@ -757,6 +757,8 @@ fn ascii_hint(n: &Norm) -> Hint {
         "serialnumber",
         "serialno",
     ]) || n.is(&["oid", "uid", "gid", "id"])
+        // Product codes carry their own check digits and pass others' by chance.
+        || n.any_word(&["barcode", "gtin", "ean", "ean13", "upc", "isbn", "imei", "iccid"])
     {
         return Hint::Id;
     }

@@ -12,11 +12,7 @@ pub(super) fn detect(v: &Val, hint: Hint, c: &mut Cand) {
         return;
     }
     match hint {
-        Hint::Dob => {
-            if is_birth_date(v) {
-                c.offer(DataType::DateOfBirth, 92);
-            }
-        }
+        Hint::Dob if is_birth_date(v) => c.offer(DataType::DateOfBirth, 92),
         Hint::Address if is_address(v) => c.offer(DataType::StreetAddress, 88),
         Hint::Postal if is_postal(v.s) => c.offer(DataType::PostalCode, 88),
         Hint::Gender if is_gender(v.s) => c.offer(DataType::Gender, 88),

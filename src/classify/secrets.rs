@@ -63,11 +63,7 @@ fn keyed(v: &Val, hint: Hint, c: &mut Cand) {
     }
     let opaque = token_like(s) || is_uuid(s);
     match hint {
-        Hint::Password => {
-            if password_ok(s) {
-                c.offer(DataType::Password, 92);
-            }
-        }
+        Hint::Password if password_ok(s) => c.offer(DataType::Password, 92),
         Hint::AwsSecret => {
             if is_aws_secret(s) {
                 c.offer(DataType::AwsSecretAccessKey, 96);
@@ -82,15 +78,11 @@ fn keyed(v: &Val, hint: Hint, c: &mut Cand) {
                 c.offer(DataType::Secret, 88);
             }
         }
-        Hint::Token | Hint::Authorization => {
-            if opaque {
-                c.offer(DataType::BearerToken, 88);
-            }
-        }
-        Hint::Session => {
-            if opaque || (s.len() >= 16 && s.bytes().all(|b| b.is_ascii_alphanumeric())) {
-                c.offer(DataType::SessionToken, 88);
-            }
+        Hint::Token | Hint::Authorization if opaque => c.offer(DataType::BearerToken, 88),
+        Hint::Session
+            if opaque || (s.len() >= 16 && s.bytes().all(|b| b.is_ascii_alphanumeric())) =>
+        {
+            c.offer(DataType::SessionToken, 88)
         }
         _ => {}
     }

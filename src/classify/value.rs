@@ -70,6 +70,10 @@ impl<'a> Val<'a> {
         self.s.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.s.is_empty()
+    }
+
     pub fn bytes(&self) -> &'a [u8] {
         self.s.as_bytes()
     }
