@@ -668,8 +668,12 @@ impl Sink {
     }
 }
 
-/// `s` cut to `MAX_PATH_BYTES` on a character boundary.
+/// `s` cut to `MAX_PATH_BYTES` on a character boundary; `$` for an empty
+/// name (`=value` pairs, `{"": ...}`), so a field is never empty.
 pub(crate) fn cap_path(s: &str) -> String {
+    if s.is_empty() {
+        return "$".to_string();
+    }
     if s.len() <= MAX_PATH_BYTES {
         return s.to_string();
     }

@@ -282,6 +282,19 @@ fn form_multipart_and_text_bodies() {
         b"",
     );
     assert!(classifier().classify_exchange(&ex).request.is_empty());
+
+    // Unnamed pairs still name a field (found by the fuzz target).
+    let ex = exchange(
+        "/?=jane@example.com",
+        &[("Cookie", "=jane@example.com")],
+        None,
+        b"",
+        &[],
+        b"",
+    );
+    let r = classifier().classify_exchange(&ex).request;
+    assert!(has(&r, DataType::Email, Location::Query, "$"), "{r:#?}");
+    assert!(has(&r, DataType::Email, Location::Cookie, "$"), "{r:#?}");
 }
 
 #[test]
