@@ -20,7 +20,7 @@ cd "$repo"
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$here/target}"
 san="${FUZZ_SANITIZER:-address}"
-targets=(decode reassembly http1 http1_stream pipeline config)
+targets=(decode reassembly http1 http1_stream pipeline config classify)
 
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
     echo "cargo-fuzz missing: cargo install cargo-fuzz --locked" >&2

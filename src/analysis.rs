@@ -5,13 +5,14 @@
 //! inventory identical run after run and whatever `--workers` says; both
 //! keep state across flows and need the whole stream anyway.
 
+use crate::classify::{BodyShape, Classifier, Finding};
 use crate::config::Settings;
 use crate::detect::engine::{DetectLimits, DetectStats, Detectors};
 use crate::detect::protocol;
 use crate::event::Event;
 use crate::exchange::Exchange;
 use crate::forward::EventHandle;
-use crate::inventory::{ExchangeFacts, Inventory};
+use crate::inventory::{ExchangeFacts, Inventory, SensitiveHit};
 
 pub struct Analysis {
     events: Option<EventHandle>,
@@ -19,6 +20,7 @@ pub struct Analysis {
     detect_protocol: bool,
     detectors: Option<Detectors>,
     inventory: Option<Inventory>,
+    classifier: Option<Classifier>,
     found: Vec<Event>,
 }
 
@@ -38,12 +40,15 @@ impl Analysis {
         });
         let inventory =
             (inventory || events.is_some()).then(|| Inventory::new(&settings.inventory));
+        let classifier = (inventory.is_some() && settings.classify.enabled)
+            .then(|| Classifier::new(&settings.classify));
         Analysis {
             events,
             sensor,
             detect_protocol: settings.events.detect_protocol_anomalies,
             detectors,
             inventory,
+            classifier,
             found: Vec::new(),
         }
     }
@@ -55,7 +60,10 @@ impl Analysis {
 
     pub fn observe(&mut self, exchange: &Exchange) {
         if let Some(inventory) = self.inventory.as_mut() {
-            let facts = ExchangeFacts::from_exchange_basic(exchange);
+            let facts = match &self.classifier {
+                Some(classifier) => facts_of(classifier, exchange),
+                None => ExchangeFacts::from_exchange_basic(exchange),
+            };
             inventory.observe(exchange, &facts);
         }
         let Some(detectors) = self.detectors.as_mut() else {
@@ -100,5 +108,40 @@ impl Analysis {
 
     pub fn sensor(&self) -> &str {
         &self.sensor
+    }
+}
+
+/// What the inventory needs from one exchange, from one classifier pass:
+/// sensitive values found and the JSON field shapes of both bodies.
+fn facts_of(classifier: &Classifier, exchange: &Exchange) -> ExchangeFacts {
+    let found = classifier.classify_exchange(exchange);
+    let hits = |findings: &[Finding]| -> Vec<SensitiveHit> {
+        findings
+            .iter()
+            .map(|f| SensitiveHit {
+                data_type: f.data_type.as_str().to_owned(),
+                category: f.data_type.category().as_str().to_owned(),
+                location: f.location.as_str().to_owned(),
+                field: f.field.clone(),
+                confidence: f.confidence,
+            })
+            .collect()
+    };
+    let fields = |shape: &Option<BodyShape>| -> Vec<(String, String)> {
+        shape
+            .as_ref()
+            .map(|s| {
+                s.fields
+                    .iter()
+                    .map(|(path, kind)| (path.clone(), kind.as_str().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    ExchangeFacts {
+        request_sensitive: hits(&found.request),
+        response_sensitive: hits(&found.response),
+        request_fields: fields(&found.request_shape),
+        response_fields: fields(&found.response_shape),
     }
 }

@@ -37,6 +37,7 @@ pub struct Settings {
     pub service: ServiceSettings,
     pub events: EventSettings,
     pub inventory: InventorySettings,
+    pub classify: ClassifySettings,
 }
 
 /// Threads and queues.
@@ -566,6 +567,39 @@ impl SinkSettings {
     }
 }
 
+/// Sensitive-data classification of exchanges (`classify`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassifySettings {
+    /// Classify query strings, headers and bodies for sensitive data.
+    pub enabled: bool,
+    /// Findings below this confidence (0-100) are not reported.
+    pub min_confidence: u8,
+    /// JSON nesting scanned; deeper values are skipped and the body marked limited.
+    pub max_json_depth: usize,
+    /// Body bytes scanned per message; the rest is skipped and the body marked limited.
+    pub max_body_bytes: usize,
+    /// Leaf values (strings, numbers) examined per body; the rest are skipped.
+    pub max_values_per_body: usize,
+    /// 64 hex characters (32 bytes): key of the hash in redacted values, so
+    /// the same secret gets the same tag across sensors and restarts. Empty:
+    /// a random key per process, and tags then only correlate within one run.
+    pub redaction_key_hex: String,
+}
+
+impl Default for ClassifySettings {
+    fn default() -> Self {
+        ClassifySettings {
+            enabled: true,
+            min_confidence: 60,
+            max_json_depth: 32,
+            max_body_bytes: 1 << 20,
+            max_values_per_body: 10_000,
+            redaction_key_hex: String::new(),
+        }
+    }
+}
+
 impl Settings {
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -979,6 +1013,45 @@ impl Settings {
                 fix: "use e.g. 20 (twenty times the siblings' median requests)",
             });
         }
+        let c = &self.classify;
+        at_most(
+            "classify.min_confidence",
+            u64::from(c.min_confidence),
+            100,
+            "use a confidence from 0 to 100; 60 is the default",
+        )?;
+        at_least(
+            "classify.max_json_depth",
+            c.max_json_depth as u64,
+            1,
+            "set a nesting depth such as 32",
+        )?;
+        at_most(
+            "classify.max_json_depth",
+            c.max_json_depth as u64,
+            128,
+            "use at most 128 (the JSON parser's own limit); 32 is typical",
+        )?;
+        at_least(
+            "classify.max_body_bytes",
+            c.max_body_bytes as u64,
+            1,
+            "set bytes scanned per body, e.g. 1048576",
+        )?;
+        at_least(
+            "classify.max_values_per_body",
+            c.max_values_per_body as u64,
+            1,
+            "set values examined per body, e.g. 10000",
+        )?;
+        let hex = &c.redaction_key_hex;
+        if !hex.is_empty() && (hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit())) {
+            return Err(ConfigError::Invalid {
+                key: "classify.redaction_key_hex",
+                problem: format!("has {} characters, not 64 hex digits", hex.len()),
+                fix: "use 64 hex characters (e.g. `openssl rand -hex 32`), or \"\" for a random key per run",
+            });
+        }
         Ok(())
     }
 
@@ -1050,5 +1123,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("inventory.max_children_per_node"), "{err}");
+    }
+
+    #[test]
+    fn classify_settings_are_validated() {
+        let err = Settings::from_toml("[classify]\nmin_confidence = 101\n", "t").unwrap_err();
+        assert!(err.to_string().contains("classify.min_confidence"), "{err}");
+        let err = Settings::from_toml("[classify]\nmax_json_depth = 0\n", "t").unwrap_err();
+        assert!(err.to_string().contains("classify.max_json_depth"), "{err}");
+        let err =
+            Settings::from_toml("[classify]\nredaction_key_hex = \"abc\"\n", "t").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("classify.redaction_key_hex") && msg.contains("fix"),
+            "{msg}"
+        );
+        let key = "ab".repeat(32);
+        let ok = Settings::from_toml(&format!("[classify]\nredaction_key_hex = \"{key}\"\n"), "t")
+            .unwrap();
+        assert_eq!(ok.classify.redaction_key_hex, key);
     }
 }

@@ -1,0 +1,188 @@
+//! Evidence without the secrets: header values, URIs, query strings and
+//! bodies with every sensitive value replaced by
+//! `[REDACTED:<type>:<12 hex of a keyed BLAKE3 hash>]`. The same value always
+//! gets the same tag under one key, so evidence can be correlated without
+//! being readable.
+
+use super::body::{free_text, kind, Kind};
+use super::keys::{self, Hint};
+use super::value::percent_decode;
+use super::{secrets, Classifier, DataType};
+
+/// Authorization schemes kept in front of a redacted credential.
+const SCHEMES: &[&str] = &[
+    "bearer",
+    "basic",
+    "token",
+    "jwt",
+    "digest",
+    "negotiate",
+    "aws4-hmac-sha256",
+];
+
+pub(super) fn text(cls: &Classifier, key_context: &str, text: &str) -> String {
+    let hint = keys::hint(key_context);
+    let trimmed = text.trim();
+    if let Some((t, _)) = cls.classify_raw(hint, trimmed) {
+        if let Some((scheme, rest)) = trimmed.split_once(' ') {
+            if SCHEMES.iter().any(|s| scheme.eq_ignore_ascii_case(s)) {
+                return format!("{scheme} {}", cls.redaction_tag(t, rest.trim()));
+            }
+        }
+        return cls.redaction_tag(t, trimmed);
+    }
+    let ctx = key_context.to_ascii_lowercase();
+    if ctx == "cookie" || ctx == "set-cookie" {
+        return pairs(cls, text, ';', false);
+    }
+    if let Some((path, query)) = text.split_once('?') {
+        let mut out = String::with_capacity(text.len());
+        for (i, seg) in path.split('/').enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            out.push_str(&free(cls, seg));
+        }
+        out.push('?');
+        out.push_str(&pairs(cls, query, '&', true));
+        return out;
+    }
+    if text.contains('=') && !text.contains(' ') {
+        return pairs(cls, text, '&', true);
+    }
+    free(cls, text)
+}
+
+/// `name=value` pairs with sensitive values replaced; layout kept.
+fn pairs(cls: &Classifier, text: &str, sep: char, decode: bool) -> String {
+    let sas = secrets::azure_sas(text).is_some();
+    let mut out = String::with_capacity(text.len());
+    for (i, pair) in text.split(sep).enumerate() {
+        if i > 0 {
+            out.push(sep);
+        }
+        let Some((name, raw)) = pair.split_once('=') else {
+            out.push_str(&free(cls, pair));
+            continue;
+        };
+        let dec_name = if decode {
+            percent_decode(name.trim(), true)
+        } else {
+            name.trim().into()
+        };
+        let val = if decode {
+            percent_decode(raw, true)
+        } else {
+            raw.into()
+        };
+        let hit = if sas && dec_name == "sig" {
+            Some((DataType::AzureSasToken, 95))
+        } else if val.trim().is_empty() {
+            None
+        } else {
+            cls.classify_raw(keys::hint(&dec_name), val.trim())
+        };
+        out.push_str(name);
+        out.push('=');
+        match hit {
+            Some((t, _)) => out.push_str(&cls.redaction_tag(t, val.trim())),
+            None => out.push_str(&free(cls, raw)),
+        }
+    }
+    out
+}
+
+/// Free text with self-identifying values replaced.
+fn free(cls: &Classifier, text: &str) -> String {
+    let mut spans: Vec<(usize, usize, DataType)> = Vec::new();
+    let mut budget = cls.settings.max_values_per_body;
+    free_text(cls, text, &mut budget, &mut |s, e, t, _| {
+        spans.push((s, e, t))
+    });
+    splice(cls, text, spans)
+}
+
+fn splice(cls: &Classifier, text: &str, mut spans: Vec<(usize, usize, DataType)>) -> String {
+    if spans.is_empty() {
+        return text.to_string();
+    }
+    spans.sort_by_key(|&(s, _, _)| s);
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (s, e, t) in spans {
+        if s < at {
+            continue;
+        }
+        let (Some(before), Some(value)) = (text.get(at..s), text.get(s..e)) else {
+            continue;
+        };
+        out.push_str(before);
+        out.push_str(&cls.redaction_tag(t, value));
+        at = e;
+    }
+    out.push_str(text.get(at..).unwrap_or_default());
+    out
+}
+
+pub(super) fn body(cls: &Classifier, content_type: Option<&str>, data: &[u8]) -> String {
+    let max = cls.settings.max_body_bytes;
+    let (data, cut) = if data.len() > max {
+        (data.get(..max).unwrap_or_default(), data.len() - max)
+    } else {
+        (data, 0)
+    };
+    let mut out = match kind(content_type, data) {
+        Kind::Json => match serde_json::from_slice::<serde_json::Value>(data) {
+            Ok(mut v) => {
+                json(cls, &mut v);
+                serde_json::to_string(&v).unwrap_or_default()
+            }
+            Err(_) => free(cls, &String::from_utf8_lossy(data)),
+        },
+        Kind::Form => pairs(cls, &String::from_utf8_lossy(data), '&', true),
+        Kind::Multipart(_) | Kind::Text => free(cls, &String::from_utf8_lossy(data)),
+        Kind::Binary => format!("[{} bytes of binary body not shown]", data.len()),
+    };
+    if cut > 0 {
+        out.push_str(&format!("…[{cut} more bytes not scanned, not shown]"));
+    }
+    out
+}
+
+/// Replaces sensitive leaves in place, walking with an explicit stack (the
+/// parser already bounded the depth at 128).
+fn json(cls: &Classifier, root: &mut serde_json::Value) {
+    use serde_json::Value;
+    let mut stack: Vec<(&mut Value, Hint)> = vec![(root, Hint::None)];
+    while let Some((v, hint)) = stack.pop() {
+        match v {
+            Value::Object(map) => {
+                for (k, child) in map.iter_mut() {
+                    stack.push((child, keys::hint(k)));
+                }
+            }
+            Value::Array(items) => {
+                for child in items.iter_mut() {
+                    stack.push((child, hint));
+                }
+            }
+            Value::String(s) => {
+                if let Some((t, _)) = cls.classify_raw(hint, s.trim()) {
+                    *s = cls.redaction_tag(t, s.trim());
+                } else if s.contains(char::is_whitespace) {
+                    let redacted = free(cls, s);
+                    *s = redacted;
+                }
+            }
+            Value::Number(n) => {
+                if let Some(u) = n.as_u64().filter(|&u| u >= 100_000) {
+                    let digits = u.to_string();
+                    if let Some((t, _)) = cls.classify_raw(hint, &digits) {
+                        *v = Value::String(cls.redaction_tag(t, &digits));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
