@@ -269,3 +269,53 @@ fn posture_findings_on_the_fixture() {
     assert!(table.contains("Findings"), "{table}");
     assert!(table.contains("/users/{id}/orders/{orderId}"), "{table}");
 }
+
+/// Posture findings travel the event path: `replay --events` prints them
+/// as schema-v1 events, with severity and OWASP category; a login handing
+/// out a token is not reported as a leak.
+#[test]
+fn replay_events_carry_the_posture_findings() {
+    let out = Command::new(env!("CARGO_BIN_EXE_apisensor"))
+        .args(["replay", "--events", "--workers", "2"])
+        .arg(fixture("rest-api.pcap"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let posture: BTreeSet<(String, String)> = events
+        .iter()
+        .filter(|e| e["kind"] == "posture")
+        .map(|e| {
+            assert_eq!(e["schema_version"], 1);
+            assert!(e["severity"].is_string() && e["owasp"].is_string(), "{e}");
+            assert!(!e["text"]["what_to_do"].as_str().unwrap().is_empty());
+            (
+                e["rule"].as_str().unwrap().to_owned(),
+                e["endpoint"]["path"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for (rule, path) in [
+        ("posture.debug_endpoint_exposed", "/debug/vars"),
+        ("posture.secret_in_response", "/users"),
+        ("posture.credentials_in_url", "/search"),
+        ("posture.cleartext_credentials", "/accounts/me"),
+    ] {
+        assert!(
+            posture.contains(&(rule.to_owned(), path.to_owned())),
+            "{rule} on {path} missing from {posture:?}"
+        );
+    }
+    assert!(
+        !posture.iter().any(|(_, path)| path == "/login"),
+        "issuing a token at login is not a leak: {posture:?}"
+    );
+}

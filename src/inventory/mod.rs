@@ -450,6 +450,10 @@ fn is_secret_field(path: &str) -> bool {
         || l.ends_with("_secret")
 }
 
+/// Credential types an API legitimately hands to its clients (login and
+/// token endpoints); seeing them in a response is not a leak by itself.
+const ISSUED_CREDENTIALS: &[&str] = &["jwt", "bearer_token", "session_token"];
+
 /// The posture counts of one exchange.
 fn posture_counts(
     req: &Request,
@@ -461,10 +465,16 @@ fn posture_counts(
     let mut p = PostureCounts::default();
     let success = status.is_some_and(|s| (200..300).contains(&s));
     p.success = u64::from(status.is_some_and(|s| (200..400).contains(&s)));
-    if auth.none() && success && !facts.response_sensitive.is_empty() {
+    // A token or session handed out is what a login endpoint is for, not
+    // a leak; everything else sensitive in a response counts.
+    let leaked: Vec<&SensitiveHit> = facts
+        .response_sensitive
+        .iter()
+        .filter(|h| !ISSUED_CREDENTIALS.contains(&h.data_type.as_str()))
+        .collect();
+    if auth.none() && success && !leaked.is_empty() {
         p.unauth_sensitive_responses = 1;
-        p.unauth_sensitive_types = facts
-            .response_sensitive
+        p.unauth_sensitive_types = leaked
             .iter()
             .map(|h| Text::from(h.data_type.as_str()))
             .collect();
@@ -505,8 +515,7 @@ fn posture_counts(
         .map(|(path, _)| Text::from(path.as_str()))
         .collect();
     echoed.extend(
-        facts
-            .response_sensitive
+        leaked
             .iter()
             .filter(|h| h.category == "credential")
             .map(|h| Text::from(h.data_type.as_str())),
