@@ -7,6 +7,7 @@
 
 use crate::classify::{BodyShape, Classifier, Finding};
 use crate::config::Settings;
+use crate::detect::behavior::ResponseData;
 use crate::detect::engine::{DetectLimits, DetectStats, Detectors};
 use crate::detect::protocol;
 use crate::event::Event;
@@ -40,7 +41,8 @@ impl Analysis {
         });
         let inventory =
             (inventory || events.is_some()).then(|| Inventory::new(&settings.inventory));
-        let classifier = (inventory.is_some() && settings.classify.enabled)
+        let classifier = ((inventory.is_some() || detectors.is_some())
+            && settings.classify.enabled)
             .then(|| Classifier::new(&settings.classify));
         Analysis {
             events,
@@ -59,11 +61,11 @@ impl Analysis {
     }
 
     pub fn observe(&mut self, exchange: &Exchange) {
+        let facts = match &self.classifier {
+            Some(classifier) => facts_of(classifier, exchange),
+            None => ExchangeFacts::from_exchange_basic(exchange),
+        };
         if let Some(inventory) = self.inventory.as_mut() {
-            let facts = match &self.classifier {
-                Some(classifier) => facts_of(classifier, exchange),
-                None => ExchangeFacts::from_exchange_basic(exchange),
-            };
             inventory.observe(exchange, &facts);
         }
         let Some(detectors) = self.detectors.as_mut() else {
@@ -72,7 +74,18 @@ impl Analysis {
         if self.detect_protocol {
             protocol::check(exchange, &self.sensor, &mut self.found);
         }
-        detectors.observe(exchange, &mut self.found);
+        let mut types: Vec<String> = facts
+            .response_sensitive
+            .iter()
+            .map(|h| h.data_type.clone())
+            .collect();
+        types.sort();
+        types.dedup();
+        let data = ResponseData {
+            sensitive_values: facts.response_sensitive.len() as u64,
+            sensitive_types: types,
+        };
+        detectors.observe_with(exchange, &data, &mut self.found);
         self.emit();
     }
 

@@ -41,6 +41,17 @@ fn family(rule: &str) -> Option<&'static str> {
         "detect.jwt.weak_secret" | "detect.jwt.unissued_privileged_token" => "jwt_weak_secret",
         "detect.jwt.expired_accepted" => "jwt_expired",
         r if r.starts_with("detect.injection.") => "injection",
+        "detect.authz.bola_enumeration" | "detect.authz.bola_foreign_object" => "bola",
+        "detect.authz.function_level" => "function_level_authz",
+        "detect.auth.missing_auth_accepted" => "missing_auth",
+        "detect.authz.mass_assignment" => "mass_assignment",
+        "detect.exposure.unusual_sensitive_data" | "detect.exposure.sensitive_volume" => {
+            "excessive_data_exposure"
+        }
+        "detect.resource.rate_abuse" => "rate_abuse",
+        "detect.resource.page_size_abuse" => "pagination_abuse",
+        "detect.exposure.verbose_error" => "verbose_errors",
+        "detect.inventory.unknown_host" => "unknown_host",
         _ => return None,
     })
 }
@@ -54,6 +65,15 @@ const BUILT: &[&str] = &[
     "jwt_weak_secret",
     "jwt_expired",
     "injection",
+    "bola",
+    "function_level_authz",
+    "missing_auth",
+    "mass_assignment",
+    "excessive_data_exposure",
+    "rate_abuse",
+    "pagination_abuse",
+    "verbose_errors",
+    "unknown_host",
 ];
 
 #[test]

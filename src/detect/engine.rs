@@ -6,6 +6,7 @@
 //! count; all windows are in packet time.
 
 use super::actor::{identify, ClientAddress};
+use super::behavior::{Behavior, BehaviorLimits, ResponseData};
 use super::injection::{self, PayloadKind};
 use super::request::{LoginAttempt, RequestView};
 use crate::event::{epoch_ms, Actor, EndpointRef, Event, EventKind, Evidence, Owasp, Severity};
@@ -57,6 +58,8 @@ pub struct DetectStats {
     pub repeats: u64,
     pub actors_forgotten: u64,
     pub params_skipped: u64,
+    pub endpoints_not_tracked: u64,
+    pub actors_forgotten_behavior: u64,
 }
 
 /// User agents of well-known attack and reconnaissance tools, lower case.
@@ -121,6 +124,7 @@ pub struct Detectors {
     weak_checked: HashMap<[u8; 16], Option<&'static str>>,
     /// (rule, subject) already reported, with repeats.
     reported: BTreeMap<(String, String), u64>,
+    behavior: Behavior,
 }
 
 impl Detectors {
@@ -135,6 +139,7 @@ impl Detectors {
             issued: HashMap::new(),
             weak_checked: HashMap::new(),
             reported: BTreeMap::new(),
+            behavior: Behavior::new(BehaviorLimits::default()),
         }
     }
 
@@ -144,6 +149,11 @@ impl Detectors {
 
     /// Runs every detector on one exchange; new findings go to `out`.
     pub fn observe(&mut self, exchange: &Exchange, out: &mut Vec<Event>) {
+        self.observe_with(exchange, &ResponseData::default(), out);
+    }
+
+    /// As `observe`, with what the classifier found in the response.
+    pub fn observe_with(&mut self, exchange: &Exchange, data: &ResponseData, out: &mut Vec<Event>) {
         self.stats.exchanges += 1;
         let Some(view) = RequestView::new(exchange) else {
             return;
@@ -156,6 +166,21 @@ impl Detectors {
         self.scanner(&view, &actor, now, out);
         self.tokens(&view, &actor, now, out);
         self.credentials(&view, &actor, now, out);
+        let mut findings = Vec::new();
+        self.behavior.observe(&view, &actor, data, &mut findings);
+        for f in findings {
+            let mut event = self.event(&view, &actor, f.rule, f.severity, f.owasp, f.title);
+            event.confidence = f.confidence;
+            event.text.what_happened = f.what;
+            event.text.why_it_matters = f.why.into();
+            event.text.what_to_do = f.todo.into();
+            for (name, value) in f.counts {
+                event.counts.insert(name.into(), value);
+            }
+            self.report(event, &f.subject, out);
+        }
+        self.stats.endpoints_not_tracked = self.behavior.endpoints_not_tracked;
+        self.stats.actors_forgotten_behavior = self.behavior.actors_forgotten;
         self.bound_actors();
     }
 

@@ -4,6 +4,7 @@
 //! touch sinks, threads or the wall clock.
 
 pub mod actor;
+pub mod behavior;
 pub mod engine;
 pub mod injection;
 pub mod jwt;
