@@ -10,7 +10,7 @@ use crate::config::Settings;
 use crate::detect::behavior::ResponseData;
 use crate::detect::engine::{DetectLimits, DetectStats, Detectors};
 use crate::detect::protocol;
-use crate::event::Event;
+use crate::event::{Event, Evidence};
 use crate::exchange::Exchange;
 use crate::forward::EventHandle;
 use crate::inventory::{ExchangeFacts, Inventory, SensitiveHit};
@@ -85,7 +85,15 @@ impl Analysis {
             sensitive_values: facts.response_sensitive.len() as u64,
             sensitive_types: types,
         };
+        let before = self.found.len();
         detectors.observe_with(exchange, &data, &mut self.found);
+        if let Some(classifier) = &self.classifier {
+            for event in self.found.iter_mut().skip(before) {
+                for evidence in &mut event.evidence {
+                    redact_evidence(classifier, exchange, evidence);
+                }
+            }
+        }
         self.emit();
     }
 
@@ -156,5 +164,49 @@ fn facts_of(classifier: &Classifier, exchange: &Exchange) -> ExchangeFacts {
         response_sensitive: hits(&found.response),
         request_fields: fields(&found.request_shape),
         response_fields: fields(&found.response_shape),
+    }
+}
+
+/// Bytes of each redacted body kept in evidence.
+const EVIDENCE_BODY_BYTES: usize = 2048;
+
+/// Evidence with every sensitive value replaced by its type and a keyed
+/// hash (the same value gets the same tag, so analysts can correlate
+/// without seeing it): the target, every header value, and the start of
+/// both bodies.
+fn redact_evidence(classifier: &Classifier, exchange: &Exchange, evidence: &mut Evidence) {
+    let Some(request) = &exchange.request else {
+        return;
+    };
+    evidence.uri = classifier.redact_text("", &request.uri);
+    let headers = |h: &crate::exchange::Headers| -> Vec<(String, String)> {
+        h.iter()
+            .map(|(name, value)| {
+                let name = String::from_utf8_lossy(name).into_owned();
+                let value = classifier.redact_text(&name, &String::from_utf8_lossy(value));
+                (name, value)
+            })
+            .collect()
+    };
+    evidence.request_headers = headers(&request.headers);
+    let body = |content_type: Option<&str>, data: &[u8]| -> Option<String> {
+        if data.is_empty() {
+            return None;
+        }
+        let mut text = classifier.redact_body(content_type, data);
+        if text.len() > EVIDENCE_BODY_BYTES {
+            let mut cut = EVIDENCE_BODY_BYTES;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push_str("…[cut]");
+        }
+        Some(text)
+    };
+    evidence.request_body = body(request.content_type.as_deref(), &request.body.data);
+    if let Some(response) = &exchange.response {
+        evidence.response_headers = headers(&response.headers);
+        evidence.response_body = body(response.content_type.as_deref(), &response.body.data);
     }
 }

@@ -15,8 +15,23 @@ fn fixture(name: &str) -> std::path::PathBuf {
     support::repo_root().join("fixtures/scenario").join(name)
 }
 
+/// A fixed redaction key: without one each run draws a random key, and the
+/// hashes in redacted evidence (rightly) differ from run to run.
+fn config() -> std::path::PathBuf {
+    let path = support::scratch_dir("scenario").join("sensor.toml");
+    let key = "5a".repeat(32);
+    std::fs::write(
+        &path,
+        format!("[classify]\nredaction_key_hex = \"{key}\"\n"),
+    )
+    .unwrap();
+    path
+}
+
 fn events(workers: &str) -> Vec<u8> {
     let out = Command::new(env!("CARGO_BIN_EXE_apisensor"))
+        .arg("--config")
+        .arg(config())
         .args(["replay", "--events", "--workers", workers])
         .arg(fixture("scenario.pcap"))
         .output()
