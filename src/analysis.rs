@@ -28,23 +28,33 @@ pub struct Analysis {
 impl Analysis {
     /// Detectors run when there is somewhere to send events; the inventory
     /// is kept when `inventory` asks for it (or posture findings need it).
-    pub fn new(settings: &Settings, events: Option<EventHandle>, inventory: bool) -> Self {
+    pub fn new(
+        settings: &Settings,
+        events: Option<EventHandle>,
+        inventory: bool,
+    ) -> anyhow::Result<Self> {
         let sensor = events
             .as_ref()
             .map(|e| e.sensor().to_owned())
             .unwrap_or_else(|| settings.events.sensor_name());
-        let detectors = events.as_ref().map(|_| {
+        let mut detectors = events.as_ref().map(|_| {
             Detectors::new(DetectLimits {
                 sensor: sensor.clone(),
                 ..DetectLimits::default()
             })
         });
+        let spec_path = &settings.inventory.spec_path;
+        if let (Some(detectors), false) = (detectors.as_mut(), spec_path.is_empty()) {
+            let spec = crate::inventory::drift::Spec::load(std::path::Path::new(spec_path))
+                .map_err(|e| anyhow::anyhow!("inventory.spec_path: {e}"))?;
+            detectors.set_spec(spec);
+        }
         let inventory =
             (inventory || events.is_some()).then(|| Inventory::new(&settings.inventory));
         let classifier = ((inventory.is_some() || detectors.is_some())
             && settings.classify.enabled)
             .then(|| Classifier::new(&settings.classify));
-        Analysis {
+        Ok(Analysis {
             events,
             sensor,
             detect_protocol: settings.events.detect_protocol_anomalies,
@@ -52,7 +62,7 @@ impl Analysis {
             inventory,
             classifier,
             found: Vec::new(),
-        }
+        })
     }
 
     /// Whether this stage does anything (else the writer skips it).

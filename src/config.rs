@@ -353,6 +353,10 @@ pub struct InventorySettings {
     pub fixed_min_requests: u64,
     /// A literal with this many times the siblings' median requests is a fixed route.
     pub fixed_share_factor: f64,
+    /// OpenAPI 3.x document (JSON or YAML) of the monitored API; calls to
+    /// endpoints it lacks (shadow) or marks deprecated raise API9 events.
+    /// "" = none.
+    pub spec_path: String,
 }
 
 impl Default for InventorySettings {
@@ -371,6 +375,7 @@ impl Default for InventorySettings {
             param_min_distinct_ratio: 0.1,
             fixed_min_requests: 5,
             fixed_share_factor: 20.0,
+            spec_path: String::new(),
         }
     }
 }
@@ -1011,6 +1016,13 @@ impl Settings {
                 key: "inventory.fixed_share_factor",
                 problem: format!("is {}, must be at least 1", inv.fixed_share_factor),
                 fix: "use e.g. 20 (twenty times the siblings' median requests)",
+            });
+        }
+        if !inv.spec_path.is_empty() && !Path::new(&inv.spec_path).is_file() {
+            return Err(ConfigError::Invalid {
+                key: "inventory.spec_path",
+                problem: format!("{:?} is not a readable file", inv.spec_path),
+                fix: "point it at the API's OpenAPI 3.x document (JSON or YAML), or set \"\"",
             });
         }
         let c = &self.classify;

@@ -311,7 +311,7 @@ fn replay(settings: &Settings, args: &ReplayArgs, configured: bool) -> Result<Ex
         pipeline::ReplayOptions {
             workers: settings.worker_count(),
             progress,
-            analysis: Some(Analysis::new(&settings, events, false)),
+            analysis: Some(Analysis::new(&settings, events, false)?),
             pace: args.pace,
         },
     );
@@ -452,7 +452,7 @@ fn inventory(settings: &Settings, args: &InventoryArgs) -> Result<ExitCode> {
         writer,
         pipeline::ReplayOptions {
             workers: settings.worker_count(),
-            analysis: Some(Analysis::new(&settings, None, true)),
+            analysis: Some(Analysis::new(&settings, None, true)?),
             ..Default::default()
         },
     )?;

@@ -355,7 +355,7 @@ impl Live {
             QueuePolicy::Drop,
             &hub,
             control,
-            Some(Analysis::new(settings, events, false)),
+            Some(Analysis::new(settings, events, false)?),
         )?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut readers = Vec::with_capacity(sources.len());

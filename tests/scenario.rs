@@ -15,14 +15,19 @@ fn fixture(name: &str) -> std::path::PathBuf {
     support::repo_root().join("fixtures/scenario").join(name)
 }
 
-/// A fixed redaction key: without one each run draws a random key, and the
-/// hashes in redacted evidence (rightly) differ from run to run.
+/// The API's own OpenAPI document, and a fixed redaction key: without one
+/// each run draws a random key, and the hashes in redacted evidence
+/// (rightly) differ from run to run.
 fn config() -> std::path::PathBuf {
     let path = support::scratch_dir("scenario").join("sensor.toml");
     let key = "5a".repeat(32);
+    let spec = fixture("openapi.yaml");
     std::fs::write(
         &path,
-        format!("[classify]\nredaction_key_hex = \"{key}\"\n"),
+        format!(
+            "[classify]\nredaction_key_hex = \"{key}\"\n[inventory]\nspec_path = \"{}\"\n",
+            spec.display()
+        ),
     )
     .unwrap();
     path
@@ -67,6 +72,8 @@ fn family(rule: &str) -> Option<&'static str> {
         "detect.resource.page_size_abuse" => "pagination_abuse",
         "detect.exposure.verbose_error" => "verbose_errors",
         "detect.inventory.unknown_host" => "unknown_host",
+        "detect.inventory.shadow_api" => "shadow_api",
+        "detect.inventory.deprecated_api" => "deprecated_api",
         _ => return None,
     })
 }
@@ -89,6 +96,8 @@ const BUILT: &[&str] = &[
     "pagination_abuse",
     "verbose_errors",
     "unknown_host",
+    "shadow_api",
+    "deprecated_api",
 ];
 
 #[test]

@@ -132,6 +132,8 @@ pub struct Behavior {
     first_secs: Option<u64>,
     pub endpoints_not_tracked: u64,
     pub actors_forgotten: u64,
+    /// The API's OpenAPI document, when configured (shadow and deprecated calls).
+    pub spec: Option<super::spec::SpecWatch>,
 }
 
 /// Request properties that only privileged code paths should set.
@@ -217,6 +219,7 @@ impl Behavior {
             first_secs: None,
             endpoints_not_tracked: 0,
             actors_forgotten: 0,
+            spec: None,
         }
     }
 
@@ -240,6 +243,9 @@ impl Behavior {
         let has_credentials = has_credentials(view);
 
         self.verbose_errors(view, &key, out);
+        if let (Some(spec), Some(status)) = (&self.spec, view.status()) {
+            spec.check(&view.request.method, &host, &template, status, out);
+        }
         self.unknown_host(view, &host, now, first, success, out);
         self.rate(view, &actor_key, now, data, out);
 

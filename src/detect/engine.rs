@@ -147,6 +147,11 @@ impl Detectors {
         &self.stats
     }
 
+    /// Judges calls against the API's OpenAPI document (shadow, deprecated).
+    pub fn set_spec(&mut self, spec: crate::inventory::drift::Spec) {
+        self.behavior.spec = Some(super::spec::SpecWatch::new(spec));
+    }
+
     /// Runs every detector on one exchange; new findings go to `out`.
     pub fn observe(&mut self, exchange: &Exchange, out: &mut Vec<Event>) {
         self.observe_with(exchange, &ResponseData::default(), out);

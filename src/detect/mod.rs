@@ -10,3 +10,4 @@ pub mod injection;
 pub mod jwt;
 pub mod protocol;
 pub mod request;
+pub mod spec;
