@@ -6,9 +6,11 @@
 //! keep state across flows and need the whole stream anyway.
 
 use crate::classify::{BodyShape, Classifier, Finding};
-use crate::config::Settings;
+use crate::config::{Settings, SuppressRule};
+use crate::detect::actor::ClientAddress;
 use crate::detect::behavior::ResponseData;
 use crate::detect::engine::{DetectLimits, DetectStats, Detectors};
+use crate::detect::incident::{self, Incidents};
 use crate::detect::protocol;
 use crate::event::{Event, Evidence};
 use crate::exchange::Exchange;
@@ -22,6 +24,9 @@ pub struct Analysis {
     detectors: Option<Detectors>,
     inventory: Option<Inventory>,
     classifier: Option<Classifier>,
+    suppress: Vec<SuppressRule>,
+    incidents: Incidents,
+    suppressed: u64,
     found: Vec<Event>,
 }
 
@@ -37,12 +42,20 @@ impl Analysis {
             .as_ref()
             .map(|e| e.sensor().to_owned())
             .unwrap_or_else(|| settings.events.sensor_name());
+        let d = &settings.detect;
         let mut detectors = events.as_ref().map(|_| {
             Detectors::new(DetectLimits {
                 sensor: sensor.clone(),
+                client_address: ClientAddress {
+                    header: d.client_ip_header.to_ascii_lowercase(),
+                    trusted_hops: d.trusted_proxy_hops,
+                },
+                learn_exchanges: d.learn_exchanges,
+                learn_actors: d.learn_actors,
                 ..DetectLimits::default()
             })
         });
+        let incidents = Incidents::new(&sensor, d.incident_window_secs);
         let spec_path = &settings.inventory.spec_path;
         if let (Some(detectors), false) = (detectors.as_mut(), spec_path.is_empty()) {
             let spec = crate::inventory::drift::Spec::load(std::path::Path::new(spec_path))
@@ -55,6 +68,9 @@ impl Analysis {
             && settings.classify.enabled)
             .then(|| Classifier::new(&settings.classify));
         Ok(Analysis {
+            suppress: d.suppress.clone(),
+            incidents,
+            suppressed: 0,
             events,
             sensor,
             detect_protocol: settings.events.detect_protocol_anomalies,
@@ -104,6 +120,17 @@ impl Analysis {
                 }
             }
         }
+        let fresh = self.found.split_off(before);
+        let mut grouped = Vec::new();
+        for event in fresh {
+            if incident::suppressed(&self.suppress, &event) {
+                self.suppressed += 1;
+                continue;
+            }
+            self.incidents.observe(&event, &mut grouped);
+            self.found.push(event);
+            self.found.append(&mut grouped);
+        }
         self.emit();
     }
 
@@ -129,8 +156,14 @@ impl Analysis {
         }
     }
 
-    pub fn detect_stats(&self) -> Option<&DetectStats> {
-        self.detectors.as_ref().map(Detectors::stats)
+    /// The detectors' counters, with suppression and incidents.
+    pub fn detect_stats(&self) -> Option<DetectStats> {
+        self.detectors.as_ref().map(|d| {
+            let mut stats = d.stats().clone();
+            stats.suppressed = self.suppressed;
+            stats.incidents_opened = self.incidents.incidents_opened;
+            stats
+        })
     }
 
     pub fn inventory(&self) -> Option<&Inventory> {

@@ -38,6 +38,7 @@ pub struct Settings {
     pub events: EventSettings,
     pub inventory: InventorySettings,
     pub classify: ClassifySettings,
+    pub detect: DetectSettings,
 }
 
 /// Threads and queues.
@@ -572,6 +573,56 @@ impl SinkSettings {
     }
 }
 
+/// Runtime detectors (`replay --events`, `run`): actors, learning, incidents,
+/// suppression.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectSettings {
+    /// Header a proxy in front of the API writes the client address into
+    /// (e.g. "x-forwarded-for"); "" = the TCP peer is the client.
+    pub client_ip_header: String,
+    /// Proxies that append to that header; the client is the entry this
+    /// many places from the right.
+    pub trusted_proxy_hops: usize,
+    /// Exchanges an endpoint needs before its baseline detectors judge it.
+    pub learn_exchanges: u64,
+    /// Clients a population comparison needs.
+    pub learn_actors: u64,
+    /// Detections of one client this close together form one incident.
+    pub incident_window_secs: u64,
+    /// False-positive feedback: detections matching a rule are counted, not emitted.
+    pub suppress: Vec<SuppressRule>,
+}
+
+impl Default for DetectSettings {
+    fn default() -> Self {
+        DetectSettings {
+            client_ip_header: String::new(),
+            trusted_proxy_hops: 0,
+            learn_exchanges: 20,
+            learn_actors: 5,
+            incident_window_secs: 900,
+            suppress: Vec::new(),
+        }
+    }
+}
+
+/// One suppression rule; every non-empty field must match.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SuppressRule {
+    /// Rule id or prefix, e.g. "detect.scanner." or "detect.authz.bola_enumeration".
+    pub rule: String,
+    /// Endpoint path prefix, e.g. "/health".
+    pub endpoint: String,
+    /// A principal or an exact client address.
+    pub actor: String,
+    /// Client network, e.g. "10.20.0.0/16".
+    pub cidr: String,
+    /// Unix seconds (packet time) from which the rule no longer applies; 0 = never expires.
+    pub until_unix: u64,
+}
+
 /// Sensitive-data classification of exchanges (`classify`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -1024,6 +1075,57 @@ impl Settings {
                 problem: format!("{:?} is not a readable file", inv.spec_path),
                 fix: "point it at the API's OpenAPI 3.x document (JSON or YAML), or set \"\"",
             });
+        }
+        let d = &self.detect;
+        at_least(
+            "detect.learn_exchanges",
+            d.learn_exchanges,
+            1,
+            "set e.g. 20 (exchanges an endpoint needs before it is judged)",
+        )?;
+        at_least(
+            "detect.learn_actors",
+            d.learn_actors,
+            2,
+            "set e.g. 5 (clients a population comparison needs)",
+        )?;
+        at_most(
+            "detect.trusted_proxy_hops",
+            d.trusted_proxy_hops as u64,
+            16,
+            "count the proxies in front of the API, e.g. 1",
+        )?;
+        if d.trusted_proxy_hops > 0 && d.client_ip_header.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "detect.trusted_proxy_hops",
+                problem: "is set but detect.client_ip_header is empty".into(),
+                fix: "set client_ip_header = \"x-forwarded-for\" (or your proxy's header), or trusted_proxy_hops = 0",
+            });
+        }
+        for rule in &d.suppress {
+            if rule.rule.is_empty()
+                && rule.endpoint.is_empty()
+                && rule.actor.is_empty()
+                && rule.cidr.is_empty()
+            {
+                return Err(ConfigError::Invalid {
+                    key: "detect.suppress",
+                    problem: "has a rule with no rule, endpoint, actor or cidr, which would silence everything".into(),
+                    fix: "give each [[detect.suppress]] at least one of rule, endpoint, actor, cidr",
+                });
+            }
+            let net = rule.cidr.split('/').next().unwrap_or("");
+            let bits_ok = rule
+                .cidr
+                .split_once('/')
+                .is_none_or(|(_, b)| b.parse::<u8>().is_ok_and(|b| b <= 128));
+            if !rule.cidr.is_empty() && (net.parse::<std::net::IpAddr>().is_err() || !bits_ok) {
+                return Err(ConfigError::Invalid {
+                    key: "detect.suppress.cidr",
+                    problem: format!("{:?} is not a network", rule.cidr),
+                    fix: "write it like \"10.20.0.0/16\" or \"2001:db8::/32\"",
+                });
+            }
         }
         let c = &self.classify;
         at_most(

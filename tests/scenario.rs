@@ -193,3 +193,44 @@ fn campaigns_are_detected_and_no_benign_actor_is_accused() {
     );
     assert!(caught >= BUILT.len());
 }
+
+/// False-positive feedback: a suppression rule silences matching detections
+/// (counted in the summary), and the rest still arrive.
+#[test]
+fn suppression_rules_silence_and_count() {
+    let cfg = support::scratch_dir("scenario-suppress").join("sensor.toml");
+    std::fs::write(
+        &cfg,
+        "[[detect.suppress]]\nrule = \"detect.scanner.\"\ncidr = \"127.0.2.0/24\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_apisensor"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["replay", "--events"])
+        .arg(fixture("scenario.pcap"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rules: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["rule"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        !rules.iter().any(|r| r.starts_with("detect.scanner.")),
+        "{rules:?}"
+    );
+    assert!(rules.iter().any(|r| r.starts_with("detect.injection.")));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("detect:"))
+        .expect("detect summary");
+    assert!(line.contains("suppressed=2"), "{line}");
+}

@@ -30,6 +30,9 @@ pub struct DetectLimits {
     /// Actors tracked at once by the windowed detectors; the least recently
     /// seen are forgotten beyond it (counted).
     pub max_actors: usize,
+    /// Learning periods of the baseline detectors.
+    pub learn_exchanges: u64,
+    pub learn_actors: u64,
 }
 
 impl Default for DetectLimits {
@@ -45,6 +48,8 @@ impl Default for DetectLimits {
             spraying_min_usernames: 10,
             spraying_min_ips: 3,
             max_actors: 100_000,
+            learn_exchanges: 20,
+            learn_actors: 5,
         }
     }
 }
@@ -60,6 +65,9 @@ pub struct DetectStats {
     pub params_skipped: u64,
     pub endpoints_not_tracked: u64,
     pub actors_forgotten_behavior: u64,
+    /// Detections dropped by a `[[detect.suppress]]` rule.
+    pub suppressed: u64,
+    pub incidents_opened: u64,
 }
 
 /// User agents of well-known attack and reconnaissance tools, lower case.
@@ -130,7 +138,6 @@ pub struct Detectors {
 impl Detectors {
     pub fn new(limits: DetectLimits) -> Self {
         Detectors {
-            limits,
             stats: DetectStats::default(),
             scans: HashMap::new(),
             logins: HashMap::new(),
@@ -139,7 +146,12 @@ impl Detectors {
             issued: HashMap::new(),
             weak_checked: HashMap::new(),
             reported: BTreeMap::new(),
-            behavior: Behavior::new(BehaviorLimits::default()),
+            behavior: Behavior::new(BehaviorLimits {
+                learn_exchanges: limits.learn_exchanges,
+                learn_actors: limits.learn_actors,
+                ..BehaviorLimits::default()
+            }),
+            limits,
         }
     }
 

@@ -6,6 +6,7 @@
 pub mod actor;
 pub mod behavior;
 pub mod engine;
+pub mod incident;
 pub mod injection;
 pub mod jwt;
 pub mod protocol;
