@@ -16,6 +16,7 @@ use crate::event::{Event, Evidence};
 use crate::exchange::Exchange;
 use crate::forward::EventHandle;
 use crate::inventory::{ExchangeFacts, Inventory, SensitiveHit};
+use std::path::{Path, PathBuf};
 
 pub struct Analysis {
     events: Option<EventHandle>,
@@ -24,6 +25,11 @@ pub struct Analysis {
     detectors: Option<Detectors>,
     inventory: Option<Inventory>,
     classifier: Option<Classifier>,
+    baseline_path: Option<PathBuf>,
+    baseline_save_ms: u64,
+    next_save_ms: Option<u64>,
+    /// Unreadable snapshots set aside at start.
+    baseline_corrupt: u64,
     suppress: Vec<SuppressRule>,
     incidents: Incidents,
     suppressed: u64,
@@ -38,12 +44,27 @@ impl Analysis {
         events: Option<EventHandle>,
         inventory: bool,
     ) -> anyhow::Result<Self> {
+        let detect = events.is_some();
+        Self::build(settings, events, inventory, detect)
+    }
+
+    /// Detectors that learn and emit nothing (`replay --baseline-from`).
+    pub fn learn_only(settings: &Settings) -> anyhow::Result<Self> {
+        Self::build(settings, None, false, true)
+    }
+
+    fn build(
+        settings: &Settings,
+        events: Option<EventHandle>,
+        inventory: bool,
+        detect: bool,
+    ) -> anyhow::Result<Self> {
         let sensor = events
             .as_ref()
             .map(|e| e.sensor().to_owned())
             .unwrap_or_else(|| settings.events.sensor_name());
         let d = &settings.detect;
-        let mut detectors = events.as_ref().map(|_| {
+        let mut detectors = detect.then(|| {
             Detectors::new(DetectLimits {
                 sensor: sensor.clone(),
                 client_address: ClientAddress {
@@ -56,6 +77,10 @@ impl Analysis {
             })
         });
         let incidents = Incidents::new(&sensor, d.incident_window_secs);
+        let mut baseline_corrupt = 0;
+        if let (Some(detectors), false) = (detectors.as_mut(), d.baseline_path.is_empty()) {
+            baseline_corrupt = load_baseline(detectors, Path::new(&d.baseline_path));
+        }
         let spec_path = &settings.inventory.spec_path;
         if let (Some(detectors), false) = (detectors.as_mut(), spec_path.is_empty()) {
             let spec = crate::inventory::drift::Spec::load(std::path::Path::new(spec_path))
@@ -68,6 +93,10 @@ impl Analysis {
             && settings.classify.enabled)
             .then(|| Classifier::new(&settings.classify));
         Ok(Analysis {
+            baseline_path: (!d.baseline_path.is_empty()).then(|| PathBuf::from(&d.baseline_path)),
+            baseline_save_ms: d.baseline_save_secs.saturating_mul(1000),
+            next_save_ms: None,
+            baseline_corrupt,
             suppress: d.suppress.clone(),
             incidents,
             suppressed: 0,
@@ -93,6 +122,11 @@ impl Analysis {
         };
         if let Some(inventory) = self.inventory.as_mut() {
             inventory.observe(exchange, &facts);
+        }
+        if self.baseline_path.is_some() {
+            if let Some(request) = &exchange.request {
+                self.save_baseline_if_due(crate::event::epoch_ms(request.ts));
+            }
         }
         let Some(detectors) = self.detectors.as_mut() else {
             return;
@@ -136,9 +170,11 @@ impl Analysis {
 
     /// The stream ended: findings drawn from the whole inventory (posture)
     /// are raised now, when every exchange has been seen.
-    /// The event handle is released here, so the forwarder can drain.
+    /// The event handle is released here, so the forwarder can drain; the
+    /// baseline snapshot is written.
     pub fn finish(&mut self) {
         if self.events.is_none() {
+            self.save_baseline();
             return;
         }
         if let Some(inventory) = &self.inventory {
@@ -146,13 +182,45 @@ impl Analysis {
         }
         self.emit();
         self.events = None;
+        self.save_baseline();
     }
 
     fn emit(&mut self) {
-        if let Some(events) = &self.events {
-            for event in self.found.drain(..) {
-                events.emit(event);
-            }
+        match &self.events {
+            Some(events) => self.found.drain(..).for_each(|event| events.emit(event)),
+            // Learning only: findings have nowhere to go.
+            None => self.found.clear(),
+        }
+    }
+
+    /// Takes over what another run's detectors learned (`--baseline-from`).
+    pub fn adopt_baseline(&mut self, learned: Analysis) {
+        if let (Some(mine), Some(theirs)) = (self.detectors.as_mut(), learned.detectors) {
+            mine.adopt(theirs);
+        }
+    }
+
+    /// Writes the baseline snapshot when it is due at packet time `now_ms`.
+    fn save_baseline_if_due(&mut self, now_ms: u64) {
+        let due = *self
+            .next_save_ms
+            .get_or_insert(now_ms.saturating_add(self.baseline_save_ms));
+        if now_ms >= due {
+            self.next_save_ms = Some(now_ms.saturating_add(self.baseline_save_ms));
+            self.save_baseline();
+        }
+    }
+
+    fn save_baseline(&self) {
+        let (Some(path), Some(detectors)) = (&self.baseline_path, &self.detectors) else {
+            return;
+        };
+        let result = detectors
+            .save()
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| write_atomically(path, &bytes).map_err(|e| e.to_string()));
+        if let Err(e) = result {
+            tracing::error!("cannot write the baseline snapshot {}: {e}", path.display());
         }
     }
 
@@ -162,6 +230,7 @@ impl Analysis {
             let mut stats = d.stats().clone();
             stats.suppressed = self.suppressed;
             stats.incidents_opened = self.incidents.incidents_opened;
+            stats.baseline_corrupt = self.baseline_corrupt;
             stats
         })
     }
@@ -252,4 +321,50 @@ fn redact_evidence(classifier: &Classifier, exchange: &Exchange, evidence: &mut 
         evidence.response_headers = headers(&response.headers);
         evidence.response_body = body(response.content_type.as_deref(), &response.body.data);
     }
+}
+
+/// Loads a snapshot into `detectors`; an unreadable one is set aside (renamed
+/// `*.corrupt-<unix time>`) so the sensor starts learning afresh instead of
+/// failing. Returns how many were set aside.
+fn load_baseline(detectors: &mut Detectors, path: &Path) -> u64 {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return 0,
+        Err(e) => {
+            tracing::error!("cannot read the baseline snapshot {}: {e}", path.display());
+            return 0;
+        }
+    };
+    match Detectors::load(&bytes) {
+        Ok(learned) => {
+            detectors.adopt(learned);
+            tracing::info!("baselines loaded from {}", path.display());
+            0
+        }
+        Err(e) => {
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let aside = PathBuf::from(format!("{}.corrupt-{stamp}", path.display()));
+            let moved = std::fs::rename(path, &aside);
+            tracing::warn!(
+                "baseline snapshot {} is unreadable ({e}); set aside as {} ({:?}), learning afresh",
+                path.display(),
+                aside.display(),
+                moved.err()
+            );
+            1
+        }
+    }
+}
+
+/// Write to a temporary file beside `path`, then rename: a crash never
+/// leaves a half-written snapshot.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
 }

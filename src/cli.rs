@@ -76,6 +76,10 @@ pub struct ReplayArgs {
     /// (`[[events.sinks]]`) receive the events too, with or without this flag.
     #[arg(long)]
     pub events: bool,
+    /// Learn baselines from these captures first (no events from them), then
+    /// judge FILE... against what was learned.
+    #[arg(long, value_name = "PCAP", num_args = 1..)]
+    pub baseline_from: Vec<PathBuf>,
     /// Replay at the capture's own speed times this factor (1 = as
     /// recorded, 2 = twice as fast); without it, as fast as possible.
     #[arg(long)]

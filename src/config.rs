@@ -590,6 +590,12 @@ pub struct DetectSettings {
     pub learn_actors: u64,
     /// Detections of one client this close together form one incident.
     pub incident_window_secs: u64,
+    /// Baseline snapshot (MessagePack): loaded at start, written every
+    /// `baseline_save_secs` of packet time and at the end; "" = none. A
+    /// snapshot that cannot be read is renamed `*.corrupt-<time>` and the
+    /// sensor starts learning afresh.
+    pub baseline_path: String,
+    pub baseline_save_secs: u64,
     /// False-positive feedback: detections matching a rule are counted, not emitted.
     pub suppress: Vec<SuppressRule>,
 }
@@ -602,6 +608,8 @@ impl Default for DetectSettings {
             learn_exchanges: 20,
             learn_actors: 5,
             incident_window_secs: 900,
+            baseline_path: String::new(),
+            baseline_save_secs: 300,
             suppress: Vec::new(),
         }
     }
@@ -1102,6 +1110,12 @@ impl Settings {
                 fix: "set client_ip_header = \"x-forwarded-for\" (or your proxy's header), or trusted_proxy_hops = 0",
             });
         }
+        at_least(
+            "detect.baseline_save_secs",
+            d.baseline_save_secs,
+            10,
+            "set e.g. 300 (seconds of packet time between snapshots)",
+        )?;
         for rule in &d.suppress {
             if rule.rule.is_empty()
                 && rule.endpoint.is_empty()

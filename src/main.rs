@@ -304,6 +304,10 @@ fn replay(settings: &Settings, args: &ReplayArgs, configured: bool) -> Result<Ex
         None
     };
     let events = forwarder.as_ref().map(Forwarder::handle);
+    let mut analysis = Analysis::new(&settings, events, false)?;
+    if !args.baseline_from.is_empty() {
+        analysis.adopt_baseline(learn_baselines(&settings, &args.baseline_from)?);
+    }
     let result = pipeline::replay(
         &settings,
         &args.files,
@@ -311,7 +315,7 @@ fn replay(settings: &Settings, args: &ReplayArgs, configured: bool) -> Result<Ex
         pipeline::ReplayOptions {
             workers: settings.worker_count(),
             progress,
-            analysis: Some(Analysis::new(&settings, events, false)?),
+            analysis: Some(analysis),
             pace: args.pace,
         },
     );
@@ -324,7 +328,7 @@ fn replay(settings: &Settings, args: &ReplayArgs, configured: bool) -> Result<Ex
     if let Some(d) = analysis.as_ref().and_then(Analysis::detect_stats) {
         eprintln!(
             "detect: exchanges={} events={} repeats={} suppressed={} incidents={} \
-             params_skipped={} endpoints_not_tracked={} actors_forgotten={}",
+             params_skipped={} endpoints_not_tracked={} actors_forgotten={} baseline_corrupt={}",
             d.exchanges,
             d.events,
             d.repeats,
@@ -332,7 +336,8 @@ fn replay(settings: &Settings, args: &ReplayArgs, configured: bool) -> Result<Ex
             d.incidents_opened,
             d.params_skipped,
             d.endpoints_not_tracked,
-            d.actors_forgotten + d.actors_forgotten_behavior
+            d.actors_forgotten + d.actors_forgotten_behavior,
+            d.baseline_corrupt
         );
     }
     if let Some(m) = &forwarded {
@@ -441,6 +446,27 @@ fn wall_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Replays `files` only to learn baselines (`replay --baseline-from`).
+fn learn_baselines(settings: &Settings, files: &[std::path::PathBuf]) -> Result<Analysis> {
+    let writer = ExchangeWriter::new(
+        Box::new(std::io::sink()),
+        apisensor::output::OutputFormat::None,
+        false,
+    );
+    let (summary, learned) = pipeline::replay(
+        settings,
+        files,
+        writer,
+        pipeline::ReplayOptions {
+            workers: settings.worker_count(),
+            analysis: Some(Analysis::learn_only(settings)?),
+            ..Default::default()
+        },
+    )?;
+    print_summary("baseline", &summary);
+    learned.context("the baseline stage did not run")
 }
 
 /// Sensor name in posture findings printed by `inventory`.

@@ -234,3 +234,92 @@ fn suppression_rules_silence_and_count() {
         .expect("detect summary");
     assert!(line.contains("suppressed=2"), "{line}");
 }
+
+/// Baselines persist: the snapshot is written at the end of a run and
+/// loaded by the next; an unreadable one is set aside and learning starts
+/// afresh. `--baseline-from` learns on one capture and judges another.
+#[test]
+fn baseline_snapshot_persists_and_a_corrupt_one_is_set_aside() {
+    let dir = support::scratch_dir("scenario-baseline");
+    let snapshot = dir.join("baseline.msgpack");
+    let cfg = dir.join("sensor.toml");
+    std::fs::write(
+        &cfg,
+        format!("[detect]\nbaseline_path = \"{}\"\n", snapshot.display()),
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_apisensor"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["replay", "--events"])
+            .args(extra)
+            .arg(fixture("scenario.pcap"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let detect = stderr
+            .lines()
+            .find(|l| l.starts_with("detect:"))
+            .unwrap()
+            .to_owned();
+        (String::from_utf8(out.stdout).unwrap(), detect)
+    };
+    let (first, _) = run(&[]);
+    let size = std::fs::metadata(&snapshot)
+        .expect("snapshot written")
+        .len();
+    assert!(size > 1000, "{size} bytes");
+    // Reloaded: the second run starts from what the first learned and still
+    // reports the campaigns (findings are not part of the snapshot).
+    let (second, detect) = run(&[]);
+    assert!(detect.contains("baseline_corrupt=0"), "{detect}");
+    assert!(second.contains("detect.authz.bola_enumeration"));
+    assert!(first.lines().count() > 0);
+
+    std::fs::write(&snapshot, b"\x93not a snapshot").unwrap();
+    let (_, detect) = run(&[]);
+    assert!(detect.contains("baseline_corrupt=1"), "{detect}");
+    let aside = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("baseline.msgpack.corrupt-")
+        });
+    assert!(aside, "the corrupt snapshot is kept for inspection");
+    assert!(
+        std::fs::metadata(&snapshot).unwrap().len() > 1000,
+        "a fresh one replaced it"
+    );
+}
+
+#[test]
+fn baseline_from_an_earlier_capture() {
+    let out = Command::new(env!("CARGO_BIN_EXE_apisensor"))
+        .args(["replay", "--events", "--baseline-from"])
+        .arg(fixture("scenario.pcap"))
+        .arg("--")
+        .arg(fixture("scenario.pcap"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.lines().any(|l| l.starts_with("baseline: ")),
+        "{stderr}"
+    );
+    let events = String::from_utf8(out.stdout).unwrap();
+    // Judged from the first packet with a learned baseline.
+    assert!(events.contains("detect.authz.mass_assignment"));
+}

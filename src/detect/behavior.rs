@@ -15,6 +15,7 @@ use super::request::RequestView;
 use crate::baseline::sketch::{Distinct, Population, Quantiles};
 use crate::event::{Actor, Owasp, Severity};
 use crate::inventory::template::classify_segment;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
 /// Tunables of the baseline detectors.
@@ -30,6 +31,22 @@ pub struct BehaviorLimits {
     pub max_actor_endpoints: usize,
     /// Object ids whose first accessor is remembered, per endpoint.
     pub max_owned_ids: usize,
+}
+
+impl Behavior {
+    /// The settings that are not learned state (see `Detectors::adopt`).
+    pub(super) fn take_config(&mut self) -> (BehaviorLimits, Option<super::spec::SpecWatch>) {
+        (std::mem::take(&mut self.limits), self.spec.take())
+    }
+
+    pub(super) fn restore_config(
+        &mut self,
+        limits: BehaviorLimits,
+        spec: Option<super::spec::SpecWatch>,
+    ) {
+        self.limits = limits;
+        self.spec = spec;
+    }
 }
 
 impl Default for BehaviorLimits {
@@ -66,7 +83,7 @@ pub struct ResponseData {
     pub sensitive_types: Vec<String>,
 }
 
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct Endpoint {
     exchanges: u64,
     successes: u64,
@@ -92,16 +109,16 @@ struct Endpoint {
     page_sizes: BTreeMap<String, Quantiles>,
 }
 
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct ActorEndpoint {
     ids: Distinct,
     ids_estimate: Option<u64>,
     foreign_objects: u64,
     /// Counted among the endpoint's principals.
-    owner_seen: Option<()>,
+    owner_seen: bool,
 }
 
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct ActorRate {
     minute: u64,
     count: u64,
@@ -112,7 +129,10 @@ struct ActorRate {
     sensitive_peak: Option<u64>,
 }
 
+/// Everything learned is serialisable: the baseline snapshot is this state.
+#[derive(Default, Serialize, Deserialize)]
 pub struct Behavior {
+    #[serde(skip)]
     limits: BehaviorLimits,
     endpoints: HashMap<String, Endpoint>,
     actor_endpoints: HashMap<(String, String), ActorEndpoint>,
@@ -123,16 +143,19 @@ pub struct Behavior {
     hosts: BTreeMap<String, u64>,
     /// Actors caught enumerating objects: their first uses of ids do not
     /// make them owners (the real owners coming later are not accused).
-    enumerators: std::collections::HashSet<String>,
+    enumerators: std::collections::BTreeSet<String>,
     /// Sensitive types in successful responses over the whole API, and how
     /// many successful responses: the baseline for endpoints too new to have one.
     api_types: BTreeMap<String, u64>,
     api_successes: u64,
     exchanges: u64,
     first_secs: Option<u64>,
+    #[serde(skip)]
     pub endpoints_not_tracked: u64,
+    #[serde(skip)]
     pub actors_forgotten: u64,
     /// The API's OpenAPI document, when configured (shadow and deprecated calls).
+    #[serde(skip)]
     pub spec: Option<super::spec::SpecWatch>,
 }
 
@@ -212,7 +235,7 @@ impl Behavior {
             rate_population: Population::default(),
             sensitive_population: Population::default(),
             hosts: BTreeMap::new(),
-            enumerators: std::collections::HashSet::new(),
+            enumerators: std::collections::BTreeSet::new(),
             api_types: BTreeMap::new(),
             api_successes: 0,
             exchanges: 0,
@@ -468,8 +491,8 @@ impl Behavior {
                 // Ownership: the first principal to use an id owns it, on
                 // endpoints where ids are normally used by one principal.
                 if actor.principal.is_some() {
-                    if mine.owner_seen.is_none() {
-                        mine.owner_seen = Some(());
+                    if !mine.owner_seen {
+                        mine.owner_seen = true;
                         endpoint.principals += 1;
                     }
                     let mut foreign = 0u64;

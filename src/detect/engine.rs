@@ -11,8 +11,24 @@ use super::injection::{self, PayloadKind};
 use super::request::{LoginAttempt, RequestView};
 use crate::event::{epoch_ms, Actor, EndpointRef, Event, EventKind, Evidence, Owasp, Severity};
 use crate::exchange::Exchange;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
+
+/// Format version of the baseline snapshot.
+const SNAPSHOT_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+struct Snapshot<'a> {
+    version: u32,
+    detectors: &'a Detectors,
+}
+
+#[derive(Deserialize)]
+struct OwnedSnapshot {
+    version: u32,
+    detectors: Detectors,
+}
 
 /// Tunables; defaults fit a ten-minute investigation capture.
 #[derive(Debug, Clone)]
@@ -68,6 +84,8 @@ pub struct DetectStats {
     /// Detections dropped by a `[[detect.suppress]]` rule.
     pub suppressed: u64,
     pub incidents_opened: u64,
+    /// Unreadable baseline snapshots set aside at start.
+    pub baseline_corrupt: u64,
 }
 
 /// User agents of well-known attack and reconnaissance tools, lower case.
@@ -96,14 +114,14 @@ const SCANNER_AGENTS: &[&str] = &[
     "commix",
 ];
 
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct ScanWindow {
     /// (request time secs, path) of not-found answers in the window.
     not_found: VecDeque<(u64, String)>,
     requests: VecDeque<u64>,
 }
 
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct LoginWindow {
     /// (time secs, username) of failed attempts.
     failures: VecDeque<(u64, String)>,
@@ -111,14 +129,19 @@ struct LoginWindow {
 }
 
 /// What a login endpoint's answers have shown so far.
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct LoginEndpoint {
     /// It has issued a token or session at least once.
     issues_tokens: bool,
 }
 
+/// The detectors and all they learned; serialisable as the baseline snapshot
+/// (counters and caches are not part of it).
+#[derive(Default, Serialize, Deserialize)]
 pub struct Detectors {
+    #[serde(skip)]
     limits: DetectLimits,
+    #[serde(skip)]
     stats: DetectStats,
     scans: HashMap<IpAddr, ScanWindow>,
     logins: HashMap<IpAddr, LoginWindow>,
@@ -129,8 +152,12 @@ pub struct Detectors {
     /// first was seen (tokens issued before that could not have been).
     issued: HashMap<String, (u64, HashSet<[u8; 16]>)>,
     /// Tokens already checked against the weak-secret list.
+    #[serde(skip)]
     weak_checked: HashMap<[u8; 16], Option<&'static str>>,
-    /// (rule, subject) already reported, with repeats.
+    /// (rule, subject) already reported, with repeats. Not part of the
+    /// snapshot: after a restart a finding is reported again, with the same
+    /// stable id, so downstream de-duplication still holds.
+    #[serde(skip)]
     reported: BTreeMap<(String, String), u64>,
     behavior: Behavior,
 }
@@ -157,6 +184,40 @@ impl Detectors {
 
     pub fn stats(&self) -> &DetectStats {
         &self.stats
+    }
+
+    /// The learned state, for the baseline snapshot.
+    pub fn save(&self) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+        rmp_serde::to_vec_named(&Snapshot {
+            version: SNAPSHOT_VERSION,
+            detectors: self,
+        })
+    }
+
+    /// Learned state from a snapshot written by `save`.
+    pub fn load(bytes: &[u8]) -> Result<Detectors, String> {
+        let snapshot: OwnedSnapshot = rmp_serde::from_slice(bytes).map_err(|e| e.to_string())?;
+        if snapshot.version != SNAPSHOT_VERSION {
+            return Err(format!(
+                "snapshot version {} (this build reads {SNAPSHOT_VERSION})",
+                snapshot.version
+            ));
+        }
+        Ok(snapshot.detectors)
+    }
+
+    /// Takes over what `learned` learned (a snapshot, an earlier capture),
+    /// keeping this instance's settings, counters and spec.
+    pub fn adopt(&mut self, learned: Detectors) {
+        let limits = std::mem::take(&mut self.limits);
+        let stats = std::mem::take(&mut self.stats);
+        let (behavior_limits, spec) = self.behavior.take_config();
+        *self = learned;
+        // What was reported while learning is not this run's to suppress.
+        self.reported.clear();
+        self.limits = limits;
+        self.stats = stats;
+        self.behavior.restore_config(behavior_limits, spec);
     }
 
     /// Judges calls against the API's OpenAPI document (shadow, deprecated).
