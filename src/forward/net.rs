@@ -32,11 +32,20 @@ impl Tls {
         }
         if let Some(path) = ca_file {
             let pem = std::fs::read(path).map_err(|e| format!("ca_file {path}: {e}"))?;
+            let mut added = 0;
             for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
                 let cert = cert.map_err(|e| format!("ca_file {path}: {e}"))?;
                 roots
                     .add(cert)
                     .map_err(|e| format!("ca_file {path}: {e}"))?;
+                added += 1;
+            }
+            // A DER file, a key or an empty file would otherwise leave only
+            // the system roots, and every handshake fail with UnknownIssuer.
+            if added == 0 {
+                return Err(format!(
+                    "ca_file {path}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it"
+                ));
             }
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -86,4 +95,41 @@ pub async fn connect(
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
     Ok(Box::new(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca_file(name: &str, contents: &[u8]) -> String {
+        let dir = std::env::temp_dir().join(format!("apisensor-net-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path.display().to_string()
+    }
+
+    #[test]
+    fn ca_file_without_a_certificate_is_an_error() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let pem = ca_file("ca.pem", cert.pem().as_bytes());
+        assert!(Tls::new(Some(&pem), None).is_ok());
+        for (name, contents) in [
+            ("ca.der", cert.der().to_vec()),
+            ("key.pem", key.serialize_pem().into_bytes()),
+            ("empty.pem", Vec::new()),
+        ] {
+            let path = ca_file(name, &contents);
+            let err = Tls::new(Some(&path), None).err();
+            assert!(
+                err.as_deref()
+                    .is_some_and(|e| e.contains("no PEM certificate")),
+                "{name}: {err:?}"
+            );
+        }
+    }
 }
