@@ -997,6 +997,13 @@ impl Settings {
                     "set it: address = \"host:port\" (nats: \"nats://host:4222\"), path = \"/var/log/apisensor/events.jsonl\", url = \"https://...\"",
                 );
             }
+            if (sink.ca_file.is_some() || sink.server_name.is_some()) && sink.tls != Some(true) {
+                return invalid(
+                    "events.sinks.tls",
+                    "is not true although ca_file or server_name is set, so events would go in cleartext".into(),
+                    "set tls = true, or remove ca_file / server_name",
+                );
+            }
             if sink.facility.is_some_and(|f| f > 23) {
                 return invalid(
                     "events.sinks.facility",
@@ -1251,6 +1258,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("inventory.max_children_per_node"), "{err}");
+    }
+
+    #[test]
+    fn tls_settings_without_tls_are_refused() {
+        let err = Settings::from_toml(
+            "[[events.sinks]]\ntype = \"syslog\"\naddress = \"h:6514\"\nca_file = \"/ca.pem\"\n",
+            "t",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("events.sinks.tls"), "{err}");
     }
 
     #[test]
