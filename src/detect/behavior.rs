@@ -31,6 +31,9 @@ pub struct BehaviorLimits {
     pub max_actor_endpoints: usize,
     /// Object ids whose first accessor is remembered, per endpoint.
     pub max_owned_ids: usize,
+    /// Actors quiet this long (packet time) are forgotten, and leave the
+    /// population statistics.
+    pub actor_idle_secs: u64,
 }
 
 impl Behavior {
@@ -57,6 +60,7 @@ impl Default for BehaviorLimits {
             max_endpoints: 10_000,
             max_actor_endpoints: 1_000_000,
             max_owned_ids: 100_000,
+            actor_idle_secs: 3600,
         }
     }
 }
@@ -111,6 +115,7 @@ struct Endpoint {
 
 #[derive(Default, Serialize, Deserialize)]
 struct ActorEndpoint {
+    last_secs: u64,
     ids: Distinct,
     ids_estimate: Option<u64>,
     foreign_objects: u64,
@@ -157,6 +162,10 @@ pub struct Behavior {
     /// The API's OpenAPI document, when configured (shadow and deprecated calls).
     #[serde(skip)]
     pub spec: Option<super::spec::SpecWatch>,
+    #[serde(skip)]
+    next_sweep_secs: u64,
+    #[serde(skip)]
+    pub actors_expired: u64,
 }
 
 /// Request properties that only privileged code paths should set.
@@ -243,6 +252,8 @@ impl Behavior {
             endpoints_not_tracked: 0,
             actors_forgotten: 0,
             spec: None,
+            next_sweep_secs: 0,
+            actors_expired: 0,
         }
     }
 
@@ -265,6 +276,7 @@ impl Behavior {
         let privileged = view.bearer.as_ref().is_some_and(|t| t.is_privileged());
         let has_credentials = has_credentials(view);
 
+        self.expire(now);
         self.verbose_errors(view, &key, out);
         if let (Some(spec), Some(status)) = (&self.spec, view.status()) {
             spec.check(&view.request.method, &host, &template, status, out);
@@ -452,6 +464,7 @@ impl Behavior {
                 self.actors_forgotten += 1;
             } else {
                 let mine = self.actor_endpoints.entry(pair).or_default();
+                mine.last_secs = now;
                 let mut changed = false;
                 for id in &ids {
                     changed |= mine.ids.insert(id.as_bytes());
@@ -584,6 +597,44 @@ impl Behavior {
             }
             self.api_successes += 1;
         }
+    }
+
+    /// Forgets actors quiet for `actor_idle_secs` (checked each minute of
+    /// packet time); they leave the population statistics with their values.
+    fn expire(&mut self, now: u64) {
+        if now < self.next_sweep_secs {
+            return;
+        }
+        self.next_sweep_secs = now.saturating_add(60);
+        let idle = self.limits.actor_idle_secs;
+        let (rates, sensitive) = (&mut self.rate_population, &mut self.sensitive_population);
+        let mut expired = 0;
+        self.rates.retain(|_, r| {
+            let keep = now.saturating_sub(r.minute.saturating_mul(60)) <= idle;
+            if !keep {
+                expired += 1;
+                if let Some(peak) = r.peak {
+                    rates.left(peak);
+                }
+                if let Some(peak) = r.sensitive_peak {
+                    sensitive.left(peak);
+                }
+            }
+            keep
+        });
+        let endpoints = &mut self.endpoints;
+        self.actor_endpoints.retain(|(_, key), a| {
+            let keep = now.saturating_sub(a.last_secs) <= idle;
+            if !keep {
+                if let (Some(estimate), Some(endpoint)) = (a.ids_estimate, endpoints.get_mut(key)) {
+                    endpoint.ids_per_actor.left(estimate);
+                }
+            }
+            keep
+        });
+        self.actors_expired += expired;
+        shrink(&mut self.rates);
+        shrink(&mut self.actor_endpoints);
     }
 
     fn verbose_errors(&self, view: &RequestView<'_>, key: &str, out: &mut Vec<Finding>) {
@@ -747,6 +798,13 @@ impl Behavior {
                 });
             }
         }
+    }
+}
+
+/// Gives memory back after many entries left (a retained map keeps its capacity).
+pub(super) fn shrink<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 1024 && map.len() * 4 < map.capacity() {
+        map.shrink_to_fit();
     }
 }
 

@@ -158,6 +158,8 @@ pub struct Detectors {
     /// snapshot: after a restart a finding is reported again, with the same
     /// stable id, so downstream de-duplication still holds.
     #[serde(skip)]
+    next_sweep_secs: u64,
+    #[serde(skip)]
     reported: BTreeMap<(String, String), u64>,
     behavior: Behavior,
 }
@@ -173,6 +175,7 @@ impl Detectors {
             issued: HashMap::new(),
             weak_checked: HashMap::new(),
             reported: BTreeMap::new(),
+            next_sweep_secs: 0,
             behavior: Behavior::new(BehaviorLimits {
                 learn_exchanges: limits.learn_exchanges,
                 learn_actors: limits.learn_actors,
@@ -259,7 +262,7 @@ impl Detectors {
         }
         self.stats.endpoints_not_tracked = self.behavior.endpoints_not_tracked;
         self.stats.actors_forgotten_behavior = self.behavior.actors_forgotten;
-        self.bound_actors();
+        self.sweep(now);
     }
 
     fn payloads(&mut self, view: &RequestView<'_>, actor: &Actor, out: &mut Vec<Event>) {
@@ -340,6 +343,12 @@ impl Detectors {
             }
         }
         let window = self.limits.scanner_window_secs;
+        if !self.scans.contains_key(&ip) && self.scans.len() >= self.limits.max_actors {
+            // Refused, not evicted: eviction would let a flood of fake
+            // clients push a real scanner out. Counted.
+            self.stats.actors_forgotten += 1;
+            return;
+        }
         let scan = self.scans.entry(ip).or_default();
         scan.requests.push_back(now);
         if matches!(view.status(), Some(404 | 405)) {
@@ -561,6 +570,10 @@ impl Detectors {
         endpoint.issues_tokens |= issued;
         let failed = login_failed(response, issued, endpoint.issues_tokens);
         let window = self.limits.login_window_secs;
+        if !self.logins.contains_key(&ip) && self.logins.len() >= self.limits.max_actors {
+            self.stats.actors_forgotten += 1;
+            return;
+        }
         let logins = self.logins.entry(ip).or_default();
         logins.attempts.push_back(now);
         if failed {
@@ -654,6 +667,12 @@ impl Detectors {
         out: &mut Vec<Event>,
     ) {
         let window = self.limits.login_window_secs;
+        if !self.sprays.contains_key(&login.password_hash)
+            && self.sprays.len() >= self.limits.max_actors
+        {
+            self.stats.actors_forgotten += 1;
+            return;
+        }
         let tries = self.sprays.entry(login.password_hash).or_default();
         tries.push_back((now, login.username.clone(), ip));
         while tries
@@ -699,34 +718,34 @@ impl Detectors {
         }
     }
 
-    /// Keeps per-actor state bounded: beyond the cap, the quietest windows go.
-    fn bound_actors(&mut self) {
-        let cap = self.limits.max_actors;
-        for windows_len in [self.scans.len(), self.logins.len()] {
-            if windows_len > cap {
-                self.stats.actors_forgotten += 1;
-            }
+    /// Forgets windows with nothing left in them (every minute of packet
+    /// time), so state follows the active clients, not all ever seen.
+    fn sweep(&mut self, now: u64) {
+        if now < self.next_sweep_secs {
+            return;
         }
-        if self.scans.len() > cap {
-            let oldest = self
-                .scans
-                .iter()
-                .min_by_key(|(ip, w)| (w.requests.back().copied().unwrap_or(0), **ip))
-                .map(|(ip, _)| *ip);
-            if let Some(ip) = oldest {
-                self.scans.remove(&ip);
-            }
-        }
-        if self.logins.len() > cap {
-            let oldest = self
-                .logins
-                .iter()
-                .min_by_key(|(ip, w)| (w.attempts.back().copied().unwrap_or(0), **ip))
-                .map(|(ip, _)| *ip);
-            if let Some(ip) = oldest {
-                self.logins.remove(&ip);
-            }
-        }
+        self.next_sweep_secs = now.saturating_add(60);
+        let (scan_window, login_window) = (
+            self.limits.scanner_window_secs,
+            self.limits.login_window_secs,
+        );
+        self.scans.retain(|_, w| {
+            w.requests
+                .back()
+                .is_some_and(|t| now.saturating_sub(*t) <= scan_window)
+        });
+        self.logins.retain(|_, w| {
+            w.attempts
+                .back()
+                .is_some_and(|t| now.saturating_sub(*t) <= login_window)
+        });
+        self.sprays.retain(|_, w| {
+            w.back()
+                .is_some_and(|(t, _, _)| now.saturating_sub(*t) <= login_window)
+        });
+        super::behavior::shrink(&mut self.scans);
+        super::behavior::shrink(&mut self.logins);
+        super::behavior::shrink(&mut self.sprays);
     }
 
     fn event(
