@@ -111,6 +111,16 @@ struct Endpoint {
     principals_foreign: u64,
     /// Values of paging parameters.
     page_sizes: BTreeMap<String, Quantiles>,
+    /// Response body bytes and latency (request start to response end, ms)
+    /// of successful calls; answers by status class (1xx..5xx, other).
+    response_bytes: Quantiles,
+    latency_ms: Quantiles,
+    status_classes: [u64; 6],
+    /// Exchanges per minute of packet time: the current minute and the
+    /// distribution over finished ones.
+    minute: u64,
+    minute_count: u64,
+    per_minute: Quantiles,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -570,8 +580,60 @@ impl Behavior {
             }
         }
 
+        // Response volume far above what this endpoint normally returns.
+        let bytes = view
+            .response
+            .map_or(0, |r| r.body.wire_len.max(r.body.decoded_len));
+        if success && learned {
+            if let Some(p99) = endpoint.response_bytes.quantile(0.99) {
+                if bytes as f64 >= (p99 * 20.0).max(1_000_000.0) {
+                    out.push(Finding {
+                        rule: "detect.resource.oversized_response",
+                        severity: Severity::Medium,
+                        owasp: Owasp::UnrestrictedResourceConsumption,
+                        confidence: 70,
+                        title: "Response far larger than this endpoint returns".into(),
+                        what: format!(
+                            "{key} returned {bytes} bytes to {}; 99% of its {} earlier successful responses were at most {p99:.0} bytes.",
+                            label(actor),
+                            endpoint.successes
+                        ),
+                        why: "An unusually large answer is how bulk data leaves an API in one request (missing limits, injected filters, broken pagination).",
+                        todo: "Check what this response contained and cap the amount of data one request can return.",
+                        counts: vec![("bytes", bytes)],
+                        subject: format!("{key}|{actor_key}"),
+                    });
+                }
+            }
+        }
+
         // Learn from this exchange (after judging it).
         endpoint.exchanges += 1;
+        if let Some(status) = view.status() {
+            let class = usize::from(status / 100).saturating_sub(1).min(5);
+            if let Some(n) = endpoint.status_classes.get_mut(class) {
+                *n += 1;
+            }
+        }
+        if endpoint.minute != now / 60 {
+            if endpoint.minute_count > 0 {
+                endpoint.per_minute.add(endpoint.minute_count as f64);
+            }
+            endpoint.minute = now / 60;
+            endpoint.minute_count = 0;
+        }
+        endpoint.minute_count += 1;
+        if success {
+            endpoint.response_bytes.add(bytes as f64);
+            if let Some(response) = view.response {
+                let ms = response
+                    .end_ts
+                    .as_nanos()
+                    .saturating_sub(view.request.ts.as_nanos()) as f64
+                    / 1e6;
+                endpoint.latency_ms.add(ms);
+            }
+        }
         if has_credentials {
             endpoint.authenticated += 1;
         }
@@ -1130,6 +1192,31 @@ mod tests {
         b.observe(&view, &actor, &leak, &mut out);
         let rules: Vec<&str> = out.iter().map(|f| f.rule).collect();
         assert_eq!(rules, vec!["detect.exposure.unusual_sensitive_data"]);
+    }
+
+    #[test]
+    fn oversized_response_and_its_twin() {
+        let mut calls: Vec<Exchange> = (0..30)
+            .map(|i| {
+                let mut e = user_call(i, "/api/report", true, "", i);
+                e.response.as_mut().unwrap().body.wire_len = 2_000 + i * 10;
+                e
+            })
+            .collect();
+        let mut bigger = user_call(1, "/api/report", true, "", 40);
+        bigger.response.as_mut().unwrap().body.wire_len = 30_000;
+        calls.push(bigger);
+        assert!(
+            run(&calls, &ResponseData::default()).is_empty(),
+            "15x and under 1 MB is fine"
+        );
+        let mut dump = user_call(2, "/api/report", true, "", 41);
+        dump.response.as_mut().unwrap().body.wire_len = 5_000_000;
+        calls.push(dump);
+        assert_eq!(
+            run(&calls, &ResponseData::default()),
+            vec!["detect.resource.oversized_response"]
+        );
     }
 
     #[test]
