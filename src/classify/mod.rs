@@ -253,8 +253,9 @@ pub struct Finding {
     pub confidence: u8,
 }
 
-/// JSON type of a body field, refined for common string formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+/// JSON type of a body field, refined for common string formats. The
+/// inventory's profiles and OpenAPI schemas use the same type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FieldType {
     String,

@@ -95,6 +95,18 @@ fn principal(view: &RequestView<'_>) -> Option<(String, &'static str)> {
     })
 }
 
+/// "Client 10.0.0.7 (principal alice)", for event text.
+pub fn label(actor: &Actor) -> String {
+    let ip = actor
+        .ip
+        .map(|i| i.to_string())
+        .unwrap_or_else(|| "an unknown address".into());
+    match &actor.principal {
+        Some(p) => format!("Client {ip} (principal {p})"),
+        None => format!("Client {ip}"),
+    }
+}
+
 /// 16 hex digits identifying a secret without revealing it.
 fn short_hash(kind: &str, value: &[u8]) -> String {
     let mut hasher = blake3::Hasher::new_derive_key("apisensor principal v1");

@@ -277,7 +277,7 @@ impl Behavior {
         self.exchanges += 1;
         let now = view.request.ts.secs();
         let first = *self.first_secs.get_or_insert(now);
-        let host = host_of(view);
+        let host = view.host();
         let (template, ids) = template_of(&view.request.path);
         let key = format!("{host} {} {template}", view.request.method);
         let actor_key = actor_key(actor);
@@ -317,7 +317,7 @@ impl Behavior {
                 title: "Endpoint that requires credentials answered without them".into(),
                 what: format!(
                     "{} called {key} without any credentials and got {}, although {} of the {} earlier calls to it carried credentials.",
-                    label(actor), view.status().unwrap_or(0), endpoint.authenticated, endpoint.exchanges
+                    super::actor::label(actor), view.status().unwrap_or(0), endpoint.authenticated, endpoint.exchanges
                 ),
                 why: "An endpoint that is called with credentials almost always but also serves requests without them is missing its authentication check.",
                 todo: "Enforce authentication on this endpoint for every method and path variant; review what was served to unauthenticated callers.",
@@ -340,7 +340,7 @@ impl Behavior {
                 title: "Non-privileged role used an administrative function".into(),
                 what: format!(
                     "{} with role {:?} called {key} and got {}; {}.",
-                    label(actor),
+                    super::actor::label(actor),
                     roles,
                     view.status().unwrap_or(0),
                     if privileged_only {
@@ -376,7 +376,7 @@ impl Behavior {
                     title: "Request set privileged properties and was accepted".into(),
                     what: format!(
                         "{} sent {:?} to {key}, properties that none of its {} earlier successful requests set, and got {}.",
-                        label(actor), unusual, endpoint.successes, view.status().unwrap_or(0)
+                        super::actor::label(actor), unusual, endpoint.successes, view.status().unwrap_or(0)
                     ),
                     why: "APIs that bind every request property to the stored object let clients grant themselves roles or change fields they must not.",
                     todo: "Allow-list the properties clients may set on this endpoint; check whether the privileged properties were stored.",
@@ -411,7 +411,7 @@ impl Behavior {
                     what: format!(
                         "{key} returned {:?} to {}, types that {} {successes} earlier successful responses did not carry.",
                         new,
-                        label(actor),
+                        super::actor::label(actor),
                         if learned { "its" } else { "the API's" }
                     ),
                     why: "A response that suddenly carries new kinds of personal or secret data usually means an authorization or serialization flaw is exposing more than intended.",
@@ -450,7 +450,7 @@ impl Behavior {
                     title: format!("Page size `{name}={value}` far above normal"),
                     what: format!(
                         "{} asked {key} for `{name}={value}`; clients normally ask for at most {} and the API answered {}.",
-                        label(actor),
+                        super::actor::label(actor),
                         p99.map_or("small pages".to_string(), |p| format!("{p:.0}")),
                         view.status().unwrap_or(0)
                     ),
@@ -501,7 +501,7 @@ impl Behavior {
                                 title: "Actor enumerated far more objects than other clients".into(),
                                 what: format!(
                                     "{} accessed about {estimate} different objects through {key}; 99% of the other {} clients accessed at most {p99}.",
-                                    label(actor), endpoint.ids_per_actor.actors().saturating_sub(1)
+                                    super::actor::label(actor), endpoint.ids_per_actor.actors().saturating_sub(1)
                                 ),
                                 why: "Walking object ids is how attackers harvest other users' data when the API does not check who owns an object.",
                                 todo: "Verify the API checks object ownership on this endpoint; review which objects this actor received and block it.",
@@ -568,7 +568,7 @@ impl Behavior {
                             title: "Principal accessed objects that belong to other principals".into(),
                             what: format!(
                                 "{} accessed {} objects through {key} that other principals had used first, on an endpoint whose objects are normally used by a single principal ({} of {} ids).",
-                                label(actor), mine.foreign_objects, endpoint.exclusive_ids, endpoint.exclusive_ids + endpoint.shared_ids
+                                super::actor::label(actor), mine.foreign_objects, endpoint.exclusive_ids, endpoint.exclusive_ids + endpoint.shared_ids
                             ),
                             why: "Reading or changing another user's objects is the most common API flaw (broken object-level authorization).",
                             todo: "Check ownership of the object on every request to this endpoint; review the objects this principal reached.",
@@ -595,7 +595,7 @@ impl Behavior {
                         title: "Response far larger than this endpoint returns".into(),
                         what: format!(
                             "{key} returned {bytes} bytes to {}; 99% of its {} earlier successful responses were at most {p99:.0} bytes.",
-                            label(actor),
+                            super::actor::label(actor),
                             endpoint.successes
                         ),
                         why: "An unusually large answer is how bulk data leaves an API in one request (missing limits, injected filters, broken pagination).",
@@ -937,31 +937,12 @@ fn body_field_names(view: &RequestView<'_>) -> Vec<String> {
     names
 }
 
-fn host_of(view: &RequestView<'_>) -> String {
-    view.request
-        .host
-        .as_deref()
-        .map(|h| h.split(':').next().unwrap_or(h).to_ascii_lowercase())
-        .unwrap_or_else(|| view.exchange.server.ip().to_string())
-}
-
 fn actor_key(actor: &Actor) -> String {
     actor
         .principal
         .clone()
         .or_else(|| actor.ip.map(|i| i.to_string()))
         .unwrap_or_default()
-}
-
-fn label(actor: &Actor) -> String {
-    let ip = actor
-        .ip
-        .map(|i| i.to_string())
-        .unwrap_or_else(|| "an unknown address".into());
-    match &actor.principal {
-        Some(p) => format!("Client {ip} (principal {p})"),
-        None => format!("Client {ip}"),
-    }
 }
 
 #[cfg(test)]

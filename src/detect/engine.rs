@@ -294,7 +294,7 @@ impl Detectors {
             event.confidence = 85;
             event.text.what_happened = format!(
                 "{} sent a request to {} whose `{name}` value carries a {} payload ({sample:?}); {answered}.",
-                actor_label(actor),
+                super::actor::label(actor),
                 endpoint_label(view),
                 kind.label()
             );
@@ -334,7 +334,7 @@ impl Detectors {
                 event.confidence = 90;
                 event.text.what_happened = format!(
                     "{} sent requests with the user agent of the attack tool {}.",
-                    actor_label(actor),
+                    super::actor::label(actor),
                     tool.trim_end_matches('/')
                 );
                 event.text.why_it_matters = "Automated attack tools map an API and try known exploits quickly; they often precede a targeted attack.".into();
@@ -390,7 +390,7 @@ impl Detectors {
             event.counts.insert("requests".into(), total as u64);
             event.text.what_happened = format!(
                 "{} requested {distinct_count} different paths that do not exist ({misses} of its {total} requests answered 404/405) within {window} seconds, e.g. {}.",
-                actor_label(actor),
+                super::actor::label(actor),
                 examples.join(", ")
             );
             event.text.why_it_matters = "Guessing paths at this rate is how scanners find forgotten admin pages, debug endpoints and backups.".into();
@@ -409,7 +409,7 @@ impl Detectors {
         if !(200..400).contains(&response.status) {
             return;
         }
-        let host = host_of(view);
+        let host = view.host();
         let body = &response.body.data;
         let mut found = Vec::new();
         let mut rest = body.as_slice();
@@ -447,7 +447,7 @@ impl Detectors {
             return;
         }
         let status = view.status().unwrap_or(0);
-        let subject = format!("{}|{}", host_of(view), actor_key(actor));
+        let subject = format!("{}|{}", view.host(), actor_key(actor));
         if jwt.is_unsigned() {
             let mut event = self.event(
                 view,
@@ -460,7 +460,7 @@ impl Detectors {
             event.confidence = 95;
             event.text.what_happened = format!(
                 "{} called {} with a JWT whose header says `alg: {}` (no signature), and the API answered {status}.",
-                actor_label(actor),
+                super::actor::label(actor),
                 endpoint_label(view),
                 jwt.alg()
             );
@@ -485,7 +485,7 @@ impl Detectors {
                 .insert("expired_for_secs".into(), request_secs.saturating_sub(exp));
             event.text.what_happened = format!(
                 "{} called {} with a JWT that had expired {} seconds earlier, and the API answered {status}.",
-                actor_label(actor),
+                super::actor::label(actor),
                 endpoint_label(view),
                 request_secs.saturating_sub(exp)
             );
@@ -513,15 +513,15 @@ impl Detectors {
             event.confidence = 99;
             event.text.what_happened = format!(
                 "{} called {} with an HS256 JWT whose signature verifies with the well-known secret {secret:?}, and the API answered {status}.",
-                actor_label(actor),
+                super::actor::label(actor),
                 endpoint_label(view),
             );
             event.text.why_it_matters = "Anyone who guesses the signing secret can mint valid tokens for any user and role.".into();
             event.text.what_to_do = "Rotate the signing key to a long random secret (or move to an asymmetric algorithm) and invalidate all tokens signed with the old one.".into();
-            self.report(event, &host_of(view), out);
+            self.report(event, &view.host(), out);
         }
         if jwt.is_privileged() {
-            if let Some((watching_since, issued)) = self.issued.get(&host_of(view)) {
+            if let Some((watching_since, issued)) = self.issued.get(&view.host()) {
                 let issued_while_watching = jwt
                     .claims
                     .get("iat")
@@ -539,7 +539,7 @@ impl Detectors {
                     event.confidence = 70;
                     event.text.what_happened = format!(
                         "{} called {} with a token granting {:?} that the sensor never saw the API issue, although it has watched the API issue {} tokens; the API answered {status}.",
-                        actor_label(actor),
+                        super::actor::label(actor),
                         endpoint_label(view),
                         jwt.roles(),
                         issued.len()
@@ -564,7 +564,7 @@ impl Detectors {
         };
         let endpoint = self
             .login_endpoints
-            .entry((host_of(view), view.request.path.to_string()))
+            .entry((view.host(), view.request.path.to_string()))
             .or_default();
         let issued = issues_session(response);
         endpoint.issues_tokens |= issued;
@@ -623,7 +623,7 @@ impl Detectors {
             event.counts.insert("attempts".into(), attempts as u64);
             event.text.what_happened = format!(
                 "{} failed to log in {failures} times for {distinct_users} different accounts at {} within {window} seconds ({attempts} attempts in all).",
-                actor_label(actor),
+                super::actor::label(actor),
                 endpoint_label(view)
             );
             event.text.why_it_matters = "Trying many accounts with leaked username/password pairs is how attackers take over accounts whose passwords were reused elsewhere.".into();
@@ -644,7 +644,7 @@ impl Detectors {
             event.counts.insert("failed_logins".into(), same_user);
             event.text.what_happened = format!(
                 "{} failed to log in as one account {same_user} times at {} within {window} seconds.",
-                actor_label(actor),
+                super::actor::label(actor),
                 endpoint_label(view)
             );
             event.text.why_it_matters =
@@ -770,7 +770,7 @@ impl Detectors {
         event.owasp = Some(owasp);
         event.actor = Some(actor.clone());
         event.endpoint = Some(EndpointRef {
-            host: host_of(view),
+            host: view.host(),
             method: view.request.method.to_string(),
             path: view.request.path.to_string(),
         });
@@ -858,14 +858,6 @@ fn login_failed(response: &crate::exchange::Response, issued: bool, endpoint_iss
     .any(|w| body.contains(w))
 }
 
-fn host_of(view: &RequestView<'_>) -> String {
-    view.request
-        .host
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_else(|| view.exchange.server.to_string())
-}
-
 fn view_token(view: &RequestView<'_>) -> String {
     view.request
         .headers
@@ -895,22 +887,11 @@ fn actor_key(actor: &Actor) -> String {
     }
 }
 
-fn actor_label(actor: &Actor) -> String {
-    let ip = actor
-        .ip
-        .map(|i| i.to_string())
-        .unwrap_or_else(|| "an unknown address".into());
-    match &actor.principal {
-        Some(p) => format!("Client {ip} (principal {p})"),
-        None => format!("Client {ip}"),
-    }
-}
-
 fn endpoint_label(view: &RequestView<'_>) -> String {
     format!(
         "{} {}{}",
         view.request.method,
-        host_of(view),
+        view.host(),
         view.request.path
     )
 }

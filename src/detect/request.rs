@@ -80,6 +80,16 @@ impl<'a> RequestView<'a> {
         Some(view)
     }
 
+    /// The Host the request named (lower case, without port), else the
+    /// server address.
+    pub fn host(&self) -> String {
+        self.request
+            .host
+            .as_deref()
+            .map(|h| h.split(':').next().unwrap_or(h).to_ascii_lowercase())
+            .unwrap_or_else(|| self.exchange.server.ip().to_string())
+    }
+
     pub fn status(&self) -> Option<u16> {
         self.response.map(|r| r.status).filter(|s| *s != 0)
     }

@@ -11,23 +11,8 @@ use crate::exchange::{Text, Timestamp};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Inferred type of a query parameter or JSON field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum FieldType {
-    String,
-    Integer,
-    Number,
-    Bool,
-    Null,
-    Object,
-    Array,
-    Uuid,
-    Email,
-    DateTime,
-    Date,
-    Uri,
-    Ip,
-}
+/// Inferred type of a query parameter or JSON field: the classifier's.
+pub use crate::classify::FieldType;
 
 impl FieldType {
     pub const ALL: [FieldType; 13] = [
@@ -45,24 +30,6 @@ impl FieldType {
         FieldType::Uri,
         FieldType::Ip,
     ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            FieldType::String => "string",
-            FieldType::Integer => "integer",
-            FieldType::Number => "number",
-            FieldType::Bool => "bool",
-            FieldType::Null => "null",
-            FieldType::Object => "object",
-            FieldType::Array => "array",
-            FieldType::Uuid => "uuid",
-            FieldType::Email => "email",
-            FieldType::DateTime => "date_time",
-            FieldType::Date => "date",
-            FieldType::Uri => "uri",
-            FieldType::Ip => "ip",
-        }
-    }
 
     /// The classifier's type names; unknown names are plain strings.
     pub fn parse(name: &str) -> FieldType {
