@@ -72,6 +72,7 @@ impl Analysis {
                     trusted_hops: d.trusted_proxy_hops,
                 },
                 learn_exchanges: d.learn_exchanges,
+                learn_secs: d.learn_secs,
                 learn_actors: d.learn_actors,
                 ..DetectLimits::default()
             })

@@ -586,6 +586,8 @@ pub struct DetectSettings {
     pub trusted_proxy_hops: usize,
     /// Exchanges an endpoint needs before its baseline detectors judge it.
     pub learn_exchanges: u64,
+    /// Packet-time seconds an endpoint needs as well.
+    pub learn_secs: u64,
     /// Clients a population comparison needs.
     pub learn_actors: u64,
     /// Detections of one client this close together form one incident.
@@ -606,6 +608,7 @@ impl Default for DetectSettings {
             client_ip_header: String::new(),
             trusted_proxy_hops: 0,
             learn_exchanges: 20,
+            learn_secs: 60,
             learn_actors: 5,
             incident_window_secs: 900,
             baseline_path: String::new(),

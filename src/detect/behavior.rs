@@ -23,6 +23,8 @@ use std::collections::{BTreeMap, HashMap};
 pub struct BehaviorLimits {
     /// Exchanges an endpoint needs before its baseline is trusted.
     pub learn_exchanges: u64,
+    /// Packet time an endpoint needs besides its exchanges.
+    pub learn_secs: u64,
     /// Distinct actors a population comparison needs.
     pub learn_actors: u64,
     /// Endpoints tracked; beyond, new endpoints are not baselined (counted).
@@ -56,6 +58,7 @@ impl Default for BehaviorLimits {
     fn default() -> Self {
         BehaviorLimits {
             learn_exchanges: 20,
+            learn_secs: 60,
             learn_actors: 5,
             max_endpoints: 10_000,
             max_actor_endpoints: 1_000_000,
@@ -89,6 +92,7 @@ pub struct ResponseData {
 
 #[derive(Default, Serialize, Deserialize)]
 struct Endpoint {
+    first_secs: Option<u64>,
     exchanges: u64,
     successes: u64,
     authenticated: u64,
@@ -301,7 +305,10 @@ impl Behavior {
         let learn = self.limits.learn_exchanges;
         let learn_actors = self.limits.learn_actors;
         let endpoint = self.endpoints.entry(key.clone()).or_default();
-        let learned = endpoint.exchanges >= learn;
+        let first_secs = *endpoint.first_secs.get_or_insert(now);
+        // Learned once it has both enough calls and enough packet time.
+        let learned =
+            endpoint.exchanges >= learn && now.saturating_sub(first_secs) >= self.limits.learn_secs;
 
         // A normally authenticated endpoint answering a request without credentials.
         if learned
@@ -819,7 +826,10 @@ impl Behavior {
                 .rate_population
                 .quantile_excluding(0.99, own_peak)
                 .unwrap_or(0);
-            if count >= (p99 * 4).max(120) {
+            // Far above the population, and above this client's own busiest
+            // finished minute (a client that is always this busy is not new).
+            let above_own = own_peak.is_none_or(|peak| count >= peak.saturating_mul(4));
+            if count >= (p99 * 4).max(120) && above_own {
                 out.push(Finding {
                     rule: "detect.resource.rate_abuse",
                     severity: Severity::Medium,
@@ -1016,7 +1026,13 @@ mod tests {
     fn mass_assignment_and_its_twin() {
         let mut calls: Vec<Exchange> = (0..25)
             .map(|i| {
-                let mut e = user_call(i, "/api/users/7", true, r#"{"phone":"010-1234-5678"}"#, i);
+                let mut e = user_call(
+                    i,
+                    "/api/users/7",
+                    true,
+                    r#"{"phone":"010-1234-5678"}"#,
+                    i * 5,
+                );
                 e.request.as_mut().unwrap().method = "PATCH".into();
                 e
             })
@@ -1027,7 +1043,7 @@ mod tests {
             "/api/users/7",
             true,
             r#"{"phone":"1","role":"admin"}"#,
-            50,
+            200,
         );
         attack.request.as_mut().unwrap().method = "PATCH".into();
         calls.push(attack);
@@ -1179,19 +1195,19 @@ mod tests {
     fn oversized_response_and_its_twin() {
         let mut calls: Vec<Exchange> = (0..30)
             .map(|i| {
-                let mut e = user_call(i, "/api/report", true, "", i);
+                let mut e = user_call(i, "/api/report", true, "", i * 5);
                 e.response.as_mut().unwrap().body.wire_len = 2_000 + i * 10;
                 e
             })
             .collect();
-        let mut bigger = user_call(1, "/api/report", true, "", 40);
+        let mut bigger = user_call(1, "/api/report", true, "", 200);
         bigger.response.as_mut().unwrap().body.wire_len = 30_000;
         calls.push(bigger);
         assert!(
             run(&calls, &ResponseData::default()).is_empty(),
             "15x and under 1 MB is fine"
         );
-        let mut dump = user_call(2, "/api/report", true, "", 41);
+        let mut dump = user_call(2, "/api/report", true, "", 201);
         dump.response.as_mut().unwrap().body.wire_len = 5_000_000;
         calls.push(dump);
         assert_eq!(

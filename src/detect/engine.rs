@@ -48,6 +48,7 @@ pub struct DetectLimits {
     pub max_actors: usize,
     /// Learning periods of the baseline detectors.
     pub learn_exchanges: u64,
+    pub learn_secs: u64,
     pub learn_actors: u64,
 }
 
@@ -65,6 +66,7 @@ impl Default for DetectLimits {
             spraying_min_ips: 3,
             max_actors: 100_000,
             learn_exchanges: 20,
+            learn_secs: 60,
             learn_actors: 5,
         }
     }
@@ -178,6 +180,7 @@ impl Detectors {
             next_sweep_secs: 0,
             behavior: Behavior::new(BehaviorLimits {
                 learn_exchanges: limits.learn_exchanges,
+                learn_secs: limits.learn_secs,
                 learn_actors: limits.learn_actors,
                 ..BehaviorLimits::default()
             }),
@@ -1303,6 +1306,19 @@ mod tests {
             })
             .collect();
         assert_eq!(rules(&run(&spray)), vec!["detect.auth.password_spraying"]);
+        // Twin: twelve users each mistyping their own password once, from
+        // four addresses: different passwords, so no spraying.
+        let typos: Vec<Exchange> = (0..12)
+            .map(|i| {
+                bad(
+                    &format!("10.0.1.{}", i % 4),
+                    &format!("u{i}"),
+                    &format!("pw{i}"),
+                    i,
+                )
+            })
+            .collect();
+        assert!(run(&typos).is_empty());
     }
 
     #[test]
