@@ -4,7 +4,7 @@
 # target for SECONDS (default 600), one after another, under `nice -n 10`.
 # New inputs go to fuzz/corpus/<target>, crashes to fuzz/artifacts/<target>/.
 # Prints one Markdown table row per target with libFuzzer's final numbers
-# (for the table in fuzz/README.md) and exits non-zero if any target crashed.
+# (for the table in fuzz/README.md; CPU s needs /usr/bin/time) and exits non-zero if any target crashed.
 #
 #   fuzz/run-long.sh [SECONDS] [TARGET...]
 #
@@ -29,8 +29,8 @@ bin="$CARGO_TARGET_DIR/long-bin"
 logs="$CARGO_TARGET_DIR/long-logs"
 mkdir -p "$bin" "$logs"
 failed=()
-echo "| target | date | seconds | executions | cov | ft | corpus | result |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| target | date | wall s | CPU s | executions | cov | ft | corpus | result |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for t in "${targets[@]}"; do
     cp "$CARGO_TARGET_DIR/$triple/release/$t" "$bin/$t"
     mkdir -p "$here/corpus/$t" "$here/artifacts/$t"
@@ -38,7 +38,9 @@ for t in "${targets[@]}"; do
     case "$t" in http1|http1_stream|pipeline|flow) dict=(-dict="$here/dicts/http.dict") ;; esac
     log="$logs/$t.log"
     start=$(date +%s)
-    nice -n 10 "$bin/$t" "$here/corpus/$t" "$here/seeds/$t" "${dict[@]}" \
+    timer=()
+    command -v /usr/bin/time >/dev/null && timer=(/usr/bin/time -f '%U %S' -o "$logs/$t.time")
+    "${timer[@]}" nice -n 10 "$bin/$t" "$here/corpus/$t" "$here/seeds/$t" "${dict[@]}" \
         -max_total_time="$secs" -timeout=25 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="$here/artifacts/$t/" >"$log" 2>&1
     rc=$?
@@ -48,8 +50,9 @@ for t in "${targets[@]}"; do
     cov="$(sed -n 's/.*cov: \([0-9]*\).*/\1/p' <<<"$last")"
     ft="$(sed -n 's/.*ft: \([0-9]*\).*/\1/p' <<<"$last")"
     corp="$(sed -n 's/.*corp: \([0-9]*\/[0-9a-zA-Z]*\).*/\1/p' <<<"$last")"
+    cpu="$(awk '{printf "%d", $1 + $2}' "$logs/$t.time" 2>/dev/null)"
     result=ok
     if [ $rc -ne 0 ]; then result="CRASH (exit $rc, $log)"; failed+=("$t"); fi
-    echo "| \`$t\` | $(date -u +%F) | $took | ${execs:-?} | ${cov:-?} | ${ft:-?} | ${corp:-?} | $result |"
+    echo "| \`$t\` | $(date -u +%F) | $took | ${cpu:-?} | ${execs:-?} | ${cov:-?} | ${ft:-?} | ${corp:-?} | $result |"
 done
 if [ ${#failed[@]} -gt 0 ]; then echo "FAILED: ${failed[*]}" >&2; exit 1; fi

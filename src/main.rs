@@ -216,12 +216,13 @@ fn replay(settings: &Settings, args: &ReplayArgs) -> Result<ExitCode> {
     } else {
         None
     };
-    let result = pipeline::replay(
+    let result = pipeline::replay_looped(
         &settings,
         &args.files,
         settings.worker_count(),
         writer,
         progress,
+        args.loop_for_secs.map(Duration::from_secs),
     );
     if let Some(bar) = &bar {
         bar.finish_and_clear();
@@ -234,6 +235,7 @@ fn replay(settings: &Settings, args: &ReplayArgs) -> Result<ExitCode> {
             "exchanges_written": summary.exchanges_written,
             "elapsed_secs": summary.elapsed.as_secs_f64(),
             "workers": summary.workers,
+            "passes": summary.passes + 1,
         });
         std::fs::write(path, serde_json::to_vec_pretty(&json)?)
             .with_context(|| format!("cannot write {}", path.display()))?;

@@ -107,8 +107,10 @@ pub struct RunSummary {
     pub exchanges_written: u64,
     pub elapsed: Duration,
     pub workers: usize,
-    /// Packets read per source, in order.
+    /// Packets read per source, in order (once per pass when looping).
     pub files: Vec<(PathBuf, u64)>,
+    /// Extra passes over the files (`replay_looped`); 0 for one pass.
+    pub passes: u64,
 }
 
 /// Progress callback: (bytes read so far across files, total bytes).
@@ -199,6 +201,8 @@ impl Stages {
             last_ts: Timestamp::default(),
             last_packet_at: Instant::now(),
             last_tick: Instant::now(),
+            ts_shift: 0,
+            pass_span: None,
         }
     }
 
@@ -230,6 +234,26 @@ pub fn replay(
     writer: ExchangeWriter,
     progress: Option<ProgressFn<'_>>,
 ) -> Result<RunSummary> {
+    replay_looped(settings, files, workers, writer, progress, None)
+}
+
+/// Packet time between the end of one replay pass and the start of the next.
+const LOOP_PASS_GAP_NANOS: u64 = 1_000_000_000;
+
+/// [`replay`], and with `loop_for` the files again and again until that much
+/// wall-clock time has passed (a soak test in one process). Each pass is
+/// shifted in packet time to start [`LOOP_PASS_GAP_NANOS`] after the previous
+/// one ended, so time keeps moving forward: flows of earlier passes stay in
+/// the table and leave it only the normal ways (FIN/RST, idle timeout, a SYN
+/// reusing their addresses, capacity), never by a wholesale reset.
+pub fn replay_looped(
+    settings: &Settings,
+    files: &[PathBuf],
+    workers: usize,
+    writer: ExchangeWriter,
+    progress: Option<ProgressFn<'_>>,
+    loop_for: Option<Duration>,
+) -> Result<RunSummary> {
     let started = Instant::now();
     let workers = workers.max(1);
     let mut sources = Vec::with_capacity(files.len());
@@ -253,23 +277,38 @@ pub fn replay(
     };
     let mut progress = progress;
     let mut bytes_before = 0u64;
-    for (path, mut source) in sources {
-        let before = reader.packet_index;
-        let mut report = |done: u64| {
-            if let Some(p) = progress.as_mut() {
-                p(bytes_before + done, total_bytes);
+    let mut sources: Vec<(PathBuf, Option<FileSource>)> =
+        sources.into_iter().map(|(p, s)| (p, Some(s))).collect();
+    loop {
+        for (path, source) in sources.iter_mut() {
+            let mut source = match source.take() {
+                Some(s) => s,
+                None => FileSource::open(path)?,
+            };
+            let before = reader.packet_index;
+            let mut report = |done: u64| {
+                if let Some(p) = progress.as_mut() {
+                    p(bytes_before + done, total_bytes);
+                }
+            };
+            // A damaged or truncated file (a capture killed mid-write) still
+            // yields everything before the damage; the error is counted and the
+            // next file is read.
+            let link = source.decodable_link();
+            if let Err(e) = reader.read(&mut source, link, &mut report) {
+                reader.stats.pipeline.read_errors += 1;
+                tracing::warn!("{e:#}");
             }
-        };
-        // A damaged or truncated file (a capture killed mid-write) still
-        // yields everything before the damage; the error is counted and the
-        // next file is read.
-        let link = source.decodable_link();
-        if let Err(e) = reader.read(&mut source, link, &mut report) {
-            reader.stats.pipeline.read_errors += 1;
-            tracing::warn!("{e:#}");
+            bytes_before += source.file_bytes();
+            summary
+                .files
+                .push((path.clone(), reader.packet_index - before));
         }
-        bytes_before += source.file_bytes();
-        summary.files.push((path, reader.packet_index - before));
+        if !loop_for.is_some_and(|d| started.elapsed() < d) || reader.pass_span.is_none() {
+            break;
+        }
+        reader.next_pass();
+        summary.passes += 1;
     }
     reader.flush_batches();
     let mut stats = reader.finish();
@@ -375,6 +414,7 @@ impl Live {
             elapsed: self.started.elapsed(),
             workers: self.workers,
             files: Vec::new(),
+            passes: 0,
         })
     }
 }
@@ -394,9 +434,25 @@ struct Reader {
     last_ts: Timestamp,
     last_packet_at: Instant,
     last_tick: Instant,
+    /// Added to every file timestamp (looped replay passes).
+    ts_shift: u64,
+    /// Earliest and latest file timestamp (unshifted) of the current pass.
+    pass_span: Option<(u64, u64)>,
 }
 
 impl Reader {
+    /// Starts the next looped replay pass right after the current one in
+    /// packet time.
+    fn next_pass(&mut self) {
+        if let Some((first, last)) = self.pass_span.take() {
+            let span = last.saturating_sub(first);
+            self.ts_shift = self
+                .ts_shift
+                .saturating_add(span)
+                .saturating_add(LOOP_PASS_GAP_NANOS);
+        }
+    }
+
     /// Reads a source to its end. `link` `None` counts every packet as an
     /// unsupported link type.
     fn read(
@@ -414,7 +470,13 @@ impl Reader {
                         self.decoder.stats.unsupported_link_type += 1;
                         continue;
                     };
-                    self.packet(link, packet.ts, packet.data, packet.wire_len);
+                    let raw = packet.ts.as_nanos();
+                    self.pass_span = Some(match self.pass_span {
+                        Some((first, last)) => (first.min(raw), last.max(raw)),
+                        None => (raw, raw),
+                    });
+                    let ts = Timestamp(raw.saturating_add(self.ts_shift));
+                    self.packet(link, ts, packet.data, packet.wire_len);
                     if self.packet_index % 65_536 == 0 {
                         if let Some((done, _)) = source.progress() {
                             progress(done);
