@@ -236,6 +236,7 @@ fn replay(settings: &Settings, args: &ReplayArgs) -> Result<ExitCode> {
             "elapsed_secs": summary.elapsed.as_secs_f64(),
             "workers": summary.workers,
             "passes": summary.passes + 1,
+            "peak_rss_kib": apisensor::telemetry::peak_rss_kib(),
         });
         std::fs::write(path, serde_json::to_vec_pretty(&json)?)
             .with_context(|| format!("cannot write {}", path.display()))?;

@@ -94,6 +94,16 @@ impl FlowTable {
         self.open.len()
     }
 
+    /// What one flow that buffers nothing costs the table: its entry (key
+    /// and state, one allocation) plus the hash-map slot and list links.
+    /// Memory budgets are `max_flows_per_worker` × workers × this, plus
+    /// what each flow buffers (out-of-order bytes, overlap window, HTTP).
+    pub fn bytes_per_idle_flow() -> usize {
+        std::mem::size_of::<FlowKey>()
+            + std::mem::size_of::<Flow>()
+            + 4 * std::mem::size_of::<usize>()
+    }
+
     pub fn buffered_bytes(&self) -> usize {
         self.shared.worker_ooo_bytes
     }
@@ -487,6 +497,38 @@ mod tests {
             ..FlowSettings::default()
         };
         FlowTable::new(&flow, &HttpSettings::default())
+    }
+
+    #[test]
+    fn syn_flood_keeps_the_table_at_its_cap_and_counts_evictions() {
+        let mut t = table(1_000);
+        let mut out = Vec::new();
+        for i in 0..100_000u32 {
+            let (key, side) = FlowKey::new(
+                std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a40_0000 | (i >> 6))),
+                1024 + (i & 63) as u16,
+                "10.0.0.2".parse().unwrap(),
+                80,
+            );
+            let s = Segment {
+                ts: Timestamp(SEC + u64::from(i)),
+                packet_index: u64::from(i) + 1,
+                key,
+                side,
+                seq: i,
+                ack: 0,
+                flags: TcpFlags(TcpFlags::SYN),
+                payload: b"",
+                missing_payload: 0,
+            };
+            t.process(&s, &mut out);
+            assert!(t.open_flows() <= 1_000);
+        }
+        assert_eq!(t.stats().flows_created, 100_000);
+        assert_eq!(t.stats().flows_evicted_capacity, 99_000);
+        assert!(out.is_empty());
+        // The budget the flood tests compute from: small and fixed.
+        assert!(FlowTable::bytes_per_idle_flow() < 1024);
     }
 
     #[test]
