@@ -302,5 +302,8 @@ fn print_summary(label: &str, summary: &RunSummary) {
 
 // Exchanges are built on worker threads and freed on the writer thread;
 // mimalloc handles that cross-thread pattern far better than glibc malloc.
+// Without the default `mimalloc` feature the system allocator is used, so
+// valgrind memcheck sees every allocation (scripts/valgrind.sh).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
