@@ -289,6 +289,7 @@ impl Shared {
         {
             sink.end_direction(peer);
         }
+        let inconsistent_before = rctx.stats.overlaps_inconsistent;
         let ended_this = this_dir.on_segment(
             &mut rctx,
             seg.seq,
@@ -298,6 +299,9 @@ impl Shared {
             seg.missing_payload,
             &mut |c| sink.deliver(side, c),
         );
+        if rctx.stats.overlaps_inconsistent != inconsistent_before {
+            sink.inconsistent_overlap(side);
+        }
         if ended_this {
             sink.end_direction(side);
         }
@@ -386,6 +390,14 @@ impl HttpSink<'_, '_> {
                 Chunk::Data(data) => http.on_data(self.ctx, dir, self.ts, data),
                 Chunk::Gap(len) => http.on_gap(self.ctx, dir, self.ts, len),
             }
+        }
+    }
+
+    /// The segment just fed to `side` contradicted bytes already seen.
+    fn inconsistent_overlap(&mut self, side: Side) {
+        let dir = self.direction(side);
+        if let Some(http) = self.http.as_mut() {
+            http.on_inconsistent_overlap(self.ctx, dir);
         }
     }
 
@@ -497,6 +509,30 @@ mod tests {
             ..FlowSettings::default()
         };
         FlowTable::new(&flow, &HttpSettings::default())
+    }
+
+    #[test]
+    fn retransmission_with_different_data_flags_the_exchange() {
+        use crate::exchange::Anomaly;
+        let mut t = table(16);
+        let mut out = Vec::new();
+        let c = conn(1234);
+        let syn = TcpFlags::SYN;
+        t.process(&seg(&c, true, 1, 0, 0, syn, b""), &mut out);
+        t.process(&seg(&c, false, 1, 500, 1, syn | ACK, b""), &mut out);
+        t.process(&seg(&c, true, 1, 1, 501, ACK, REQ), &mut out);
+        // The same sequence range again, other bytes (`/b` for `/a`).
+        let evil = b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n";
+        t.process(&seg(&c, true, 2, 1, 501, ACK, evil), &mut out);
+        let next = 1 + REQ.len() as u32;
+        t.process(&seg(&c, false, 2, 501, next, ACK, RESP), &mut out);
+        t.flush_all(&mut out);
+        assert_eq!(t.stats().overlaps_inconsistent, 1);
+        assert_eq!(out.len(), 1);
+        let e = &out[0];
+        // First copy wins; the exchange carries the indicator.
+        assert_eq!(e.request.as_ref().unwrap().uri.as_str(), "/a");
+        assert!(e.anomalies.contains(&Anomaly::InconsistentRetransmission));
     }
 
     #[test]
