@@ -304,7 +304,7 @@ pub fn replay_looped(
                 .files
                 .push((path.clone(), reader.packet_index - before));
         }
-        if !loop_for.is_some_and(|d| started.elapsed() < d) || reader.pass_span.is_none() {
+        if loop_for.is_none_or(|d| started.elapsed() >= d) || reader.pass_span.is_none() {
             break;
         }
         reader.next_pass();

@@ -397,7 +397,7 @@ impl HttpSink<'_, '_> {
     fn inconsistent_overlap(&mut self, side: Side) {
         let dir = self.direction(side);
         if let Some(http) = self.http.as_mut() {
-            http.on_inconsistent_overlap(self.ctx, dir);
+            http.on_inconsistent_overlap(dir);
         }
     }
 

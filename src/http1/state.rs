@@ -1042,7 +1042,7 @@ impl HttpConnection {
     /// Reassembly saw bytes of `dir` retransmitted with different content
     /// (an evasion indicator): the message being received in that direction
     /// is flagged, or the next one if none is in progress.
-    pub fn on_inconsistent_overlap(&mut self, ctx: &mut HttpContext<'_>, dir: Direction) {
+    pub fn on_inconsistent_overlap(&mut self, dir: Direction) {
         let HttpConnection {
             to_server,
             to_client,
