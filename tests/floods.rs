@@ -491,6 +491,8 @@ fn giant_header_is_flagged_and_the_next_request_still_parses() {
     );
     assert!(m.normal_exchange_parsed());
     assert!(m.counter("http", "headers_too_large") >= 1);
+    // The bytes of the oversized head are skipped, and counted as such.
+    assert!(m.counter("http", "resync_bytes_skipped") >= 4_000_000 - 2 * 65_536);
     assert!(
         m.exchanges
             .iter()
