@@ -20,7 +20,8 @@ cd "$repo"
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$here/target}"
 san="${FUZZ_SANITIZER:-address}"
-targets=(decode reassembly http1 http1_stream pipeline config classify)
+# One entry per fuzz target (fuzz/Cargo.toml's [[bin]]s).
+targets=(decode reassembly flow http1 http1_stream pipeline config classify)
 
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
     echo "cargo-fuzz missing: cargo install cargo-fuzz --locked" >&2
@@ -53,8 +54,11 @@ fi
 for t in "${targets[@]}"; do
     mkdir -p "$here/corpus/$t"
     log="$logs/$t.log"
+    dict=()
+    [ -f "$here/dicts/$t.dict" ] && dict=(-dict="$here/dicts/$t.dict")
+    case "$t" in http1|http1_stream|pipeline|flow) dict=(-dict="$here/dicts/http.dict") ;; esac
     cargo fuzz run --sanitizer "$san" "$t" "$here/corpus/$t" "$here/seeds/$t" -- \
-        -max_total_time="$secs" -timeout=25 -rss_limit_mb=4096 >"$log" 2>&1
+        "${dict[@]}" -max_total_time="$secs" -timeout=25 -rss_limit_mb=4096 >"$log" 2>&1
     rc=$?
     done_line="$(grep -a 'DONE' "$log" | tail -1)"
     if [ $rc -eq 0 ]; then

@@ -96,6 +96,11 @@ pub struct ReplayArgs {
     /// Also write the final counters as JSON to this file.
     #[arg(long)]
     pub stats_json: Option<PathBuf>,
+    /// Soak test: replay the files again and again in this one process until
+    /// this many seconds (wall clock) have passed; each pass follows the
+    /// previous one in packet time, flow state carries over.
+    #[arg(long, value_name = "SECS")]
+    pub loop_for_secs: Option<u64>,
 }
 
 /// How `inventory` prints.

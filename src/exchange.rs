@@ -306,6 +306,10 @@ pub enum Anomaly {
     PendingRequestsOverflow,
     /// A lower-case or otherwise non-standard version token.
     NonStandardVersion,
+    /// Bytes of this direction were retransmitted (or overlapped) with
+    /// different content — a TCP evasion indicator. The first copy was kept;
+    /// the host may have kept the other (`flow.overlaps_inconsistent`).
+    InconsistentRetransmission,
 }
 
 /// Flags every consumer checks before trusting an exchange.

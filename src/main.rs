@@ -317,6 +317,7 @@ fn replay(settings: &Settings, args: &ReplayArgs, configured: bool) -> Result<Ex
             progress,
             analysis: Some(analysis),
             pace: args.pace,
+            loop_for: args.loop_for_secs.map(Duration::from_secs),
         },
     );
     if let Some(bar) = &bar {
@@ -350,6 +351,8 @@ fn replay(settings: &Settings, args: &ReplayArgs, configured: bool) -> Result<Ex
             "elapsed_secs": summary.elapsed.as_secs_f64(),
             "workers": summary.workers,
             "events": forwarded,
+            "passes": summary.passes + 1,
+            "peak_rss_kib": apisensor::telemetry::peak_rss_kib(),
         });
         std::fs::write(path, serde_json::to_vec_pretty(&json)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -586,5 +589,8 @@ fn print_summary(label: &str, summary: &RunSummary) {
 
 // Exchanges are built on worker threads and freed on the writer thread;
 // mimalloc handles that cross-thread pattern far better than glibc malloc.
+// Without the default `mimalloc` feature the system allocator is used, so
+// valgrind memcheck sees every allocation (scripts/valgrind.sh).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -123,8 +123,10 @@ pub struct RunSummary {
     pub exchanges_written: u64,
     pub elapsed: Duration,
     pub workers: usize,
-    /// Packets read per source, in order.
+    /// Packets read per source, in order (once per pass when looping).
     pub files: Vec<(PathBuf, u64)>,
+    /// Extra passes over the files (`replay_looped`); 0 for one pass.
+    pub passes: u64,
 }
 
 /// Progress callback: (bytes read so far across files, total bytes).
@@ -217,6 +219,8 @@ impl Stages {
             last_packet_at: Instant::now(),
             last_tick: Instant::now(),
             pace: None,
+            ts_shift: 0,
+            pass_span: None,
         }
     }
 
@@ -250,10 +254,20 @@ pub struct ReplayOptions<'a> {
     pub analysis: Option<Analysis>,
     /// Replay at this multiple of the recorded speed (`--pace`).
     pub pace: Option<f64>,
+    /// Read the files again and again for this long (`--loop-for-secs`).
+    pub loop_for: Option<Duration>,
 }
 
+/// Packet time between the end of one replay pass and the start of the next.
+const LOOP_PASS_GAP_NANOS: u64 = 1_000_000_000;
+
 /// Replays capture files through the whole pipeline; returns the summary
-/// and the analysis stage, finished, for its inventory.
+/// and the analysis stage, finished, for its inventory. With `loop_for`
+/// the files are read again and again until that much wall-clock time has
+/// passed (a soak test in one process); each pass is shifted in packet time
+/// to start [`LOOP_PASS_GAP_NANOS`] after the previous one ended, so flows
+/// of earlier passes leave the table only the normal ways (FIN/RST, idle
+/// timeout, a SYN reusing their addresses, capacity), never wholesale.
 pub fn replay(
     settings: &Settings,
     files: &[PathBuf],
@@ -264,6 +278,7 @@ pub fn replay(
         workers,
         progress,
         pace,
+        loop_for,
         ..
     } = options;
     let started = Instant::now();
@@ -294,23 +309,38 @@ pub fn replay(
     };
     let mut progress = progress;
     let mut bytes_before = 0u64;
-    for (path, mut source) in sources {
-        let before = reader.packet_index;
-        let mut report = |done: u64| {
-            if let Some(p) = progress.as_mut() {
-                p(bytes_before + done, total_bytes);
+    let mut sources: Vec<(PathBuf, Option<FileSource>)> =
+        sources.into_iter().map(|(p, s)| (p, Some(s))).collect();
+    loop {
+        for (path, source) in sources.iter_mut() {
+            let mut source = match source.take() {
+                Some(s) => s,
+                None => FileSource::open(path)?,
+            };
+            let before = reader.packet_index;
+            let mut report = |done: u64| {
+                if let Some(p) = progress.as_mut() {
+                    p(bytes_before + done, total_bytes);
+                }
+            };
+            // A damaged or truncated file (a capture killed mid-write) still
+            // yields everything before the damage; the error is counted and the
+            // next file is read.
+            let link = source.decodable_link();
+            if let Err(e) = reader.read(&mut source, link, &mut report) {
+                reader.stats.pipeline.read_errors += 1;
+                tracing::warn!("{e:#}");
             }
-        };
-        // A damaged or truncated file (a capture killed mid-write) still
-        // yields everything before the damage; the error is counted and the
-        // next file is read.
-        let link = source.decodable_link();
-        if let Err(e) = reader.read(&mut source, link, &mut report) {
-            reader.stats.pipeline.read_errors += 1;
-            tracing::warn!("{e:#}");
+            bytes_before += source.file_bytes();
+            summary
+                .files
+                .push((path.clone(), reader.packet_index - before));
         }
-        bytes_before += source.file_bytes();
-        summary.files.push((path, reader.packet_index - before));
+        if loop_for.is_none_or(|d| started.elapsed() >= d) || reader.pass_span.is_none() {
+            break;
+        }
+        reader.next_pass();
+        summary.passes += 1;
     }
     reader.flush_batches();
     let mut stats = reader.finish();
@@ -425,6 +455,7 @@ impl Live {
             elapsed: self.started.elapsed(),
             workers: self.workers,
             files: Vec::new(),
+            passes: 0,
         })
     }
 }
@@ -446,6 +477,10 @@ struct Reader {
     last_tick: Instant,
     /// Replay at the capture's own speed (`replay --pace`).
     pace: Option<Pace>,
+    /// Added to every file timestamp (looped replay passes).
+    ts_shift: u64,
+    /// Earliest and latest file timestamp (unshifted) of the current pass.
+    pass_span: Option<(u64, u64)>,
 }
 
 /// Keeps replay at recorded speed: packet `ts` is handed on no earlier than
@@ -474,6 +509,18 @@ impl Reader {
         }
     }
 
+    /// Starts the next looped replay pass right after the current one in
+    /// packet time.
+    fn next_pass(&mut self) {
+        if let Some((first, last)) = self.pass_span.take() {
+            let span = last.saturating_sub(first);
+            self.ts_shift = self
+                .ts_shift
+                .saturating_add(span)
+                .saturating_add(LOOP_PASS_GAP_NANOS);
+        }
+    }
+
     /// Reads a source to its end. `link` `None` counts every packet as an
     /// unsupported link type.
     fn read(
@@ -491,10 +538,16 @@ impl Reader {
                         self.decoder.stats.unsupported_link_type += 1;
                         continue;
                     };
+                    let raw = packet.ts.as_nanos();
+                    self.pass_span = Some(match self.pass_span {
+                        Some((first, last)) => (first.min(raw), last.max(raw)),
+                        None => (raw, raw),
+                    });
+                    let ts = Timestamp(raw.saturating_add(self.ts_shift));
                     if self.pace.is_some() {
-                        self.pace(packet.ts);
+                        self.pace(ts);
                     }
-                    self.packet(link, packet.ts, packet.data, packet.wire_len);
+                    self.packet(link, ts, packet.data, packet.wire_len);
                     if self.packet_index % 65_536 == 0 {
                         if let Some((done, _)) = source.progress() {
                             progress(done);

@@ -154,6 +154,28 @@ impl StatsHub {
     }
 }
 
+/// Peak resident memory of this process image (`VmHWM` of
+/// `/proc/self/status`, KiB); `None` where there is no procfs. Unlike
+/// `getrusage`'s `ru_maxrss` it starts at `exec`, so it never includes the
+/// parent's memory a spawned child briefly shared.
+pub fn peak_rss_kib() -> Option<u64> {
+    proc_status_kib(
+        &std::fs::read_to_string("/proc/self/status").ok()?,
+        "VmHWM:",
+    )
+}
+
+/// The value of a `Name:   123 kB` line of a `/proc/<pid>/status` text.
+pub fn proc_status_kib(status: &str, field: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Prometheus text exposition of a snapshot: counters as
 /// `apisensor_<stage>_<name>_total`, gauges as `apisensor_<name>`.
 pub fn prometheus_text(stats: &Stats) -> String {
@@ -174,6 +196,16 @@ pub fn prometheus_text(stats: &Stats) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_peak_rss_from_proc_status() {
+        let text = "Name:\tx\nVmPeak:\t  9999 kB\nVmHWM:\t    1234 kB\nVmRSS:\t 1000 kB\n";
+        assert_eq!(proc_status_kib(text, "VmHWM:"), Some(1234));
+        assert_eq!(proc_status_kib(text, "VmSwap:"), None);
+        if cfg!(target_os = "linux") {
+            assert!(peak_rss_kib().is_some_and(|k| k > 0));
+        }
+    }
 
     #[test]
     fn hub_merges_slots_and_renders_prometheus() {

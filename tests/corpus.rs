@@ -68,6 +68,10 @@
 //!   unsupported-link counters are zero — i.e. every packet is decoded,
 //!   including the 17 captures with bad IP/TCP checksums, which must not be
 //!   dropped; `exchanges_written` equals the number of output lines;
+//! * drop accounting for every trace: no packet or exchange dropped between
+//!   stages; `flow.gaps`/`flow.gap_bytes` (bytes reassembly gave up on) equal
+//!   `http.gaps`/`http.gap_bytes` (the HTTP layer saw each of them); every
+//!   flow created ended once, for one counted reason;
 //! * every trace that agrees with neither truth is listed in
 //!   `tests/corpus_expectations.toml` with a reason, and every listed trace
 //!   still disagrees (a stale entry fails: remove it) and exists;
@@ -652,6 +656,47 @@ fn check_stats(run: &ReplayRun, pcap_records: u64) -> Vec<String> {
             Some(n) => problems.push(format!("stats.decode.{counter} = {n}, expected 0")),
             None => problems.push(format!("stats.decode.{counter} missing")),
         }
+    }
+    // Drop accounting: replay loses nothing between stages; every gap byte
+    // reassembly gave up on reached the HTTP layer and is counted there; and
+    // every flow left the table once, for one counted reason.
+    for counter in [
+        "pipeline.packets_dropped_queue_full",
+        "pipeline.exchanges_dropped_output_full",
+        "pipeline.read_errors",
+    ] {
+        match stat(s, &format!("stats.{counter}")) {
+            Some(0) => {}
+            n => problems.push(format!("stats.{counter} = {n:?}, expected 0")),
+        }
+    }
+    for (flow, http) in [
+        ("flow.gaps", "http.gaps"),
+        ("flow.gap_bytes", "http.gap_bytes"),
+    ] {
+        let (f, h) = (
+            stat(s, &format!("stats.{flow}")),
+            stat(s, &format!("stats.{http}")),
+        );
+        if f.is_none() || f != h {
+            problems.push(format!("stats.{flow} = {f:?} but stats.{http} = {h:?}"));
+        }
+    }
+    let ends: Option<u64> = [
+        "flows_closed",
+        "flows_evicted_idle",
+        "flows_evicted_capacity",
+        "flows_reused_by_syn",
+        "flows_flushed_at_end",
+    ]
+    .iter()
+    .map(|c| stat(s, &format!("stats.flow.{c}")))
+    .sum();
+    let created = stat(s, "stats.flow.flows_created");
+    if created.is_none() || created != ends {
+        problems.push(format!(
+            "stats.flow.flows_created = {created:?}, but the end reasons add up to {ends:?}"
+        ));
     }
     match stat(s, "exchanges_written") {
         Some(n) if n == run.exchanges.len() as u64 => {}

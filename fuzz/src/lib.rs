@@ -183,6 +183,110 @@ impl Encode for ReassemblyInput {
     }
 }
 
+// ---------------------------------------------------------------------- flow
+
+/// Whole TCP connections through one worker's flow table: segments of up to
+/// four connections, each `(connection, direction, seq, ack, flags, payload)`,
+/// under small table and buffer caps. Sequence and acknowledgement numbers are
+/// offsets from each direction's initial sequence number, so fixture
+/// captures encode compactly and the fuzzer can mutate them in place.
+#[derive(Arbitrary, Debug, Clone, PartialEq)]
+pub struct FlowInput {
+    /// ISN of the client (`Side::Client`) and server directions.
+    pub isn: [u32; 2],
+    /// `max_flows_per_worker` = 1 + x % 4.
+    pub max_flows: u8,
+    /// `max_ooo_segments_per_direction` = 1 + x % 64.
+    pub max_ooo_segments: u8,
+    /// `max_ooo_bytes_per_direction` = 1 + x; the worker cap is twice that.
+    pub max_ooo_bytes: u16,
+    /// `overlap_check_bytes` = x % 4097.
+    pub overlap_check_bytes: u16,
+    pub ops: Vec<FlowOp>,
+}
+
+#[derive(Arbitrary, Debug, Clone, PartialEq)]
+pub enum FlowOp {
+    Segment {
+        /// Connection `x % 4` (client port 40000 + x % 4 to server port 80).
+        conn: u8,
+        side: Side,
+        /// Packet time advances by x × 100 ms before this segment.
+        ts_step: u8,
+        /// Offset from this direction's ISN.
+        seq_offset: u32,
+        /// Offset from the peer direction's ISN (used when `ACK` is set).
+        ack_offset: u32,
+        /// TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10).
+        flags: u8,
+        payload: Bytes<2000>,
+        /// Bytes the snaplen cut after the payload.
+        missing: u16,
+    },
+    /// Idle expiry at packet time + x seconds.
+    Expire(u8),
+}
+
+pub const FLOW_TS_UNIT_NANOS: u64 = 100_000_000;
+
+impl FlowInput {
+    pub fn settings(&self) -> FlowSettings {
+        let per_dir = 1 + usize::from(self.max_ooo_bytes);
+        FlowSettings {
+            max_flows_per_worker: 1 + usize::from(self.max_flows % 4),
+            max_ooo_segments_per_direction: 1 + usize::from(self.max_ooo_segments % 64),
+            max_ooo_bytes_per_direction: per_dir,
+            max_ooo_bytes_per_worker: 2 * per_dir,
+            overlap_check_bytes: usize::from(self.overlap_check_bytes % 4097),
+            idle_timeout_secs: 30,
+            closed_timeout_secs: 2,
+        }
+    }
+}
+
+impl Encode for FlowOp {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            FlowOp::Segment {
+                conn,
+                side,
+                ts_step,
+                seq_offset,
+                ack_offset,
+                flags,
+                payload,
+                missing,
+            } => {
+                encode_variant(0, 2, out);
+                conn.encode(out);
+                side.encode(out);
+                ts_step.encode(out);
+                seq_offset.encode(out);
+                ack_offset.encode(out);
+                flags.encode(out);
+                payload.encode(out);
+                missing.encode(out);
+            }
+            FlowOp::Expire(s) => {
+                encode_variant(1, 2, out);
+                s.encode(out);
+            }
+        }
+    }
+}
+
+impl Encode for FlowInput {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.isn[0].encode(out);
+        self.isn[1].encode(out);
+        self.max_flows.encode(out);
+        self.max_ooo_segments.encode(out);
+        self.max_ooo_bytes.encode(out);
+        self.overlap_check_bytes.encode(out);
+        encode_rest(&self.ops, out);
+    }
+}
+
 // --------------------------------------------------------------------- http1
 
 /// One HTTP/1 connection: small caps and a sequence of stream events.
@@ -492,6 +596,26 @@ mod tests {
                 HttpOp::Gap(Side::Client, GapLen::Max),
                 HttpOp::Fin(Side::Server),
                 HttpOp::Data(Side::Server, Bytes(vec![])),
+            ],
+        });
+        round_trip(FlowInput {
+            isn: [1, u32::MAX],
+            max_flows: 2,
+            max_ooo_segments: 3,
+            max_ooo_bytes: 100,
+            overlap_check_bytes: 64,
+            ops: vec![
+                FlowOp::Segment {
+                    conn: 1,
+                    side: Side::Server,
+                    ts_step: 3,
+                    seq_offset: 0,
+                    ack_offset: 1,
+                    flags: 0x12,
+                    payload: Bytes(b"HTTP/1.1 200 OK\r\n".to_vec()),
+                    missing: 2,
+                },
+                FlowOp::Expire(40),
             ],
         });
         round_trip(PipelineInput {

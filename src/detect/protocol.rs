@@ -100,6 +100,16 @@ const RULES: &[Rule] = &[
               see different headers, which hides Transfer-Encoding from one of them.",
     },
     Rule {
+        anomaly: Anomaly::InconsistentRetransmission,
+        rule: "protocol.inconsistent_retransmission",
+        severity: Severity::Medium,
+        confidence: 60,
+        owasp: None,
+        title: "TCP retransmission carrying different bytes",
+        why: "Overlapping segments with different content are a classic way to show a monitor \
+              one request while the server reassembles another (TCP evasion).",
+    },
+    Rule {
         anomaly: Anomaly::ResponseWithoutRequest,
         rule: "protocol.response_without_request",
         severity: Severity::Low,

@@ -102,6 +102,16 @@ impl FlowTable {
         self.open.len()
     }
 
+    /// What one flow that buffers nothing costs the table: its entry (key
+    /// and state, one allocation) plus the hash-map slot and list links.
+    /// Memory budgets are `max_flows_per_worker` × workers × this, plus
+    /// what each flow buffers (out-of-order bytes, overlap window, HTTP).
+    pub fn bytes_per_idle_flow() -> usize {
+        std::mem::size_of::<FlowKey>()
+            + std::mem::size_of::<Flow>()
+            + 4 * std::mem::size_of::<usize>()
+    }
+
     pub fn buffered_bytes(&self) -> usize {
         self.shared.worker_ooo_bytes
     }
@@ -320,6 +330,7 @@ impl Shared {
         {
             sink.end_direction(peer);
         }
+        let inconsistent_before = rctx.stats.overlaps_inconsistent;
         let ended_this = this_dir.on_segment(
             &mut rctx,
             seg.seq,
@@ -329,6 +340,9 @@ impl Shared {
             seg.missing_payload,
             &mut |c| sink.deliver(side, c),
         );
+        if rctx.stats.overlaps_inconsistent != inconsistent_before {
+            sink.inconsistent_overlap(side);
+        }
         if ended_this {
             sink.end_direction(side);
         }
@@ -417,6 +431,14 @@ impl HttpSink<'_, '_> {
                 Chunk::Data(data) => http.on_data(self.ctx, dir, self.ts, data),
                 Chunk::Gap(len) => http.on_gap(self.ctx, dir, self.ts, len),
             }
+        }
+    }
+
+    /// The segment just fed to `side` contradicted bytes already seen.
+    fn inconsistent_overlap(&mut self, side: Side) {
+        let dir = self.direction(side);
+        if let Some(http) = self.http.as_mut() {
+            http.on_inconsistent_overlap(dir);
         }
     }
 
@@ -528,6 +550,62 @@ mod tests {
             ..FlowSettings::default()
         };
         FlowTable::new(&flow, &HttpSettings::default())
+    }
+
+    #[test]
+    fn retransmission_with_different_data_flags_the_exchange() {
+        use crate::exchange::Anomaly;
+        let mut t = table(16);
+        let mut out = Vec::new();
+        let c = conn(1234);
+        let syn = TcpFlags::SYN;
+        t.process(&seg(&c, true, 1, 0, 0, syn, b""), &mut out);
+        t.process(&seg(&c, false, 1, 500, 1, syn | ACK, b""), &mut out);
+        t.process(&seg(&c, true, 1, 1, 501, ACK, REQ), &mut out);
+        // The same sequence range again, other bytes (`/b` for `/a`).
+        let evil = b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n";
+        t.process(&seg(&c, true, 2, 1, 501, ACK, evil), &mut out);
+        let next = 1 + REQ.len() as u32;
+        t.process(&seg(&c, false, 2, 501, next, ACK, RESP), &mut out);
+        t.flush_all(&mut out);
+        assert_eq!(t.stats().overlaps_inconsistent, 1);
+        assert_eq!(out.len(), 1);
+        let e = &out[0];
+        // First copy wins; the exchange carries the indicator.
+        assert_eq!(e.request.as_ref().unwrap().uri.as_str(), "/a");
+        assert!(e.anomalies.contains(&Anomaly::InconsistentRetransmission));
+    }
+
+    #[test]
+    fn syn_flood_keeps_the_table_at_its_cap_and_counts_evictions() {
+        let mut t = table(1_000);
+        let mut out = Vec::new();
+        for i in 0..100_000u32 {
+            let (key, side) = FlowKey::new(
+                std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a40_0000 | (i >> 6))),
+                1024 + (i & 63) as u16,
+                "10.0.0.2".parse().unwrap(),
+                80,
+            );
+            let s = Segment {
+                ts: Timestamp(SEC + u64::from(i)),
+                packet_index: u64::from(i) + 1,
+                key,
+                side,
+                seq: i,
+                ack: 0,
+                flags: TcpFlags(TcpFlags::SYN),
+                payload: b"",
+                missing_payload: 0,
+            };
+            t.process(&s, &mut out);
+            assert!(t.open_flows() <= 1_000);
+        }
+        assert_eq!(t.stats().flows_created, 100_000);
+        assert_eq!(t.stats().flows_evicted_capacity, 99_000);
+        assert!(out.is_empty());
+        // The budget the flood tests compute from: small and fixed.
+        assert!(FlowTable::bytes_per_idle_flow() < 1024);
     }
 
     #[test]

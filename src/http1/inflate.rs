@@ -278,22 +278,28 @@ impl ContentDecoder {
         loop {
             let in_before = inflater.total_in();
             let out_before = inflater.total_out();
-            let status = inflater
-                .decompress(input, scratch, FlushDecompress::None)
-                .map_err(|_| Stop::Error)?;
+            // On a corrupt stream the bytes inflated before the error are
+            // still taken: what is kept must not depend on how the body was
+            // cut into reads (one call may reach the error that several
+            // smaller calls reach only after producing output).
+            let result = inflater.decompress(input, scratch, FlushDecompress::None);
             let used = (inflater.total_in() - in_before) as usize;
             let produced = (inflater.total_out() - out_before) as usize;
             input = input.get(used..).unwrap_or_default();
             let out = scratch.get(..produced).unwrap_or_default();
             let room = self.limit.saturating_sub(self.decoded);
             let counted = (produced as u64).min(room);
+            // Only counted bytes are kept: nothing past the limit, so the
+            // kept data never exceeds `decoded`.
             let keep_room = self.keep.saturating_sub(self.data.len());
+            let keep_now = keep_room.min(counted as usize);
             self.data
-                .extend_from_slice(out.get(..keep_room.min(produced)).unwrap_or_default());
+                .extend_from_slice(out.get(..keep_now).unwrap_or_default());
             self.decoded += counted;
             if counted < produced as u64 {
                 return Err(Stop::Limit);
             }
+            let status = result.map_err(|_| Stop::Error)?;
             match status {
                 Status::StreamEnd => {
                     self.header = Header::Ended;
@@ -397,6 +403,40 @@ mod tests {
         bad[12] ^= 0xff;
         bad[13] ^= 0xff;
         assert!(decode_in_pieces(Wrapping::Gzip, &bad, 64).0.is_err());
+    }
+
+    /// fuzz/regressions/http1-kept-more-than-decoded.bin: with a limit below
+    /// the keep cap, the bytes past the limit were kept anyway (kept 12 of 3).
+    #[test]
+    fn nothing_past_the_limit_is_kept() {
+        let mut r = DeflateEncoder::new(Vec::new(), Compression::default());
+        r.write_all(b"twelve bytes and then some more").unwrap();
+        let wire = r.finish().unwrap();
+        for limit in [0u64, 3, 12] {
+            let mut d = ContentDecoder::new(Wrapping::Deflate, 4096, limit);
+            assert_eq!(d.write(&wire), Err(Stop::Limit), "limit {limit}");
+            assert_eq!(d.decoded, limit);
+            assert_eq!(d.data.len() as u64, limit, "kept past the limit {limit}");
+        }
+    }
+
+    /// fuzz/regressions/http1_stream-corrupt-gzip-output-depends-on-split.bin:
+    /// a corrupt deflate stream gave two decoded bytes when fed in 7-byte
+    /// pieces and none in one piece (the output of the failing call was
+    /// dropped). Bytes inflated before the error are now kept either way.
+    #[test]
+    fn corrupt_stream_keeps_the_same_bytes_however_it_is_cut() {
+        let wire = [
+            0x1f, 0x8b, 0x08, 0x00, 0x00, 0xff, 0xff, 0x00, 0x00, 0x03, 0xe3, 0x6c, 0x24, 0x52,
+            0x82,
+        ];
+        let (whole_res, whole) = decode_in_pieces(Wrapping::Gzip, &wire, wire.len());
+        assert_eq!(whole, [9, 129], "the bytes before the error");
+        for piece in 1..wire.len() {
+            let (res, data) = decode_in_pieces(Wrapping::Gzip, &wire, piece);
+            assert_eq!(data, whole, "piece {piece}");
+            assert_eq!(res.is_err(), whole_res.is_err(), "piece {piece}");
+        }
     }
 
     #[test]

@@ -82,7 +82,7 @@ pub struct HttpContext<'a> {
 }
 
 /// Every `Anomaly`, in declaration order: bit `i` of `Annot::anoms` is `ALL_ANOMALIES[i]`.
-const ALL_ANOMALIES: [Anomaly; 17] = [
+const ALL_ANOMALIES: [Anomaly; 18] = [
     Anomaly::GarbageBeforeMessage,
     Anomaly::MalformedHeaders,
     Anomaly::HeadersTooLarge,
@@ -100,6 +100,7 @@ const ALL_ANOMALIES: [Anomaly; 17] = [
     Anomaly::ResponseWithoutRequest,
     Anomaly::PendingRequestsOverflow,
     Anomaly::NonStandardVersion,
+    Anomaly::InconsistentRetransmission,
 ];
 
 /// Flags and anomalies of one message while it is being parsed: a few bytes

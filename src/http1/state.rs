@@ -1039,6 +1039,43 @@ impl HttpConnection {
         }
     }
 
+    /// Reassembly saw bytes of `dir` retransmitted with different content
+    /// (an evasion indicator): the message being received in that direction
+    /// is flagged, or the next one if none is in progress.
+    pub fn on_inconsistent_overlap(&mut self, dir: Direction) {
+        let HttpConnection {
+            to_server,
+            to_client,
+            pending,
+            resp,
+            ..
+        } = self;
+        let d = match dir {
+            Direction::ToServer => to_server,
+            Direction::ToClient => to_client,
+        };
+        let a = Anomaly::InconsistentRetransmission;
+        if matches!(d.phase, Phase::Body(_)) {
+            if let Some((_, annot, _)) = target(dir, pending, resp) {
+                annot.anomaly(a);
+                return;
+            }
+        }
+        // Between messages: the bytes retransmitted belong to the message
+        // that just ended, if it has not left yet.
+        if d.phase == Phase::Start && d.buf.is_empty() {
+            let last = match dir {
+                Direction::ToServer => pending.back_mut().map(|p| &mut p.annot),
+                Direction::ToClient => resp.as_mut().map(|r| &mut r.annot),
+            };
+            if let Some(annot) = last {
+                annot.anomaly(a);
+                return;
+            }
+        }
+        d.carry.anomaly(a);
+    }
+
     /// The direction ended (FIN or RST).
     pub fn on_fin(&mut self, ctx: &mut HttpContext<'_>, dir: Direction, ts: Timestamp) {
         let d = self.dir_mut(dir);
