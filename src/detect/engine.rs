@@ -358,20 +358,8 @@ impl Detectors {
             scan.not_found
                 .push_back((now, view.request.path.to_string()));
         }
-        while scan
-            .requests
-            .front()
-            .is_some_and(|t| now.saturating_sub(*t) > window)
-        {
-            scan.requests.pop_front();
-        }
-        while scan
-            .not_found
-            .front()
-            .is_some_and(|(t, _)| now.saturating_sub(*t) > window)
-        {
-            scan.not_found.pop_front();
-        }
+        trim_window(&mut scan.requests, now, window, |t| *t);
+        trim_window(&mut scan.not_found, now, window, |(t, _)| *t);
         let distinct: BTreeSet<&str> = scan.not_found.iter().map(|(_, p)| p.as_str()).collect();
         let misses = scan.not_found.len();
         let total = scan.requests.len();
@@ -582,20 +570,8 @@ impl Detectors {
         if failed {
             logins.failures.push_back((now, login.username.clone()));
         }
-        while logins
-            .attempts
-            .front()
-            .is_some_and(|t| now.saturating_sub(*t) > window)
-        {
-            logins.attempts.pop_front();
-        }
-        while logins
-            .failures
-            .front()
-            .is_some_and(|(t, _)| now.saturating_sub(*t) > window)
-        {
-            logins.failures.pop_front();
-        }
+        trim_window(&mut logins.attempts, now, window, |t| *t);
+        trim_window(&mut logins.failures, now, window, |(t, _)| *t);
         let failures = logins.failures.len();
         let attempts = logins.attempts.len();
         let usernames: BTreeSet<&str> = logins.failures.iter().map(|(_, u)| u.as_str()).collect();
@@ -678,12 +654,7 @@ impl Detectors {
         }
         let tries = self.sprays.entry(login.password_hash).or_default();
         tries.push_back((now, login.username.clone(), ip));
-        while tries
-            .front()
-            .is_some_and(|(t, _, _)| now.saturating_sub(*t) > window)
-        {
-            tries.pop_front();
-        }
+        trim_window(tries, now, window, |(t, _, _)| *t);
         if tries.len() > 10_000 {
             tries.pop_front();
         }
@@ -801,6 +772,16 @@ impl Detectors {
         event.id = crate::event::stable_id(&self.limits.sensor, &event.rule, &[subject]);
         self.stats.events += 1;
         out.push(event);
+    }
+}
+
+/// Drops entries older than `window` seconds before `now` from the front.
+fn trim_window<T>(entries: &mut VecDeque<T>, now: u64, window: u64, time: impl Fn(&T) -> u64) {
+    while entries
+        .front()
+        .is_some_and(|e| now.saturating_sub(time(e)) > window)
+    {
+        entries.pop_front();
     }
 }
 

@@ -58,14 +58,7 @@ pub fn encode_packed_forward(
 
 impl FluentSink {
     pub fn new(settings: &SinkSettings) -> Result<FluentSink, String> {
-        let tls = if settings.tls.unwrap_or(false) {
-            Some(Tls::new(
-                settings.ca_file.as_deref(),
-                settings.server_name.as_deref(),
-            )?)
-        } else {
-            None
-        };
+        let tls = Tls::for_sink(settings)?;
         Ok(FluentSink {
             address: settings.address.clone().unwrap_or_default(),
             tag: settings

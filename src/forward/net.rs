@@ -22,6 +22,14 @@ pub struct Tls {
 }
 
 impl Tls {
+    /// The TLS client of a sink whose settings ask for one (`tls = true`).
+    pub fn for_sink(settings: &crate::config::SinkSettings) -> Result<Option<Tls>, String> {
+        if !settings.tls.unwrap_or(false) {
+            return Ok(None);
+        }
+        Tls::new(settings.ca_file.as_deref(), settings.server_name.as_deref()).map(Some)
+    }
+
     /// Trusts the system roots and, if given, the certificates in `ca_file` (PEM).
     pub fn new(ca_file: Option<&str>, server_name: Option<&str>) -> Result<Tls, String> {
         let mut roots = rustls::RootCertStore::empty();

@@ -142,14 +142,7 @@ pub fn rfc5424(event: &Event, facility: u8) -> String {
 
 impl SyslogSink {
     pub fn new(settings: &SinkSettings) -> Result<SyslogSink, String> {
-        let tls = if settings.tls.unwrap_or(false) {
-            Some(Tls::new(
-                settings.ca_file.as_deref(),
-                settings.server_name.as_deref(),
-            )?)
-        } else {
-            None
-        };
+        let tls = Tls::for_sink(settings)?;
         Ok(SyslogSink {
             address: settings.address.clone().unwrap_or_default(),
             tls,
