@@ -1217,6 +1217,113 @@ mod tests {
     }
 
     #[test]
+    fn rate_abuse_and_its_twin() {
+        let client = |c: u64, t: u64| {
+            let auth = token(&format!("c{c}"), "user");
+            exchange(
+                &format!("10.0.2.{c}"),
+                "GET",
+                "/api/items",
+                &[("Authorization", &auth)],
+                "",
+                200,
+                "{}",
+                t,
+            )
+        };
+        // Twelve clients at a human pace for three minutes, one of them busier.
+        let mut calls = Vec::new();
+        for minute in 0..3u64 {
+            for c in 0..12u64 {
+                let n = if c == 0 { 40 } else { 8 };
+                for k in 0..n {
+                    calls.push(client(c, minute * 60 + k));
+                }
+            }
+        }
+        assert!(
+            run(&calls, &ResponseData::default()).is_empty(),
+            "a busy human is not abuse"
+        );
+        for k in 0..200u64 {
+            calls.push(client(99, 200 + k / 4));
+        }
+        assert!(run(&calls, &ResponseData::default()).contains(&"detect.resource.rate_abuse"));
+    }
+
+    #[test]
+    fn sensitive_volume_and_its_twin() {
+        let normal = ResponseData {
+            sensitive_values: 2,
+            sensitive_types: vec!["email".into()],
+        };
+        let mut b = Behavior::new(BehaviorLimits::default());
+        let mut out = Vec::new();
+        let mut feed =
+            |b: &mut Behavior, e: &Exchange, d: &ResponseData, out: &mut Vec<Finding>| {
+                let view = RequestView::new(e).unwrap();
+                let actor = super::super::actor::identify(&view, &Default::default());
+                b.observe(&view, &actor, d, out);
+            };
+        // Ten clients each read their own profile a few times a minute for two minutes.
+        for minute in 0..2u64 {
+            for c in 0..10u64 {
+                for k in 0..3u64 {
+                    feed(
+                        &mut b,
+                        &user_call(c, "/api/users/me", true, "", minute * 60 + k),
+                        &normal,
+                        &mut out,
+                    );
+                }
+            }
+        }
+        assert!(out.is_empty());
+        // One client pulls an export with hundreds of sensitive values.
+        let bulk = ResponseData {
+            sensitive_values: 400,
+            sensitive_types: vec!["email".into()],
+        };
+        feed(
+            &mut b,
+            &user_call(3, "/api/users/me", true, "", 150),
+            &bulk,
+            &mut out,
+        );
+        let rules: Vec<&str> = out.iter().map(|f| f.rule).collect();
+        assert!(
+            rules.contains(&"detect.exposure.sensitive_volume"),
+            "{rules:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_host_after_learning_and_its_twin() {
+        let mut calls: Vec<Exchange> = (0..250)
+            .map(|i| user_call(i, "/api/items", true, "", i))
+            .collect();
+        assert!(
+            run(&calls, &ResponseData::default()).is_empty(),
+            "the learning period names the hosts"
+        );
+        let mut odd = user_call(1, "/api/items", true, "", 300);
+        odd.request.as_mut().unwrap().host = Some("staging.internal".into());
+        let mut refused = odd.clone();
+        refused.response.as_mut().unwrap().status = 421;
+        calls.push(refused);
+        assert!(
+            run(&calls, &ResponseData::default()).is_empty(),
+            "a host the server refuses is fine"
+        );
+        calls.pop();
+        calls.push(odd);
+        assert_eq!(
+            run(&calls, &ResponseData::default()),
+            vec!["detect.inventory.unknown_host"]
+        );
+    }
+
+    #[test]
     fn templates_replace_ids() {
         assert_eq!(
             template_of("/api/users/42/orders/550e8400-e29b-41d4-a716-446655440000"),

@@ -1275,6 +1275,11 @@ mod tests {
             .map(|i| bad("10.0.0.70", "root", &format!("p{i}"), i))
             .collect();
         assert_eq!(rules(&run(&brute)), vec!["detect.auth.brute_force"]);
+        // Twin: nine failures on one account stay under the threshold.
+        let forgetful: Vec<Exchange> = (0..9)
+            .map(|i| bad("10.0.0.71", "root", &format!("p{i}"), i))
+            .collect();
+        assert!(run(&forgetful).is_empty());
         // One password, twelve accounts, four addresses, three tries each.
         let spray: Vec<Exchange> = (0..12)
             .map(|i| {
