@@ -1259,12 +1259,11 @@ mod tests {
         };
         let mut b = Behavior::new(BehaviorLimits::default());
         let mut out = Vec::new();
-        let mut feed =
-            |b: &mut Behavior, e: &Exchange, d: &ResponseData, out: &mut Vec<Finding>| {
-                let view = RequestView::new(e).unwrap();
-                let actor = super::super::actor::identify(&view, &Default::default());
-                b.observe(&view, &actor, d, out);
-            };
+        let feed = |b: &mut Behavior, e: &Exchange, d: &ResponseData, out: &mut Vec<Finding>| {
+            let view = RequestView::new(e).unwrap();
+            let actor = super::super::actor::identify(&view, &Default::default());
+            b.observe(&view, &actor, d, out);
+        };
         // Ten clients each read their own profile a few times a minute for two minutes.
         for minute in 0..2u64 {
             for c in 0..10u64 {
