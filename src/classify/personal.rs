@@ -4,11 +4,11 @@
 //! is reported: a date, a number or two capitalised words mean nothing alone.
 
 use super::keys::Hint;
-use super::value::{parse_date, placeholder, valid_date};
+use super::value::{is_placeholder_value, parse_date, valid_date};
 use super::{Cand, DataType, Val};
 
 pub(super) fn detect(v: &Val, hint: Hint, c: &mut Cand) {
-    if placeholder(v.s) {
+    if is_placeholder_value(v.s) {
         return;
     }
     match hint {

@@ -5,7 +5,7 @@
 //! passwords and session ids under credential-like keys.
 
 use super::keys::Hint;
-use super::value::{is_uuid, placeholder, token_like};
+use super::value::{is_placeholder_value, is_uuid, token_like};
 use super::{Cand, DataType, Val};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -58,7 +58,7 @@ pub(super) fn detect(v: &Val, hint: Hint, c: &mut Cand) {
 /// Secrets under credential keys, recognised by key plus a plausible value.
 fn keyed(v: &Val, hint: Hint, c: &mut Cand) {
     let s = v.s;
-    if !hint.is_credential() || placeholder(s) || fake_secret(s) {
+    if !hint.is_credential() || is_placeholder_value(s) || fake_secret(s) {
         return;
     }
     let opaque = token_like(s) || is_uuid(s);
@@ -90,7 +90,7 @@ fn keyed(v: &Val, hint: Hint, c: &mut Cand) {
 
 fn password_ok(s: &str) -> bool {
     (4..=128).contains(&s.len())
-        && !placeholder(s)
+        && !is_placeholder_value(s)
         && !s.chars().any(char::is_control)
         && !s.eq_ignore_ascii_case("string")
 }
@@ -125,7 +125,7 @@ fn auth_scheme(scheme: &str, rest: &str, c: &mut Cand) -> bool {
         .iter()
         .any(|x| scheme.eq_ignore_ascii_case(x))
     {
-        if rest.contains(' ') || placeholder(rest) || fake_secret(rest) {
+        if rest.contains(' ') || is_placeholder_value(rest) || fake_secret(rest) {
             return true;
         }
         if let Some((t, conf)) = prefixed_token(rest) {
@@ -431,14 +431,14 @@ fn url_credentials(s: &str) -> Option<(DataType, u8)> {
         !host.is_empty()
             && userinfo
                 .split_once(':')
-                .is_some_and(|(_, p)| !p.is_empty() && !placeholder(p) && !fake_secret(p))
+                .is_some_and(|(_, p)| !p.is_empty() && !is_placeholder_value(p) && !fake_secret(p))
     });
     let password_param = is_db
         && rest.split(['?', '&', ';']).any(|kv| {
             kv.split_once('=').is_some_and(|(k, v)| {
                 (k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("pwd"))
                     && !v.is_empty()
-                    && !placeholder(v)
+                    && !is_placeholder_value(v)
             })
         });
     if !(password_in_userinfo || password_param) {
@@ -491,7 +491,7 @@ fn connection_string(s: &str) -> Option<(DataType, u8)> {
             "defaultendpointsprotocol" | "accountname" | "sharedaccesskeyname" | "endpoint" => {
                 azure = true
             }
-            "password" | "pwd" => password = !v.is_empty() && !placeholder(v),
+            "password" | "pwd" => password = !v.is_empty() && !is_placeholder_value(v),
             "server" | "data source" | "host" | "hostname" | "address" | "addr" => server = true,
             _ => {}
         }

@@ -251,7 +251,7 @@ pub fn token_like(s: &str) -> bool {
 }
 
 /// Values that stand for "no value": never sensitive.
-pub fn placeholder(s: &str) -> bool {
+pub fn is_placeholder_value(s: &str) -> bool {
     const WORDS: &[&str] = &[
         "null",
         "nil",
@@ -318,6 +318,10 @@ mod tests {
         assert!(token_like("a8F3kLm0Qz7Rt2Wx"));
         assert!(!token_like("aaaaaaaaaaaaaaaaaaaa"));
         assert!(!token_like("hello world and more"));
-        assert!(placeholder("********") && placeholder("${API_KEY}") && !placeholder("hunter22"));
+        assert!(
+            is_placeholder_value("********")
+                && is_placeholder_value("${API_KEY}")
+                && !is_placeholder_value("hunter22")
+        );
     }
 }
