@@ -20,6 +20,7 @@ pub mod flow;
 pub mod forward;
 pub mod http1;
 pub mod inventory;
+pub mod jwt;
 pub mod order;
 pub mod output;
 pub mod pipeline;

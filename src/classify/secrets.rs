@@ -7,7 +7,7 @@
 use super::keys::Hint;
 use super::value::{is_placeholder_value, is_uuid, token_like};
 use super::{Cand, DataType, Val};
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 pub(super) fn detect(v: &Val, hint: Hint, c: &mut Cand) {
@@ -327,21 +327,19 @@ pub fn decode_jwt(token: &str) -> Option<JwtInfo> {
     if token.len() > 16 * 1024 {
         return None;
     }
-    let mut parts = token.split('.');
-    let (h, p, sig) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some()
-        || !sig
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'=')
+    let crate::jwt::Parts {
+        header,
+        claims,
+        signature: sig,
+        ..
+    } = crate::jwt::Parts::split(token)?;
+    if !sig
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'=')
     {
         return None;
     }
-    let decode = |x: &str| URL_SAFE_NO_PAD.decode(x.trim_end_matches('='));
-    let header: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&decode(h).ok()?).ok()?;
     let alg = header.get("alg")?.as_str()?.to_string();
-    let claims: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&decode(p).ok()?).ok()?;
     let text = |k: &str| header.get(k).and_then(|v| v.as_str()).map(str::to_string);
     Some(JwtInfo {
         typ: text("typ"),

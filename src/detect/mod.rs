@@ -8,7 +8,7 @@ pub mod behavior;
 pub mod engine;
 pub mod incident;
 pub mod injection;
-pub mod jwt;
+pub use crate::jwt;
 pub mod protocol;
 pub mod request;
 pub mod spec;
