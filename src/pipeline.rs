@@ -217,6 +217,7 @@ impl Stages {
             next_expiry: 0,
             last_ts: Timestamp::default(),
             last_packet_at: Instant::now(),
+            live: false,
             last_tick: Instant::now(),
             pace: None,
             ts_shift: 0,
@@ -471,9 +472,12 @@ struct Reader {
     packet_index: u64,
     next_expiry: u64,
     /// Newest packet time seen, and when (wall clock) it was seen, so a
-    /// quiet live link can still move packet time forward for expiry.
+    /// quiet live link can still move packet time forward for expiry. Only
+    /// live capture reads the wall clock: a file is never quiet, and a
+    /// clock read per packet is a measurable share of replay.
     last_ts: Timestamp,
     last_packet_at: Instant,
+    live: bool,
     last_tick: Instant,
     /// Replay at the capture's own speed (`replay --pace`).
     pace: Option<Pace>,
@@ -571,6 +575,7 @@ impl Reader {
         stop: &AtomicBool,
         publish: &mut dyn FnMut(&mut Reader, &mut dyn PacketSource),
     ) -> Result<()> {
+        self.live = true;
         let mut draining: Option<Instant> = None;
         loop {
             if draining.is_none() && stop.load(Ordering::Relaxed) {
@@ -619,7 +624,9 @@ impl Reader {
     fn route(&mut self, link: LinkType, ts: Timestamp, frame: &[u8], wire_len: u32) {
         if ts > self.last_ts {
             self.last_ts = ts;
-            self.last_packet_at = Instant::now();
+            if self.live {
+                self.last_packet_at = Instant::now();
+            }
         }
         if ts.as_nanos() >= self.next_expiry {
             self.decoder.expire(ts);

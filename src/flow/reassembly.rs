@@ -22,6 +22,7 @@
 
 use super::FlowStats;
 use crate::config::FlowSettings;
+use std::cell::RefCell;
 
 /// A piece of one direction's byte stream, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +66,15 @@ impl OooSegment {
     }
 }
 
+/// Rings kept per thread for the next flows: a short connection would
+/// otherwise allocate and zero a fresh window per direction, which costs
+/// more than its whole reassembly.
+const MAX_SPARE_RINGS: usize = 256;
+
+thread_local! {
+    static SPARE_RINGS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
 /// The last delivered bytes, to compare retransmissions with.
 #[derive(Debug, Default)]
 struct RecentBytes {
@@ -84,8 +94,11 @@ impl RecentBytes {
         // continuous when the sequence number wraps past 2^32.
         let capacity = capacity.next_power_of_two();
         if self.ring.len() != capacity {
-            self.ring = vec![0; capacity];
-            self.valid = 0;
+            self.recycle();
+            self.ring = SPARE_RINGS
+                .with(|spare| spare.borrow_mut().pop())
+                .filter(|ring| ring.len() == capacity)
+                .unwrap_or_else(|| vec![0; capacity]);
         }
         if self.valid > 0 && self.end_seq != seq {
             self.valid = 0;
@@ -109,6 +122,21 @@ impl RecentBytes {
 
     fn forget(&mut self) {
         self.valid = 0;
+    }
+
+    /// Hands the ring to the thread's spares. Stale bytes in it are never
+    /// read: `valid` starts at 0.
+    fn recycle(&mut self) {
+        let ring = std::mem::take(&mut self.ring);
+        self.valid = 0;
+        if !ring.is_empty() {
+            SPARE_RINGS.with(|spare| {
+                let mut spare = spare.borrow_mut();
+                if spare.len() < MAX_SPARE_RINGS {
+                    spare.push(ring);
+                }
+            });
+        }
     }
 
     /// Compares `data` (starting at `seq`) with what was delivered there.
@@ -308,7 +336,7 @@ impl Reassembler {
     /// Frees buffered data (flow evicted or closed).
     pub fn release(&mut self, ctx: &mut ReassemblyContext<'_>) {
         self.release_buffered(ctx);
-        self.recent = RecentBytes::default();
+        self.recent.recycle();
     }
 
     fn check_end(&mut self) -> bool {
@@ -318,7 +346,7 @@ impl Reassembler {
         match self.fin_seq {
             Some(fin) if fin == self.next_seq => {
                 self.ended = true;
-                self.recent = RecentBytes::default();
+                self.recent.recycle();
                 true
             }
             _ => false,
@@ -640,6 +668,26 @@ mod tests {
         assert_eq!(h.text(), "abcdef");
         assert_eq!(h.stats.segments_retransmitted, 1);
         assert_eq!(h.stats.overlaps_inconsistent, 0);
+    }
+
+    #[test]
+    fn recycled_window_only_vouches_for_its_own_flow() {
+        // The first flow leaves "GET /a" in a ring that goes back to the
+        // thread's spares; the next flow on this thread gets it.
+        let mut first = Harness::new();
+        first.seg_full(0, true, false, b"", 0);
+        first.seg(1, b"GET /a");
+        first.seg_full(7, false, true, b"", 0);
+        assert!(first.ended);
+        let mut next = Harness::new();
+        next.seg(1, b"GE");
+        // Only the two bytes this flow delivered are compared: the rest of
+        // the retransmission lies outside its window, stale bytes or not.
+        next.seg(1, b"GET /b");
+        assert_eq!(next.stats.overlaps_inconsistent, 0);
+        next.seg(1, b"XE");
+        assert_eq!(next.stats.overlaps_inconsistent, 1);
+        assert_eq!(next.text(), "GET /b");
     }
 
     #[test]
