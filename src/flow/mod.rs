@@ -19,7 +19,23 @@ use crate::exchange::Timestamp;
 
 counters! {
     /// Flow lifetime and reassembly outcomes, including every byte given up on.
+    ///
+    /// Byte ledger (exact once every flow has ended, e.g. after a replay;
+    /// before that, add the bytes still buffered out of order):
+    ///
+    /// `payload_bytes_in = bytes_delivered + bytes_retransmitted +
+    /// bytes_before_start + bytes_after_end + bytes_after_close +
+    /// bytes_out_of_window + bytes_with_rst`
+    ///
+    /// and, for the payload the snaplen cut (announced by the IP header, never
+    /// captured): `snaplen_bytes_in = snaplen_gap_bytes + snaplen_bytes_dropped`.
+    /// Gaps for bytes no segment carried are not in either: they were never
+    /// handed to the table. See [`FlowStats::payload_bytes_accounted`].
     pub struct FlowStats {
+        /// Captured TCP payload bytes handed to the flow table.
+        payload_bytes_in,
+        /// Payload bytes delivered in order to the HTTP layer (`http.bytes_in`).
+        bytes_delivered,
         flows_created,
         /// Closed by FIN in both directions or by RST.
         flows_closed,
@@ -42,11 +58,31 @@ counters! {
         /// Holes given up on because an out-of-order buffer cap was reached.
         ooo_cap_gaps,
         segments_retransmitted,
+        /// Payload bytes at or before the delivery point (delivered or given
+        /// up as a gap already): retransmissions and overlaps, discarded.
         bytes_retransmitted,
+        /// Payload bytes before the point where the direction started (its
+        /// SYN, or the first segment seen when picked up mid-stream), discarded.
+        bytes_before_start,
         /// Retransmitted or overlapping bytes that differ from what was delivered.
         overlaps_inconsistent,
         /// Data after the end of a direction (after its FIN was delivered).
         segments_after_end,
+        /// Payload bytes at or past a direction's FIN (or after it was
+        /// flushed), discarded.
+        bytes_after_end,
+        /// Payload bytes of packets counted in `packets_after_close`, discarded.
+        bytes_after_close,
+        /// Payload bytes of segments counted in `segments_out_of_window`, discarded.
+        bytes_out_of_window,
+        /// Payload bytes carried by RST segments (diagnostic text, not stream
+        /// data), discarded.
+        bytes_with_rst,
+        /// Payload bytes the IP header announced but the snaplen cut off.
+        snaplen_bytes_in,
+        /// Part of the above that became no gap: in a range already
+        /// delivered, or dropped for one of the reasons of the byte counters.
+        snaplen_bytes_dropped,
         /// Gaps (lost bytes) reported to the HTTP layer, and their size.
         gaps,
         gap_bytes,
@@ -56,6 +92,24 @@ counters! {
         gaps_at_end,
         /// Part of the above: bytes the peer acknowledged that the capture never saw.
         gaps_acked,
+    }
+}
+
+impl FlowStats {
+    /// Payload bytes with a final outcome: delivered or discarded for a
+    /// counted reason. Equals `payload_bytes_in` once nothing is buffered.
+    pub fn payload_bytes_accounted(&self) -> u64 {
+        [
+            self.bytes_delivered,
+            self.bytes_retransmitted,
+            self.bytes_before_start,
+            self.bytes_after_end,
+            self.bytes_after_close,
+            self.bytes_out_of_window,
+            self.bytes_with_rst,
+        ]
+        .iter()
+        .fold(0, |sum, n| sum.saturating_add(*n))
     }
 }
 

@@ -17,6 +17,13 @@
 //! not), when the buffer caps are reached, when the snaplen cut a segment, or
 //! when the direction ends or the flow is flushed with holes left.
 //! Sequence numbers wrap: all comparisons are `wrapping_sub` as `i32`.
+//!
+//! Every captured payload byte ends in one counter (see `FlowStats`): sent on
+//! (`bytes_delivered`), or discarded as `bytes_retransmitted` (at or before
+//! the delivery point), `bytes_before_start`, `bytes_after_end` or
+//! `bytes_out_of_window`; until then it is buffered (`buffered_bytes`).
+//! Snaplen-cut bytes become `snaplen_gap_bytes` or `snaplen_bytes_dropped`.
+//! Only plain counter adds, never per-byte work.
 
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
@@ -175,6 +182,10 @@ pub struct Reassembler {
     ended: bool,
     /// Highest sequence number the peer acknowledged beyond `next_seq`.
     acked_beyond: Option<u32>,
+    /// Where the direction started (after its SYN, or the first segment seen
+    /// mid-stream), to tell bytes from before it; forgotten once the stream
+    /// is more than `MAX_WINDOW` past it.
+    start_seq: Option<u32>,
     ooo: Vec<OooSegment>,
     ooo_bytes: usize,
     recent: RecentBytes,
@@ -215,6 +226,8 @@ impl Reassembler {
             if !payload.is_empty() {
                 ctx.stats.segments_after_end += 1;
             }
+            ctx.stats.bytes_after_end += payload.len() as u64;
+            ctx.stats.snaplen_bytes_dropped += u64::from(missing);
             return false;
         }
         let mut seq = seq;
@@ -224,11 +237,13 @@ impl Reassembler {
             if !self.started {
                 self.started = true;
                 self.next_seq = seq;
+                self.start_seq = Some(seq);
             }
         }
         if !self.started {
             self.started = true;
             self.next_seq = seq;
+            self.start_seq = Some(seq);
             ctx.stats.directions_started_midstream += 1;
         }
         let total = payload.len() as u64 + u64::from(missing);
@@ -261,6 +276,12 @@ impl Reassembler {
     /// Moves the delivery point; forgets an acknowledgement it has passed.
     fn advance(&mut self, len: u64) {
         self.next_seq = self.next_seq.wrapping_add(len as u32);
+        if self
+            .start_seq
+            .is_some_and(|s| !(0..=MAX_WINDOW).contains(&seq_diff(self.next_seq, s)))
+        {
+            self.start_seq = None;
+        }
         if self
             .acked_beyond
             .is_some_and(|a| seq_diff(a, self.next_seq) <= 0)
@@ -372,11 +393,15 @@ impl Reassembler {
             // scaling): not this stream's data, and buffering it would make
             // a gigabyte-sized gap out of nothing.
             ctx.stats.segments_out_of_window += 1;
+            ctx.stats.bytes_out_of_window += payload.len() as u64;
+            ctx.stats.snaplen_bytes_dropped += u64::from(missing);
             return;
         }
         if self.room_before_fin() <= rel as u64 {
             // Entirely past the FIN.
             ctx.stats.segments_after_end += 1;
+            ctx.stats.bytes_after_end += payload.len() as u64;
+            ctx.stats.snaplen_bytes_dropped += u64::from(missing);
             return;
         }
         ctx.stats.segments_out_of_order += 1;
@@ -438,7 +463,15 @@ impl Reassembler {
             let old = payload
                 .get(..(overlap.min(payload.len() as u64) as usize))
                 .unwrap_or_default();
-            ctx.stats.bytes_retransmitted += overlap.min(total);
+            // Of the old bytes, those before the start of the direction
+            // were never part of the stream; the others were delivered (or
+            // given up as a gap) already.
+            let before_start = self
+                .start_seq
+                .map_or(0, |s| seq_diff(s, seq).clamp(0, old.len() as i64) as u64);
+            ctx.stats.bytes_before_start += before_start;
+            ctx.stats.bytes_retransmitted += old.len() as u64 - before_start;
+            ctx.stats.snaplen_bytes_dropped += overlap.min(total) - old.len() as u64;
             if overlap >= total {
                 ctx.stats.segments_retransmitted += 1;
             }
@@ -451,7 +484,7 @@ impl Reassembler {
         }
         if overlap >= payload.len() as u64 {
             // Only snaplen-cut bytes are new.
-            self.emit_gap(ctx, total - overlap, deliver);
+            self.deliver_in_order(ctx, &[], (total - overlap) as u32, deliver);
             return;
         }
         let fresh = payload.get(overlap as usize..).unwrap_or_default();
@@ -473,13 +506,17 @@ impl Reassembler {
             let kept = data
                 .get(..(room.min(data.len() as u64) as usize))
                 .unwrap_or_default();
-            (kept, (room - kept.len() as u64) as u32)
+            let kept_missing = (room - kept.len() as u64) as u32;
+            ctx.stats.bytes_after_end += (data.len() - kept.len()) as u64;
+            ctx.stats.snaplen_bytes_dropped += u64::from(missing - kept_missing);
+            (kept, kept_missing)
         } else {
             (data, missing)
         };
         if !data.is_empty() {
             self.recent
                 .record(ctx.settings.overlap_check_bytes, self.next_seq, data);
+            ctx.stats.bytes_delivered += data.len() as u64;
             deliver(Chunk::Data(data));
             self.advance(data.len() as u64);
         }
@@ -531,7 +568,12 @@ impl Reassembler {
         }
     }
 
+    /// Discards what is buffered: it lies past the end of the direction
+    /// (callers deliver everything before it first).
     fn release_buffered(&mut self, ctx: &mut ReassemblyContext<'_>) {
+        ctx.stats.bytes_after_end += self.ooo_bytes as u64;
+        ctx.stats.snaplen_bytes_dropped +=
+            self.ooo.iter().map(|s| u64::from(s.missing)).sum::<u64>();
         *ctx.worker_ooo_bytes = ctx.worker_ooo_bytes.saturating_sub(self.ooo_bytes);
         self.ooo = Vec::new();
         self.ooo_bytes = 0;
@@ -550,6 +592,7 @@ impl Reassembler {
                 // Entirely covered by what was delivered before it.
                 ctx.stats.segments_retransmitted += 1;
                 ctx.stats.bytes_retransmitted += seg.data.len() as u64;
+                ctx.stats.snaplen_bytes_dropped += u64::from(seg.missing);
                 if self.recent.matches(seg.seq, &seg.data) == Some(false) {
                     ctx.stats.overlaps_inconsistent += 1;
                 }
@@ -575,6 +618,8 @@ mod tests {
         worker: usize,
         r: Reassembler,
         out: Vec<u8>,
+        /// Data bytes delivered (`out` without its gap markers).
+        delivered_data: u64,
         ended: bool,
     }
 
@@ -589,6 +634,7 @@ mod tests {
                 worker: 0,
                 r: Reassembler::default(),
                 out: Vec::new(),
+                delivered_data: 0,
                 ended: false,
             }
         }
@@ -603,18 +649,43 @@ mod tests {
             ) -> bool,
         ) {
             let out = &mut self.out;
+            let delivered_data = &mut self.delivered_data;
             let mut ctx = ReassemblyContext {
                 settings: &self.settings,
                 stats: &mut self.stats,
                 worker_ooo_bytes: &mut self.worker,
             };
             let ended = op(&mut self.r, &mut ctx, &mut |c| match c {
-                Chunk::Data(d) => out.extend_from_slice(d),
+                Chunk::Data(d) => {
+                    *delivered_data += d.len() as u64;
+                    out.extend_from_slice(d);
+                }
                 Chunk::Gap(n) => out.extend_from_slice(format!("#{n}#").as_bytes()),
             });
             self.ended |= ended;
+            self.check_ledger();
+        }
+        /// After every call, each byte fed in is accounted for exactly:
+        /// delivered, discarded for a counted reason, or still buffered.
+        fn check_ledger(&self) {
+            let st = &self.stats;
+            assert_eq!(st.bytes_delivered, self.delivered_data, "bytes_delivered");
+            assert_eq!(self.worker, self.r.ooo_bytes, "worker gauge");
+            assert_eq!(
+                st.payload_bytes_in,
+                st.payload_bytes_accounted() + self.r.ooo_bytes as u64,
+                "payload ledger: {st:?}"
+            );
+            let missing_buffered: u64 = self.r.ooo.iter().map(|s| u64::from(s.missing)).sum();
+            assert_eq!(
+                st.snaplen_bytes_in,
+                st.snaplen_gap_bytes + st.snaplen_bytes_dropped + missing_buffered,
+                "snaplen ledger: {st:?}"
+            );
         }
         fn seg_full(&mut self, seq: u32, syn: bool, fin: bool, data: &[u8], missing: u32) {
+            self.stats.payload_bytes_in += data.len() as u64;
+            self.stats.snaplen_bytes_in += u64::from(missing);
             self.call(|r, ctx, deliver| r.on_segment(ctx, seq, syn, fin, data, missing, deliver));
         }
         fn seg(&mut self, seq: u32, data: &[u8]) {
@@ -968,6 +1039,227 @@ mod tests {
             assert_eq!(h.out, stream, "round {round}");
             assert_eq!(h.stats.overlaps_inconsistent, 0);
             assert_eq!(h.worker, 0);
+        }
+    }
+
+    // Byte ledger. `Harness::call` checks after every call that each payload
+    // byte fed in is delivered, discarded for a counted reason, or buffered;
+    // the tests below also pin which bucket each byte lands in.
+
+    /// The (in, delivered, retransmitted, before start, after end, out of
+    /// window) payload counters.
+    fn buckets(h: &Harness) -> [u64; 6] {
+        let s = &h.stats;
+        [
+            s.payload_bytes_in,
+            s.bytes_delivered,
+            s.bytes_retransmitted,
+            s.bytes_before_start,
+            s.bytes_after_end,
+            s.bytes_out_of_window,
+        ]
+    }
+
+    #[test]
+    fn ledger_overlap_with_different_bytes_counts_the_old_part() {
+        let mut h = Harness::new();
+        h.seg(1, b"abcd");
+        h.seg(3, b"XYZW"); // "XY" over delivered "cd": dropped, "ZW" new
+        assert_eq!(h.text(), "abcdZW");
+        assert_eq!(buckets(&h), [8, 6, 2, 0, 0, 0]);
+        assert_eq!(h.stats.overlaps_inconsistent, 1);
+    }
+
+    #[test]
+    fn ledger_retransmissions_of_delivered_and_buffered_bytes() {
+        let mut h = Harness::new();
+        h.seg(1, b"abc");
+        h.seg(7, b"ghi");
+        h.seg(7, b"ghi"); // buffered twice
+        assert_eq!(h.r.buffered_bytes(), 6);
+        h.seg(4, b"def"); // delivers both; the second copy is a duplicate
+        h.seg(1, b"abc");
+        assert_eq!(h.text(), "abcdefghi");
+        assert_eq!(buckets(&h), [15, 9, 6, 0, 0, 0]);
+        assert_eq!(h.r.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn ledger_ooo_cap_overflow_delivers_after_a_gap() {
+        let settings = FlowSettings {
+            max_ooo_bytes_per_direction: 3,
+            ..FlowSettings::default()
+        };
+        let mut h = Harness::with(settings);
+        h.seg(1, b"a");
+        h.seg(3, b"cc"); // buffered
+        h.seg(6, b"ff"); // over the cap: hole 2 given up, "cc" delivered
+        assert_eq!(h.text(), "a#1#cc");
+        h.seg(20, b"tttt"); // larger than the cap even when empty
+        assert_eq!(h.text(), "a#1#cc#1#ff#12#tttt");
+        assert!(h.stats.ooo_cap_gaps >= 2);
+        // Nothing captured was lost, only the holes.
+        assert_eq!(buckets(&h), [9, 9, 0, 0, 0, 0]);
+        assert_eq!(h.stats.gap_bytes, 14);
+    }
+
+    #[test]
+    fn ledger_data_after_fin_is_counted_after_end() {
+        // Cut at the FIN inside a segment, and a buffered copy covered by it.
+        let mut h = Harness::new();
+        h.seg(1, b"a");
+        h.seg_full(5, false, true, b"e", 0); // buffered, FIN at 6
+        h.seg(2, b"bcdXYZ"); // "bcdX" fits before the FIN, "YZ" does not
+        assert_eq!(h.text(), "abcdX");
+        assert!(h.ended);
+        assert_eq!(buckets(&h), [8, 5, 1, 0, 2, 0]);
+        h.seg(6, b"late");
+        assert_eq!(buckets(&h), [12, 5, 1, 0, 6, 0]);
+        // Buffered bytes past a FIN inside a hole are released at the flush.
+        let mut h = Harness::new();
+        h.seg(1, b"a");
+        h.seg(10, b"jj");
+        h.seg_full(3, false, true, b"", 0); // FIN at 3, before "jj"
+        assert_eq!(h.r.buffered_bytes(), 2);
+        h.flush();
+        assert_eq!(h.text(), "a#1#");
+        assert_eq!(buckets(&h), [3, 1, 0, 0, 2, 0]);
+        assert_eq!(h.worker, 0);
+        // New data past a known FIN is dropped on arrival.
+        h.seg(30, b"zz");
+        assert_eq!(buckets(&h), [5, 1, 0, 0, 4, 0]);
+    }
+
+    #[test]
+    fn ledger_out_of_window_bytes() {
+        let mut h = Harness::new();
+        h.seg(0, b"ab");
+        h.seg(0x8000_0000, b"far"); // 2^31 away from the stream
+        assert_eq!(buckets(&h), [5, 2, 0, 0, 0, 3]);
+    }
+
+    #[test]
+    fn ledger_midstream_pickup_bytes_before_the_first_segment() {
+        let mut h = Harness::new();
+        h.seg(5000, b"HTTP/1.1 200 OK\r\n");
+        // Reordered: the segment before the first one seen arrives later.
+        h.seg(4990, b"0123456789");
+        // Straddles the start: 5 bytes before it, 5 already delivered.
+        h.seg(4995, b"56789HTTP/");
+        assert_eq!(h.text(), "HTTP/1.1 200 OK\r\n");
+        assert_eq!(buckets(&h), [37, 17, 5, 15, 0, 0]);
+        // After a SYN the start is the first data byte.
+        let mut h = Harness::new();
+        h.seg_full(99, true, false, b"", 0);
+        h.seg(90, b"0123456789"); // ends at the SYN's own number
+        h.seg(100, b"ok");
+        assert_eq!(buckets(&h), [12, 2, 0, 10, 0, 0]);
+    }
+
+    #[test]
+    fn ledger_snaplen_cut_bytes() {
+        let mut h = Harness::new();
+        h.seg_full(1, false, false, b"abc", 5); // 3 captured, 5 cut
+        assert_eq!(h.text(), "abc#5#");
+        // The range again, cut later: 8 old bytes, 2 new cut ones.
+        h.seg_full(1, false, false, b"abcdefgh", 2);
+        assert_eq!(h.text(), "abc#5##2#");
+        // Cut early: 2 old captured, 8 old cut (dropped), 12 new cut (gap).
+        h.seg_full(1, false, false, b"ab", 20);
+        assert_eq!(h.text(), "abc#5##2##12#");
+        assert_eq!(buckets(&h), [13, 3, 10, 0, 0, 0]);
+        assert_eq!(h.stats.snaplen_bytes_in, 27);
+        assert_eq!(h.stats.snaplen_gap_bytes, 19);
+        assert_eq!(h.stats.snaplen_bytes_dropped, 8);
+        // After the FIN both kinds are dropped.
+        h.seg_full(23, false, true, b"", 0);
+        h.seg_full(23, false, false, b"zz", 3);
+        assert_eq!(buckets(&h), [15, 3, 10, 0, 2, 0]);
+        assert_eq!(h.stats.snaplen_bytes_dropped, 11);
+        // A cut segment crossing a known FIN keeps only what is before it.
+        let mut h = Harness::new();
+        h.seg(1, b"a");
+        h.seg_full(6, false, true, b"", 0); // FIN at 6
+        h.seg_full(2, false, false, b"bc", 10); // 4 bytes fit: "bc" + 2 cut
+        assert_eq!(h.text(), "abc#2#");
+        assert!(h.ended);
+        assert_eq!(h.stats.snaplen_gap_bytes, 2);
+        assert_eq!(h.stats.snaplen_bytes_dropped, 8);
+    }
+
+    /// Random segmentations with loss, duplicates, snaplen cuts, stray
+    /// segments, acknowledgements, small buffer caps and a FIN: the ledger
+    /// (checked after every call) always balances, and nothing stays
+    /// buffered after the flush.
+    #[test]
+    fn ledger_balances_under_random_loss_and_overlap() {
+        let stream: Vec<u8> = (0..3000u32).map(|i| (i * 13 % 251) as u8).collect();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut rnd = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for round in 0..300u32 {
+            let settings = FlowSettings {
+                max_ooo_segments_per_direction: 1 + rnd(8) as usize,
+                max_ooo_bytes_per_direction: 50 + rnd(800) as usize,
+                overlap_check_bytes: rnd(256) as usize,
+                ..FlowSettings::default()
+            };
+            let mut h = Harness::with(settings);
+            let isn = rnd(u64::from(u32::MAX)) as u32;
+            let at = |i: usize| isn.wrapping_add(1 + i as u32);
+            if rnd(2) == 0 {
+                h.seg_full(isn, true, false, b"", 0);
+            }
+            let mut segs = Vec::new();
+            let mut pos = 0usize;
+            while pos < stream.len() {
+                let end = (pos + 1 + rnd(150) as usize).min(stream.len());
+                segs.push((pos, end));
+                pos = end;
+            }
+            for i in 0..segs.len() {
+                let j = (i + rnd(5) as usize).min(segs.len() - 1);
+                segs.swap(i, j);
+            }
+            for (n, &(s, e)) in segs.iter().enumerate() {
+                match rnd(20) {
+                    0 => continue, // lost
+                    1 => {
+                        // cut by the snaplen
+                        let keep = rnd((e - s) as u64) as usize;
+                        h.seg_full(
+                            at(s),
+                            false,
+                            false,
+                            &stream[s..s + keep],
+                            (e - s - keep) as u32,
+                        );
+                    }
+                    2 => h.seg(at(s), &stream[s..e]), // duplicated
+                    3 => h.ack(at(s)),
+                    4 => h.seg(at(s).wrapping_add(0x8000_0000), b"stray"),
+                    5 if round % 3 == 0 => {
+                        // a different copy of the range
+                        let other: Vec<u8> = stream[s..e].iter().map(|b| b ^ 1).collect();
+                        h.seg(at(s), &other);
+                    }
+                    _ => {}
+                }
+                let fin = e == stream.len() && n % 2 == 0;
+                h.seg_full(at(s), false, fin, &stream[s..e], 0);
+            }
+            h.seg_full(at(stream.len()), false, true, b"", 0);
+            h.seg(at(stream.len() + 10), b"after the fin");
+            h.flush();
+            assert_eq!(h.r.buffered_bytes(), 0, "round {round}");
+            assert_eq!(h.stats.payload_bytes_in, h.stats.payload_bytes_accounted());
+            // Nothing past the FIN or outside the stream was delivered.
+            let sent = h.stats.bytes_delivered + h.stats.gap_bytes;
+            assert!(sent <= stream.len() as u64, "round {round}: {sent}");
         }
     }
 }

@@ -120,6 +120,8 @@ impl FlowTable {
     /// Idle flows are not swept here: callers run the sweeps due first
     /// ([`FlowTable::next_sweep`]), so each sweep's output can be told apart.
     pub fn process(&mut self, seg: &Segment<'_>, out: &mut Vec<Exchange>) {
+        self.shared.stats.payload_bytes_in += seg.payload.len() as u64;
+        self.shared.stats.snaplen_bytes_in += u64::from(seg.missing_payload);
         let opens_connection = seg.flags.syn() && !seg.flags.ack();
         let idle_timeout = self.shared.flow_settings.idle_timeout_secs;
         let FlowTable {
@@ -160,6 +162,8 @@ impl FlowTable {
                     let lingering = seg.ts.secs_since(closed_at) < linger;
                     if lingering && !opens_connection {
                         shared.stats.packets_after_close += 1;
+                        shared.stats.bytes_after_close += seg.payload.len() as u64;
+                        shared.stats.snaplen_bytes_dropped += u64::from(seg.missing_payload);
                         return;
                     }
                     closing.remove(&seg.key);
@@ -316,6 +320,9 @@ impl Shared {
         let peer = side.other();
 
         if seg.flags.rst() {
+            // An RST's payload is diagnostic text, not stream data.
+            rctx.stats.bytes_with_rst += seg.payload.len() as u64;
+            rctx.stats.snaplen_bytes_dropped += u64::from(seg.missing_payload);
             this_dir.flush(&mut rctx, &mut |c| sink.deliver(side, c));
             peer_dir.flush(&mut rctx, &mut |c| sink.deliver(peer, c));
             sink.end_direction(side);
