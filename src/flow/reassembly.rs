@@ -556,12 +556,14 @@ impl Reassembler {
             }
         }
         self.drain(ctx, deliver);
-        // Still ahead after the gap: the gap stopped at the FIN, so what is
-        // buffered lies past the end of the direction and never counts.
-        if self
-            .ooo
-            .first()
-            .is_some_and(|f| seq_diff(f.seq, self.next_seq) > 0)
+        // Still ahead at the FIN: the gap stopped there, so what is buffered
+        // lies past the end of the direction and never counts. (Ahead before
+        // the FIN is only the next hole: that data is kept.)
+        if self.room_before_fin() == 0
+            && self
+                .ooo
+                .first()
+                .is_some_and(|f| seq_diff(f.seq, self.next_seq) > 0)
         {
             ctx.stats.segments_after_end += self.ooo.len() as u64;
             self.release_buffered(ctx);
@@ -849,6 +851,37 @@ mod tests {
         assert_eq!(h.text(), "a#1#c");
         assert!(h.stats.ooo_cap_gaps >= 1);
         assert!(h.r.ooo.len() <= 2);
+    }
+
+    /// Found by the byte ledger: giving up the first of two holes threw
+    /// away what was buffered behind the second one (counted as data after
+    /// the end, with no FIN anywhere).
+    #[test]
+    fn cap_gives_up_one_hole_and_keeps_data_behind_the_next() {
+        let settings = FlowSettings {
+            max_ooo_segments_per_direction: 2,
+            ..FlowSettings::default()
+        };
+        let mut h = Harness::with(settings);
+        h.seg(1, b"a");
+        h.seg(3, b"c");
+        h.seg(5, b"e");
+        h.seg(7, b"g"); // cap: hole at 2 given up, "c" delivered, "e" kept
+        assert_eq!(h.r.buffered_bytes(), 2);
+        h.flush();
+        assert_eq!(h.text(), "a#1#c#1#e#1#g");
+        assert_eq!(h.stats.segments_after_end, 0);
+        assert_eq!(h.stats.bytes_after_end, 0);
+        // Acknowledging past the first hole only gives up that one too.
+        let mut h = Harness::new();
+        h.seg(1, b"a");
+        h.seg(3, b"c");
+        h.seg(5, b"e");
+        h.ack(4);
+        assert_eq!(h.text(), "a#1#c");
+        h.seg(4, b"d");
+        assert_eq!(h.text(), "a#1#cde");
+        assert_eq!(h.stats.bytes_after_end, 0);
     }
 
     #[test]
