@@ -30,7 +30,26 @@ pub use state::HttpConnection;
 
 counters! {
     /// HTTP/1 parsing outcomes and everything the parser had to skip.
+    ///
+    /// Byte ledger: every byte reassembly delivered ends in exactly one
+    /// bucket, so once every connection has finished (e.g. after a replay)
+    ///
+    /// `bytes_in = head_bytes + body_bytes + tunnel_bytes +
+    /// bytes_between_messages + resync_bytes_skipped + garbage_bytes_skipped +
+    /// head_bytes_truncated + stall_bytes_dropped`
+    ///
+    /// (before that, add the partial heads still buffered). Gap bytes are not
+    /// in it: they were never delivered. See [`HttpStats::bytes_accounted`].
     pub struct HttpStats {
+        /// Stream bytes delivered by reassembly (`flow.bytes_delivered`).
+        bytes_in,
+        /// Bytes of message heads parsed: start line, header fields, blank line.
+        head_bytes,
+        /// Bytes of message bodies as sent (chunk framing included); the
+        /// part not kept is also counted in `body_bytes_not_kept`.
+        body_bytes,
+        /// Line ends and blanks before a message start, skipped (harmless).
+        bytes_between_messages,
         requests,
         responses,
         exchanges,
@@ -49,20 +68,50 @@ counters! {
         /// Gaps reported by reassembly and their lost bytes.
         gaps,
         gap_bytes,
-        /// Bytes skipped while looking for the next message start (after a gap or garbage).
+        /// Bytes skipped while looking for the next message start after a
+        /// gap or a framing error, and heads over `max_header_bytes`.
         resync_bytes_skipped,
+        /// Bytes skipped while looking for a message start after bytes that
+        /// were not one (`garbage_before_message`).
+        garbage_bytes_skipped,
+        /// Bytes of partial message heads cut by a gap or by the end of the
+        /// direction (the message is reported truncated if its start line parses).
+        head_bytes_truncated,
+        /// Bytes left unparsed because the parser stopped making progress
+        /// (a safety net; expected to stay 0).
+        stall_bytes_dropped,
         /// Body bytes not kept because of `max_body_bytes`.
         body_bytes_not_kept,
         /// Bodies whose content decoding failed or hit `max_decoded_body_bytes`.
         decompression_errors,
         decompression_limit_hits,
-        /// Connections handed to the opaque state (CONNECT, Upgrade) and the bytes it skipped.
+        /// Connections handed to the opaque state (CONNECT, Upgrade), and the
+        /// delivered bytes it skipped (gaps in a tunnel are only in `gap_bytes`).
         tunnels,
         tunnel_bytes,
         /// Requests flushed unanswered because `max_pending_requests` was reached.
         pending_requests_overflow,
         /// Protocol anomalies flagged on exchanges (smuggling indicators, bad lengths, ...).
         anomalies,
+    }
+}
+
+impl HttpStats {
+    /// Delivered bytes with a final outcome, one bucket each. Equals
+    /// `bytes_in` once no connection holds a partial head.
+    pub fn bytes_accounted(&self) -> u64 {
+        [
+            self.head_bytes,
+            self.body_bytes,
+            self.tunnel_bytes,
+            self.bytes_between_messages,
+            self.resync_bytes_skipped,
+            self.garbage_bytes_skipped,
+            self.head_bytes_truncated,
+            self.stall_bytes_dropped,
+        ]
+        .iter()
+        .fold(0, |sum, n| sum.saturating_add(*n))
     }
 }
 

@@ -160,6 +160,35 @@ pub fn run_actions(settings: &HttpSettings, actions: &[Action]) -> (Vec<Exchange
     (out, stats)
 }
 
+/// Checks the byte ledger after `run_actions`: the data bytes of the actions
+/// are `bytes_in`, and each of them is in exactly one bucket (see `HttpStats`).
+pub fn check_ledger(actions: &[Action], stats: &HttpStats) -> Result<(), String> {
+    let fed: u64 = actions
+        .iter()
+        .map(|a| match a {
+            Action::Data(_, bytes) => bytes.len() as u64,
+            _ => 0,
+        })
+        .sum();
+    if stats.bytes_in != fed || stats.bytes_in != stats.bytes_accounted() {
+        return Err(format!(
+            "byte ledger: fed {fed}, bytes_in {} != head {} + body {} + tunnel {} + between {} \
+             + resync {} + garbage {} + head_truncated {} + stall {} (= {})",
+            stats.bytes_in,
+            stats.head_bytes,
+            stats.body_bytes,
+            stats.tunnel_bytes,
+            stats.bytes_between_messages,
+            stats.resync_bytes_skipped,
+            stats.garbage_bytes_skipped,
+            stats.head_bytes_truncated,
+            stats.stall_bytes_dropped,
+            stats.bytes_accounted(),
+        ));
+    }
+    Ok(())
+}
+
 fn flag(e: &Exchange, name: &str) -> Result<bool, String> {
     Ok(match name {
         "gap" => e.flags.gap,
@@ -330,11 +359,12 @@ fn check(line: &str, ex: &[Exchange], stats: &HttpStats, next: &mut usize) -> Re
     Ok(())
 }
 
-/// Runs a script and checks its expectations; returns the exchanges, or a
-/// message naming the first failed expectation.
+/// Runs a script and checks its expectations and the byte ledger; returns
+/// the exchanges, or a message naming the first failed expectation.
 pub fn run_script(text: &str) -> Result<Vec<Exchange>, String> {
     let sc = parse_script(text)?;
     let (ex, stats) = run_actions(&sc.settings, &sc.actions);
+    check_ledger(&sc.actions, &stats)?;
     let mut next = 0usize;
     for (lineno, line) in &sc.expects {
         check(line, &ex, &stats, &mut next).map_err(|m| format!("line {lineno} `{line}`: {m}"))?;

@@ -21,6 +21,12 @@
 //! side a stand-in request is queued so the lost request's response pairs
 //! with it (emitted with `request: None` and `gap`). This assumes one message
 //! per lost region, which is exact for the common single lost segment.
+//!
+//! Byte ledger: each byte given to `on_data` is counted once, in one
+//! `HttpStats` bucket (head, body, tunnel, between messages, resync, garbage,
+//! truncated head, stalled) when its fate is known; until then it waits in a
+//! head buffer. Bytes parsed again from a buffer go through `feed`, not
+//! `on_data`, so they are not counted in twice.
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
 use super::body::{advance, BodyState, Chunk, Framing, Step};
@@ -66,6 +72,9 @@ struct Dir {
     carry: Annot,
     body: BodyState,
     fin: bool,
+    /// The current resync began at bytes that were not a message start
+    /// (rather than at a gap or an error): what it skips is garbage.
+    garbage: bool,
 }
 
 impl Dir {
@@ -195,6 +204,14 @@ impl HttpConnection {
         ts: Timestamp,
         data: &[u8],
     ) {
+        ctx.stats.bytes_in = ctx.stats.bytes_in.saturating_add(data.len() as u64);
+        self.feed(ctx, dir, ts, data);
+    }
+
+    /// Parses bytes of one direction; each byte ends in one `HttpStats`
+    /// bucket (or waits in the head buffer). Buffered bytes parsed again
+    /// come back through here, not through `on_data`.
+    fn feed(&mut self, ctx: &mut HttpContext<'_>, dir: Direction, ts: Timestamp, data: &[u8]) {
         let mut data = data;
         let mut stalls = 0u32;
         while !data.is_empty() {
@@ -203,6 +220,10 @@ impl HttpConnection {
                 // A phase change without consuming; never more than a few in a row.
                 stalls = stalls.saturating_add(1);
                 if stalls > 8 {
+                    ctx.stats.stall_bytes_dropped = ctx
+                        .stats
+                        .stall_bytes_dropped
+                        .saturating_add(data.len() as u64);
                     break;
                 }
             } else {
@@ -262,6 +283,8 @@ impl HttpConnection {
             bstate.write(body, chunk, s, stats, annot)
         });
         *end_ts = ts;
+        let (Step::More(n) | Step::Done(n) | Step::Invalid(n)) = step;
+        ctx.stats.body_bytes = ctx.stats.body_bytes.saturating_add(n as u64);
         match step {
             Step::More(n) => {
                 d.phase = Phase::Body(framing);
@@ -277,6 +300,7 @@ impl HttpConnection {
                 annot.parse_error = true;
                 annot.truncated = true;
                 d.phase = Phase::Resync;
+                d.garbage = false;
                 self.complete(ctx, dir, false);
                 n
             }
@@ -378,8 +402,33 @@ impl HttpConnection {
         }
     }
 
-    fn skipped(ctx: &mut HttpContext<'_>, n: usize) {
-        ctx.stats.resync_bytes_skipped = ctx.stats.resync_bytes_skipped.saturating_add(n as u64);
+    /// `n` bytes skipped while resynchronising: garbage, or after a gap or error.
+    fn skipped(ctx: &mut HttpContext<'_>, garbage: bool, n: usize) {
+        let counter = if garbage {
+            &mut ctx.stats.garbage_bytes_skipped
+        } else {
+            &mut ctx.stats.resync_bytes_skipped
+        };
+        *counter = counter.saturating_add(n as u64);
+    }
+
+    /// `n` bytes skipped where a message may start: counted resync bytes,
+    /// or blanks between messages.
+    fn skipped_at_start(ctx: &mut HttpContext<'_>, counted: bool, garbage: bool, n: usize) {
+        if counted {
+            Self::skipped(ctx, garbage, n);
+        } else {
+            ctx.stats.bytes_between_messages =
+                ctx.stats.bytes_between_messages.saturating_add(n as u64);
+        }
+    }
+
+    fn head_parsed(ctx: &mut HttpContext<'_>, len: usize) {
+        ctx.stats.head_bytes = ctx.stats.head_bytes.saturating_add(len as u64);
+    }
+
+    fn head_truncated(ctx: &mut HttpContext<'_>, len: usize) {
+        ctx.stats.head_bytes_truncated = ctx.stats.head_bytes_truncated.saturating_add(len as u64);
     }
 
     fn head_step(
@@ -391,19 +440,20 @@ impl HttpConnection {
     ) -> usize {
         let max = ctx.settings.max_header_bytes;
         let d = self.dir_mut(dir);
+        let garbage = d.garbage;
         if d.buf.is_empty() {
             let resync = d.phase == Phase::Resync;
             match self.scan(dir, data, resync, 0) {
                 HeadStep::Skip { n, counted } => {
-                    if counted {
-                        Self::skipped(ctx, n);
-                    }
-                    n.max(1).min(data.len())
+                    let n = n.max(1).min(data.len());
+                    Self::skipped_at_start(ctx, counted, garbage, n);
+                    n
                 }
                 HeadStep::Garbage => {
                     let d = self.dir_mut(dir);
                     d.carry.anomaly(Anomaly::GarbageBeforeMessage);
                     d.phase = Phase::Resync;
+                    d.garbage = true;
                     0
                 }
                 HeadStep::Head(len, start) => {
@@ -412,6 +462,7 @@ impl HttpConnection {
                     if len > max {
                         self.too_large(ctx, dir, ts, head);
                     } else {
+                        Self::head_parsed(ctx, head.len());
                         self.on_head(ctx, ts, head, start);
                     }
                     len
@@ -421,9 +472,9 @@ impl HttpConnection {
                     0
                 }
                 HeadStep::NeedMore { drop } => {
-                    if resync {
-                        Self::skipped(ctx, drop);
-                    }
+                    // Only a resync drops bytes here (`drop` is 0 otherwise).
+                    let drop = drop.min(data.len());
+                    Self::skipped(ctx, garbage, drop);
                     let rest = data.get(drop..).unwrap_or_default();
                     if rest.len() > max {
                         self.too_large(ctx, dir, ts, rest);
@@ -456,6 +507,7 @@ impl HttpConnection {
                 return;
             }
             let resync = d.phase == Phase::Resync;
+            let garbage = d.garbage;
             let scan_from = d.scan_from;
             let buf = std::mem::take(&mut d.buf);
             let step = match self.scan(dir, &buf, resync, scan_from) {
@@ -465,18 +517,19 @@ impl HttpConnection {
                     if len > max {
                         self.too_large(ctx, dir, ts, head);
                     } else {
+                        Self::head_parsed(ctx, head.len());
                         self.on_head(ctx, ts, head, start);
                     }
                     let rest = buf.get(len..).unwrap_or_default();
                     if !rest.is_empty() {
-                        self.on_data(ctx, dir, ts, rest);
+                        self.feed(ctx, dir, ts, rest);
                     }
                     return;
                 }
                 HeadStep::Http09Response => {
                     self.dir_mut(dir).clear_buf();
                     self.start_09_response(ctx, ts);
-                    self.on_data(ctx, dir, ts, &buf);
+                    self.feed(ctx, dir, ts, &buf);
                     return;
                 }
                 HeadStep::Skip { n, counted } => HeadStep::Skip { n, counted },
@@ -488,22 +541,19 @@ impl HttpConnection {
             match step {
                 HeadStep::Head(..) | HeadStep::Http09Response => {}
                 HeadStep::Skip { n, counted } => {
-                    if counted {
-                        Self::skipped(ctx, n);
-                    }
                     let n = n.max(1).min(d.buf.len());
+                    Self::skipped_at_start(ctx, counted, garbage, n);
                     d.buf.drain(..n);
                     d.scan_from = 0;
                 }
                 HeadStep::Garbage => {
                     d.carry.anomaly(Anomaly::GarbageBeforeMessage);
                     d.phase = Phase::Resync;
+                    d.garbage = true;
                 }
                 HeadStep::NeedMore { drop } => {
-                    if resync {
-                        Self::skipped(ctx, drop);
-                    }
                     let drop = drop.min(d.buf.len());
+                    Self::skipped(ctx, garbage, drop);
                     d.buf.drain(..drop);
                     if drop > 0 {
                         d.scan_from = 0;
@@ -534,12 +584,14 @@ impl HttpConnection {
         bytes: &[u8],
     ) {
         ctx.stats.headers_too_large = ctx.stats.headers_too_large.saturating_add(1);
-        Self::skipped(ctx, bytes.len());
+        Self::skipped(ctx, false, bytes.len());
         let mut extra = Annot::default();
         extra.anomaly(Anomaly::HeadersTooLarge);
         extra.truncated = true;
         self.emit_partial_head(ctx, dir, ts, bytes, extra, false);
-        self.dir_mut(dir).phase = Phase::Resync;
+        let d = self.dir_mut(dir);
+        d.phase = Phase::Resync;
+        d.garbage = false;
     }
 
     /// Records a message whose head was cut (too large, gap, end of stream)
@@ -954,9 +1006,8 @@ impl HttpConnection {
         }
         let phase = self.dir_mut(dir).phase;
         match phase {
-            Phase::Tunnel => {
-                ctx.stats.tunnel_bytes = ctx.stats.tunnel_bytes.saturating_add(len);
-            }
+            // Lost tunnel bytes are only gap bytes: `tunnel_bytes` counts delivered ones.
+            Phase::Tunnel => {}
             Phase::Body(framing) => {
                 let HttpConnection {
                     to_server,
@@ -991,18 +1042,21 @@ impl HttpConnection {
                             annot.anomaly(Anomaly::BodyIncomplete);
                             rest_after_body = len.saturating_sub(rem);
                             d.phase = Phase::Resync;
+                            d.garbage = false;
                             ended = true;
                         }
                         Framing::Chunked(_) => {
                             d.body.lost(body, 0);
                             annot.anomaly(Anomaly::BodyIncomplete);
                             d.phase = Phase::Resync;
+                            d.garbage = false;
                             d.carry.gap = true;
                             ended = true;
                         }
                     }
                 } else {
                     d.phase = Phase::Resync;
+                    d.garbage = false;
                 }
                 if ended {
                     self.complete(ctx, dir, false);
@@ -1015,12 +1069,14 @@ impl HttpConnection {
             Phase::Start | Phase::Resync => {
                 let d = self.dir_mut(dir);
                 let was_start = d.phase == Phase::Start;
+                let garbage = d.garbage;
                 d.phase = Phase::Resync;
+                d.garbage = false;
                 let buf = std::mem::take(&mut d.buf);
                 d.clear_buf();
                 if !was_start {
                     d.carry.gap = true;
-                    Self::skipped(ctx, buf.len());
+                    Self::skipped(ctx, garbage, buf.len());
                     return;
                 }
                 let extra = Annot {
@@ -1031,7 +1087,7 @@ impl HttpConnection {
                 if buf.is_empty() {
                     self.lost_message_start(ctx, dir, Annot::default());
                 } else {
-                    Self::skipped(ctx, buf.len());
+                    Self::head_truncated(ctx, buf.len());
                     self.emit_partial_head(ctx, dir, ts, &buf, extra, true);
                 }
                 self.dir_mut(dir).carry.gap = true;
@@ -1105,20 +1161,23 @@ impl HttpConnection {
                 {
                     let held = std::mem::take(&mut d.buf);
                     d.clear_buf();
-                    self.on_data(ctx, dir, ts, &held);
+                    self.feed(ctx, dir, ts, &held);
                     let d = self.dir_mut(dir);
                     if d.buf.is_empty() || d.phase != Phase::Start {
                         return self.on_fin(ctx, dir, ts);
                     }
                 }
                 let d = self.dir_mut(dir);
+                let garbage = d.garbage;
                 let buf = std::mem::take(&mut d.buf);
                 d.clear_buf();
                 if buf.is_empty() {
                     return;
                 }
-                Self::skipped(ctx, buf.len());
-                if was_start {
+                if !was_start {
+                    Self::skipped(ctx, garbage, buf.len());
+                } else {
+                    Self::head_truncated(ctx, buf.len());
                     let extra = Annot {
                         truncated: true,
                         ..Annot::default()
@@ -1148,6 +1207,9 @@ impl HttpConnection {
         while let Some(p) = self.pending.pop_front() {
             self.emit(ctx, p);
         }
+        // `on_fin` took every partial head above; anything left is counted.
+        let left = self.to_server.buf.len() + self.to_client.buf.len();
+        Self::head_truncated(ctx, left);
         self.to_server.clear_buf();
         self.to_client.clear_buf();
     }
@@ -1200,7 +1262,7 @@ fn build_request(
 mod tests {
     use super::*;
     use crate::config::HttpSettings;
-    use crate::http1::script::{run_actions, Action};
+    use crate::http1::script::{check_ledger, run_actions, Action};
     use crate::http1::HttpStats;
     use flate2::write::{DeflateEncoder, GzEncoder};
     use flate2::Compression;
@@ -1211,8 +1273,17 @@ mod tests {
         Action::Data(dir, b.to_vec())
     }
 
+    /// Runs the actions and checks that every byte fed is accounted for.
     fn run(actions: &[Action]) -> (Vec<Exchange>, HttpStats) {
-        run_actions(&HttpSettings::default(), actions)
+        run_with(&HttpSettings::default(), actions)
+    }
+
+    fn run_with(settings: &HttpSettings, actions: &[Action]) -> (Vec<Exchange>, HttpStats) {
+        let (ex, st) = run_actions(settings, actions);
+        if let Err(e) = check_ledger(actions, &st) {
+            panic!("{e}");
+        }
+        (ex, st)
     }
 
     /// Fuzz regression (http1_stream-garbage-then-status-line): a reply whose
@@ -1521,7 +1592,7 @@ mod tests {
         ]);
         assert_eq!(summary(&ex), ["GET /txt 200"]);
         assert!(ex[0].anomalies.contains(&Anomaly::GarbageBeforeMessage));
-        assert_eq!(st.resync_bytes_skipped, 5);
+        assert_eq!((st.garbage_bytes_skipped, st.resync_bytes_skipped), (5, 0));
     }
 
     #[test]
@@ -1649,7 +1720,7 @@ mod tests {
             max_pending_requests: 2,
             ..HttpSettings::default()
         };
-        let (ex, st) = run_actions(
+        let (ex, st) = run_with(
             &s,
             &[
                 d(
@@ -1681,7 +1752,7 @@ mod tests {
                 .map(|c| d(C, c))
                 .chain([d(S, OK0), d(S, OK0)])
                 .collect();
-            let (ex, st) = run_actions(&s, &acts);
+            let (ex, st) = run_with(&s, &acts);
             assert_eq!(
                 summary(&ex),
                 ["GET /big 200", "GET /after 200"],
@@ -1699,7 +1770,7 @@ mod tests {
             max_headers: 3,
             ..HttpSettings::default()
         };
-        let (ex, st) = run_actions(
+        let (ex, st) = run_with(
             &s,
             &[
                 d(
@@ -1806,5 +1877,128 @@ mod tests {
             }
             let _ = run(&acts);
         }
+    }
+
+    // Byte ledger. `run` checks that every byte fed in is in exactly one
+    // bucket; the tests below also pin which one.
+
+    /// (head, body, tunnel, between messages, resync, garbage, truncated
+    /// head, stalled) bytes.
+    fn buckets(st: &HttpStats) -> [u64; 8] {
+        [
+            st.head_bytes,
+            st.body_bytes,
+            st.tunnel_bytes,
+            st.bytes_between_messages,
+            st.resync_bytes_skipped,
+            st.garbage_bytes_skipped,
+            st.head_bytes_truncated,
+            st.stall_bytes_dropped,
+        ]
+    }
+
+    fn n(b: &[u8]) -> u64 {
+        b.len() as u64
+    }
+
+    #[test]
+    fn ledger_resync_after_gap_skips_to_the_next_request() {
+        let head_a = b"POST /a HTTP/1.1\r\nContent-Length: 10\r\n\r\n";
+        let head_b = b"GET /b HTTP/1.1\r\n\r\n";
+        let mut first = head_a.to_vec();
+        first.extend_from_slice(b"01234");
+        let mut after = b"6789tail\r\n".to_vec();
+        after.extend_from_slice(head_b);
+        // The gap takes the last 5 body bytes and 15 of what followed.
+        let (ex, st) = run(&[
+            d(C, &first),
+            Action::Gap(C, 20),
+            d(C, &after),
+            d(S, OK0),
+            d(S, OK0),
+            d(S, OK0),
+        ]);
+        assert_eq!(summary(&ex), ["POST /a 200", "- - 200", "GET /b 200"]);
+        let heads = n(head_a) + n(head_b) + 3 * n(OK0);
+        assert_eq!(buckets(&st), [heads, 5, 0, 0, 10, 0, 0, 0]);
+        assert_eq!(st.gap_bytes, 20);
+    }
+
+    #[test]
+    fn ledger_garbage_and_resync_are_told_apart() {
+        let head1 = b"GET /1 HTTP/1.1\r\n\r\n";
+        let head2 = b"GET /2 HTTP/1.1\r\n\r\n";
+        let mut first = b"junk\r\n".to_vec();
+        first.extend_from_slice(head1);
+        let mut second = b"lost-tail\r\n".to_vec();
+        second.extend_from_slice(head2);
+        let (_, st) = run(&[
+            d(C, &first),      // 6 bytes of garbage before a request
+            Action::Gap(C, 9), // a request lost at a message boundary
+            d(C, &second),     // 11 bytes skipped resynchronising
+        ]);
+        let heads = n(head1) + n(head2);
+        assert_eq!(buckets(&st), [heads, 0, 0, 0, 11, 6, 0, 0]);
+    }
+
+    #[test]
+    fn ledger_blank_lines_between_messages() {
+        let (_, st) = run(&[d(
+            C,
+            b"GET /1 HTTP/1.1\r\n\r\n\r\n\r\nGET /2 HTTP/1.1\r\n\r\n",
+        )]);
+        assert_eq!(buckets(&st), [38, 0, 0, 4, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn ledger_upgrade_takes_buffered_and_later_bytes_but_not_gaps() {
+        let req = b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+        let pipelined = b"GET /nx HTTP/1.1\r\nHo"; // buffered when the 101 arrives
+        let resp = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+        let mut client = req.to_vec();
+        client.extend_from_slice(pipelined);
+        let mut server = resp.to_vec();
+        server.extend_from_slice(b"\x81\x05hello");
+        let (ex, st) = run(&[
+            d(C, &client),
+            d(S, &server),
+            Action::Gap(S, 100),
+            d(C, b"\x81\x85abcd"),
+        ]);
+        assert_eq!(summary(&ex), ["GET /ws 101"]);
+        let tunnel = n(pipelined) + 7 + 6;
+        assert_eq!(buckets(&st), [n(req) + n(resp), 0, tunnel, 0, 0, 0, 0, 0]);
+        assert_eq!(st.gap_bytes, 100);
+        // CONNECT: everything after the 200 is tunnelled.
+        let connect = b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n";
+        let established = b"HTTP/1.1 200 Connection established\r\n\r\n";
+        let (_, st) = run(&[
+            d(C, connect),
+            d(S, established),
+            d(C, b"\x16\x03\x01\x00\x05hello"),
+            d(S, b"\x16\x03\x03\x00\x05world"),
+        ]);
+        let heads = n(connect) + n(established);
+        assert_eq!(buckets(&st), [heads, 0, 20, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn ledger_truncated_body_and_heads_at_close_and_gap() {
+        let req = b"GET / HTTP/1.1\r\n\r\n";
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n";
+        let mut resp = head.to_vec();
+        resp.extend_from_slice(b"only part");
+        let (ex, st) = run(&[d(C, req), d(S, &resp), Action::Fin(S)]);
+        assert!(ex[0].flags.truncated);
+        assert_eq!(buckets(&st), [n(req) + n(head), 9, 0, 0, 0, 0, 0, 0]);
+        // A head cut by the end of the direction, then one cut by a gap.
+        let (ex, st) = run(&[d(C, b"GET /x HTTP/1.1\r\nHost: h"), Action::Fin(C)]);
+        assert_eq!(summary(&ex), ["GET /x -"]);
+        assert!(ex[0].flags.truncated);
+        assert_eq!(buckets(&st), [0, 0, 0, 0, 0, 0, 24, 0]);
+        let (ex, st) = run(&[d(C, b"GET /y HTTP/1.1\r\nHo"), Action::Gap(C, 10)]);
+        assert_eq!(summary(&ex), ["GET /y -"]);
+        assert!(ex[0].flags.gap);
+        assert_eq!(buckets(&st), [0, 0, 0, 0, 0, 0, 19, 0]);
     }
 }
