@@ -705,4 +705,67 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].response.as_ref().unwrap().status, 200);
     }
+
+    /// The byte ledgers once every flow ended: each captured payload byte
+    /// delivered or discarded for a counted reason, each delivered byte in
+    /// one HTTP bucket.
+    fn assert_ledgers(t: &FlowTable) {
+        let (f, h) = (t.stats(), t.http_stats());
+        assert_eq!(t.buffered_bytes(), 0);
+        assert_eq!(f.payload_bytes_in, f.payload_bytes_accounted(), "{f:?}");
+        assert_eq!(f.bytes_delivered, h.bytes_in);
+        assert_eq!(h.bytes_in, h.bytes_accounted(), "{h:?}");
+    }
+
+    #[test]
+    fn ledger_rst_payload_and_packets_after_close() {
+        let mut t = table(16);
+        let mut out = Vec::new();
+        let c = conn(5000);
+        let req_end = 1 + REQ.len() as u32;
+        let partial = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part";
+        t.process(&seg(&c, true, 0, 1, 1, ACK, REQ), &mut out);
+        t.process(&seg(&c, false, 1, 1, req_end, ACK, partial), &mut out);
+        let at = 1 + partial.len() as u32;
+        let rst = TcpFlags::RST | ACK;
+        let text = b"connection reset by peer";
+        t.process(&seg(&c, false, 2, at, req_end, rst, text), &mut out);
+        assert_eq!(t.stats().flows_closed, 1);
+        // A late copy of the request, within the linger time.
+        t.process(&seg(&c, true, 3, 1, 1, ACK, REQ), &mut out);
+        t.flush_all(&mut out);
+        let f = t.stats();
+        assert_eq!(f.bytes_with_rst, text.len() as u64);
+        assert_eq!(f.bytes_after_close, REQ.len() as u64);
+        assert_eq!(f.bytes_delivered, (REQ.len() + partial.len()) as u64);
+        assert_eq!(
+            f.payload_bytes_in,
+            (2 * REQ.len() + partial.len() + text.len()) as u64
+        );
+        assert_ledgers(&t);
+        assert_eq!(t.http_stats().body_bytes, 9);
+    }
+
+    #[test]
+    fn ledger_eviction_with_buffered_data_delivers_it_after_a_gap() {
+        let mut t = table(1);
+        let mut out = Vec::new();
+        let a = conn(6000);
+        // The request with 5 bytes missing after its first 10: the rest waits.
+        let rest_at = 1 + 15;
+        t.process(&seg(&a, true, 0, 1, 1, ACK, &REQ[..10]), &mut out);
+        t.process(&seg(&a, true, 0, rest_at, 1, ACK, &REQ[15..]), &mut out);
+        assert_eq!(t.buffered_bytes(), REQ.len() - 15);
+        // A second flow evicts the first, which is flushed.
+        let b = conn(6001);
+        t.process(&seg(&b, true, 1, 1, 1, ACK, REQ), &mut out);
+        assert_eq!(t.stats().flows_evicted_capacity, 1);
+        assert_eq!(t.buffered_bytes(), 0);
+        assert_eq!(t.stats().gap_bytes, 5);
+        t.flush_all(&mut out);
+        let f = t.stats();
+        assert_eq!(f.payload_bytes_in, (2 * REQ.len() - 5) as u64);
+        assert_eq!(f.bytes_delivered, f.payload_bytes_in);
+        assert_ledgers(&t);
+    }
 }
