@@ -223,10 +223,18 @@ impl Reassembler {
         deliver: &mut dyn FnMut(Chunk<'_>),
     ) -> bool {
         if self.ended {
-            if !payload.is_empty() {
+            // Late copies of delivered bytes are retransmissions; the rest
+            // lies past the end.
+            let data_seq = seq.wrapping_add(u32::from(syn));
+            let old = seq_diff(self.next_seq, data_seq).clamp(0, payload.len() as i64) as u64;
+            let late = payload.len() as u64 - old;
+            self.count_old_bytes(ctx, data_seq, old);
+            if late > 0 {
                 ctx.stats.segments_after_end += 1;
+            } else if old > 0 {
+                ctx.stats.segments_retransmitted += 1;
             }
-            ctx.stats.bytes_after_end += payload.len() as u64;
+            ctx.stats.bytes_after_end += late;
             ctx.stats.snaplen_bytes_dropped += u64::from(missing);
             return false;
         }
@@ -463,14 +471,7 @@ impl Reassembler {
             let old = payload
                 .get(..(overlap.min(payload.len() as u64) as usize))
                 .unwrap_or_default();
-            // Of the old bytes, those before the start of the direction
-            // were never part of the stream; the others were delivered (or
-            // given up as a gap) already.
-            let before_start = self
-                .start_seq
-                .map_or(0, |s| seq_diff(s, seq).clamp(0, old.len() as i64) as u64);
-            ctx.stats.bytes_before_start += before_start;
-            ctx.stats.bytes_retransmitted += old.len() as u64 - before_start;
+            self.count_old_bytes(ctx, seq, old.len() as u64);
             ctx.stats.snaplen_bytes_dropped += overlap.min(total) - old.len() as u64;
             if overlap >= total {
                 ctx.stats.segments_retransmitted += 1;
@@ -489,6 +490,17 @@ impl Reassembler {
         }
         let fresh = payload.get(overlap as usize..).unwrap_or_default();
         self.deliver_in_order(ctx, fresh, missing, deliver);
+    }
+
+    /// Counts `len` captured bytes at `seq`, behind the delivery point, as
+    /// discarded: those before the start of the direction were never part of
+    /// the stream; the others were delivered (or given up as a gap) already.
+    fn count_old_bytes(&self, ctx: &mut ReassemblyContext<'_>, seq: u32, len: u64) {
+        let before_start = self
+            .start_seq
+            .map_or(0, |s| seq_diff(s, seq).clamp(0, len as i64) as u64);
+        ctx.stats.bytes_before_start += before_start;
+        ctx.stats.bytes_retransmitted += len - before_start;
     }
 
     fn deliver_in_order(
@@ -1148,6 +1160,9 @@ mod tests {
         assert_eq!(buckets(&h), [8, 5, 1, 0, 2, 0]);
         h.seg(6, b"late");
         assert_eq!(buckets(&h), [12, 5, 1, 0, 6, 0]);
+        // A late retransmission of the stream: 5 old bytes, 1 past the FIN.
+        h.seg(1, b"abcdXY");
+        assert_eq!(buckets(&h), [18, 5, 6, 0, 7, 0]);
         // Buffered bytes past a FIN inside a hole are released at the flush.
         let mut h = Harness::new();
         h.seg(1, b"a");
