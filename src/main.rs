@@ -576,7 +576,15 @@ fn print_summary(label: &str, summary: &RunSummary) {
         ("flow.flows_evicted_capacity", s.flow.flows_evicted_capacity),
         ("flow.ooo_cap_gaps", s.flow.ooo_cap_gaps),
         ("flow.gap_bytes", s.flow.gap_bytes),
+        ("flow.bytes_before_start", s.flow.bytes_before_start),
+        ("flow.bytes_after_end", s.flow.bytes_after_end),
+        ("flow.bytes_after_close", s.flow.bytes_after_close),
+        ("flow.bytes_out_of_window", s.flow.bytes_out_of_window),
+        ("flow.bytes_with_rst", s.flow.bytes_with_rst),
         ("http.resync_bytes_skipped", s.http.resync_bytes_skipped),
+        ("http.garbage_bytes_skipped", s.http.garbage_bytes_skipped),
+        ("http.head_bytes_truncated", s.http.head_bytes_truncated),
+        ("http.stall_bytes_dropped", s.http.stall_bytes_dropped),
         ("http.body_bytes_not_kept", s.http.body_bytes_not_kept),
     ];
     let drop_line: Vec<String> = drops.iter().map(|(k, v)| format!("{k}={v}")).collect();

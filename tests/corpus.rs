@@ -86,6 +86,24 @@
 //!   stages; `flow.gaps`/`flow.gap_bytes` (bytes reassembly gave up on) equal
 //!   `http.gaps`/`http.gap_bytes` (the HTTP layer saw each of them); every
 //!   flow created ended once, for one counted reason;
+//! * byte ledgers for every trace, exactly (`support::LEDGERS`; a failure
+//!   lists every term), all under `stats.`:
+//!   - TCP: `flow.payload_bytes_in` (captured payload handed to the flow
+//!     table) = `flow.bytes_delivered` + `flow.bytes_retransmitted` +
+//!     `flow.bytes_before_start` + `flow.bytes_after_end` +
+//!     `flow.bytes_after_close` + `flow.bytes_out_of_window` +
+//!     `flow.bytes_with_rst` + `gauges.ooo_bytes_buffered`, the last one 0
+//!     after the final flush;
+//!   - snaplen: `flow.snaplen_bytes_in` (payload the capture cut) =
+//!     `flow.snaplen_gap_bytes` + `flow.snaplen_bytes_dropped`;
+//!   - HTTP: `flow.bytes_delivered` = `http.bytes_in` = `http.head_bytes` +
+//!     `http.body_bytes` + `http.tunnel_bytes` +
+//!     `http.bytes_between_messages` + `http.resync_bytes_skipped` +
+//!     `http.garbage_bytes_skipped` + `http.head_bytes_truncated` +
+//!     `http.stall_bytes_dropped`.
+//!
+//!   Gap bytes (never captured) are outside the ledgers. The report ends
+//!   with the corpus totals of every ledger counter;
 //! * every trace that agrees with no reference is listed in
 //!   `tests/corpus_expectations.toml` with a reason, and every listed trace
 //!   still disagrees (a stale entry fails: remove it) and exists;
@@ -689,6 +707,8 @@ struct TraceResult {
     problems: Vec<String>,
     /// Multiset differences, for a trace that agrees with no reference.
     diffs: Vec<String>,
+    /// Values of `support::LEDGER_COUNTERS` (0 where missing), for the corpus totals.
+    ledger: Vec<u64>,
 }
 
 fn stat(stats: &Value, path: &str) -> Option<u64> {
@@ -732,6 +752,10 @@ fn check_stats(run: &ReplayRun, pcap_records: u64) -> Vec<String> {
             n => problems.push(format!("stats.{counter} = {n:?}, expected 0")),
         }
     }
+    // Byte ledgers: every captured payload byte is delivered to the HTTP
+    // layer or discarded for a counted reason (nothing left buffered), and
+    // every delivered byte is in exactly one HTTP bucket.
+    problems.extend(support::byte_ledger_problems(s));
     for (flow, http) in [
         ("flow.gaps", "http.gaps"),
         ("flow.gap_bytes", "http.gap_bytes"),
@@ -787,11 +811,16 @@ fn evaluate(trace: &Trace, body_off: &TsharkTruth, out_dir: &Path) -> TraceResul
         agreement: Agreement::default(),
         problems: Vec::new(),
         diffs: Vec::new(),
+        ledger: Vec::new(),
     };
     if run.end != RunEnd::Ok {
         return result;
     }
     result.problems = check_stats(&run, pcap_records);
+    result.ledger = support::LEDGER_COUNTERS
+        .iter()
+        .map(|n| support::stats_counter(&run.stats, n).unwrap_or(0))
+        .collect();
     let mut exchanges = Vec::new();
     for v in &run.exchanges {
         match sensor_exchange(v) {
@@ -977,6 +1006,17 @@ fn corpus_fidelity() {
             traces.len()
         ));
     }
+    let names = support::LEDGER_COUNTERS;
+    let mut totals = vec![0u64; names.len()];
+    for r in &results {
+        for (t, v) in totals.iter_mut().zip(&r.ledger) {
+            *t += v;
+        }
+    }
+    let _ = writeln!(report, "\nByte ledger over the corpus (bytes, all traces):");
+    for (n, t) in names.iter().zip(&totals) {
+        let _ = writeln!(report, "  {n:<32} {t:>12}");
+    }
     let with_diffs: Vec<&TraceResult> = results.iter().filter(|r| !r.diffs.is_empty()).collect();
     if !with_diffs.is_empty() {
         let _ = writeln!(
@@ -1009,6 +1049,35 @@ fn corpus_fidelity() {
         failures.len(),
         failures.join("\n  ")
     );
+}
+
+/// The ledger check fails on an unbalanced run and names every term.
+#[test]
+fn ledger_check_lists_every_term() {
+    let mut stats = serde_json::json!({"stats": {"flow": {}, "http": {}, "gauges": {}}});
+    for name in support::LEDGER_COUNTERS {
+        let (group, counter) = name.split_once('.').expect("group.counter");
+        stats["stats"][group][counter] = 0.into();
+    }
+    assert!(support::byte_ledger_problems(&stats).is_empty());
+    stats["stats"]["flow"]["payload_bytes_in"] = 10.into();
+    stats["stats"]["flow"]["bytes_delivered"] = 7.into();
+    stats["stats"]["http"]["bytes_in"] = 7.into();
+    stats["stats"]["http"]["body_bytes"] = 7.into();
+    let problems = support::byte_ledger_problems(&stats);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let (_, _, terms) = support::LEDGERS[0];
+    for term in terms {
+        assert!(problems[0].contains(term), "{term} not in {}", problems[0]);
+    }
+    assert!(problems[0].contains("flow.payload_bytes_in 10 != 7"));
+    // Bytes delivered that the HTTP layer did not see.
+    stats["stats"]["http"]["bytes_in"] = 6.into();
+    stats["stats"]["http"]["body_bytes"] = 6.into();
+    let problems = support::byte_ledger_problems(&stats);
+    assert!(problems
+        .iter()
+        .any(|p| p.contains("http.bytes_in = Some(6)")));
 }
 
 #[test]

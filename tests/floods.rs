@@ -256,6 +256,9 @@ fn replay_measured(
         .as_u64()
         .expect("peak_rss_kib in the stats");
     let max_rss_kib = polled_kib.max(reported_kib);
+    // Under every flood, each byte is still accounted for.
+    let problems = support::byte_ledger_problems(&stats);
+    assert!(problems.is_empty(), "{name}: {}", problems.join("\n"));
     Measured {
         max_rss_kib,
         elapsed,

@@ -189,3 +189,121 @@ pub fn test_python() -> PathBuf {
     );
     python
 }
+
+/// The byte ledgers every replay must balance exactly, each
+/// `(what, left, terms)`: `left = sum of terms`, counters named as in the
+/// stats JSON under `stats.` (see `FlowStats` and `HttpStats`). Gap bytes,
+/// never captured, are in none of them.
+pub const LEDGERS: [(&str, &str, &[&str]); 3] = [
+    (
+        "TCP payload",
+        "flow.payload_bytes_in",
+        &[
+            "flow.bytes_delivered",
+            "flow.bytes_retransmitted",
+            "flow.bytes_before_start",
+            "flow.bytes_after_end",
+            "flow.bytes_after_close",
+            "flow.bytes_out_of_window",
+            "flow.bytes_with_rst",
+            "gauges.ooo_bytes_buffered",
+        ],
+    ),
+    (
+        "TCP snaplen-cut payload",
+        "flow.snaplen_bytes_in",
+        &["flow.snaplen_gap_bytes", "flow.snaplen_bytes_dropped"],
+    ),
+    (
+        "HTTP",
+        "http.bytes_in",
+        &[
+            "http.head_bytes",
+            "http.body_bytes",
+            "http.tunnel_bytes",
+            "http.bytes_between_messages",
+            "http.resync_bytes_skipped",
+            "http.garbage_bytes_skipped",
+            "http.head_bytes_truncated",
+            "http.stall_bytes_dropped",
+        ],
+    ),
+];
+
+/// Every counter of `LEDGERS` once, then the gap bytes (outside the
+/// ledgers), for totals over many runs.
+pub const LEDGER_COUNTERS: [&str; 23] = [
+    "flow.payload_bytes_in",
+    "flow.bytes_delivered",
+    "flow.bytes_retransmitted",
+    "flow.bytes_before_start",
+    "flow.bytes_after_end",
+    "flow.bytes_after_close",
+    "flow.bytes_out_of_window",
+    "flow.bytes_with_rst",
+    "gauges.ooo_bytes_buffered",
+    "flow.snaplen_bytes_in",
+    "flow.snaplen_gap_bytes",
+    "flow.snaplen_bytes_dropped",
+    "http.bytes_in",
+    "http.head_bytes",
+    "http.body_bytes",
+    "http.tunnel_bytes",
+    "http.bytes_between_messages",
+    "http.resync_bytes_skipped",
+    "http.garbage_bytes_skipped",
+    "http.head_bytes_truncated",
+    "http.stall_bytes_dropped",
+    "flow.gap_bytes",
+    "http.gap_bytes",
+];
+
+/// `stats.<name>` of a `--stats-json` document.
+pub fn stats_counter(stats: &serde_json::Value, name: &str) -> Option<u64> {
+    name.split('.')
+        .try_fold(&stats["stats"], |v, k| v.get(k))
+        .and_then(serde_json::Value::as_u64)
+}
+
+/// What is wrong with the byte ledgers of a finished run (`--stats-json`
+/// document): each unbalanced ledger with every term, bytes still buffered
+/// out of order, and delivered bytes the HTTP layer did not get.
+pub fn byte_ledger_problems(stats: &serde_json::Value) -> Vec<String> {
+    let value = |n: &str| stats_counter(stats, n);
+    let mut problems = Vec::new();
+    for (what, left, terms) in LEDGERS {
+        let missing: Vec<&str> = std::iter::once(left)
+            .chain(terms.iter().copied())
+            .filter(|n| value(n).is_none())
+            .collect();
+        if !missing.is_empty() {
+            problems.push(format!("{what} ledger: counters missing: {missing:?}"));
+            continue;
+        }
+        let l = value(left).unwrap_or(0);
+        let sum: u64 = terms.iter().map(|n| value(n).unwrap_or(0)).sum();
+        if l != sum {
+            let listed: Vec<String> = terms
+                .iter()
+                .map(|n| format!("{n} {}", value(n).unwrap_or(0)))
+                .collect();
+            problems.push(format!(
+                "{what} ledger: {left} {l} != {sum} = {}",
+                listed.join(" + ")
+            ));
+        }
+    }
+    match value("gauges.ooo_bytes_buffered") {
+        Some(0) => {}
+        n => problems.push(format!(
+            "gauges.ooo_bytes_buffered = {n:?} after the final flush, expected 0"
+        )),
+    }
+    let (delivered, http_in) = (value("flow.bytes_delivered"), value("http.bytes_in"));
+    if delivered.is_none() || delivered != http_in {
+        problems.push(format!(
+            "flow.bytes_delivered = {delivered:?} but http.bytes_in = {http_in:?}"
+        ));
+    }
+    problems
+}
