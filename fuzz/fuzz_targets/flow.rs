@@ -6,8 +6,11 @@
 //!
 //! Checked after every segment: no panic; open flows within
 //! `max_flows_per_worker`; buffered out-of-order bytes within the worker cap;
-//! every exchange has a request or a response and is counted once. After the
-//! final flush nothing is open and nothing is buffered.
+//! every exchange has a request or a response and is counted once; the TCP
+//! payload ledger (every byte in is delivered, discarded for a counted
+//! reason, or buffered). After the final flush nothing is open and nothing is
+//! buffered, and the snaplen and HTTP ledgers balance too, with
+//! `flow.bytes_delivered == http.bytes_in`.
 #![no_main]
 
 use apisensor::config::HttpSettings;
@@ -74,6 +77,12 @@ fuzz_target!(|input: FlowInput| {
             }
         }
         assert!(table.open_flows() <= settings.max_flows_per_worker);
+        let s = table.stats();
+        assert_eq!(
+            s.payload_bytes_in,
+            s.payload_bytes_accounted() + table.buffered_bytes() as u64,
+            "payload ledger: {s:?}"
+        );
         assert!(
             table.buffered_bytes() <= settings.max_ooo_bytes_per_worker,
             "worker buffers {} bytes, cap {}",
@@ -100,4 +109,13 @@ fuzz_target!(|input: FlowInput| {
             + s.flows_flushed_at_end,
         "every flow created leaves the table once, for one counted reason"
     );
+    assert_eq!(s.payload_bytes_in, s.payload_bytes_accounted(), "payload ledger: {s:?}");
+    assert_eq!(
+        s.snaplen_bytes_in,
+        s.snaplen_gap_bytes + s.snaplen_bytes_dropped,
+        "snaplen ledger: {s:?}"
+    );
+    let h = table.http_stats();
+    assert_eq!(s.bytes_delivered, h.bytes_in, "delivered bytes the HTTP layer did not get");
+    assert_eq!(h.bytes_in, h.bytes_accounted(), "HTTP ledger: {h:?}");
 });

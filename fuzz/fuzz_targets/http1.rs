@@ -2,11 +2,12 @@
 //! `u64::MAX`) and FINs in any order, under small random caps.
 //!
 //! Checked: no panic; one exchange per `exchanges` count; kept bodies and
-//! header lists within their caps.
+//! header lists within their caps; the byte ledger (every byte fed in is in
+//! exactly one `HttpStats` bucket).
 #![no_main]
 
 use apisensor::exchange::{Body, Exchange, Headers};
-use apisensor::http1::script::run_actions;
+use apisensor::http1::script::{check_ledger, run_actions};
 use apisensor_fuzz::HttpInput;
 use libfuzzer_sys::fuzz_target;
 
@@ -45,6 +46,9 @@ fuzz_target!(|input: HttpInput| {
     let actions = input.script_actions();
     let (exchanges, stats) = run_actions(&settings, &actions);
     assert_eq!(stats.exchanges, exchanges.len() as u64);
+    if let Err(e) = check_ledger(&actions, &stats) {
+        panic!("{e}");
+    }
     for e in &exchanges {
         check_exchange(e, settings.max_body_bytes, settings.max_headers);
     }

@@ -11,7 +11,11 @@
 //! * nothing is delivered after the direction ended, and no gap runs over
 //!   the FIN's sequence number;
 //! * `consistent` inputs: every delivered byte is the one at its sequence
-//!   number, and no overlap is called inconsistent.
+//!   number, and no overlap is called inconsistent;
+//! * the byte ledger: every payload byte fed in is delivered
+//!   (`bytes_delivered` equals the `Data` bytes), discarded for a counted
+//!   reason, or still buffered; after a flush, every snaplen-cut byte is a
+//!   snaplen gap byte or counted dropped.
 #![no_main]
 
 use apisensor::flow::reassembly::{Chunk, Reassembler, ReassemblyContext};
@@ -58,6 +62,7 @@ fuzz_target!(|input: ReassemblyInput| {
         fin: None,
     };
     let consistent = input.consistent;
+    let mut delivered_data = 0u64;
     let debug = std::env::var_os("REASSEMBLY_DEBUG").is_some();
 
     for op in &input.ops {
@@ -83,6 +88,8 @@ fuzz_target!(|input: ReassemblyInput| {
                 payload,
                 missing,
             } => {
+                ctx.stats.payload_bytes_in += payload.0.len() as u64;
+                ctx.stats.snaplen_bytes_in += u64::from(*missing);
                 let seq = input.isn.wrapping_add(*seq_offset);
                 let data_seq = seq.wrapping_add(u32::from(*syn));
                 let payload: Vec<u8> = if consistent {
@@ -179,6 +186,22 @@ fuzz_target!(|input: ReassemblyInput| {
                     "reassembler position differs from the delivered byte count"
                 );
             }
+        }
+
+        // Byte ledger.
+        delivered_data += chunks.iter().filter(|c| c.0).map(|c| c.1).sum::<u64>();
+        assert_eq!(stats.bytes_delivered, delivered_data, "bytes_delivered drifted");
+        assert_eq!(
+            stats.payload_bytes_in,
+            stats.payload_bytes_accounted() + r.buffered_bytes() as u64,
+            "payload ledger: {stats:?}"
+        );
+        if matches!(op, ReassemblyOp::Flush) {
+            assert_eq!(
+                stats.snaplen_bytes_in,
+                stats.snaplen_gap_bytes + stats.snaplen_bytes_dropped,
+                "snaplen ledger: {stats:?}"
+            );
         }
 
         // Memory.
