@@ -279,7 +279,10 @@ fn json_status(v: Option<&Value>, ctx: &str) -> Option<u16> {
 fn parse_tshark(path: &Path) -> TsharkTruth {
     let text =
         fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
     tshark_truth(lines.map(|(i, line)| {
         let ctx = format!("{}:{}", path.display(), i + 1);
         let v = serde_json::from_str(line).unwrap_or_else(|e| panic!("{ctx}: not JSON: {e}"));
@@ -684,11 +687,15 @@ impl Agreement {
         if !self.any() {
             return "NONE".into();
         }
-        [(self.tshark, 't'), (self.tshark_body_off, 'b'), (self.zeek, 'z')]
-            .iter()
-            .filter(|(on, _)| *on)
-            .map(|(_, c)| *c)
-            .collect()
+        [
+            (self.tshark, 't'),
+            (self.tshark_body_off, 'b'),
+            (self.zeek, 'z'),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, c)| *c)
+        .collect()
     }
 }
 
@@ -1356,7 +1363,12 @@ fn body_off_truth_matches_sensitivity_table() {
         let t = body_off.get(&trace.name).unwrap_or(&empty);
         let responses = t.n_paired + t.n_unpaired_responses + t.n_resp_other;
         let ours = (t.n_requests, responses, t.n_paired, t.n_unpaired_responses);
-        let theirs = (count("req"), count("resp"), count("paired"), count("unpaired_resp"));
+        let theirs = (
+            count("req"),
+            count("resp"),
+            count("paired"),
+            count("unpaired_resp"),
+        );
         if ours != theirs {
             errors.push(format!(
                 "{}: req/resp/paired/unpaired {ours:?} in {BODY_OFF_TRUTH}, {theirs:?} in the table",
