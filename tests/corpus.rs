@@ -714,7 +714,7 @@ struct TraceResult {
     problems: Vec<String>,
     /// Multiset differences, for a trace that agrees with no reference.
     diffs: Vec<String>,
-    /// Values of `support::LEDGER_COUNTERS` (0 where missing), for the corpus totals.
+    /// Values of `support::ledger_counters()` (0 where missing), for the corpus totals.
     ledger: Vec<u64>,
 }
 
@@ -824,8 +824,8 @@ fn evaluate(trace: &Trace, body_off: &TsharkTruth, out_dir: &Path) -> TraceResul
         return result;
     }
     result.problems = check_stats(&run, pcap_records);
-    result.ledger = support::LEDGER_COUNTERS
-        .iter()
+    result.ledger = support::ledger_counters()
+        .into_iter()
         .map(|n| support::stats_counter(&run.stats, n).unwrap_or(0))
         .collect();
     let mut exchanges = Vec::new();
@@ -1013,7 +1013,7 @@ fn corpus_fidelity() {
             traces.len()
         ));
     }
-    let names = support::LEDGER_COUNTERS;
+    let names = support::ledger_counters();
     let mut totals = vec![0u64; names.len()];
     for r in &results {
         for (t, v) in totals.iter_mut().zip(&r.ledger) {
@@ -1062,7 +1062,7 @@ fn corpus_fidelity() {
 #[test]
 fn ledger_check_lists_every_term() {
     let mut stats = serde_json::json!({"stats": {"flow": {}, "http": {}, "gauges": {}}});
-    for name in support::LEDGER_COUNTERS {
+    for name in support::ledger_counters() {
         let (group, counter) = name.split_once('.').expect("group.counter");
         stats["stats"][group][counter] = 0.into();
     }

@@ -1044,18 +1044,22 @@ mod tests {
         assert_eq!(h.stats.gap_bytes, 0);
     }
 
+    /// A seeded generator of numbers below `n`, so random tests replay.
+    fn xorshift(mut state: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        }
+    }
+
     /// Reference model: random segmentations, reorderings and duplicates of a
     /// stream always reassemble to the stream itself when nothing is lost.
     #[test]
     fn reference_model_random_orders() {
         let stream: Vec<u8> = (0..2000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let mut state = 0x1234_5678_u64;
-        let mut rnd = |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
+        let mut rnd = xorshift(0x1234_5678);
         for round in 0..200 {
             let isn = (rnd(u64::from(u32::MAX)) as u32).wrapping_add(round);
             let mut segs = Vec::new();
@@ -1242,13 +1246,7 @@ mod tests {
     #[test]
     fn ledger_balances_under_random_loss_and_overlap() {
         let stream: Vec<u8> = (0..3000u32).map(|i| (i * 13 % 251) as u8).collect();
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut rnd = |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
+        let mut rnd = xorshift(0x9e37_79b9_7f4a_7c15);
         for round in 0..300u32 {
             let settings = FlowSettings {
                 max_ooo_segments_per_direction: 1 + rnd(8) as usize,
