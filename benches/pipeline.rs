@@ -6,6 +6,9 @@
 //! with JSON bodies, interleaved) so the bench runs anywhere; set
 //! `APISENSOR_BENCH_PCAP=/path/file.pcap` to bench a real capture instead
 //! (its first 200k packets are loaded).
+//!
+//! `http1_keepalive` measures the HTTP layer alone: small GET/200 exchanges
+//! on one keep-alive connection, no packets.
 
 #[path = "../tests/gen/mod.rs"]
 mod gen;
@@ -127,5 +130,41 @@ fn bench_pipeline(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_pipeline);
+fn bench_http1(c: &mut Criterion) {
+    use apisensor::config::HttpSettings;
+    use apisensor::http1::script::{run_actions, Action};
+    use apisensor::Direction;
+    let n = 20_000;
+    let mut actions = Vec::with_capacity(2 * n);
+    for i in 0..n {
+        actions.push(Action::Data(
+            Direction::ToServer,
+            format!(
+                "GET /api/v1/items/{i}?q=1 HTTP/1.1\r\nHost: example.com\r\n\
+                 User-Agent: bench\r\nAccept: */*\r\n\r\n"
+            )
+            .into_bytes(),
+        ));
+        actions.push(Action::Data(
+            Direction::ToClient,
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+              Content-Length: 13\r\n\r\n{\"ok\":true}\r\n"
+                .to_vec(),
+        ));
+    }
+    let settings = HttpSettings::default();
+    let mut group = c.benchmark_group("http1_keepalive");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(n as u64));
+    group.bench_function("exchanges", |b| {
+        b.iter(|| {
+            let (exchanges, _) = run_actions(&settings, &actions);
+            assert_eq!(exchanges.len(), n);
+            black_box(exchanges.len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_pipeline, bench_http1);
 criterion_main!(benches);

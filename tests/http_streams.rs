@@ -30,32 +30,3 @@ fn stream_scripts() {
         failures.join("\n")
     );
 }
-
-/// Rough speed check: `cargo test --release --test http_streams -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn throughput_keepalive() {
-    use apisensor::config::HttpSettings;
-    use apisensor::http1::script::{run_actions, Action};
-    use apisensor::Direction;
-    let n = 200_000;
-    let mut actions = Vec::with_capacity(2 * n);
-    for i in 0..n {
-        actions.push(Action::Data(
-            Direction::ToServer,
-            format!("GET /api/v1/items/{i}?q=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n").into_bytes(),
-        ));
-        actions.push(Action::Data(
-            Direction::ToClient,
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"ok\":true}\r\n".to_vec(),
-        ));
-    }
-    let t = std::time::Instant::now();
-    let (ex, _) = run_actions(&HttpSettings::default(), &actions);
-    let dt = t.elapsed();
-    assert_eq!(ex.len(), n);
-    println!(
-        "{n} exchanges in {dt:?} ({:.0}/s)",
-        n as f64 / dt.as_secs_f64()
-    );
-}
