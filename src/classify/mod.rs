@@ -432,6 +432,21 @@ impl Classifier {
         (c >= min).then_some((t, c))
     }
 
+    /// Headers and body (content type, bytes) of one message into `sink`:
+    /// the body's shape, and whether a limit cut the scan short.
+    fn scan_message(
+        &self,
+        headers: &crate::exchange::Headers,
+        (content_type, body): (Option<&str>, &[u8]),
+        sink: &mut Sink,
+        stats: &mut ClassifyStats,
+    ) -> (Option<BodyShape>, bool) {
+        self.scan_headers(headers, sink, stats);
+        let scan = body::scan(self, content_type, body, sink, stats);
+        stats.findings_dropped += sink.dropped;
+        (scan.shape, scan.limited || sink.dropped > 0)
+    }
+
     /// Everything found in one exchange: the request's path segments, query
     /// string, headers (Authorization, Cookie, API-key headers ...) and body;
     /// the response's headers (Set-Cookie ...) and body.
@@ -445,32 +460,18 @@ impl Classifier {
         if let Some(req) = &exchange.request {
             let mut sink = Sink::default();
             self.scan_uri(&req.uri, Location::Query, None, &mut sink, &mut stats);
-            self.scan_headers(&req.headers, &mut sink, &mut stats);
-            let scan = body::scan(
-                self,
-                req.content_type.as_deref(),
-                &req.body.data,
-                &mut sink,
-                &mut stats,
-            );
-            limited |= scan.limited || sink.dropped > 0;
-            out.request_shape = scan.shape;
-            stats.findings_dropped += sink.dropped;
+            let body = (req.content_type.as_deref(), req.body.data.as_slice());
+            let (shape, cut) = self.scan_message(&req.headers, body, &mut sink, &mut stats);
+            limited |= cut;
+            out.request_shape = shape;
             out.request = sink.findings;
         }
         if let Some(resp) = &exchange.response {
             let mut sink = Sink::default();
-            self.scan_headers(&resp.headers, &mut sink, &mut stats);
-            let scan = body::scan(
-                self,
-                resp.content_type.as_deref(),
-                &resp.body.data,
-                &mut sink,
-                &mut stats,
-            );
-            limited |= scan.limited || sink.dropped > 0;
-            out.response_shape = scan.shape;
-            stats.findings_dropped += sink.dropped;
+            let body = (resp.content_type.as_deref(), resp.body.data.as_slice());
+            let (shape, cut) = self.scan_message(&resp.headers, body, &mut sink, &mut stats);
+            limited |= cut;
+            out.response_shape = shape;
             out.response = sink.findings;
         }
         out.limited = limited;
