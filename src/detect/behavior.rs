@@ -148,6 +148,28 @@ struct ActorRate {
     sensitive_peak: Option<u64>,
 }
 
+/// Starts `minute` for one per-minute counter (its minute, count and
+/// busiest finished minute): a finished minute's count raises the peak,
+/// which moves the actor in `population`.
+fn roll_minute(
+    minute: u64,
+    (current, count, peak): (&mut u64, &mut u64, &mut Option<u64>),
+    population: &mut Population,
+) {
+    if *current == minute {
+        return;
+    }
+    if *count > 0 {
+        let busiest = peak.unwrap_or(0).max(*count);
+        if *peak != Some(busiest) {
+            population.moved(*peak, busiest);
+            *peak = Some(busiest);
+        }
+    }
+    *current = minute;
+    *count = 0;
+}
+
 /// Everything learned is serialisable: the baseline snapshot is this state.
 #[derive(Default, Serialize, Deserialize)]
 pub struct Behavior {
@@ -792,29 +814,21 @@ impl Behavior {
             return;
         }
         let rate = self.rates.entry(actor_key.to_owned()).or_default();
-        if rate.minute != minute {
-            if rate.count > 0 {
-                let peak = rate.peak.unwrap_or(0).max(rate.count);
-                if rate.peak != Some(peak) {
-                    self.rate_population.moved(rate.peak, peak);
-                    rate.peak = Some(peak);
-                }
-            }
-            rate.minute = minute;
-            rate.count = 0;
-        }
+        roll_minute(
+            minute,
+            (&mut rate.minute, &mut rate.count, &mut rate.peak),
+            &mut self.rate_population,
+        );
         rate.count += 1;
-        if rate.sensitive_minute != minute {
-            if rate.sensitive_count > 0 {
-                let peak = rate.sensitive_peak.unwrap_or(0).max(rate.sensitive_count);
-                if rate.sensitive_peak != Some(peak) {
-                    self.sensitive_population.moved(rate.sensitive_peak, peak);
-                    rate.sensitive_peak = Some(peak);
-                }
-            }
-            rate.sensitive_minute = minute;
-            rate.sensitive_count = 0;
-        }
+        roll_minute(
+            minute,
+            (
+                &mut rate.sensitive_minute,
+                &mut rate.sensitive_count,
+                &mut rate.sensitive_peak,
+            ),
+            &mut self.sensitive_population,
+        );
         rate.sensitive_count += data.sensitive_values;
         let count = rate.count;
         let sensitive = rate.sensitive_count;
