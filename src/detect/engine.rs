@@ -6,7 +6,7 @@
 //! count; all windows are in packet time.
 
 use super::actor::{identify, ClientAddress};
-use super::behavior::{Behavior, BehaviorLimits, ResponseData};
+use super::behavior::{Behavior, BehaviorLimits, Finding, ResponseData};
 use super::injection::{self, PayloadKind};
 use super::request::{LoginAttempt, RequestView};
 use crate::event::{epoch_ms, Actor, EndpointRef, Event, EventKind, Evidence, Owasp, Severity};
@@ -253,15 +253,7 @@ impl Detectors {
         let mut findings = Vec::new();
         self.behavior.observe(&view, &actor, data, &mut findings);
         for f in findings {
-            let mut event = self.event(&view, &actor, f.rule, f.severity, f.owasp, f.title);
-            event.confidence = f.confidence;
-            event.text.what_happened = f.what;
-            event.text.why_it_matters = f.why.into();
-            event.text.what_to_do = f.todo.into();
-            for (name, value) in f.counts {
-                event.counts.insert(name.into(), value);
-            }
-            self.report(event, &f.subject, out);
+            self.emit(&view, &actor, f, out);
         }
         self.stats.endpoints_not_tracked = self.behavior.endpoints_not_tracked;
         self.stats.actors_forgotten_behavior = self.behavior.actors_forgotten;
@@ -286,33 +278,38 @@ impl Detectors {
                 Some(s) => format!("the API answered {s}"),
                 None => "no answer was seen".into(),
             };
-            let mut event = self.event(
+            let (mut event, subject) = self.finding_event(
                 view,
                 actor,
-                kind.rule(),
-                kind.severity(),
-                kind.owasp(),
-                format!("{} payload in `{name}`", kind.label()),
+                Finding {
+                    rule: kind.rule(),
+                    severity: kind.severity(),
+                    owasp: kind.owasp(),
+                    confidence: 85,
+                    title: format!("{} payload in `{name}`", kind.label()),
+                    what: format!(
+                        "{} sent a request to {} whose `{name}` value carries a {} payload ({sample:?}); {answered}.",
+                        super::actor::label(actor),
+                        endpoint_label(view),
+                        kind.label()
+                    ),
+                    why: "",
+                    todo: "Check the server logs and the response for signs the payload was executed; validate and parameterise this input; block or rate-limit the source if the probing continues.",
+                    counts: Vec::new(),
+                    subject: format!("{}|{}", actor_key(actor), endpoint_label(view)),
+                },
             );
-            event.confidence = 85;
-            event.text.what_happened = format!(
-                "{} sent a request to {} whose `{name}` value carries a {} payload ({sample:?}); {answered}.",
-                super::actor::label(actor),
-                endpoint_label(view),
-                kind.label()
-            );
+            // The only narrative that names its kind: not a fixed text.
             event.text.why_it_matters = format!(
                 "{} payloads are how attackers probe for flaws that read or change data they must not reach; a 2xx answer or an unusual response size can mean the probe worked.",
                 capitalise(kind.label())
             );
-            event.text.what_to_do = "Check the server logs and the response for signs the payload was executed; validate and parameterise this input; block or rate-limit the source if the probing continues.".into();
             event
                 .attributes
                 .insert("parameter".into(), serde_json::Value::String(name));
             event
                 .attributes
                 .insert("payload".into(), serde_json::Value::String(sample));
-            let subject = format!("{}|{}", actor_key(actor), endpoint_label(view));
             self.report(event, &subject, out);
         }
     }
@@ -326,23 +323,23 @@ impl Detectors {
             .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
         {
             if let Some(tool) = SCANNER_AGENTS.iter().find(|t| agent.contains(*t)) {
-                let mut event = self.event(
-                    view,
-                    actor,
-                    "detect.scanner.tool_user_agent",
-                    Severity::Medium,
-                    Owasp::SecurityMisconfiguration,
-                    format!("Attack tool `{}` in use", tool.trim_end_matches('/')),
-                );
-                event.confidence = 90;
-                event.text.what_happened = format!(
-                    "{} sent requests with the user agent of the attack tool {}.",
-                    super::actor::label(actor),
-                    tool.trim_end_matches('/')
-                );
-                event.text.why_it_matters = "Automated attack tools map an API and try known exploits quickly; they often precede a targeted attack.".into();
-                event.text.what_to_do = "Confirm whether this is an authorised test; if not, block the source and review what it reached.".into();
-                self.report(event, &ip.to_string(), out);
+                let tool = tool.trim_end_matches('/');
+                let finding = Finding {
+                    rule: "detect.scanner.tool_user_agent",
+                    severity: Severity::Medium,
+                    owasp: Owasp::SecurityMisconfiguration,
+                    confidence: 90,
+                    title: format!("Attack tool `{tool}` in use"),
+                    what: format!(
+                        "{} sent requests with the user agent of the attack tool {tool}.",
+                        super::actor::label(actor),
+                    ),
+                    why: "Automated attack tools map an API and try known exploits quickly; they often precede a targeted attack.",
+                    todo: "Confirm whether this is an authorised test; if not, block the source and review what it reached.",
+                    counts: Vec::new(),
+                    subject: ip.to_string(),
+                };
+                self.emit(view, actor, finding, out);
             }
         }
         let window = self.limits.scanner_window_secs;
@@ -366,30 +363,36 @@ impl Detectors {
         if distinct.len() >= self.limits.scanner_min_not_found_paths && misses * 2 >= total {
             let examples: Vec<String> = distinct.iter().take(10).map(|p| (*p).to_owned()).collect();
             let distinct_count = distinct.len() as u64;
-            let mut event = self.event(
-                view,
-                actor,
-                "detect.scanner.not_found_burst",
-                Severity::Medium,
-                Owasp::SecurityMisconfiguration,
-                "Burst of requests for paths that do not exist".into(),
-            );
-            event.confidence = 80;
-            event.count = misses as u64;
-            event.counts.insert("not_found".into(), misses as u64);
-            event.counts.insert("distinct_paths".into(), distinct_count);
-            event.counts.insert("requests".into(), total as u64);
-            event.text.what_happened = format!(
+            let what = format!(
                 "{} requested {distinct_count} different paths that do not exist ({misses} of its {total} requests answered 404/405) within {window} seconds, e.g. {}.",
                 super::actor::label(actor),
                 examples.join(", ")
             );
-            event.text.why_it_matters = "Guessing paths at this rate is how scanners find forgotten admin pages, debug endpoints and backups.".into();
-            event.text.what_to_do = "Block or rate-limit the source; make sure nothing it found (any 2xx among its requests) should be reachable.".into();
+            let (mut event, subject) = self.finding_event(
+                view,
+                actor,
+                Finding {
+                    rule: "detect.scanner.not_found_burst",
+                    severity: Severity::Medium,
+                    owasp: Owasp::SecurityMisconfiguration,
+                    confidence: 80,
+                    title: "Burst of requests for paths that do not exist".into(),
+                    what,
+                    why: "Guessing paths at this rate is how scanners find forgotten admin pages, debug endpoints and backups.",
+                    todo: "Block or rate-limit the source; make sure nothing it found (any 2xx among its requests) should be reachable.",
+                    counts: vec![
+                        ("not_found", misses as u64),
+                        ("distinct_paths", distinct_count),
+                        ("requests", total as u64),
+                    ],
+                    subject: ip.to_string(),
+                },
+            );
+            event.count = misses as u64;
             event
                 .attributes
                 .insert("examples".into(), serde_json::json!(examples));
-            self.report(event, &ip.to_string(), out);
+            self.report(event, &subject, out);
         }
     }
 
@@ -440,49 +443,46 @@ impl Detectors {
         let status = view.status().unwrap_or(0);
         let subject = format!("{}|{}", view.host(), actor_key(actor));
         if jwt.is_unsigned() {
-            let mut event = self.event(
-                view,
-                actor,
-                "detect.jwt.alg_none_accepted",
-                Severity::Critical,
-                Owasp::BrokenAuthentication,
-                "Unsigned JWT (alg: none) accepted".into(),
-            );
-            event.confidence = 95;
-            event.text.what_happened = format!(
-                "{} called {} with a JWT whose header says `alg: {}` (no signature), and the API answered {status}.",
-                super::actor::label(actor),
-                endpoint_label(view),
-                jwt.alg()
-            );
-            event.text.why_it_matters = "An API that accepts unsigned tokens lets anyone claim to be any user, including administrators.".into();
-            event.text.what_to_do = "Configure the JWT library to accept only the expected algorithm (e.g. HS256 or RS256) and reject `none`; review every request made with unsigned tokens.".into();
-            self.report(event, &subject, out);
+            let finding = Finding {
+                rule: "detect.jwt.alg_none_accepted",
+                severity: Severity::Critical,
+                owasp: Owasp::BrokenAuthentication,
+                confidence: 95,
+                title: "Unsigned JWT (alg: none) accepted".into(),
+                what: format!(
+                    "{} called {} with a JWT whose header says `alg: {}` (no signature), and the API answered {status}.",
+                    super::actor::label(actor),
+                    endpoint_label(view),
+                    jwt.alg()
+                ),
+                why: "An API that accepts unsigned tokens lets anyone claim to be any user, including administrators.",
+                todo: "Configure the JWT library to accept only the expected algorithm (e.g. HS256 or RS256) and reject `none`; review every request made with unsigned tokens.",
+                counts: Vec::new(),
+                subject: subject.clone(),
+            };
+            self.emit(view, actor, finding, out);
         }
         let request_secs = view.request.ts.secs();
         if jwt.expired_at(request_secs) {
             let exp = jwt.expires_at().unwrap_or(0);
-            let mut event = self.event(
-                view,
-                actor,
-                "detect.jwt.expired_accepted",
-                Severity::High,
-                Owasp::BrokenAuthentication,
-                "Expired JWT accepted".into(),
-            );
-            event.confidence = 90;
-            event
-                .counts
-                .insert("expired_for_secs".into(), request_secs.saturating_sub(exp));
-            event.text.what_happened = format!(
-                "{} called {} with a JWT that had expired {} seconds earlier, and the API answered {status}.",
-                super::actor::label(actor),
-                endpoint_label(view),
-                request_secs.saturating_sub(exp)
-            );
-            event.text.why_it_matters = "Expiry limits how long a stolen token is useful; an API that ignores it accepts stolen tokens forever.".into();
-            event.text.what_to_do = "Make the API validate `exp` (and `nbf`) on every request; shorten token lifetimes and revoke the affected sessions.".into();
-            self.report(event, &subject, out);
+            let expired_for = request_secs.saturating_sub(exp);
+            let finding = Finding {
+                rule: "detect.jwt.expired_accepted",
+                severity: Severity::High,
+                owasp: Owasp::BrokenAuthentication,
+                confidence: 90,
+                title: "Expired JWT accepted".into(),
+                what: format!(
+                    "{} called {} with a JWT that had expired {expired_for} seconds earlier, and the API answered {status}.",
+                    super::actor::label(actor),
+                    endpoint_label(view),
+                ),
+                why: "Expiry limits how long a stolen token is useful; an API that ignores it accepts stolen tokens forever.",
+                todo: "Make the API validate `exp` (and `nbf`) on every request; shorten token lifetimes and revoke the affected sessions.",
+                counts: vec![("expired_for_secs", expired_for)],
+                subject: subject.clone(),
+            };
+            self.emit(view, actor, finding, out);
         }
         let hash = token_hash(&view_token(view));
         let weak = *self
@@ -493,23 +493,23 @@ impl Detectors {
             self.weak_checked.clear();
         }
         if let Some(secret) = weak {
-            let mut event = self.event(
-                view,
-                actor,
-                "detect.jwt.weak_secret",
-                Severity::Critical,
-                Owasp::BrokenAuthentication,
-                "JWT signed with a guessable secret accepted".into(),
-            );
-            event.confidence = 99;
-            event.text.what_happened = format!(
-                "{} called {} with an HS256 JWT whose signature verifies with the well-known secret {secret:?}, and the API answered {status}.",
-                super::actor::label(actor),
-                endpoint_label(view),
-            );
-            event.text.why_it_matters = "Anyone who guesses the signing secret can mint valid tokens for any user and role.".into();
-            event.text.what_to_do = "Rotate the signing key to a long random secret (or move to an asymmetric algorithm) and invalidate all tokens signed with the old one.".into();
-            self.report(event, &view.host(), out);
+            let finding = Finding {
+                rule: "detect.jwt.weak_secret",
+                severity: Severity::Critical,
+                owasp: Owasp::BrokenAuthentication,
+                confidence: 99,
+                title: "JWT signed with a guessable secret accepted".into(),
+                what: format!(
+                    "{} called {} with an HS256 JWT whose signature verifies with the well-known secret {secret:?}, and the API answered {status}.",
+                    super::actor::label(actor),
+                    endpoint_label(view),
+                ),
+                why: "Anyone who guesses the signing secret can mint valid tokens for any user and role.",
+                todo: "Rotate the signing key to a long random secret (or move to an asymmetric algorithm) and invalidate all tokens signed with the old one.",
+                counts: Vec::new(),
+                subject: view.host(),
+            };
+            self.emit(view, actor, finding, out);
         }
         if jwt.is_privileged() {
             if let Some((watching_since, issued)) = self.issued.get(&view.host()) {
@@ -519,25 +519,25 @@ impl Detectors {
                     .and_then(serde_json::Value::as_u64)
                     .is_none_or(|iat| iat >= *watching_since);
                 if issued_while_watching && !issued.contains(&hash) && now >= *watching_since {
-                    let mut event = self.event(
-                        view,
-                        actor,
-                        "detect.jwt.unissued_privileged_token",
-                        Severity::High,
-                        Owasp::BrokenAuthentication,
-                        "Privileged token the API never issued".into(),
-                    );
-                    event.confidence = 70;
-                    event.text.what_happened = format!(
-                        "{} called {} with a token granting {:?} that the sensor never saw the API issue, although it has watched the API issue {} tokens; the API answered {status}.",
-                        super::actor::label(actor),
-                        endpoint_label(view),
-                        jwt.roles(),
-                        issued.len()
-                    );
-                    event.text.why_it_matters = "A privileged token that did not come from the login flow may be forged or stolen from elsewhere.".into();
-                    event.text.what_to_do = "Check where this token came from (signing key leaks, other issuers); revoke it if it is not legitimate.".into();
-                    self.report(event, &subject, out);
+                    let finding = Finding {
+                        rule: "detect.jwt.unissued_privileged_token",
+                        severity: Severity::High,
+                        owasp: Owasp::BrokenAuthentication,
+                        confidence: 70,
+                        title: "Privileged token the API never issued".into(),
+                        what: format!(
+                            "{} called {} with a token granting {:?} that the sensor never saw the API issue, although it has watched the API issue {} tokens; the API answered {status}.",
+                            super::actor::label(actor),
+                            endpoint_label(view),
+                            jwt.roles(),
+                            issued.len()
+                        ),
+                        why: "A privileged token that did not come from the login flow may be forged or stolen from elsewhere.",
+                        todo: "Check where this token came from (signing key leaks, other issuers); revoke it if it is not legitimate.",
+                        counts: Vec::new(),
+                        subject,
+                    };
+                    self.emit(view, actor, finding, out);
                 }
             }
         }
@@ -585,51 +585,56 @@ impl Detectors {
             && distinct_users >= self.limits.stuffing_min_usernames
             && failures * 5 >= attempts * 4
         {
-            let mut event = self.event(
+            let (mut event, subject) = self.finding_event(
                 view,
                 actor,
-                "detect.auth.credential_stuffing",
-                Severity::High,
-                Owasp::BrokenAuthentication,
-                "Credential stuffing: failed logins across many accounts".into(),
+                Finding {
+                    rule: "detect.auth.credential_stuffing",
+                    severity: Severity::High,
+                    owasp: Owasp::BrokenAuthentication,
+                    confidence: 85,
+                    title: "Credential stuffing: failed logins across many accounts".into(),
+                    what: format!(
+                        "{} failed to log in {failures} times for {distinct_users} different accounts at {} within {window} seconds ({attempts} attempts in all).",
+                        super::actor::label(actor),
+                        endpoint_label(view)
+                    ),
+                    why: "Trying many accounts with leaked username/password pairs is how attackers take over accounts whose passwords were reused elsewhere.",
+                    todo: "Block or challenge the source (CAPTCHA, rate limit), check whether any of its attempts succeeded, and force a password reset for those accounts.",
+                    counts: vec![
+                        ("failed_logins", failures as u64),
+                        ("distinct_usernames", distinct_users as u64),
+                        ("attempts", attempts as u64),
+                    ],
+                    subject: ip.to_string(),
+                },
             );
-            event.confidence = 85;
             event.count = failures as u64;
-            event.counts.insert("failed_logins".into(), failures as u64);
-            event
-                .counts
-                .insert("distinct_usernames".into(), distinct_users as u64);
-            event.counts.insert("attempts".into(), attempts as u64);
-            event.text.what_happened = format!(
-                "{} failed to log in {failures} times for {distinct_users} different accounts at {} within {window} seconds ({attempts} attempts in all).",
-                super::actor::label(actor),
-                endpoint_label(view)
-            );
-            event.text.why_it_matters = "Trying many accounts with leaked username/password pairs is how attackers take over accounts whose passwords were reused elsewhere.".into();
-            event.text.what_to_do = "Block or challenge the source (CAPTCHA, rate limit), check whether any of its attempts succeeded, and force a password reset for those accounts.".into();
-            self.report(event, &ip.to_string(), out);
+            self.report(event, &subject, out);
         }
         if failed && same_user >= self.limits.brute_force_min_failures {
-            let mut event = self.event(
+            let (mut event, subject) = self.finding_event(
                 view,
                 actor,
-                "detect.auth.brute_force",
-                Severity::High,
-                Owasp::BrokenAuthentication,
-                "Password brute force on one account".into(),
+                Finding {
+                    rule: "detect.auth.brute_force",
+                    severity: Severity::High,
+                    owasp: Owasp::BrokenAuthentication,
+                    confidence: 85,
+                    title: "Password brute force on one account".into(),
+                    what: format!(
+                        "{} failed to log in as one account {same_user} times at {} within {window} seconds.",
+                        super::actor::label(actor),
+                        endpoint_label(view)
+                    ),
+                    why: "Repeated guesses against one account will eventually find a weak password.",
+                    todo: "Lock or throttle the account after a few failures, alert its owner, and block the source.",
+                    counts: vec![("failed_logins", same_user)],
+                    subject: format!("{ip}|{}", login.username),
+                },
             );
-            event.confidence = 85;
             event.count = same_user;
-            event.counts.insert("failed_logins".into(), same_user);
-            event.text.what_happened = format!(
-                "{} failed to log in as one account {same_user} times at {} within {window} seconds.",
-                super::actor::label(actor),
-                endpoint_label(view)
-            );
-            event.text.why_it_matters =
-                "Repeated guesses against one account will eventually find a weak password.".into();
-            event.text.what_to_do = "Lock or throttle the account after a few failures, alert its owner, and block the source.".into();
-            self.report(event, &format!("{ip}|{}", login.username), out);
+            self.report(event, &subject, out);
         }
         if failed {
             self.spraying(view, actor, login, ip, now, out);
@@ -665,29 +670,32 @@ impl Detectors {
         {
             let (user_count, ip_count) = (users.len() as u64, ips.len() as u64);
             let sources: Vec<String> = ips.iter().take(20).map(ToString::to_string).collect();
-            let mut event = self.event(
+            let (mut event, subject) = self.finding_event(
                 view,
                 actor,
-                "detect.auth.password_spraying",
-                Severity::High,
-                Owasp::BrokenAuthentication,
-                "Password spraying: one password tried on many accounts from several addresses"
-                    .into(),
+                Finding {
+                    rule: "detect.auth.password_spraying",
+                    severity: Severity::High,
+                    owasp: Owasp::BrokenAuthentication,
+                    confidence: 80,
+                    title: "Password spraying: one password tried on many accounts from several addresses".into(),
+                    what: format!(
+                        "The same password failed for {user_count} different accounts at {} within {window} seconds, tried from {ip_count} addresses ({}).",
+                        endpoint_label(view),
+                        sources.join(", ")
+                    ),
+                    why: "Spreading one common password over many accounts and addresses stays under per-account lockouts and per-address limits.",
+                    todo: "Block the listed addresses, require MFA, and check for successful logins from them.",
+                    counts: vec![
+                        ("distinct_usernames", user_count),
+                        ("source_addresses", ip_count),
+                    ],
+                    subject: hex(&login.password_hash),
+                },
             );
-            event.confidence = 80;
-            event.counts.insert("distinct_usernames".into(), user_count);
-            event.counts.insert("source_addresses".into(), ip_count);
-            event.text.what_happened = format!(
-                "The same password failed for {user_count} different accounts at {} within {window} seconds, tried from {ip_count} addresses ({}).",
-                endpoint_label(view),
-                sources.join(", ")
-            );
-            event.text.why_it_matters = "Spreading one common password over many accounts and addresses stays under per-account lockouts and per-address limits.".into();
-            event.text.what_to_do = "Block the listed addresses, require MFA, and check for successful logins from them.".into();
             event
                 .attributes
                 .insert("source_addresses".into(), serde_json::json!(sources));
-            let subject = hex(&login.password_hash);
             self.report(event, &subject, out);
         }
     }
@@ -758,6 +766,25 @@ impl Detectors {
         });
         event.evidence.push(evidence(view));
         event
+    }
+
+    /// The event for `f` with the request's common fields, and the subject
+    /// it is reported under; for detectors that add to it before `report`.
+    fn finding_event(&self, view: &RequestView<'_>, actor: &Actor, f: Finding) -> (Event, String) {
+        let mut event = self.event(view, actor, f.rule, f.severity, f.owasp, f.title);
+        event.confidence = f.confidence;
+        event.text.what_happened = f.what;
+        event.text.why_it_matters = f.why.into();
+        event.text.what_to_do = f.todo.into();
+        for (name, value) in f.counts {
+            event.counts.insert(name.into(), value);
+        }
+        (event, f.subject)
+    }
+
+    fn emit(&mut self, view: &RequestView<'_>, actor: &Actor, f: Finding, out: &mut Vec<Event>) {
+        let (event, subject) = self.finding_event(view, actor, f);
+        self.report(event, &subject, out);
     }
 
     /// Emits the first finding per (rule, subject); later ones are counted.
