@@ -261,11 +261,17 @@ impl BodyState {
         }
     }
 
-    /// Bytes were lost: decoding cannot continue.
-    pub fn lost(&mut self, body: &mut Body, len: u64) {
+    /// Bytes were lost: decoding cannot continue, but what arrived before
+    /// the loss is still decoded.
+    pub fn lost(&mut self, body: &mut Body, len: u64, stats: &mut HttpStats, annot: &mut Annot) {
         body.wire_len = body.wire_len.saturating_add(len);
         body.data_truncated = true;
-        if self.decoder.is_some() {
+        if let Some(dec) = self.decoder.as_mut() {
+            if !self.stopped {
+                if let Err(stop) = dec.flush() {
+                    self.stop(stop, annot, stats);
+                }
+            }
             self.stopped = true;
         }
     }
@@ -282,6 +288,13 @@ impl BodyState {
             body.decoded_len = body.wire_len;
             return;
         };
+        // Held-back bytes fail like streamed ones would have while arriving;
+        // only then is an unfinished stream judged by whether the body was.
+        if !self.stopped {
+            if let Err(stop) = dec.flush() {
+                self.stop(stop, annot, stats);
+            }
+        }
         if !self.stopped && body.wire_len > 0 && dec.finish().is_err() {
             if complete {
                 self.stop(Stop::Error, annot, stats);

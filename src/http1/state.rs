@@ -1028,17 +1028,17 @@ impl HttpConnection {
                     *end_ts = ts;
                     match framing {
                         Framing::Length(rem) if rem > len => {
-                            d.body.lost(body, len);
+                            d.body.lost(body, len, ctx.stats, annot);
                             d.phase = Phase::Body(Framing::Length(rem.saturating_sub(len)));
                         }
                         Framing::Length(rem) if rem == len => {
-                            d.body.lost(body, len);
+                            d.body.lost(body, len, ctx.stats, annot);
                             d.phase = Phase::Start;
                             ended = true;
                         }
-                        Framing::Close => d.body.lost(body, len),
+                        Framing::Close => d.body.lost(body, len, ctx.stats, annot),
                         Framing::Length(rem) => {
-                            d.body.lost(body, rem);
+                            d.body.lost(body, rem, ctx.stats, annot);
                             annot.anomaly(Anomaly::BodyIncomplete);
                             rest_after_body = len.saturating_sub(rem);
                             d.phase = Phase::Resync;
@@ -1046,7 +1046,7 @@ impl HttpConnection {
                             ended = true;
                         }
                         Framing::Chunked(_) => {
-                            d.body.lost(body, 0);
+                            d.body.lost(body, 0, ctx.stats, annot);
                             annot.anomaly(Anomaly::BodyIncomplete);
                             d.phase = Phase::Resync;
                             d.garbage = false;
