@@ -58,7 +58,8 @@ pub struct WorkerOutput {
 pub struct OrderedMerge {
     pending: Vec<VecDeque<(OrderKey, Exchange)>>,
     watermarks: Vec<OrderKey>,
-    ready: Vec<(OrderKey, Exchange)>,
+    /// With the worker each came from.
+    ready: Vec<(OrderKey, usize, Exchange)>,
 }
 
 impl OrderedMerge {
@@ -76,14 +77,18 @@ impl OrderedMerge {
     }
 
     /// Takes one worker's output and passes every exchange that is now
-    /// final, in order, to `release`.
-    pub fn accept(&mut self, output: WorkerOutput, release: &mut dyn FnMut(Exchange)) {
+    /// final, in order, to `release` with the worker it came from.
+    pub fn accept(&mut self, output: WorkerOutput, release: &mut dyn FnMut(usize, Exchange)) {
         let (Some(queue), Some(mark)) = (
             self.pending.get_mut(output.worker),
             self.watermarks.get_mut(output.worker),
         ) else {
             // Not a worker of this merge: nothing to wait for.
-            output.exchanges.into_iter().for_each(|(_, e)| release(e));
+            let worker = output.worker;
+            output
+                .exchanges
+                .into_iter()
+                .for_each(|(_, e)| release(worker, e));
             return;
         };
         queue.extend(output.exchanges);
@@ -92,7 +97,7 @@ impl OrderedMerge {
     }
 
     /// Releases everything held (all workers are done).
-    pub fn finish(&mut self, release: &mut dyn FnMut(Exchange)) {
+    pub fn finish(&mut self, release: &mut dyn FnMut(usize, Exchange)) {
         self.release_up_to(OrderKey::END, release);
     }
 
@@ -104,18 +109,18 @@ impl OrderedMerge {
             .unwrap_or(OrderKey::END)
     }
 
-    fn release_up_to(&mut self, frontier: OrderKey, release: &mut dyn FnMut(Exchange)) {
-        for queue in &mut self.pending {
+    fn release_up_to(&mut self, frontier: OrderKey, release: &mut dyn FnMut(usize, Exchange)) {
+        for (worker, queue) in self.pending.iter_mut().enumerate() {
             while queue.front().is_some_and(|(key, _)| *key <= frontier) {
-                if let Some(item) = queue.pop_front() {
-                    self.ready.push(item);
+                if let Some((key, exchange)) = queue.pop_front() {
+                    self.ready.push((key, worker, exchange));
                 }
             }
         }
         // Stable: one flow's exchanges with equal keys keep their order.
-        self.ready.sort_by_key(|(key, _)| *key);
-        for (_, exchange) in self.ready.drain(..) {
-            release(exchange);
+        self.ready.sort_by_key(|(key, _, _)| *key);
+        for (_, worker, exchange) in self.ready.drain(..) {
+            release(worker, exchange);
         }
     }
 }
@@ -155,7 +160,7 @@ mod tests {
                 exchanges: vec![(key(10, 5, 5), exchange(5)), (key(30, 9, 5), exchange(50))],
                 watermark: OrderKey::watermark(30, 9),
             },
-            &mut |e| out.push(e.flow_id),
+            &mut |w, e| out.push((w, e.flow_id)),
         );
         assert!(out.is_empty(), "worker 1 has said nothing yet");
         assert_eq!(merge.held(), 2);
@@ -165,11 +170,11 @@ mod tests {
                 exchanges: vec![(key(20, 7, 7), exchange(7))],
                 watermark: OrderKey::watermark(20, 7),
             },
-            &mut |e| out.push(e.flow_id),
+            &mut |w, e| out.push((w, e.flow_id)),
         );
-        assert_eq!(out, vec![5, 7]);
-        merge.finish(&mut |e| out.push(e.flow_id));
-        assert_eq!(out, vec![5, 7, 50]);
+        assert_eq!(out, vec![(0, 5), (1, 7)], "each with its worker");
+        merge.finish(&mut |w, e| out.push((w, e.flow_id)));
+        assert_eq!(out, vec![(0, 5), (1, 7), (0, 50)]);
     }
 
     #[test]
@@ -188,7 +193,7 @@ mod tests {
                 ],
                 watermark: OrderKey::END,
             },
-            &mut |e| out.push((e.flow_id, e.tunnel)),
+            &mut |_, e| out.push((e.flow_id, e.tunnel)),
         );
         assert_eq!(out, vec![(3, false), (9, true), (9, false)]);
     }
