@@ -177,7 +177,6 @@ impl Stages {
         ));
         let (spent_tx, spent_rx): (Vec<_>, Vec<_>) =
             (0..workers).map(|_| bounded(SPENT_QUEUE_DEPTH)).unzip();
-        let mut spent_rx = spent_rx.into_iter();
         let writer_control = Arc::clone(control);
         let writer = std::thread::Builder::new()
             .name("apisensor-writer".into())
@@ -191,13 +190,13 @@ impl Stages {
         let (pool_tx, pool_rx) = bounded::<Batch>(workers * (settings.pipeline.queue_batches + 4));
         let mut queues = Vec::with_capacity(workers);
         let mut handles = Vec::with_capacity(workers);
-        for index in 0..workers {
+        for (index, spent) in spent_rx.into_iter().enumerate() {
             let (tx, rx) = bounded::<Batch>(depth(settings.pipeline.queue_batches));
             let ctx = WorkerContext {
                 settings: settings.clone(),
                 queue: rx,
                 exchanges: exchange_tx.clone(),
-                spent: spent_rx.next().unwrap_or_else(|| bounded(0).1),
+                spent,
                 pool: pool_tx.clone(),
                 policy,
                 hub: Arc::clone(hub),

@@ -539,16 +539,16 @@ mod tests {
         g.finish().unwrap()
     }
 
-    /// What the one-shot path keeps, as the streamed path (zlib) would.
-    fn streamed(wire: &[u8], keep: usize, limit: u64) -> (Result<(), Stop>, Vec<u8>, u64) {
+    /// A gzip body decoded whole: held for the one-shot path, or streamed
+    /// (zlib) from the first byte.
+    fn decode(
+        wire: &[u8],
+        hold: bool,
+        keep: usize,
+        limit: u64,
+    ) -> (Result<(), Stop>, Vec<u8>, u64) {
         let mut d = ContentDecoder::new(Wrapping::Gzip, keep, limit);
-        d.defer = false;
-        let r = d.write(wire).and_then(|()| d.finish());
-        (r, std::mem::take(&mut d.data), d.decoded)
-    }
-
-    fn held(wire: &[u8], keep: usize, limit: u64) -> (Result<(), Stop>, Vec<u8>, u64) {
-        let mut d = ContentDecoder::new(Wrapping::Gzip, keep, limit);
+        d.defer = hold;
         let r = d.write(wire).and_then(|()| d.finish());
         (r, std::mem::take(&mut d.data), d.decoded)
     }
@@ -573,13 +573,16 @@ mod tests {
         ] {
             for (keep, limit) in [(1 << 20, 1 << 20), (5_000, 1 << 20), (1 << 20, 7_000)] {
                 assert_eq!(
-                    held(wire, keep, limit),
-                    streamed(wire, keep, limit),
+                    decode(wire, true, keep, limit),
+                    decode(wire, false, keep, limit),
                     "{name} keep {keep} limit {limit}"
                 );
             }
         }
-        assert_eq!(held(&wire, 1 << 20, 1 << 20), (Ok(()), plain, 20_000));
+        assert_eq!(
+            decode(&wire, true, 1 << 20, 1 << 20),
+            (Ok(()), plain, 20_000)
+        );
         let mut d = ContentDecoder::new(Wrapping::Gzip, 1 << 20, 1 << 20);
         d.write(&wire).and_then(|()| d.finish()).unwrap();
         assert!(
@@ -591,16 +594,10 @@ mod tests {
     #[test]
     fn body_past_the_hold_cap_is_streamed_from_where_it_was() {
         // Incompressible, so the compressed body passes DEFER_MAX_BYTES.
-        let mut x = 1u64;
-        let plain: Vec<u8> = (0..3 * DEFER_MAX_BYTES)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let mut plain = vec![0u8; 3 * DEFER_MAX_BYTES];
+        blake3::Hasher::new().finalize_xof().fill(&mut plain);
         let wire = gzip(&plain);
+        assert!(wire.len() > DEFER_MAX_BYTES);
         for piece in [1448, 20_000] {
             let (r, data) = decode_in_pieces(Wrapping::Gzip, &wire, piece);
             assert_eq!(r, Ok(()), "piece {piece}");
