@@ -20,7 +20,8 @@ use crate::config::DecodeSettings;
 use crate::counters;
 use crate::exchange::Timestamp;
 use defrag::{Defragmenter, FragmentOutcome};
-use etherparse::{IpNumber, LaxNetSlice, LaxSlicedPacket, TcpSlice, TransportSlice};
+use etherparse::{IpNumber, LaxNetSlice, TcpSlice};
+use link::NetLayer;
 use std::net::IpAddr;
 use tunnel::Tunnels;
 
@@ -174,9 +175,6 @@ impl Decoder {
                 return None;
             }
         };
-        if !packet.link_exts.is_empty() {
-            ctx.stats.vlan_tagged += 1;
-        }
         decode_net(&mut ctx, Some(defrag), packet)
     }
 
@@ -196,15 +194,19 @@ impl Decoder {
 fn decode_net<'a>(
     ctx: &mut Ctx<'_>,
     defrag: Option<&'a mut Defragmenter>,
-    packet: LaxSlicedPacket<'a>,
+    packet: NetLayer<'a>,
 ) -> Option<TcpSegment<'a>> {
     let stats = &mut *ctx.stats;
+    if packet.vlan_tagged {
+        stats.vlan_tagged += 1;
+    }
     let net = match packet.net {
         Some(net) => net,
         None => {
-            match packet.stop_err {
-                Some(_) => stats.malformed_ip += 1,
-                None => stats.other_ethertype += 1,
+            if packet.malformed {
+                stats.malformed_ip += 1;
+            } else {
+                stats.other_ethertype += 1;
             }
             return None;
         }
@@ -268,13 +270,6 @@ fn decode_net<'a>(
     }
     if payload.ip_number != IpNumber::TCP {
         return not_tcp(ctx, defrag, payload.ip_number, payload.payload);
-    }
-    match packet.transport {
-        Some(TransportSlice::Tcp(_)) | None => {}
-        Some(_) => {
-            stats.malformed_tcp += 1;
-            return None;
-        }
     }
     // IPv6 jumbograms announce length 0; trust what was captured then.
     let declared = if declared_len == 0 {

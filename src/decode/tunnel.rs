@@ -31,9 +31,9 @@
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
 use super::defrag::Defragmenter;
-use super::{decode_net, Ctx, TcpSegment};
+use super::{decode_net, link, Ctx, TcpSegment};
 use crate::config::DecodeSettings;
-use etherparse::{EtherType, LaxSlicedPacket};
+use etherparse::EtherType;
 
 /// Transparent Ethernet bridging: the payload is a whole Ethernet frame.
 const ETHERTYPE_TEB: u16 = 0x6558;
@@ -203,25 +203,16 @@ fn inner<'a>(
     packet: Inner<'a>,
 ) -> Option<TcpSegment<'a>> {
     match packet {
-        Inner::Ethernet(frame) => match LaxSlicedPacket::from_ethernet(frame) {
-            Ok(sliced) => {
-                if !sliced.link_exts.is_empty() {
-                    ctx.stats.vlan_tagged += 1;
-                }
-                decode_net(ctx, defrag, sliced)
-            }
+        Inner::Ethernet(frame) => match link::ethernet(frame) {
+            Ok(layer) => decode_net(ctx, defrag, layer),
             Err(_) => {
                 ctx.stats.malformed_link += 1;
                 None
             }
         },
-        // Lax slicing never fails here: an unusable IP header comes back as
-        // `stop_err`, which `decode_net` counts as `malformed_ip`.
-        Inner::Ip(ether_type, bytes) => decode_net(
-            ctx,
-            defrag,
-            LaxSlicedPacket::from_ether_type(ether_type, bytes),
-        ),
+        // Never fails here: an unusable IP header comes back as
+        // `malformed`, which `decode_net` counts as `malformed_ip`.
+        Inner::Ip(ether_type, bytes) => decode_net(ctx, defrag, link::network(ether_type, bytes)),
         Inner::Unsupported => {
             ctx.stats.other_ethertype += 1;
             None
