@@ -6,6 +6,7 @@
 
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
+use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -19,6 +20,16 @@ pub fn text_lossy(bytes: &[u8]) -> Text {
     match std::str::from_utf8(bytes) {
         Ok(s) => Text::from(s),
         Err(_) => Text::from(String::from_utf8_lossy(bytes)),
+    }
+}
+
+/// Wire bytes as text for output, borrowed when valid UTF-8. `str::from_utf8`
+/// checks ASCII a word at a time; `String::from_utf8_lossy` goes through
+/// `Utf8Chunks`, which was a sixth of the JSON writer's time on headers.
+fn lossy_str(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 
@@ -194,10 +205,7 @@ impl Serialize for Headers {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.len()))?;
         for (name, value) in self.iter() {
-            seq.serialize_element(&(
-                String::from_utf8_lossy(name),
-                String::from_utf8_lossy(value),
-            ))?;
+            seq.serialize_element(&(lossy_str(name), lossy_str(value)))?;
         }
         seq.end()
     }
@@ -225,7 +233,7 @@ pub struct Body {
 }
 
 fn serialize_lossy<S: Serializer>(data: &[u8], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&String::from_utf8_lossy(data))
+    s.serialize_str(&lossy_str(data))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
