@@ -62,7 +62,8 @@ pub struct RunArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
-    /// Capture files, read in the order given as one continuous capture.
+    /// Capture files, read in the order given as one continuous capture;
+    /// `-` reads one from standard input (e.g. `tcpdump -w - | apisensor replay -`).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Flow worker threads (default: pipeline.workers, 0 = one per core).

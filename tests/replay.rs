@@ -290,6 +290,24 @@ fn unknown_config_key_fails_naming_it() {
 }
 
 #[test]
+fn dash_reads_the_capture_from_stdin() {
+    let get = fixtures().join("get.pcap");
+    let from_file = apisensor(&["replay", get.to_str().unwrap()]);
+    let from_stdin = Command::new(env!("CARGO_BIN_EXE_apisensor"))
+        .args(["replay", "-"])
+        .stdin(std::fs::File::open(&get).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        from_stdin.status.success(),
+        "{}",
+        String::from_utf8_lossy(&from_stdin.stderr)
+    );
+    assert!(!from_file.stdout.is_empty());
+    assert_eq!(from_stdin.stdout, from_file.stdout);
+}
+
+#[test]
 fn missing_file_is_an_error_and_truncated_file_is_counted() {
     let o = apisensor(&["replay", "/nonexistent/x.pcap"]);
     assert!(!o.status.success());

@@ -4,7 +4,7 @@
 use super::{CaptureError, Next, PacketSource, RawPacket};
 use crate::decode::LinkType;
 use nix::libc;
-use pcap::{Capture, Offline};
+use pcap::{Capture, Offline, Precision};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr::NonNull;
@@ -13,7 +13,7 @@ pub struct FileSource {
     /// Declared before `_read_buffer`: closing the capture closes its
     /// stream, which must happen while the stream's buffer still exists.
     capture: Capture<Offline>,
-    _read_buffer: ReadBuffer,
+    _read_buffer: Option<ReadBuffer>,
     path: String,
     link: Option<LinkType>,
     dlt: i32,
@@ -30,7 +30,15 @@ const RECORD_HEADER_BYTES: u64 = 16;
 impl FileSource {
     pub fn open(path: &Path) -> Result<FileSource, CaptureError> {
         let display = path.display().to_string();
-        let (capture, read_buffer) = open_buffered(path).map_err(|message| CaptureError::Open {
+        let opened = if path.as_os_str() == "-" {
+            // libpcap's own name for standard input.
+            Capture::from_file_with_precision(path, Precision::Nano)
+                .map(|capture| (capture, None))
+                .map_err(|e| e.to_string())
+        } else {
+            open_buffered(path).map(|(capture, buffer)| (capture, Some(buffer)))
+        };
+        let (capture, read_buffer) = opened.map_err(|message| CaptureError::Open {
             path: display.clone(),
             message,
         })?;
