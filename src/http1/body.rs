@@ -266,13 +266,20 @@ impl BodyState {
     pub fn lost(&mut self, body: &mut Body, len: u64, stats: &mut HttpStats, annot: &mut Annot) {
         body.wire_len = body.wire_len.saturating_add(len);
         body.data_truncated = true;
-        if let Some(dec) = self.decoder.as_mut() {
-            if !self.stopped {
-                if let Err(stop) = dec.flush() {
-                    self.stop(stop, annot, stats);
-                }
-            }
+        if self.decoder.is_some() {
+            self.decode_held(annot, stats);
             self.stopped = true;
+        }
+    }
+
+    /// Decodes the compressed bytes the decoder holds back (see
+    /// `ContentDecoder::flush`), unless decoding has stopped.
+    fn decode_held(&mut self, annot: &mut Annot, stats: &mut HttpStats) {
+        if self.stopped {
+            return;
+        }
+        if let Some(Err(stop)) = self.decoder.as_mut().map(|dec| dec.flush()) {
+            self.stop(stop, annot, stats);
         }
     }
 
@@ -284,17 +291,13 @@ impl BodyState {
         stats: &mut HttpStats,
         annot: &mut Annot,
     ) {
+        // Held-back bytes fail like streamed ones would have while arriving;
+        // only then is an unfinished stream judged by whether the body was.
+        self.decode_held(annot, stats);
         let Some(mut dec) = self.decoder.take() else {
             body.decoded_len = body.wire_len;
             return;
         };
-        // Held-back bytes fail like streamed ones would have while arriving;
-        // only then is an unfinished stream judged by whether the body was.
-        if !self.stopped {
-            if let Err(stop) = dec.flush() {
-                self.stop(stop, annot, stats);
-            }
-        }
         if !self.stopped && body.wire_len > 0 && dec.finish().is_err() {
             if complete {
                 self.stop(Stop::Error, annot, stats);
