@@ -19,7 +19,7 @@ export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$here/target}"
 san="${FUZZ_SANITIZER:-address}"
 if [ $# -gt 0 ]; then targets=("$@"); else
-    targets=(decode reassembly flow http1 http1_stream pipeline config)
+    targets=(decode reassembly flow http1 http1_stream pipeline config classify)
 fi
 triple="$(rustc -vV | sed -n 's/^host: //p')"
 # The binaries run directly, not through `cargo fuzz run`, so they need the
