@@ -103,10 +103,17 @@ fn dead_fluent_sink_does_not_slow_replay_and_events_are_spooled() {
     ] {
         assert_eq!(d["stats"]["pipeline"][key], 0);
     }
-    // The working sink got everything; the dead one left it in the spool.
+    // The working sink got everything; the dead one left it in the spool,
+    // where every event waits for it (its lag). `spooled` (appended after
+    // the sink was seen down) depends on how fast the replay outran the
+    // sink's first timeout, so it is reported, not asserted.
     assert_eq!(d["events"]["sinks"]["file"]["acked"], emitted);
-    assert_eq!(d["events"]["sinks"]["dead"]["acked"], 0);
-    assert!(spooled > 0, "{d}");
+    let dead_sink = &d["events"]["sinks"]["dead"];
+    assert_eq!(dead_sink["acked"], 0, "{d}");
+    assert_eq!(dead_sink["dropped"], 0, "{d}");
+    assert_eq!(dead_sink["lag_events"], emitted, "{d}");
+    assert_eq!(d["events"]["spool_appended"], emitted, "{d}");
+    assert_eq!(d["events"]["spool_lost"], 0, "{d}");
     // Within 10 %, or within a 0.25 s noise floor on a short debug-build run.
     let diff = dead.saturating_sub(base);
     assert!(
