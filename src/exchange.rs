@@ -30,6 +30,22 @@ fn lossy_str(bytes: &[u8]) -> Cow<'_, str> {
     }
 }
 
+/// Decimal digits of `v` (ASCII) in `buf`, without allocating.
+pub(crate) fn decimal_digits(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        if let Some(slot) = buf.get_mut(i) {
+            *slot = b'0' + (v % 10) as u8;
+        }
+        v /= 10;
+        if v == 0 || i == 0 {
+            break;
+        }
+    }
+    buf.get(i..).unwrap_or_default()
+}
+
 /// Packet time in nanoseconds since the Unix epoch. Every stage takes time from
 /// here, never from the wall clock, so replays are deterministic.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -481,18 +497,9 @@ impl AsciiBuf {
         }
     }
 
-    fn decimal(&mut self, mut n: u16) {
-        let mut digits = [0u8; 5];
-        let mut start = digits.len();
-        for slot in digits.iter_mut().rev() {
-            *slot = b'0' + (n % 10) as u8;
-            start -= 1;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        for &d in digits.get(start..).unwrap_or_default() {
+    fn decimal(&mut self, n: u16) {
+        let mut digits = [0u8; 20];
+        for &d in decimal_digits(n.into(), &mut digits) {
             self.push(d);
         }
     }

@@ -9,6 +9,7 @@ use super::{
     cap_path, BodyShape, Classifier, ClassifyStats, DataType, FieldType, Location, Sink,
     MAX_PATH_BYTES, MAX_SHAPE_FIELDS, MAX_VALUE_BYTES,
 };
+use crate::exchange::decimal_digits;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -252,29 +253,13 @@ impl Walker<'_> {
             return Ok(());
         }
         let mut buf = [0u8; 20];
-        let s = format_u64(v, &mut buf);
+        let s = std::str::from_utf8(decimal_digits(v, &mut buf)).unwrap_or_default();
         if let Some((t, c)) = self.cls.classify_raw(hint, s) {
             let field = self.field();
             self.sink.push(t, Location::Body, || field, c);
         }
         Ok(())
     }
-}
-
-/// Decimal digits of `v` in `buf`, without allocating.
-fn format_u64(mut v: u64, buf: &mut [u8; 20]) -> &str {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        if let Some(slot) = buf.get_mut(i) {
-            *slot = b'0' + (v % 10) as u8;
-        }
-        v /= 10;
-        if v == 0 || i == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(buf.get(i..).unwrap_or_default()).unwrap_or_default()
 }
 
 /// A JSON object key, borrowed from the input when it has no escapes.
