@@ -9,6 +9,7 @@ use serde::{Serialize, Serializer};
 use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
+use std::ops::Range;
 
 /// Short text fields (method, host, content type, reason, ...) are stored
 /// inline up to 24 bytes, so most exchanges need no allocation for them.
@@ -138,52 +139,131 @@ impl Serialize for HttpVersion {
     }
 }
 
-/// Header fields of one message in wire order, stored compactly: one buffer
-/// of length-prefixed fields, so a message costs one allocation however many
-/// headers it has (spans in a second vector were a quarter of the worker's
-/// allocations). Bytes are kept as sent (they may not be UTF-8); the JSON form
+/// Header fields of one message in wire order, in one buffer so a message
+/// costs one allocation however many headers it has: a table of spans (four
+/// little-endian u32 per field: name offset and length, value offset and
+/// length, relative to the text), then the text they point into. A parsed
+/// header block is copied into the text whole, with one copy instead of two
+/// per field. Bytes are kept as sent (they may not be UTF-8); the JSON form
 /// replaces invalid sequences.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Headers {
-    /// Per field: name length and value length (u32 little-endian), the
-    /// name, the value.
-    fields: Vec<u8>,
+    buf: Vec<u8>,
+    /// Span slots in front of the text (`count` of them used).
+    span_slots: u32,
     count: u32,
-    /// Name and value bytes kept, what `max_bytes` limits.
+    /// Name and value bytes of the kept fields, what `max_bytes` limits.
     text_bytes: u32,
     /// Fields that did not fit under the caps.
     pub dropped: u32,
 }
 
-/// Bytes in front of each field: its name and value lengths.
-const FIELD_PREFIX: usize = 8;
+const SPAN_BYTES: usize = 16;
 
 impl Headers {
     pub fn with_capacity(fields: usize, bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(fields.saturating_mul(SPAN_BYTES).saturating_add(bytes));
+        buf.resize(fields.saturating_mul(SPAN_BYTES), 0);
         Headers {
-            fields: Vec::with_capacity(bytes.saturating_add(fields.saturating_mul(FIELD_PREFIX))),
+            buf,
+            span_slots: fields as u32,
             ..Headers::default()
         }
+    }
+
+    /// Headers whose text is `block` verbatim, with room for `fields` spans;
+    /// fields are then added with `push_from_block`.
+    pub fn from_block(block: &[u8], fields: usize) -> Self {
+        let mut h = Headers::with_capacity(fields, block.len());
+        h.buf.extend_from_slice(block);
+        h
     }
 
     /// Appends a field unless that would pass `max_fields` or `max_bytes`, in
     /// which case it is counted in `dropped`. Returns whether it was kept.
     pub fn push(&mut self, name: &[u8], value: &[u8], max_fields: usize, max_bytes: usize) -> bool {
+        if !self.has_room(name.len() + value.len(), max_fields, max_bytes) {
+            return false;
+        }
+        let name_at = self.text_len();
+        self.buf.extend_from_slice(name);
+        self.buf.extend_from_slice(value);
+        self.add_span(name_at, name.len(), name_at + name.len(), value.len());
+        true
+    }
+
+    /// Like `push`, for a name and value that are slices of the `block` this
+    /// was made from: only their position is stored. Slices from elsewhere
+    /// are copied as `push` does.
+    pub fn push_from_block(
+        &mut self,
+        block: &[u8],
+        name: &[u8],
+        value: &[u8],
+        max_fields: usize,
+        max_bytes: usize,
+    ) -> bool {
+        let offset_in_block = |part: &[u8]| {
+            let at = (part.as_ptr() as usize).wrapping_sub(block.as_ptr() as usize);
+            (at.checked_add(part.len())? <= block.len()).then_some(at)
+        };
+        let (Some(name_at), Some(value_at)) = (offset_in_block(name), offset_in_block(value))
+        else {
+            return self.push(name, value, max_fields, max_bytes);
+        };
+        if !self.has_room(name.len() + value.len(), max_fields, max_bytes) {
+            return false;
+        }
+        self.add_span(name_at, name.len(), value_at, value.len());
+        true
+    }
+
+    fn has_room(&mut self, bytes: usize, max_fields: usize, max_bytes: usize) -> bool {
         let room = max_bytes.saturating_sub(self.text_bytes as usize);
-        if self.count as usize >= max_fields || name.len() + value.len() > room {
+        if self.count as usize >= max_fields || bytes > room {
             self.dropped = self.dropped.saturating_add(1);
             return false;
         }
         // Fits in u32: max_bytes is validated to be far below 4 GiB.
-        self.fields
-            .extend_from_slice(&(name.len() as u32).to_le_bytes());
-        self.fields
-            .extend_from_slice(&(value.len() as u32).to_le_bytes());
-        self.fields.extend_from_slice(name);
-        self.fields.extend_from_slice(value);
-        self.count += 1;
-        self.text_bytes += (name.len() + value.len()) as u32;
+        self.text_bytes += bytes as u32;
         true
+    }
+
+    fn text_start(&self) -> usize {
+        self.span_slots as usize * SPAN_BYTES
+    }
+
+    fn text_len(&self) -> usize {
+        self.buf.len().saturating_sub(self.text_start())
+    }
+
+    /// Doubling keeps pushes one at a time linear; parsed blocks come with
+    /// the right number of slots and never get here.
+    #[cold]
+    fn grow_spans(&mut self) {
+        let slots = self.span_slots.saturating_mul(2).max(4);
+        let old_start = self.text_start();
+        let grow = (slots - self.span_slots) as usize * SPAN_BYTES;
+        self.buf
+            .splice(old_start..old_start, std::iter::repeat_n(0, grow));
+        self.span_slots = slots;
+    }
+
+    #[inline]
+    fn add_span(&mut self, name_at: usize, name_len: usize, value_at: usize, value_len: usize) {
+        if self.count >= self.span_slots {
+            self.grow_spans();
+        }
+        let mut span = [0u8; SPAN_BYTES];
+        let words = [name_at, name_len, value_at, value_len];
+        for (dst, word) in span.chunks_exact_mut(4).zip(words) {
+            dst.copy_from_slice(&(word as u32).to_le_bytes());
+        }
+        let at = self.count as usize * SPAN_BYTES;
+        if let Some(slot) = self.buf.get_mut(at..at + SPAN_BYTES) {
+            slot.copy_from_slice(&span);
+        }
+        self.count += 1;
     }
 
     pub fn len(&self) -> usize {
@@ -194,22 +274,34 @@ impl Headers {
         self.count == 0
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        self.fields_joined()
-            .map(|(field, name_len)| field.split_at(name_len))
+    /// The text the spans point into, and the spans in use.
+    fn parts(&self) -> (&[u8], &[u8]) {
+        let (spans, text) = self.buf.split_at(self.text_start().min(self.buf.len()));
+        let used = spans.get(..self.len() * SPAN_BYTES).unwrap_or_default();
+        (text, used)
     }
 
-    /// Each field's name and value as one slice, with the name's length.
-    fn fields_joined(&self) -> impl Iterator<Item = (&[u8], usize)> + '_ {
-        let mut rest = self.fields.as_slice();
-        std::iter::from_fn(move || {
-            let (prefix, after) = rest.split_first_chunk::<FIELD_PREFIX>()?;
-            let (name_len, value_len) = prefix.split_at(4);
-            let name_len = u32::from_le_bytes(name_len.try_into().ok()?) as usize;
-            let value_len = u32::from_le_bytes(value_len.try_into().ok()?) as usize;
-            let (field, after) = after.split_at_checked(name_len.checked_add(value_len)?)?;
-            rest = after;
-            Some((field, name_len))
+    /// Each field's name and value as ranges of the text.
+    fn ranges(&self) -> impl Iterator<Item = (Range<usize>, Range<usize>)> + '_ {
+        let (_, spans) = self.parts();
+        spans.chunks_exact(SPAN_BYTES).map(|span| {
+            let word = |i: usize| {
+                let mut w = [0u8; 4];
+                w.copy_from_slice(span.get(i * 4..i * 4 + 4).unwrap_or(&[0; 4]));
+                u32::from_le_bytes(w) as usize
+            };
+            let (name_at, value_at) = (word(0), word(2));
+            (name_at..name_at + word(1), value_at..value_at + word(3))
+        })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        let (text, _) = self.parts();
+        self.ranges().map(move |(name, value)| {
+            (
+                text.get(name).unwrap_or_default(),
+                text.get(value).unwrap_or_default(),
+            )
         })
     }
 
@@ -231,22 +323,46 @@ impl Headers {
     }
 }
 
+/// Equal when the kept fields and the dropped count are: how the text was
+/// laid out (a copied block or pushed fields) does not matter.
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.dropped == other.dropped && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Headers {}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(|(n, v)| (lossy_str(n), lossy_str(v))))
+            .finish()?;
+        if self.dropped > 0 {
+            write!(f, " (+{} dropped)", self.dropped)?;
+        }
+        Ok(())
+    }
+}
+
 /// `[[name, value], ...]`: order and duplicates matter for security analysis,
 /// so this is a list of pairs rather than a map.
 impl Serialize for Headers {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.len()))?;
-        for (field, name_len) in self.fields_joined() {
-            // One UTF-8 check per field instead of two (they were a tenth of
-            // the JSON writer's instructions); the halves of valid text are
-            // valid where the split is a character boundary.
-            let joined = std::str::from_utf8(field).ok();
-            let halves = joined.and_then(|t| Some((t.get(..name_len)?, t.get(name_len..)?)));
-            match halves {
+        let (text, _) = self.parts();
+        // One UTF-8 check for the whole text instead of two per field (they
+        // were a tenth of the JSON writer's instructions): a range of valid
+        // text is valid where both ends are character boundaries, which
+        // `str::get` checks.
+        let valid = std::str::from_utf8(text).ok();
+        for (name, value) in self.ranges() {
+            let checked = valid.and_then(|t| Some((t.get(name.clone())?, t.get(value.clone())?)));
+            match checked {
                 Some(pair) => seq.serialize_element(&pair)?,
                 None => {
-                    let (name, value) = field.split_at(name_len);
-                    seq.serialize_element(&(lossy_str(name), lossy_str(value)))?
+                    let part = |r: Range<usize>| lossy_str(text.get(r).unwrap_or_default());
+                    seq.serialize_element(&(part(name), part(value)))?
                 }
             }
         }
@@ -569,6 +685,65 @@ mod tests {
         let mut small = Headers::default();
         assert!(!small.push(b"Name", b"value", 10, 5));
         assert_eq!(small.len(), 0);
+    }
+
+    #[test]
+    fn headers_from_a_block_match_pushed_ones() {
+        // A field dropped by the cap leaves invalid UTF-8 in the copied text;
+        // the kept fields must still serialise as their own text.
+        let block = b"Host: a\r\nX-Split: \xc3\xa9\r\nX-Bad: \xff\r\n\r\n";
+        let fields: [(&[u8], &[u8]); 3] = [
+            (b"Host", b"a"),
+            (b"X-Split", b"\xc3\xa9"),
+            (b"X-Bad", b"\xff"),
+        ];
+        let slices = |name: &str| {
+            let at = block
+                .windows(name.len())
+                .position(|w| w == name.as_bytes())
+                .unwrap();
+            let end = at + block[at..].iter().position(|&b| b == b'\r').unwrap();
+            (
+                &block[at..at + name.len()],
+                &block[at + name.len() + 2..end],
+            )
+        };
+        let mut from_block = Headers::from_block(block, 3);
+        let mut pushed = Headers::default();
+        for (name, value) in fields {
+            let (n, v) = slices(std::str::from_utf8(name).unwrap());
+            assert_eq!((n, v), (name, value));
+            let max_bytes = 14; // room for Host and X-Split only
+            assert_eq!(
+                from_block.push_from_block(block, n, v, 3, max_bytes),
+                pushed.push(name, value, 3, max_bytes)
+            );
+        }
+        assert_eq!(from_block.len(), 2);
+        assert_eq!(from_block.dropped, 1);
+        assert_eq!(from_block, pushed);
+        assert_eq!(
+            serde_json::to_string(&from_block).unwrap(),
+            r#"[["Host","a"],["X-Split","é"]]"#
+        );
+        // A slice from outside the block is copied, not referenced.
+        let elsewhere = b"X-Other".to_vec();
+        assert!(from_block.push_from_block(block, &elsewhere, b"v", 4, 100));
+        assert_eq!(from_block.value_at(2), Some(&b"v"[..]));
+        assert_eq!(from_block.get("x-other"), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn headers_pushed_one_by_one_grow_past_their_slots() {
+        let mut h = Headers::with_capacity(1, 4);
+        let names: Vec<String> = (0..40).map(|i| format!("X-{i}")).collect();
+        for name in &names {
+            assert!(h.push(name.as_bytes(), name.as_bytes(), 64, 1 << 16));
+        }
+        assert_eq!(h.len(), 40);
+        assert!(h
+            .iter()
+            .eq(names.iter().map(|n| (n.as_bytes(), n.as_bytes()))));
     }
 
     #[test]

@@ -440,16 +440,16 @@ fn content_encoding(info: &mut HeadInfo, value: &[u8]) {
     };
 }
 
-/// Keeps one field and notes what framing needs from it.
+/// Notes what framing needs from one field (`kept`: it was stored last in
+/// `headers`).
 fn field(
     name: &[u8],
     value: &[u8],
-    headers: &mut Headers,
+    kept: bool,
+    headers: &Headers,
     info: &mut HeadInfo,
-    s: &HttpSettings,
     annot: &mut Annot,
 ) {
-    let kept = headers.push(name, value, s.max_headers, s.max_header_bytes);
     match name.len() {
         4 if kept && info.host.is_none() && name.eq_ignore_ascii_case(b"host") => {
             info.host = Some(headers.len().saturating_sub(1));
@@ -486,14 +486,16 @@ pub(crate) fn parse_header_block(
         parsed = httparse::parse_headers(block, &mut large);
     }
     if let Ok(httparse::Status::Complete((_, hs))) = parsed {
-        let bytes: usize = hs
-            .iter()
-            .map(|h| h.name.len().saturating_add(h.value.len()))
-            .sum();
-        *headers =
-            Headers::with_capacity(hs.len().min(s.max_headers), bytes.min(s.max_header_bytes));
+        *headers = Headers::from_block(block, hs.len().min(s.max_headers));
         for h in hs {
-            field(h.name.as_bytes(), h.value, headers, &mut info, s, annot);
+            let kept = headers.push_from_block(
+                block,
+                h.name.as_bytes(),
+                h.value,
+                s.max_headers,
+                s.max_header_bytes,
+            );
+            field(h.name.as_bytes(), h.value, kept, headers, &mut info, annot);
         }
     } else {
         parse_lenient(block, headers, &mut info, s, annot);
@@ -504,6 +506,19 @@ pub(crate) fn parse_header_block(
         annot.truncated = true;
     }
     info
+}
+
+/// Copies one field into `headers` and notes what framing needs from it.
+fn push_field(
+    name: &[u8],
+    value: &[u8],
+    headers: &mut Headers,
+    info: &mut HeadInfo,
+    s: &HttpSettings,
+    annot: &mut Annot,
+) {
+    let kept = headers.push(name, value, s.max_headers, s.max_header_bytes);
+    field(name, value, kept, headers, info, annot);
 }
 
 /// Line-by-line header parsing for what httparse refuses: obs-fold lines are
@@ -545,7 +560,7 @@ fn parse_lenient(
             continue;
         }
         if have {
-            field(cur_name, &cur_val, headers, info, s, annot);
+            push_field(cur_name, &cur_val, headers, info, s, annot);
             have = false;
         }
         let Some(colon) = memchr(b':', line) else {
@@ -568,7 +583,7 @@ fn parse_lenient(
         have = true;
     }
     if have {
-        field(cur_name, &cur_val, headers, info, s, annot);
+        push_field(cur_name, &cur_val, headers, info, s, annot);
     }
 }
 
