@@ -758,12 +758,13 @@ impl Reader {
     }
 }
 
+#[expect(clippy::vec_box, reason = "exchanges travel boxed: see `WorkerOutput`")]
 struct WorkerContext {
     settings: Settings,
     queue: Receiver<Batch>,
     exchanges: Sender<WorkerOutput>,
     /// Exchanges the writer is done with, to be freed here (see `Spent`).
-    spent: Receiver<Vec<Exchange>>,
+    spent: Receiver<Vec<Box<Exchange>>>,
     pool: Sender<Batch>,
     policy: QueuePolicy,
     hub: Arc<StatsHub>,
@@ -775,7 +776,7 @@ struct WorkerContext {
 struct Completed {
     /// Where the flow table appends.
     fresh: Vec<Exchange>,
-    keyed: Vec<(OrderKey, Exchange)>,
+    keyed: Vec<(OrderKey, Box<Exchange>)>,
 }
 
 impl Completed {
@@ -788,7 +789,7 @@ impl Completed {
                 packet_index,
                 flow_id: exchange.flow_id,
             };
-            self.keyed.push((key, exchange));
+            self.keyed.push((key, Box::new(exchange)));
         }
     }
 
@@ -834,23 +835,24 @@ fn run_worker(ctx: WorkerContext) -> Stats {
             stats.gauges.output_batches_waiting = out_q.len() as u64;
             stats
         };
-    let hand_over = |keyed: Vec<(OrderKey, Exchange)>, watermark: OrderKey, dropped: &mut u64| {
-        let output = WorkerOutput {
-            worker: ctx.slot,
-            exchanges: keyed,
-            watermark,
-        };
-        match ctx.policy {
-            QueuePolicy::Block => {
-                let _ = ctx.exchanges.send(output);
-            }
-            QueuePolicy::Drop => {
-                if let Err(TrySendError::Full(lost)) = ctx.exchanges.try_send(output) {
-                    *dropped += lost.exchanges.len() as u64;
+    let hand_over =
+        |keyed: Vec<(OrderKey, Box<Exchange>)>, watermark: OrderKey, dropped: &mut u64| {
+            let output = WorkerOutput {
+                worker: ctx.slot,
+                exchanges: keyed,
+                watermark,
+            };
+            match ctx.policy {
+                QueuePolicy::Block => {
+                    let _ = ctx.exchanges.send(output);
+                }
+                QueuePolicy::Drop => {
+                    if let Err(TrySendError::Full(lost)) = ctx.exchanges.try_send(output) {
+                        *dropped += lost.exchanges.len() as u64;
+                    }
                 }
             }
-        }
-    };
+        };
     loop {
         let mut batch = match ctx.queue.recv_timeout(PUBLISH_INTERVAL) {
             Ok(batch) => batch,
@@ -925,13 +927,15 @@ fn run_worker(ctx: WorkerContext) -> Stats {
 /// collect, which showed as a tenth of a worker's time in replay). Best
 /// effort: a full queue means the worker is busy, and the writer frees the
 /// batch itself.
+#[expect(clippy::vec_box, reason = "exchanges travel boxed: see `WorkerOutput`")]
 struct Spent {
-    queues: Vec<Sender<Vec<Exchange>>>,
-    batches: Vec<Vec<Exchange>>,
+    queues: Vec<Sender<Vec<Box<Exchange>>>>,
+    batches: Vec<Vec<Box<Exchange>>>,
 }
 
 impl Spent {
-    fn new(queues: Vec<Sender<Vec<Exchange>>>) -> Self {
+    #[expect(clippy::vec_box, reason = "exchanges travel boxed: see `WorkerOutput`")]
+    fn new(queues: Vec<Sender<Vec<Box<Exchange>>>>) -> Self {
         let batches = queues.iter().map(|_| Vec::new()).collect();
         Spent { queues, batches }
     }
@@ -940,7 +944,7 @@ impl Spent {
         self.queues.len()
     }
 
-    fn give_back(&mut self, worker: usize, exchange: Exchange) {
+    fn give_back(&mut self, worker: usize, exchange: Box<Exchange>) {
         let (Some(batch), Some(queue)) = (self.batches.get_mut(worker), self.queues.get(worker))
         else {
             return;
@@ -975,16 +979,18 @@ fn write_exchanges(
 ) -> WriterResult {
     let mut errors = 0u64;
     let mut merge = OrderedMerge::new(spent.workers());
-    let mut write =
-        |writer: &mut ExchangeWriter, errors: &mut u64, worker: usize, mut exchange: Exchange| {
-            if let Some(analysis) = analysis.as_mut().filter(|a| a.is_active()) {
-                analysis.observe(&exchange);
-            }
-            if writer.write(&mut exchange).is_err() {
-                *errors += 1;
-            }
-            spent.give_back(worker, exchange);
-        };
+    let mut write = |writer: &mut ExchangeWriter,
+                     errors: &mut u64,
+                     worker: usize,
+                     mut exchange: Box<Exchange>| {
+        if let Some(analysis) = analysis.as_mut().filter(|a| a.is_active()) {
+            analysis.observe(&exchange);
+        }
+        if writer.write(&mut exchange).is_err() {
+            *errors += 1;
+        }
+        spent.give_back(worker, exchange);
+    };
     // Workers report watermarks even when idle, so the queue is rarely
     // quiet: what was written is made visible on a timer instead.
     let mut flushed_at = Instant::now();
@@ -1114,24 +1120,24 @@ mod tests {
         let (to_1, from_1) = bounded(SPENT_QUEUE_DEPTH);
         let mut spent = Spent::new(vec![to_0, to_1]);
         for i in 0..SPENT_BATCH as u64 * 2 {
-            spent.give_back(0, exchange(i));
+            spent.give_back(0, Box::new(exchange(i)));
         }
-        spent.give_back(1, exchange(7));
-        let batches: Vec<Vec<Exchange>> = from_0.try_iter().collect();
+        spent.give_back(1, Box::new(exchange(7)));
+        let batches: Vec<Vec<Box<Exchange>>> = from_0.try_iter().collect();
         assert_eq!(batches.len(), 2);
         assert!(batches.iter().all(|b| b.len() == SPENT_BATCH));
         assert_eq!(batches[1][0].flow_id, SPENT_BATCH as u64);
         assert!(from_1.is_empty(), "a partial batch waits");
         // A worker that does not drain its queue never stalls the writer.
         for i in 0..SPENT_BATCH as u64 * (SPENT_QUEUE_DEPTH as u64 + 3) {
-            spent.give_back(1, exchange(i));
+            spent.give_back(1, Box::new(exchange(i)));
         }
         assert_eq!(from_1.len(), SPENT_QUEUE_DEPTH);
         // Nor does one that is gone, or a worker index out of range.
         drop(from_0);
         for i in 0..SPENT_BATCH as u64 {
-            spent.give_back(0, exchange(i));
-            spent.give_back(9, exchange(i));
+            spent.give_back(0, Box::new(exchange(i)));
+            spent.give_back(9, Box::new(exchange(i)));
         }
     }
 }
