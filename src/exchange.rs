@@ -173,7 +173,7 @@ impl Headers {
 
     /// Headers whose text is `block` verbatim, with room for `fields` spans;
     /// fields are then added with `push_from_block`.
-    pub fn from_block(block: &[u8], fields: usize) -> Self {
+    pub(crate) fn from_block(block: &[u8], fields: usize) -> Self {
         let mut h = Headers::with_capacity(fields, block.len());
         h.buf.extend_from_slice(block);
         h
@@ -192,10 +192,10 @@ impl Headers {
         true
     }
 
-    /// Like `push`, for a name and value that are slices of the `block` this
-    /// was made from: only their position is stored. Slices from elsewhere
-    /// are copied as `push` does.
-    pub fn push_from_block(
+    /// Like `push`, for a name and value that are slices of `block`, which
+    /// must be the one given to `from_block`: only their position is stored.
+    /// Slices from elsewhere are copied as `push` does.
+    pub(crate) fn push_from_block(
         &mut self,
         block: &[u8],
         name: &[u8],
