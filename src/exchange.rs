@@ -182,7 +182,7 @@ impl Headers {
     /// Appends a field unless that would pass `max_fields` or `max_bytes`, in
     /// which case it is counted in `dropped`. Returns whether it was kept.
     pub fn push(&mut self, name: &[u8], value: &[u8], max_fields: usize, max_bytes: usize) -> bool {
-        if !self.has_room(name.len() + value.len(), max_fields, max_bytes) {
+        if !self.admit(name.len() + value.len(), max_fields, max_bytes) {
             return false;
         }
         let name_at = self.text_len();
@@ -211,14 +211,17 @@ impl Headers {
         else {
             return self.push(name, value, max_fields, max_bytes);
         };
-        if !self.has_room(name.len() + value.len(), max_fields, max_bytes) {
+        if !self.admit(name.len() + value.len(), max_fields, max_bytes) {
             return false;
         }
         self.add_span(name_at, name.len(), value_at, value.len());
         true
     }
 
-    fn has_room(&mut self, bytes: usize, max_fields: usize, max_bytes: usize) -> bool {
+    /// Counts a field of `bytes` name and value bytes against the caps: true
+    /// when it fits (its bytes now count towards `max_bytes`), false when it
+    /// does not (it now counts in `dropped`).
+    fn admit(&mut self, bytes: usize, max_fields: usize, max_bytes: usize) -> bool {
         let room = max_bytes.saturating_sub(self.text_bytes as usize);
         if self.count as usize >= max_fields || bytes > room {
             self.dropped = self.dropped.saturating_add(1);
