@@ -467,45 +467,114 @@ fn field(
     }
 }
 
-/// Parses the header block `block` (from the line after the start line to the
-/// end of the empty line) into `headers` and returns the framing facts.
-pub(crate) fn parse_header_block(
-    block: &[u8],
-    headers: &mut Headers,
-    s: &HttpSettings,
-    annot: &mut Annot,
-) -> HeadInfo {
-    let mut info = HeadInfo::default();
+/// A header block that httparse parsed whole, with what it gave.
+#[derive(Debug)]
+pub(crate) struct ParsedBlock {
+    /// Bytes of the block, up to and including its empty line.
+    pub len: usize,
+    headers: Headers,
+    info: HeadInfo,
+    annot: Annot,
+}
+
+impl ParsedBlock {
+    /// Hands over the fields and their framing facts; flags join `annot`.
+    pub fn take(self, headers: &mut Headers, annot: &mut Annot) -> HeadInfo {
+        *headers = self.headers;
+        annot.merge(self.annot);
+        self.info
+    }
+}
+
+/// What httparse made of the bytes after a start line.
+#[derive(Debug)]
+pub(crate) enum StrictBlock {
+    /// A whole, well-formed block at the start of the bytes.
+    Parsed(ParsedBlock),
+    /// Not all here yet.
+    Partial,
+    /// Refused (obs-fold, invalid bytes, more fields than the big array):
+    /// the same bytes refused again once the block is whole, so the
+    /// lenient parser takes it.
+    Refused,
+}
+
+/// Parses the header block at the start of `rest` with httparse. `rest`
+/// may run past the block (the body, the next message): httparse stops at
+/// the block's empty line, so a complete head is found and parsed in one
+/// pass instead of a search for its end followed by a parse.
+pub(crate) fn parse_strict_block(rest: &[u8], s: &HttpSettings) -> StrictBlock {
     // Most messages have a couple of dozen fields: a small array is cheaper
     // to initialise per message; only a larger block pays for the big one.
     let mut small = [httparse::EMPTY_HEADER; SMALL_HEADERS];
     let mut large;
-    let mut parsed = httparse::parse_headers(block, &mut small);
+    let mut parsed = httparse::parse_headers(rest, &mut small);
     if matches!(parsed, Err(httparse::Error::TooManyHeaders)) {
         large = [httparse::EMPTY_HEADER; FAST_HEADERS];
-        parsed = httparse::parse_headers(block, &mut large);
+        parsed = httparse::parse_headers(rest, &mut large);
     }
-    if let Ok(httparse::Status::Complete((_, hs))) = parsed {
-        *headers = Headers::from_block(block, hs.len().min(s.max_headers));
-        for h in hs {
-            let kept = headers.push_from_block(
-                block,
-                h.name.as_bytes(),
-                h.value,
-                s.max_headers,
-                s.max_header_bytes,
-            );
-            field(h.name.as_bytes(), h.value, kept, headers, &mut info, annot);
+    let (len, hs) = match parsed {
+        Ok(httparse::Status::Complete(done)) => done,
+        Ok(httparse::Status::Partial) => return StrictBlock::Partial,
+        Err(_) => return StrictBlock::Refused,
+    };
+    let block = rest.get(..len).unwrap_or_default();
+    let mut info = HeadInfo::default();
+    let mut annot = Annot::default();
+    let mut headers = Headers::from_block(block, hs.len().min(s.max_headers));
+    for h in hs {
+        let kept = headers.push_from_block(
+            block,
+            h.name.as_bytes(),
+            h.value,
+            s.max_headers,
+            s.max_header_bytes,
+        );
+        field(
+            h.name.as_bytes(),
+            h.value,
+            kept,
+            &headers,
+            &mut info,
+            &mut annot,
+        );
+    }
+    check_field_count(&headers, s, &mut annot);
+    StrictBlock::Parsed(ParsedBlock {
+        len,
+        headers,
+        info,
+        annot,
+    })
+}
+
+/// Parses the header block `block` (from the line after the start line to the
+/// end of the empty line) into `headers` and returns the framing facts.
+/// `tried` is what [`parse_strict_block`] already made of it, if it ran.
+pub(crate) fn parse_header_block(
+    block: &[u8],
+    tried: Option<StrictBlock>,
+    headers: &mut Headers,
+    s: &HttpSettings,
+    annot: &mut Annot,
+) -> HeadInfo {
+    match tried.unwrap_or_else(|| parse_strict_block(block, s)) {
+        StrictBlock::Parsed(parsed) => parsed.take(headers, annot),
+        StrictBlock::Partial | StrictBlock::Refused => {
+            let mut info = HeadInfo::default();
+            parse_lenient(block, headers, &mut info, s, annot);
+            check_field_count(headers, s, annot);
+            info
         }
-    } else {
-        parse_lenient(block, headers, &mut info, s, annot);
     }
+}
+
+fn check_field_count(headers: &Headers, s: &HttpSettings, annot: &mut Annot) {
     let total = headers.len().saturating_add(headers.dropped as usize);
     if total > s.max_headers {
         annot.anomaly(Anomaly::TooManyHeaders);
         annot.truncated = true;
     }
-    info
 }
 
 /// Copies one field into `headers` and notes what framing needs from it.
@@ -665,6 +734,56 @@ pub(crate) fn split_target_at(t: &[u8]) -> (Range<usize>, Option<Range<usize>>) 
 mod tests {
     use super::*;
 
+    /// A head found by httparse in bytes running past it ends where the
+    /// end search says, and gives what parsing the block alone gives.
+    #[test]
+    fn strict_block_in_longer_bytes_agrees_with_end_search() {
+        let s = HttpSettings::default();
+        let many = |n: usize| (0..n).map(|i| format!("X-{i}: v\r\n")).collect::<String>();
+        let blocks = [
+            "\r\n".to_string(),
+            "Host: a\r\nContent-Length: 3\r\n\r\n".to_string(),
+            "Host: a\nTransfer-Encoding: chunked\n\n".to_string(),
+            "Host: a\r\nContent-Encoding: gzip\r\n\n".to_string(),
+            format!("{}\r\n", many(30)),
+            format!("{}\r\n", many(120)),
+            "Host: a\r\nX: b\r\n c\r\n\r\n".to_string(),
+            "Host a\r\nX: b\r\n\r\n".to_string(),
+            "X: \x01\r\n\r\n".to_string(),
+        ];
+        for block in &blocks {
+            let mut bytes = b"GET / HTTP/1.1\r\n".to_vec();
+            let ll = bytes.len();
+            bytes.extend_from_slice(block.as_bytes());
+            let end = find_head_end(&bytes, ll - 1).unwrap();
+            bytes.extend_from_slice(b"body\r\n\r\nmore\n\n");
+            let (mut alone, mut alone_annot) = (Headers::default(), Annot::default());
+            let alone_info =
+                parse_header_block(&bytes[ll..end], None, &mut alone, &s, &mut alone_annot);
+            let tried = match parse_strict_block(&bytes[ll..], &s) {
+                StrictBlock::Parsed(p) => {
+                    assert_eq!(ll + p.len, end, "{block:?}");
+                    StrictBlock::Parsed(p)
+                }
+                other => other,
+            };
+            assert!(!matches!(tried, StrictBlock::Partial), "{block:?}");
+            let (mut passed, mut passed_annot) = (Headers::default(), Annot::default());
+            let passed_info = parse_header_block(
+                &bytes[ll..end],
+                Some(tried),
+                &mut passed,
+                &s,
+                &mut passed_annot,
+            );
+            assert_eq!(passed, alone, "{block:?}");
+            assert_eq!(passed_info, alone_info, "{block:?}");
+            assert_eq!(passed_annot, alone_annot, "{block:?}");
+        }
+        let cut = b"Host: a\r\nX: b\r\n";
+        assert!(matches!(parse_strict_block(cut, &s), StrictBlock::Partial));
+    }
+
     #[test]
     fn request_lines() {
         let r = parse_request_line(b"GET /a?b HTTP/1.1").unwrap();
@@ -758,7 +877,7 @@ mod tests {
         let s = HttpSettings::default();
         let mut a = Annot::default();
         let mut h = Headers::default();
-        let i = parse_header_block(b"Content-Length: 0005\r\n\r\n", &mut h, &s, &mut a);
+        let i = parse_header_block(b"Content-Length: 0005\r\n\r\n", None, &mut h, &s, &mut a);
         assert_eq!(i.content_length, Some(5));
         assert!(a.has(Anomaly::ContentLengthLeadingZeros));
         for bad in [
@@ -771,12 +890,13 @@ mod tests {
             let mut block = b"Content-Length: ".to_vec();
             block.extend_from_slice(bad);
             block.extend_from_slice(b"\r\n\r\n");
-            let i = parse_header_block(&block, &mut Headers::default(), &s, &mut a);
+            let i = parse_header_block(&block, None, &mut Headers::default(), &s, &mut a);
             assert!(i.cl_invalid && a.has(Anomaly::InvalidContentLength));
         }
         let mut a = Annot::default();
         parse_header_block(
             b"Content-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            None,
             &mut Headers::default(),
             &s,
             &mut a,
@@ -791,6 +911,7 @@ mod tests {
         let mut h = Headers::default();
         let i = parse_header_block(
             b"Host: t\r\nTransfer-Encoding:\r\n chunked\r\n\r\n",
+            None,
             &mut h,
             &s,
             &mut a,

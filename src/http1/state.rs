@@ -32,10 +32,12 @@
 use super::body::{advance, BodyState, Chunk, Framing, Step};
 use super::parser::{
     find_head_end, first_line, head_scan_resume, may_start_request, may_start_status,
-    parse_header_block, parse_request_line, parse_status_line, percent_decode, scan_request_start,
-    scan_status_start, split_target_at, HeadInfo, RequestLine, Scan, StatusLine,
+    parse_header_block, parse_request_line, parse_status_line, parse_strict_block, percent_decode,
+    scan_request_start, scan_status_start, split_target_at, HeadInfo, RequestLine, Scan,
+    StatusLine, StrictBlock,
 };
 use super::{Annot, ConnInfo, HttpContext};
+use crate::config::HttpSettings;
 use crate::exchange::{
     Anomaly, Body, Direction, Exchange, ExchangeFlags, Headers, HttpVersion, Request, Response,
     Text, Timestamp,
@@ -132,8 +134,9 @@ enum HeadStep<'a> {
     Skip { n: usize, counted: bool },
     /// Not a message start: resynchronise (flagged as garbage).
     Garbage,
-    /// A complete head of this many bytes, and its start line.
-    Head(usize, StartLine<'a>),
+    /// A complete head of this many bytes, its start line, and its header
+    /// block if httparse already parsed it.
+    Head(usize, StartLine<'a>, Option<StrictBlock>),
     /// The server sends no status line: an HTTP/0.9 response starts here.
     Http09Response,
 }
@@ -314,6 +317,7 @@ impl HttpConnection {
         v: &'a [u8],
         resync: bool,
         scan_from: usize,
+        s: &HttpSettings,
     ) -> HeadStep<'a> {
         if resync {
             let sc = match dir {
@@ -357,12 +361,9 @@ impl HttpConnection {
                 match parse_request_line(line) {
                     None => garbage,
                     Some(rl) if rl.version == HttpVersion::Http09 => {
-                        HeadStep::Head(ll, StartLine::Request(rl, ll))
+                        HeadStep::Head(ll, StartLine::Request(rl, ll), None)
                     }
-                    Some(rl) => match find_head_end(v, scan_from.max(ll.saturating_sub(1))) {
-                        Some(e) => HeadStep::Head(e, StartLine::Request(rl, ll)),
-                        None => HeadStep::NeedMore { drop: 0 },
-                    },
+                    Some(rl) => head_end(v, StartLine::Request(rl, ll), ll, scan_from, s),
                 }
             }
             Direction::ToClient => {
@@ -394,10 +395,7 @@ impl HttpConnection {
                 let Some(sl) = parse_status_line(line) else {
                     return garbage;
                 };
-                match find_head_end(v, scan_from.max(ll.saturating_sub(1))) {
-                    Some(e) => HeadStep::Head(e, StartLine::Status(sl, ll)),
-                    None => HeadStep::NeedMore { drop: 0 },
-                }
+                head_end(v, StartLine::Status(sl, ll), ll, scan_from, s)
             }
         }
     }
@@ -443,7 +441,7 @@ impl HttpConnection {
         let garbage = d.garbage;
         if d.buf.is_empty() {
             let resync = d.phase == Phase::Resync;
-            match self.scan(dir, data, resync, 0) {
+            match self.scan(dir, data, resync, 0, ctx.settings) {
                 HeadStep::Skip { n, counted } => {
                     let n = n.max(1).min(data.len());
                     Self::skipped_at_start(ctx, counted, garbage, n);
@@ -456,14 +454,14 @@ impl HttpConnection {
                     d.garbage = true;
                     0
                 }
-                HeadStep::Head(len, start) => {
+                HeadStep::Head(len, start, fields) => {
                     self.dir_mut(dir).msg_ts = ts;
                     let head = data.get(..len).unwrap_or_default();
                     if len > max {
                         self.too_large(ctx, dir, ts, head);
                     } else {
                         Self::head_parsed(ctx, head.len());
-                        self.on_head(ctx, ts, head, start);
+                        self.on_head(ctx, ts, head, start, fields);
                     }
                     len
                 }
@@ -510,15 +508,15 @@ impl HttpConnection {
             let garbage = d.garbage;
             let scan_from = d.scan_from;
             let buf = std::mem::take(&mut d.buf);
-            let step = match self.scan(dir, &buf, resync, scan_from) {
-                HeadStep::Head(len, start) => {
+            let step = match self.scan(dir, &buf, resync, scan_from, ctx.settings) {
+                HeadStep::Head(len, start, fields) => {
                     self.dir_mut(dir).clear_buf();
                     let head = buf.get(..len).unwrap_or_default();
                     if len > max {
                         self.too_large(ctx, dir, ts, head);
                     } else {
                         Self::head_parsed(ctx, head.len());
-                        self.on_head(ctx, ts, head, start);
+                        self.on_head(ctx, ts, head, start, fields);
                     }
                     let rest = buf.get(len..).unwrap_or_default();
                     if !rest.is_empty() {
@@ -730,6 +728,7 @@ impl HttpConnection {
         ts: Timestamp,
         head: &[u8],
         start: StartLine<'_>,
+        fields: Option<StrictBlock>,
     ) {
         let s = ctx.settings;
         match start {
@@ -745,7 +744,7 @@ impl HttpConnection {
                 let info = if rl.version == HttpVersion::Http09 {
                     HeadInfo::default()
                 } else {
-                    parse_header_block(block, &mut headers, s, &mut annot)
+                    parse_header_block(block, fields, &mut headers, s, &mut annot)
                 };
                 ctx.stats.header_fields_dropped = ctx
                     .stats
@@ -795,7 +794,7 @@ impl HttpConnection {
                     annot.anomaly(Anomaly::NonStandardVersion);
                 }
                 let mut headers = Headers::default();
-                let info = parse_header_block(block, &mut headers, s, &mut annot);
+                let info = parse_header_block(block, fields, &mut headers, s, &mut annot);
                 ctx.stats.header_fields_dropped = ctx
                     .stats
                     .header_fields_dropped
@@ -1215,6 +1214,39 @@ impl HttpConnection {
     }
 }
 
+/// The head whose start line (`ll` bytes) begins `v`. On the first look
+/// (`scan_from` 0) httparse parses the header block straight from `v`: a
+/// head that arrived whole, the common case, is then found and parsed in
+/// one pass. A head still arriving is searched for its end from where the
+/// last search stopped, so it costs one httparse attempt, not one per
+/// segment, and is parsed once whole.
+fn head_end<'a>(
+    v: &'a [u8],
+    start: StartLine<'a>,
+    ll: usize,
+    scan_from: usize,
+    s: &HttpSettings,
+) -> HeadStep<'a> {
+    let mut tried = None;
+    if scan_from == 0 {
+        match parse_strict_block(v.get(ll..).unwrap_or_default(), s) {
+            StrictBlock::Parsed(block) => {
+                return HeadStep::Head(
+                    ll.saturating_add(block.len),
+                    start,
+                    Some(StrictBlock::Parsed(block)),
+                );
+            }
+            StrictBlock::Refused => tried = Some(StrictBlock::Refused),
+            StrictBlock::Partial => {}
+        }
+    }
+    match find_head_end(v, scan_from.max(ll.saturating_sub(1))) {
+        Some(e) => HeadStep::Head(e, start, tried),
+        None => HeadStep::NeedMore { drop: 0 },
+    }
+}
+
 fn build_request(
     ts: Timestamp,
     end_ts: Timestamp,
@@ -1261,7 +1293,6 @@ fn build_request(
 #[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::config::HttpSettings;
     use crate::http1::script::{check_ledger, run_actions, Action};
     use crate::http1::HttpStats;
     use flate2::write::{DeflateEncoder, GzEncoder};
