@@ -493,9 +493,9 @@ pub(crate) enum StrictBlock {
     Parsed(ParsedBlock),
     /// Not all here yet.
     Partial,
-    /// Refused (obs-fold, invalid bytes, more fields than the big array):
-    /// the same bytes refused again once the block is whole, so the
-    /// lenient parser takes it.
+    /// Refused (obs-fold, invalid bytes, more fields than the big array)
+    /// before its end: httparse refuses the whole block too, so the lenient
+    /// parser takes it.
     Refused,
 }
 

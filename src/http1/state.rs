@@ -1229,7 +1229,12 @@ fn head_end<'a>(
 ) -> HeadStep<'a> {
     let mut tried = None;
     if scan_from == 0 {
-        match parse_strict_block(v.get(ll..).unwrap_or_default(), s) {
+        // Only as far as a head may reach: a longer one is cut off by the
+        // end search below, without parsing what will not be kept.
+        let within_cap = v
+            .get(ll..v.len().min(s.max_header_bytes))
+            .unwrap_or_default();
+        match parse_strict_block(within_cap, s) {
             StrictBlock::Parsed(block) => {
                 return HeadStep::Head(
                     ll.saturating_add(block.len),
@@ -1792,6 +1797,37 @@ mod tests {
             assert!(ex[0].anomalies.contains(&Anomaly::HeadersTooLarge));
             assert!(ex[0].flags.truncated);
             assert_eq!(st.headers_too_large, 1);
+        }
+    }
+
+    /// The cap counts the whole head, start line and empty line included,
+    /// whether the head arrives whole or in pieces.
+    #[test]
+    fn head_of_exactly_the_cap_is_kept() {
+        let head = |len: usize| {
+            let mut h = b"GET /a HTTP/1.1\r\nX: ".to_vec();
+            h.resize(len - 4, b'v');
+            h.extend_from_slice(b"\r\n\r\n");
+            h
+        };
+        let s = HttpSettings {
+            max_header_bytes: 200,
+            ..HttpSettings::default()
+        };
+        for (len, too_large) in [(200, false), (201, true)] {
+            let req = head(len);
+            for chunk in [req.len(), 7] {
+                let acts: Vec<Action> = req
+                    .chunks(chunk)
+                    .map(|c| d(C, c))
+                    .chain([d(S, OK0)])
+                    .collect();
+                let (ex, st) = run_with(&s, &acts);
+                assert_eq!(summary(&ex), ["GET /a 200"], "{len} {chunk}");
+                assert_eq!(st.headers_too_large, u64::from(too_large), "{len} {chunk}");
+                let kept = ex[0].request.as_ref().unwrap().headers.len();
+                assert_eq!(kept, usize::from(!too_large), "{len} {chunk}");
+            }
         }
     }
 
