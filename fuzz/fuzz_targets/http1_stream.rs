@@ -4,9 +4,9 @@
 //!
 //! Each direction is fed in pieces of `chunk` bytes (client first, then
 //! server), and also as one piece: how a stream is cut into reads must not
-//! change the exchanges (method, URI, status, flags, anomalies, bodies). A
-//! third run interleaves client and server pieces and is only checked for
-//! panics (interleaving legitimately changes pairing).
+//! change the exchanges (method, URI, status, headers, flags, anomalies,
+//! bodies). A third run interleaves client and server pieces and is only
+//! checked for panics (interleaving legitimately changes pairing).
 #![no_main]
 
 use apisensor::config::HttpSettings;
@@ -19,14 +19,18 @@ use libfuzzer_sys::fuzz_target;
 fn summary(ex: &[Exchange]) -> Vec<String> {
     ex.iter()
         .map(|e| {
-            let rq = e
-                .request
-                .as_ref()
-                .map(|r| format!("{} {} {:?} {:?}", r.method, r.uri, r.body.data, r.body.decoded_len));
-            let rs = e
-                .response
-                .as_ref()
-                .map(|r| format!("{} {:?} {:?}", r.status, r.body.data, r.body.decoded_len));
+            let rq = e.request.as_ref().map(|r| {
+                format!(
+                    "{} {} {:?} {:?} {:?}",
+                    r.method, r.uri, r.headers, r.body.data, r.body.decoded_len
+                )
+            });
+            let rs = e.response.as_ref().map(|r| {
+                format!(
+                    "{} {:?} {:?} {:?}",
+                    r.status, r.headers, r.body.data, r.body.decoded_len
+                )
+            });
             format!(
                 "{rq:?} | {rs:?} | tunnel={} {:?} {:?}",
                 e.tunnel, e.flags, e.anomalies
