@@ -9,7 +9,7 @@ mod support;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Accepts connections and holds them open without reading a byte.
 fn dead_server() -> u16 {
@@ -24,8 +24,10 @@ fn dead_server() -> u16 {
     port
 }
 
+/// Runs `replay` and returns how long its packet path took (the summary's
+/// `elapsed_secs`: reading, workers, analysis and output, not the
+/// forwarder's shutdown, which may wait out one attempt in flight).
 fn replay(config: &Path, pcap: &Path, stats: &Path) -> Duration {
-    let start = Instant::now();
     let status = Command::new(env!("CARGO_BIN_EXE_apisensor"))
         .arg("-c")
         .arg(config)
@@ -43,9 +45,10 @@ fn replay(config: &Path, pcap: &Path, stats: &Path) -> Duration {
         .stderr(Stdio::null())
         .status()
         .unwrap();
-    let elapsed = start.elapsed();
     assert!(status.success());
-    elapsed
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(stats).unwrap()).unwrap();
+    Duration::from_secs_f64(summary["elapsed_secs"].as_f64().unwrap())
 }
 
 fn config(dir: &Path, name: &str, extra_sink: &str) -> std::path::PathBuf {
@@ -65,8 +68,12 @@ fn dead_fluent_sink_does_not_slow_replay_and_events_are_spooled() {
     // 10,000 exchanges, each raising one protocol-anomaly detection.
     fwd::te_cl_pcap(&pcap, 100, 100);
     let port = dead_server();
+    // Every attempt on the dead sink ends at this timeout, so a packet path
+    // that waited on the sink even once would lose at least this much.
+    let sink_timeout = Duration::from_secs(2);
     let dead_sink = format!(
-        "[[events.sinks]]\ntype = \"fluent\"\nname = \"dead\"\naddress = \"127.0.0.1:{port}\"\ntimeout_ms = 200\n"
+        "[[events.sinks]]\ntype = \"fluent\"\nname = \"dead\"\naddress = \"127.0.0.1:{port}\"\ntimeout_ms = {}\n",
+        sink_timeout.as_millis()
     );
     let (mut base, mut dead) = (Duration::MAX, Duration::MAX);
     let (base_stats, dead_stats) = (dir.join("base.json"), dir.join("dead.json"));
@@ -83,7 +90,7 @@ fn dead_fluent_sink_does_not_slow_replay_and_events_are_spooled() {
     let slowdown = dead.as_secs_f64() / base.as_secs_f64() - 1.0;
     let spooled = d["events"]["sinks"]["dead"]["spooled"].as_u64().unwrap();
     eprintln!(
-        "back-pressure: replay {:.3}s with a working file sink, {:.3}s with a dead fluent sink too \
+        "back-pressure: packet path {:.3}s with a working file sink, {:.3}s with a dead fluent sink too \
          ({:+.1}%); {} events, dead sink spooled {spooled}, lag {}",
         base.as_secs_f64(),
         dead.as_secs_f64(),
@@ -114,14 +121,16 @@ fn dead_fluent_sink_does_not_slow_replay_and_events_are_spooled() {
     assert_eq!(dead_sink["lag_events"], emitted, "{d}");
     assert_eq!(d["events"]["spool_appended"], emitted, "{d}");
     assert_eq!(d["events"]["spool_lost"], 0, "{d}");
-    // A sink that held up the packet path would cost seconds (its 200 ms
-    // timeout, again and again). What spooling 10,000 events does cost is
-    // CPU: in a debug build on two busy cores, best-of-2 timings measured
-    // up to +16 % (0.47 s); hence best of 3, and 20 % or a 0.5 s floor.
+    // The sink's own cost (a few batches encoded and written to a socket
+    // that never drains) is small; what the timings mostly show is the
+    // shared host. Whole-process wall times, best of 3, differed by up to
+    // +21 % (0.70 s) in CI with nothing waiting on the sink. A packet path
+    // that waited on it would lose a whole attempt's timeout per wait, so
+    // that is the bound, on the packet path's own time.
     let diff = dead.saturating_sub(base);
     assert!(
-        slowdown <= 0.20 || diff < Duration::from_millis(500),
-        "replay slowed by {:.1}% ({diff:?})",
+        diff < sink_timeout,
+        "the packet path took {diff:?} longer with a dead sink ({:+.1}%): it waited on the sink",
         slowdown * 100.0
     );
 }
