@@ -24,10 +24,11 @@ fn dead_server() -> u16 {
     port
 }
 
-/// Runs `replay` and returns how long its packet path took (the summary's
-/// `elapsed_secs`: reading, workers, analysis and output, not the
-/// forwarder's shutdown, which may wait out one attempt in flight).
-fn replay(config: &Path, pcap: &Path, stats: &Path) -> Duration {
+/// Runs `replay` and returns its `--stats-json` summary and how long its
+/// packet path took (the summary's `elapsed_secs`: reading, workers,
+/// analysis and output, not the forwarder's shutdown, which may wait out
+/// one attempt in flight).
+fn replay(config: &Path, pcap: &Path, stats: &Path) -> (Duration, serde_json::Value) {
     let status = Command::new(env!("CARGO_BIN_EXE_apisensor"))
         .arg("-c")
         .arg(config)
@@ -48,7 +49,8 @@ fn replay(config: &Path, pcap: &Path, stats: &Path) -> Duration {
     assert!(status.success());
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(stats).unwrap()).unwrap();
-    Duration::from_secs_f64(summary["elapsed_secs"].as_f64().unwrap())
+    let elapsed = Duration::from_secs_f64(summary["elapsed_secs"].as_f64().unwrap());
+    (elapsed, summary)
 }
 
 fn config(dir: &Path, name: &str, extra_sink: &str) -> std::path::PathBuf {
@@ -76,17 +78,15 @@ fn dead_fluent_sink_does_not_slow_replay_and_events_are_spooled() {
         sink_timeout.as_millis()
     );
     let (mut base, mut dead) = (Duration::MAX, Duration::MAX);
-    let (base_stats, dead_stats) = (dir.join("base.json"), dir.join("dead.json"));
+    let (mut b, mut d) = Default::default();
     for round in 0..3 {
         let base_cfg = config(&dir, &format!("base{round}"), "");
         let dead_cfg = config(&dir, &format!("dead{round}"), &dead_sink);
-        base = base.min(replay(&base_cfg, &pcap, &base_stats));
-        dead = dead.min(replay(&dead_cfg, &pcap, &dead_stats));
+        let (elapsed, stats) = replay(&base_cfg, &pcap, &dir.join("base.json"));
+        (base, b) = (base.min(elapsed), stats);
+        let (elapsed, stats) = replay(&dead_cfg, &pcap, &dir.join("dead.json"));
+        (dead, d) = (dead.min(elapsed), stats);
     }
-    let read = |p: &Path| -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
-    };
-    let (b, d) = (read(&base_stats), read(&dead_stats));
     let slowdown = dead.as_secs_f64() / base.as_secs_f64() - 1.0;
     let spooled = d["events"]["sinks"]["dead"]["spooled"].as_u64().unwrap();
     eprintln!(
