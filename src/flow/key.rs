@@ -1,14 +1,45 @@
 //! Connection identity: a canonical (direction-free) key, which side of it a
 //! packet came from, and the symmetric hash that picks a flow's worker.
 
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 
 /// The two endpoints of a connection, ordered so both directions map to the
 /// same key: `lo` is the smaller (address, port) pair.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowKey {
     pub lo: SocketAddr,
     pub hi: SocketAddr,
+}
+
+/// The flow tables hash every packet's key, several times for a short
+/// connection. The derived hash feeds the keyed hasher eight small writes
+/// (address kind, length-prefixed octets, port, per side); this feeds it the
+/// same addresses and ports in two or three words. IPv6 flow label and scope
+/// are left out: keys equal under `Eq` still hash equal.
+impl Hash for FlowKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let ports = u32::from(self.lo.port()) << 16 | u32::from(self.hi.port());
+        match (self.lo.ip(), self.hi.ip()) {
+            (IpAddr::V4(lo), IpAddr::V4(hi)) => {
+                state.write_u64(u64::from(u32::from(lo)) << 32 | u64::from(u32::from(hi)));
+            }
+            (lo, hi) => {
+                state.write_u128(ip_bits(lo));
+                state.write_u128(ip_bits(hi));
+            }
+        }
+        state.write_u32(ports);
+    }
+}
+
+fn ip_bits(ip: IpAddr) -> u128 {
+    match ip {
+        // Kept apart from the IPv6 address that maps it, which is a
+        // different key under `Eq`.
+        IpAddr::V4(v4) => u128::from(u32::from(v4)) | 1 << 127,
+        IpAddr::V6(v6) => u128::from(v6),
+    }
 }
 
 /// Which endpoint of a `FlowKey` sent a packet.
@@ -94,6 +125,30 @@ mod tests {
         assert_eq!(k1.shard_hash(), k2.shard_hash());
         assert_eq!(side1.other(), side2);
         assert_eq!(k1.sender(side1), SocketAddr::new(c, 40000));
+    }
+
+    #[test]
+    fn table_hash_agrees_with_equality() {
+        use std::hash::BuildHasher;
+        let hasher = std::collections::hash_map::RandomState::new();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let keys = [
+            FlowKey::new(ip("10.0.0.1"), 40000, ip("10.0.0.2"), 80).0,
+            FlowKey::new(ip("10.0.0.1"), 40001, ip("10.0.0.2"), 80).0,
+            FlowKey::new(ip("10.0.0.2"), 40000, ip("10.0.0.1"), 80).0,
+            FlowKey::new(ip("::ffff:10.0.0.1"), 40000, ip("::ffff:10.0.0.2"), 80).0,
+            FlowKey::new(ip("10.0.0.1"), 40000, ip("::ffff:10.0.0.2"), 80).0,
+            FlowKey::new(ip("2001:db8::1"), 40000, ip("2001:db8::2"), 80).0,
+        ];
+        for a in &keys {
+            for b in &keys {
+                let same_hash = hasher.hash_one(a) == hasher.hash_one(b);
+                assert_eq!(a == b, same_hash, "{a:?} {b:?}");
+            }
+        }
+        let (k1, _) = FlowKey::new(ip("2001:db8::1"), 1, ip("2001:db8::2"), 2);
+        let (k2, _) = FlowKey::new(ip("2001:db8::2"), 2, ip("2001:db8::1"), 1);
+        assert_eq!(hasher.hash_one(k1), hasher.hash_one(k2));
     }
 
     #[test]
