@@ -33,11 +33,11 @@ impl Hash for FlowKey {
     }
 }
 
+/// An address as one number; an IPv4-mapped IPv6 address keeps its
+/// `::ffff:` prefix, so it stays apart from the IPv4 address it maps.
 fn ip_bits(ip: IpAddr) -> u128 {
     match ip {
-        // Kept apart from the IPv6 address that maps it, which is a
-        // different key under `Eq`.
-        IpAddr::V4(v4) => u128::from(u32::from(v4)) | 1 << 127,
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
         IpAddr::V6(v6) => u128::from(v6),
     }
 }
@@ -91,12 +91,9 @@ impl FlowKey {
     pub fn shard_hash(&self) -> u64 {
         let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
         for addr in [self.lo, self.hi] {
-            let ip_bits: u128 = match addr.ip() {
-                IpAddr::V4(v4) => u128::from(u32::from(v4)),
-                IpAddr::V6(v6) => u128::from(v6),
-            };
-            h = mix(h ^ (ip_bits as u64));
-            h = mix(h ^ ((ip_bits >> 64) as u64));
+            let bits = ip_bits(addr.ip());
+            h = mix(h ^ (bits as u64));
+            h = mix(h ^ ((bits >> 64) as u64));
             h = mix(h ^ u64::from(addr.port()));
         }
         h
