@@ -392,6 +392,10 @@ pub struct Body {
     pub data: Vec<u8>,
     /// `data` holds less than `decoded_len` bytes (cap reached, gap, or decoder stop).
     pub data_truncated: bool,
+    /// Content decoding not done yet: a worker left it to the writer, which
+    /// finishes it (`http1::finish_decoding`) before anything reads the body.
+    #[serde(skip)]
+    pub pending_decode: Option<Box<crate::http1::PendingDecode>>,
 }
 
 fn serialize_lossy<S: Serializer>(data: &[u8], s: S) -> Result<S::Ok, S::Error> {

@@ -8,6 +8,13 @@
 //! drops and counts (the capture ring must keep moving). Replay and live
 //! capture run the same stages; only the sources and that policy differ.
 //! This module never looks inside packet bytes beyond handing them on.
+//!
+//! While the writer keeps up, workers leave the inflation of gzip bodies to
+//! it (see [`DEFER_DECODING_BELOW`]): content decoding is a quarter of a
+//! worker's time on gzip-heavy API traffic, the bodies' only readers
+//! (detectors, output) run on the writer anyway, and compressed bodies
+//! hold less memory in the queue. Which thread inflates never changes what
+//! is written: the same code runs on the same bytes.
 
 use crate::analysis::Analysis;
 use crate::capture::{FileSource, Next, PacketSource};
@@ -16,6 +23,7 @@ use crate::decode::{Decoder, LinkType, TcpFlags, TcpSegment};
 use crate::exchange::{Exchange, Timestamp};
 use crate::flow::{FlowKey, FlowTable, Segment, Side};
 use crate::forward::EventHandle;
+use crate::http1::HttpStats;
 use crate::order::{OrderKey, OrderedMerge, WorkerOutput};
 use crate::output::ExchangeWriter;
 use crate::telemetry::{Stats, StatsHub};
@@ -70,6 +78,13 @@ const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 /// of replay throughput, for a bound this one already gives.)
 const SPENT_BATCH: usize = 256;
 const SPENT_QUEUE_DEPTH: usize = 4;
+
+/// A worker defers content decoding to the writer while its queue is less
+/// than this full (a fraction, 1/N); a writer falling behind (busy with
+/// detectors, slow output, many workers) so gets the work handed back. Not
+/// much less than half: the writer shares cores with the busy workers and
+/// reader, so a few batches wait even when it keeps up.
+const DEFER_DECODING_BELOW: usize = 2;
 
 /// A decoded segment inside a batch; its payload lives in `Batch::payload`.
 #[derive(Debug, Clone, Copy)]
@@ -165,7 +180,7 @@ pub struct WriterControl {
 
 impl Stages {
     /// Starts `workers` flow workers and the writer. Worker `i` publishes its
-    /// counters to hub slot `i`.
+    /// counters to hub slot `i`, the writer to slot `workers`.
     fn start(
         settings: &Settings,
         workers: usize,
@@ -188,11 +203,26 @@ impl Stages {
         let (spent_tx, spent_rx): (Vec<_>, Vec<_>) =
             (0..workers).map(|_| bounded(SPENT_QUEUE_DEPTH)).unzip();
         let writer_control = Arc::clone(control);
+        let writer_hub = Arc::clone(hub);
         let writer = std::thread::Builder::new()
             .name("apisensor-writer".into())
             .spawn(move || {
                 let spent = Spent::new(spent_tx);
-                write_exchanges(writer, exchange_rx, spent, &writer_control, analysis)
+                let publish = |http: &HttpStats| {
+                    let stats = Stats {
+                        http: http.clone(),
+                        ..Stats::default()
+                    };
+                    writer_hub.publish(workers, &stats);
+                };
+                write_exchanges(
+                    writer,
+                    exchange_rx,
+                    spent,
+                    &writer_control,
+                    analysis,
+                    publish,
+                )
             })
             .context("cannot start writer thread")?;
         // Batches in flight are bounded: each queue, plus one being filled and
@@ -264,6 +294,7 @@ impl Stages {
             .writer
             .join()
             .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+        stats.http.merge(&written.http);
         Ok((stats, written))
     }
 }
@@ -312,7 +343,7 @@ pub fn replay(
         sources.push((path.clone(), FileSource::open(path)?));
     }
     let total_bytes: u64 = sources.iter().map(|(_, s)| s.file_bytes()).sum();
-    let hub = StatsHub::new(workers);
+    let hub = StatsHub::new(workers + 1);
     let stages = Stages::start(
         settings,
         workers,
@@ -401,7 +432,8 @@ impl Live {
         events: Option<EventHandle>,
     ) -> Result<Live> {
         let workers = workers.max(1);
-        let hub = StatsHub::new(workers + sources.len());
+        // Slots: the workers, the writer, then the capture threads.
+        let hub = StatsHub::new(workers + 1 + sources.len());
         let stages = Stages::start(
             settings,
             workers,
@@ -417,7 +449,7 @@ impl Live {
             let mut reader = stages.reader(settings, QueuePolicy::Drop);
             let stop = Arc::clone(&stop);
             let hub = Arc::clone(&hub);
-            let slot = workers + i;
+            let slot = workers + 1 + i;
             let handle = std::thread::Builder::new()
                 .name(format!("apisensor-capture-{i}"))
                 .spawn(move || {
@@ -867,6 +899,8 @@ fn run_worker(ctx: WorkerContext) -> Stats {
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
+        let output_room = ctx.exchanges.capacity().unwrap_or(0);
+        table.defer_decoding(ctx.exchanges.len() < output_room / DEFER_DECODING_BELOW);
         for record in &batch.records {
             let start = record.payload_start as usize;
             let end = start + record.payload_len as usize;
@@ -964,25 +998,31 @@ impl Spent {
 struct WriterResult {
     exchanges: u64,
     errors: u64,
+    /// Counters of the content decoding workers left to the writer.
+    http: HttpStats,
     analysis: Option<Analysis>,
 }
 
-/// Exchanges go through the
-/// analysis stage (detectors, when events are forwarded) in merged order,
-/// then to the output.
+/// Exchanges get the content decoding their worker left undone, go through
+/// the analysis stage (detectors, when events are forwarded) in merged
+/// order, then to the output. `publish` shows the decoding counters.
 fn write_exchanges(
     mut writer: ExchangeWriter,
     outputs: Receiver<WorkerOutput>,
     mut spent: Spent,
     control: &WriterControl,
     mut analysis: Option<Analysis>,
+    publish: impl Fn(&HttpStats),
 ) -> WriterResult {
     let mut errors = 0u64;
+    let mut http = HttpStats::default();
     let mut merge = OrderedMerge::new(spent.workers());
     let mut write = |writer: &mut ExchangeWriter,
                      errors: &mut u64,
+                     http: &mut HttpStats,
                      worker: usize,
                      mut exchange: Box<Exchange>| {
+        crate::http1::finish_decoding(&mut exchange, http);
         if let Some(analysis) = analysis.as_mut().filter(|a| a.is_active()) {
             analysis.observe(&exchange);
         }
@@ -1005,7 +1045,9 @@ fn write_exchanges(
         match outputs.recv_timeout(OUTPUT_FLUSH_INTERVAL) {
             Ok(output) => {
                 let before = writer.written;
-                merge.accept(output, &mut |w, e| write(&mut writer, &mut errors, w, e));
+                merge.accept(output, &mut |w, e| {
+                    write(&mut writer, &mut errors, &mut http, w, e)
+                });
                 unflushed |= writer.written != before;
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -1015,20 +1057,23 @@ fn write_exchanges(
             if writer.flush().is_err() {
                 errors += 1;
             }
+            publish(&http);
             flushed_at = Instant::now();
             unflushed = false;
         }
     }
-    merge.finish(&mut |w, e| write(&mut writer, &mut errors, w, e));
+    merge.finish(&mut |w, e| write(&mut writer, &mut errors, &mut http, w, e));
     if writer.flush().is_err() {
         errors += 1;
     }
     if let Some(analysis) = analysis.as_mut() {
         analysis.finish();
     }
+    publish(&http);
     WriterResult {
         exchanges: writer.written,
         errors,
+        http,
         analysis,
     }
 }

@@ -273,6 +273,57 @@ fn out_file_stats_json_and_bodies() {
     assert!(plain[0]["response"]["body"].get("data").is_none());
 }
 
+/// Gzip bodies are inflated by the worker or, while it keeps up, by the
+/// writer: either way every body is decoded and a corrupt one is flagged
+/// and counted in the summary.
+#[test]
+fn gzip_bodies_are_decoded_and_failures_counted() {
+    use flate2::{write::GzEncoder, Compression};
+    use std::io::Write;
+    let json = br#"{"id":42,"email":"kim@example.com","tags":["a","b"]}"#.repeat(8);
+    let mut g = GzEncoder::new(Vec::new(), Compression::fast());
+    g.write_all(&json).unwrap();
+    let good = g.finish().unwrap();
+    let mut corrupt = good.clone();
+    corrupt[10] = 0xff; // a deflate block type that does not exist
+    let response = |body: &[u8]| {
+        let mut r = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+             Content-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(body);
+        r
+    };
+    let (ok, bad) = (response(&good), response(&corrupt));
+    let dir = tempdir();
+    let path = dir.join("gzip.pcap");
+    let stats = dir.join("gzip-stats.json");
+    let frames = conversation(
+        Framing::Ethernet,
+        &Conn::default(),
+        &[(REQUEST, &ok), (REQUEST, &bad), (REQUEST, &ok)],
+    );
+    write_pcap(&path, Framing::Ethernet, &frames, 1_700_000_000_000_000);
+    let ex = replay(&[&path], &["--stats-json", stats.to_str().unwrap()]);
+    assert_eq!(ex.len(), 3);
+    for (i, e) in ex.iter().enumerate() {
+        let body = &e["response"]["body"];
+        assert_eq!(body["wire_len"], good.len(), "exchange {i}");
+        let anomalies = e["anomalies"].as_array().cloned().unwrap_or_default();
+        if i == 1 {
+            assert!(anomalies.contains(&"decompression_error".into()), "{e}");
+        } else {
+            assert_eq!(body["decoded_len"], json.len(), "exchange {i}");
+            assert!(anomalies.is_empty(), "{e}");
+        }
+    }
+    let s: Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    assert_eq!(s["stats"]["http"]["decompression_errors"], 1, "{s}");
+    assert_eq!(s["stats"]["http"]["anomalies"], 1, "{s}");
+}
+
 #[test]
 fn unknown_config_key_fails_naming_it() {
     let dir = tempdir();

@@ -45,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
         content_encoding: None,
         data: body.to_vec(),
         data_truncated: false,
+        pending_decode: None,
     };
     let ex = Exchange {
         flow_id: 1,

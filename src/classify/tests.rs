@@ -56,6 +56,7 @@ fn exchange(
         content_encoding: None,
         data: b.to_vec(),
         data_truncated: false,
+        pending_decode: None,
     };
     Exchange {
         flow_id: 1,

@@ -72,6 +72,8 @@ struct Shared {
     stats: FlowStats,
     http_stats: HttpStats,
     worker_ooo_bytes: usize,
+    /// See [`FlowTable::defer_decoding`].
+    defer_decoding: bool,
 }
 
 impl FlowTable {
@@ -85,6 +87,7 @@ impl FlowTable {
                 stats: FlowStats::default(),
                 http_stats: HttpStats::default(),
                 worker_ooo_bytes: 0,
+                defer_decoding: false,
             },
             next_sweep_ns: 0,
         }
@@ -96,6 +99,13 @@ impl FlowTable {
 
     pub fn http_stats(&self) -> &HttpStats {
         &self.shared.http_stats
+    }
+
+    /// Whether exchanges completed from now on may leave the inflation of
+    /// gzip bodies to their consumer, who must then run
+    /// [`crate::http1::finish_decoding`] on them (off by default).
+    pub fn defer_decoding(&mut self, defer: bool) {
+        self.shared.defer_decoding = defer;
     }
 
     pub fn open_flows(&self) -> usize {
@@ -279,6 +289,7 @@ impl Shared {
                 settings: &self.http_settings,
                 stats: &mut self.http_stats,
                 out,
+                defer_decoding: self.defer_decoding,
             },
         )
     }

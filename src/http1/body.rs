@@ -284,13 +284,35 @@ impl BodyState {
     }
 
     /// The body ended (complete or not): finish decoding, fill the lengths.
+    /// With `defer`, a gzip body still held whole is not inflated here: it
+    /// travels with the exchange as `Body::pending_decode`, and
+    /// [`finish_pending`] does the rest later, with the same result.
     pub fn finish(
         mut self,
         body: &mut Body,
         complete: bool,
+        defer: bool,
         stats: &mut HttpStats,
         annot: &mut Annot,
     ) {
+        if defer && !self.stopped {
+            if let Some(dec) = self.decoder.as_mut() {
+                if let Some((held, announced)) = dec.take_held() {
+                    // The output buffer is allocated here, on the thread
+                    // that will free the exchange (see `pipeline::Spent`).
+                    if announced <= dec.keep() && announced as u64 <= dec.limit() {
+                        body.data.reserve_exact(announced);
+                    }
+                    body.pending_decode = Some(Box::new(PendingDecode {
+                        held,
+                        keep: dec.keep(),
+                        limit: dec.limit(),
+                        complete,
+                    }));
+                    return;
+                }
+            }
+        }
         // Held-back bytes fail like streamed ones would have while arriving;
         // only then is an unfinished stream judged by whether the body was.
         self.decode_held(annot, stats);
@@ -316,6 +338,40 @@ impl BodyState {
             stats.body_bytes_not_kept = stats.body_bytes_not_kept.saturating_add(extra);
         }
     }
+}
+
+/// Content decoding a body still owes: its compressed bytes, held whole,
+/// and what `BodyState::finish` needs to finish them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PendingDecode {
+    held: Vec<u8>,
+    keep: usize,
+    limit: u64,
+    complete: bool,
+}
+
+impl std::fmt::Debug for PendingDecode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingDecode")
+            .field("held_bytes", &self.held.len())
+            .field("complete", &self.complete)
+            .finish()
+    }
+}
+
+/// Finishes the content decoding `BodyState::finish` deferred, if any:
+/// the body ends up as it would have without the deferral.
+pub(crate) fn finish_pending(body: &mut Body, stats: &mut HttpStats, annot: &mut Annot) {
+    let Some(p) = body.pending_decode.take().map(|p| *p) else {
+        return;
+    };
+    let data = std::mem::take(&mut body.data);
+    let decoder = ContentDecoder::resume(p.held, p.keep, p.limit, data);
+    let state = BodyState {
+        decoder: Some(Box::new(decoder)),
+        stopped: false,
+    };
+    state.finish(body, p.complete, false, stats, annot);
 }
 
 #[cfg(test)]
@@ -378,6 +434,19 @@ mod tests {
     }
 
     fn decode(enc: Encoding, wire: &[u8], s: &HttpSettings) -> (Body, Annot) {
+        let (body, a, _) = decode_with(enc, wire, s, true, false);
+        (body, a)
+    }
+
+    /// `complete`: the framing says the body is whole; `defer`: inflation
+    /// is left to `finish_pending`, run right after.
+    fn decode_with(
+        enc: Encoding,
+        wire: &[u8],
+        s: &HttpSettings,
+        complete: bool,
+        defer: bool,
+    ) -> (Body, Annot, HttpStats) {
         let mut body = Body::default();
         let mut st = BodyState::new(enc, s, &mut body, Framing::Close);
         let mut stats = HttpStats::default();
@@ -385,8 +454,66 @@ mod tests {
         for part in wire.chunks(7) {
             st.write(&mut body, part, s, &mut stats, &mut a);
         }
-        st.finish(&mut body, true, &mut stats, &mut a);
-        (body, a)
+        st.finish(&mut body, complete, defer, &mut stats, &mut a);
+        assert_eq!(
+            body.pending_decode.is_some(),
+            defer && enc == Encoding::Gzip
+        );
+        finish_pending(&mut body, &mut stats, &mut a);
+        assert!(body.pending_decode.is_none());
+        (body, a, stats)
+    }
+
+    #[test]
+    fn deferred_inflation_gives_the_same_body_anomalies_and_counters() {
+        let gzip = |data: &[u8], level: u32| {
+            let mut g = GzEncoder::new(Vec::new(), Compression::new(level));
+            g.write_all(data).unwrap();
+            g.finish().unwrap()
+        };
+        let json = br#"{"id":7,"name":"Kim","email":"kim@example.com"}"#.repeat(40);
+        let good = gzip(&json, 1);
+        let mut lying_size = good.clone();
+        let n = lying_size.len();
+        lying_size[n - 4..].copy_from_slice(&5u32.to_le_bytes());
+        let mut corrupt = good.clone();
+        corrupt[10] = 0xff; // first deflate block: type 3, which does not exist
+        let cut = good[..good.len() / 2].to_vec();
+        let bomb = gzip(&vec![0u8; 10_000_000], 9);
+        let small = HttpSettings {
+            max_body_bytes: 100,
+            ..HttpSettings::default()
+        };
+        let capped = HttpSettings {
+            max_body_bytes: 1000,
+            max_decoded_body_bytes: 100_000,
+            ..HttpSettings::default()
+        };
+        let s = HttpSettings::default();
+        let cases: [(&[u8], &HttpSettings, bool); 8] = [
+            (&good, &s, true),
+            (&good, &small, true),
+            (&lying_size, &s, true),
+            (&corrupt, &s, true),
+            (&cut, &s, true),
+            (&cut, &s, false),
+            (&bomb, &capped, true),
+            (b"\x1f\x8b\x08\0\0\0\0\0\0\x03not deflate", &s, true),
+        ];
+        for (i, (wire, settings, complete)) in cases.into_iter().enumerate() {
+            let inline = decode_with(Encoding::Gzip, wire, settings, complete, false);
+            let deferred = decode_with(Encoding::Gzip, wire, settings, complete, true);
+            assert_eq!(inline, deferred, "case {i}");
+        }
+        // The cases reach every outcome.
+        let (b, a, _) = decode_with(Encoding::Gzip, &good, &s, true, true);
+        assert_eq!((b.data.as_slice(), a), (json.as_slice(), Annot::default()));
+        let (_, a, stats) = decode_with(Encoding::Gzip, &corrupt, &s, true, true);
+        assert!(a.has(Anomaly::DecompressionError) && stats.decompression_errors == 1);
+        let (_, a, _) = decode_with(Encoding::Gzip, &bomb, &capped, true, true);
+        assert!(a.has(Anomaly::DecompressionLimit));
+        let (b, _, stats) = decode_with(Encoding::Gzip, &good, &small, true, true);
+        assert!(b.data_truncated && stats.body_bytes_not_kept > 0);
     }
 
     #[test]

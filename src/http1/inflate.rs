@@ -180,6 +180,40 @@ impl ContentDecoder {
         Ok(())
     }
 
+    pub fn keep(&self) -> usize {
+        self.keep
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// The held-back compressed bytes, when they are all this decoder has
+    /// seen of the deflate data (nothing streamed, nothing decoded yet), for
+    /// a one-shot inflation elsewhere; with the size the gzip trailer
+    /// announces. `None`, with nothing changed, otherwise.
+    pub fn take_held(&mut self) -> Option<(Vec<u8>, usize)> {
+        if !self.defer || self.deferred.is_empty() || !self.data.is_empty() {
+            return None;
+        }
+        if self.header != Header::Body {
+            return None;
+        }
+        let announced = announced_size(&self.deferred).unwrap_or(0);
+        Some((std::mem::take(&mut self.deferred), announced))
+    }
+
+    /// A decoder back in the state `take_held` found it in, holding `held`
+    /// and writing into `data` (empty; its capacity is used as it is).
+    pub fn resume(held: Vec<u8>, keep: usize, limit: u64, data: Vec<u8>) -> Self {
+        let mut dec = ContentDecoder::new(Wrapping::Gzip, keep, limit);
+        dec.header = Header::Body;
+        dec.deferred = held;
+        dec.data = data;
+        dec.data.clear();
+        dec
+    }
+
     /// The body is over: was the compressed stream complete?
     pub fn finish(&mut self) -> Result<(), Stop> {
         self.flush()?;
@@ -322,12 +356,9 @@ impl ContentDecoder {
     /// gzip trailer announces. False, with nothing changed, unless that gave
     /// exactly the announced bytes, all of which fit under `keep` and `limit`.
     fn inflate_whole(&mut self, held: &[u8]) -> bool {
-        let Some(trailer) = held.len().checked_sub(4).and_then(|at| held.get(at..)) else {
+        let Some(size) = announced_size(held) else {
             return false;
         };
-        let mut isize = [0u8; 4];
-        isize.copy_from_slice(trailer);
-        let size = u32::from_le_bytes(isize) as usize;
         if !self.data.is_empty() || size > self.keep || size as u64 > self.limit {
             return false;
         }
@@ -393,6 +424,14 @@ impl ContentDecoder {
             }
         }
     }
+}
+
+/// The uncompressed size a gzip trailer (ISIZE, the last four bytes)
+/// announces: a hint, never trusted beyond sizing a buffer.
+fn announced_size(held: &[u8]) -> Option<usize> {
+    let trailer = held.len().checked_sub(4).and_then(|at| held.get(at..))?;
+    let isize: [u8; 4] = trailer.try_into().ok()?;
+    Some(u32::from_le_bytes(isize) as usize)
 }
 
 /// The gzip header state after the part that `done` names.

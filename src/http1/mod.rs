@@ -26,6 +26,7 @@ pub(crate) mod parser;
 pub mod script;
 mod state;
 
+pub use body::PendingDecode;
 pub use state::HttpConnection;
 
 counters! {
@@ -128,6 +129,31 @@ pub struct HttpContext<'a> {
     pub settings: &'a HttpSettings,
     pub stats: &'a mut HttpStats,
     pub out: &'a mut Vec<Exchange>,
+    /// Leave the one-shot inflation of gzip bodies to whoever takes the
+    /// exchanges next ([`finish_decoding`]); see `pipeline::run_worker`.
+    pub defer_decoding: bool,
+}
+
+/// Runs the content decoding an exchange's bodies still owe (a worker
+/// deferred it, see [`HttpContext::defer_decoding`]); nothing otherwise.
+/// Afterwards the exchange and `stats` are as if the worker had decoded.
+pub fn finish_decoding(e: &mut Exchange, stats: &mut HttpStats) {
+    let mut annot = Annot::default();
+    let bodies = [
+        e.request.as_mut().map(|r| &mut r.body),
+        e.response.as_mut().map(|r| &mut r.body),
+    ];
+    let mut any = false;
+    for body in bodies.into_iter().flatten() {
+        if body.pending_decode.is_some() {
+            any = true;
+            body::finish_pending(body, stats, &mut annot);
+        }
+    }
+    if any {
+        let added = annot.apply(e);
+        stats.anomalies = stats.anomalies.saturating_add(added);
+    }
 }
 
 /// Every `Anomaly`, in declaration order: bit `i` of `Annot::anoms` is `ALL_ANOMALIES[i]`.

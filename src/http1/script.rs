@@ -132,6 +132,28 @@ pub fn parse_script(text: &str) -> Result<Script, String> {
 /// Feeds actions through one `HttpConnection` (each action 1 ms after the
 /// previous one), then `finish`. Returns the exchanges and the counters.
 pub fn run_actions(settings: &HttpSettings, actions: &[Action]) -> (Vec<Exchange>, HttpStats) {
+    run_connection(settings, actions, false)
+}
+
+/// Like [`run_actions`], with content decoding deferred by the connection
+/// and finished afterwards as the pipeline's writer does: the result must
+/// not differ.
+pub fn run_actions_deferred(
+    settings: &HttpSettings,
+    actions: &[Action],
+) -> (Vec<Exchange>, HttpStats) {
+    let (mut out, mut stats) = run_connection(settings, actions, true);
+    for e in &mut out {
+        super::finish_decoding(e, &mut stats);
+    }
+    (out, stats)
+}
+
+fn run_connection(
+    settings: &HttpSettings,
+    actions: &[Action],
+    defer_decoding: bool,
+) -> (Vec<Exchange>, HttpStats) {
     let info = ConnInfo {
         flow_id: 1,
         client: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 40000),
@@ -146,6 +168,7 @@ pub fn run_actions(settings: &HttpSettings, actions: &[Action]) -> (Vec<Exchange
             settings,
             stats: &mut stats,
             out: &mut out,
+            defer_decoding,
         };
         for a in actions {
             ts = Timestamp(ts.0.saturating_add(1_000_000));
@@ -365,6 +388,9 @@ pub fn run_script(text: &str) -> Result<Vec<Exchange>, String> {
     let sc = parse_script(text)?;
     let (ex, stats) = run_actions(&sc.settings, &sc.actions);
     check_ledger(&sc.actions, &stats)?;
+    if run_actions_deferred(&sc.settings, &sc.actions) != (ex.clone(), stats.clone()) {
+        return Err("deferred content decoding changed the exchanges or counters".into());
+    }
     let mut next = 0usize;
     for (lineno, line) in &sc.expects {
         check(line, &ex, &stats, &mut next).map_err(|m| format!("line {lineno} `{line}`: {m}"))?;

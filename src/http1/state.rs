@@ -892,7 +892,13 @@ impl HttpConnection {
                 if let Some(p) = self.pending.back_mut().filter(|p| !p.done) {
                     p.done = true;
                     if let Some(r) = p.req.as_mut() {
-                        bstate.finish(&mut r.body, complete, ctx.stats, &mut p.annot);
+                        bstate.finish(
+                            &mut r.body,
+                            complete,
+                            ctx.defer_decoding,
+                            ctx.stats,
+                            &mut p.annot,
+                        );
                     }
                 }
                 self.drain(ctx);
@@ -901,7 +907,13 @@ impl HttpConnection {
                 let Some(mut rc) = self.resp.take() else {
                     return;
                 };
-                bstate.finish(&mut rc.resp.body, complete, ctx.stats, &mut rc.annot);
+                bstate.finish(
+                    &mut rc.resp.body,
+                    complete,
+                    ctx.defer_decoding,
+                    ctx.stats,
+                    &mut rc.annot,
+                );
                 if rc.tunnel {
                     self.enter_tunnel(ctx);
                 }
@@ -1298,7 +1310,7 @@ fn build_request(
 #[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::http1::script::{check_ledger, run_actions, Action};
+    use crate::http1::script::{check_ledger, run_actions, run_actions_deferred, Action};
     use crate::http1::HttpStats;
     use flate2::write::{DeflateEncoder, GzEncoder};
     use flate2::Compression;
@@ -1314,11 +1326,16 @@ mod tests {
         run_with(&HttpSettings::default(), actions)
     }
 
+    /// Also checks that deferring content decoding changes nothing.
     fn run_with(settings: &HttpSettings, actions: &[Action]) -> (Vec<Exchange>, HttpStats) {
         let (ex, st) = run_actions(settings, actions);
         if let Err(e) = check_ledger(actions, &st) {
             panic!("{e}");
         }
+        assert_eq!(
+            run_actions_deferred(settings, actions),
+            (ex.clone(), st.clone())
+        );
         (ex, st)
     }
 
