@@ -17,7 +17,9 @@
 //! faster). Larger bodies, and bodies whose one-shot inflate does not give
 //! exactly the announced bytes (a lying ISIZE, a corrupt or cut stream),
 //! are streamed by zlib from their start, so what is kept never depends
-//! on which path ran.
+//! on which path ran. The one call may also be made later, on another
+//! thread: `take_held` hands the held bytes over and `resume` rebuilds this
+//! state from them (see `body::PendingDecode`).
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
 use flate2::{Decompress, FlushDecompress, Status};
