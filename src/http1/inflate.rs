@@ -195,10 +195,8 @@ impl ContentDecoder {
     /// a one-shot inflation elsewhere; with the size the gzip trailer
     /// announces. `None`, with nothing changed, otherwise.
     pub fn take_held(&mut self) -> Option<(Vec<u8>, usize)> {
-        if !self.defer || self.deferred.is_empty() || !self.data.is_empty() {
-            return None;
-        }
-        if self.header != Header::Body {
+        let only_held = self.defer && self.header == Header::Body && self.data.is_empty();
+        if !only_held || self.deferred.is_empty() {
             return None;
         }
         let announced = announced_size(&self.deferred).unwrap_or(0);
