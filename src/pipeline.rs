@@ -10,7 +10,7 @@
 //! This module never looks inside packet bytes beyond handing them on.
 //!
 //! While the writer keeps up, workers leave the inflation of gzip bodies to
-//! it (see [`DEFER_DECODING_BELOW`]): content decoding is a quarter of a
+//! it (see [`writer_keeps_up`]): content decoding is a quarter of a
 //! worker's time on gzip-heavy API traffic, the bodies' only readers
 //! (detectors, output) run on the writer anyway, and compressed bodies
 //! hold less memory in the queue. Which thread inflates never changes what
@@ -78,13 +78,6 @@ const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 /// of replay throughput, for a bound this one already gives.)
 const SPENT_BATCH: usize = 256;
 const SPENT_QUEUE_DEPTH: usize = 4;
-
-/// A worker defers content decoding to the writer while its queue is less
-/// than this full (a fraction, 1/N); a writer falling behind (busy with
-/// detectors, slow output, many workers) so gets the work handed back. Not
-/// much less than half: the writer shares cores with the busy workers and
-/// reader, so a few batches wait even when it keeps up.
-const DEFER_DECODING_BELOW: usize = 2;
 
 /// A decoded segment inside a batch; its payload lives in `Batch::payload`.
 #[derive(Debug, Clone, Copy)]
@@ -834,6 +827,15 @@ impl Completed {
     }
 }
 
+/// Whether a worker may leave content decoding to the writer: its queue is
+/// less than half full. A writer falling behind (busy with detectors, slow
+/// output, many workers) so gets the work handed back. Not much less than
+/// half: the writer shares cores with the busy workers and the reader, so a
+/// few batches wait even when it keeps up.
+fn writer_keeps_up(queue: &Sender<WorkerOutput>) -> bool {
+    queue.len().saturating_mul(2) < queue.capacity().unwrap_or(0)
+}
+
 /// Returns once a full queue is half empty (see [`QUEUE_NAP`]).
 fn wait_for_room(queue: &Sender<Batch>) {
     if !queue.is_full() {
@@ -899,8 +901,7 @@ fn run_worker(ctx: WorkerContext) -> Stats {
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        let output_room = ctx.exchanges.capacity().unwrap_or(0);
-        table.defer_decoding(ctx.exchanges.len() < output_room / DEFER_DECODING_BELOW);
+        table.defer_decoding(writer_keeps_up(&ctx.exchanges));
         for record in &batch.records {
             let start = record.payload_start as usize;
             let end = start + record.payload_len as usize;

@@ -143,17 +143,11 @@ pub fn finish_decoding(e: &mut Exchange, stats: &mut HttpStats) {
         e.request.as_mut().map(|r| &mut r.body),
         e.response.as_mut().map(|r| &mut r.body),
     ];
-    let mut any = false;
     for body in bodies.into_iter().flatten() {
-        if body.pending_decode.is_some() {
-            any = true;
-            body::finish_pending(body, stats, &mut annot);
-        }
+        body::finish_pending(body, stats, &mut annot);
     }
-    if any {
-        let added = annot.apply(e);
-        stats.anomalies = stats.anomalies.saturating_add(added);
-    }
+    let added = annot.apply(e);
+    stats.anomalies = stats.anomalies.saturating_add(added);
 }
 
 /// Every `Anomaly`, in declaration order: bit `i` of `Annot::anoms` is `ALL_ANOMALIES[i]`.

@@ -388,7 +388,8 @@ pub fn run_script(text: &str) -> Result<Vec<Exchange>, String> {
     let sc = parse_script(text)?;
     let (ex, stats) = run_actions(&sc.settings, &sc.actions);
     check_ledger(&sc.actions, &stats)?;
-    if run_actions_deferred(&sc.settings, &sc.actions) != (ex.clone(), stats.clone()) {
+    let (deferred, deferred_stats) = run_actions_deferred(&sc.settings, &sc.actions);
+    if deferred != ex || deferred_stats != stats {
         return Err("deferred content decoding changed the exchanges or counters".into());
     }
     let mut next = 0usize;
