@@ -146,11 +146,19 @@ impl Serialize for HttpVersion {
 /// header block is copied into the text whole, with one copy instead of two
 /// per field. Bytes are kept as sent (they may not be UTF-8); the JSON form
 /// replaces invalid sequences.
+///
+/// The text starts with the message's start line (`start_line`), copied
+/// with the block at no extra cost: the record's fields taken from that
+/// line can so be built later, off the packet path (see
+/// `http1::finish_decoding`). It is not a field and counts against no cap
+/// of the fields.
 #[derive(Clone, Default)]
 pub struct Headers {
     buf: Vec<u8>,
     /// Span slots in front of the text (`count` of them used).
     span_slots: u32,
+    /// Bytes of the start line (with its line ending) at the text's start.
+    line_len: u32,
     count: u32,
     /// Name and value bytes of the kept fields, what `max_bytes` limits.
     text_bytes: u32,
@@ -171,12 +179,26 @@ impl Headers {
         }
     }
 
-    /// Headers whose text is `block` verbatim, with room for `fields` spans;
-    /// fields are then added with `push_from_block`.
-    pub(crate) fn from_block(block: &[u8], fields: usize) -> Self {
-        let mut h = Headers::with_capacity(fields, block.len());
-        h.buf.extend_from_slice(block);
+    /// Headers whose text is `head` verbatim, a start line of `line_len`
+    /// bytes and then the header block, with room for `fields` spans; fields
+    /// are then added with `push_from_block`.
+    pub(crate) fn from_head(head: &[u8], line_len: usize, fields: usize) -> Self {
+        let mut h = Headers::with_capacity(fields, head.len());
+        h.buf.extend_from_slice(head);
+        h.line_len = line_len.min(head.len()) as u32;
         h
+    }
+
+    /// Empty headers after the start line `line`; fields are then added with `push`.
+    pub(crate) fn after_start_line(line: &[u8]) -> Self {
+        Headers::from_head(line, line.len(), 0)
+    }
+
+    /// The message's start line with its line ending, as sent; empty when
+    /// the headers were not built from a message.
+    pub fn start_line(&self) -> &[u8] {
+        let (text, _) = self.parts();
+        text.get(..self.line_len as usize).unwrap_or_default()
     }
 
     /// Appends a field unless that would pass `max_fields` or `max_bytes`, in
@@ -192,23 +214,22 @@ impl Headers {
         true
     }
 
-    /// Like `push`, for a name and value that are slices of `block`, which
-    /// must be the one given to `from_block`: only their position is stored.
+    /// Like `push`, for a name and value that are slices of `head`, which
+    /// must be the one given to `from_head`: only their position is stored.
     /// Slices from elsewhere are copied as `push` does.
-    pub(crate) fn push_from_block(
+    pub(crate) fn push_from_head(
         &mut self,
-        block: &[u8],
+        head: &[u8],
         name: &[u8],
         value: &[u8],
         max_fields: usize,
         max_bytes: usize,
     ) -> bool {
-        let offset_in_block = |part: &[u8]| {
-            let at = (part.as_ptr() as usize).wrapping_sub(block.as_ptr() as usize);
-            (at.checked_add(part.len())? <= block.len()).then_some(at)
+        let offset_in_head = |part: &[u8]| {
+            let at = (part.as_ptr() as usize).wrapping_sub(head.as_ptr() as usize);
+            (at.checked_add(part.len())? <= head.len()).then_some(at)
         };
-        let (Some(name_at), Some(value_at)) = (offset_in_block(name), offset_in_block(value))
-        else {
+        let (Some(name_at), Some(value_at)) = (offset_in_head(name), offset_in_head(value)) else {
             return self.push(name, value, max_fields, max_bytes);
         };
         if !self.admit(name.len() + value.len(), max_fields, max_bytes) {
@@ -310,9 +331,16 @@ impl Headers {
 
     /// First value of the field `name` (ASCII case-insensitive).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v)
+        let (text, _) = self.parts();
+        // Lengths first: most names differ in length, and only the match's
+        // value is looked at.
+        let (_, value) = self.ranges().find(|(n, _)| {
+            n.len() == name.len()
+                && text
+                    .get(n.clone())
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+        })?;
+        text.get(value)
     }
 
     /// Value of the field at `index` (in wire order among the kept fields).
@@ -423,6 +451,12 @@ pub struct Request {
     pub content_type: Option<Text>,
     pub headers: Headers,
     pub body: Body,
+    /// The text fields above (method to content type) not built yet: a
+    /// worker left them to the writer, which builds them from the request
+    /// line kept in `headers` (`http1::finish_decoding`) before anything
+    /// reads them.
+    #[serde(skip)]
+    pub pending_text: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -439,6 +473,9 @@ pub struct Response {
     pub content_type: Option<Text>,
     pub headers: Headers,
     pub body: Body,
+    /// `reason` and `content_type` not built yet; see `Request::pending_text`.
+    #[serde(skip)]
+    pub pending_text: bool,
 }
 
 /// Anomalies seen while parsing an exchange: protocol violations, evasion
@@ -695,10 +732,11 @@ mod tests {
     }
 
     #[test]
-    fn headers_from_a_block_match_pushed_ones() {
+    fn headers_from_a_head_match_pushed_ones() {
         // A field dropped by the cap leaves invalid UTF-8 in the copied text;
         // the kept fields must still serialise as their own text.
-        let block = b"Host: a\r\nX-Split: \xc3\xa9\r\nX-Bad: \xff\r\n\r\n";
+        let line = b"GET /\xff HTTP/1.1\r\n";
+        let block = b"GET /\xff HTTP/1.1\r\nHost: a\r\nX-Split: \xc3\xa9\r\nX-Bad: \xff\r\n\r\n";
         let fields: [(&[u8], &[u8]); 3] = [
             (b"Host", b"a"),
             (b"X-Split", b"\xc3\xa9"),
@@ -715,14 +753,14 @@ mod tests {
                 &block[at + name.len() + 2..end],
             )
         };
-        let mut from_block = Headers::from_block(block, 3);
-        let mut pushed = Headers::default();
+        let mut from_block = Headers::from_head(block, line.len(), 3);
+        let mut pushed = Headers::after_start_line(line);
         for (name, value) in fields {
             let (n, v) = slices(std::str::from_utf8(name).unwrap());
             assert_eq!((n, v), (name, value));
             let max_bytes = 14; // room for Host and X-Split only
             assert_eq!(
-                from_block.push_from_block(block, n, v, 3, max_bytes),
+                from_block.push_from_head(block, n, v, 3, max_bytes),
                 pushed.push(name, value, 3, max_bytes)
             );
         }
@@ -735,9 +773,14 @@ mod tests {
         );
         // A slice from outside the block is copied, not referenced.
         let elsewhere = b"X-Other".to_vec();
-        assert!(from_block.push_from_block(block, &elsewhere, b"v", 4, 100));
+        assert!(from_block.push_from_head(block, &elsewhere, b"v", 4, 100));
         assert_eq!(from_block.value_at(2), Some(&b"v"[..]));
         assert_eq!(from_block.get("x-other"), Some(&b"v"[..]));
+        // The start line is kept as sent, whichever way the fields came.
+        for headers in [&from_block, &pushed] {
+            assert_eq!(headers.start_line(), line);
+        }
+        assert_eq!(Headers::default().start_line(), b"");
     }
 
     #[test]

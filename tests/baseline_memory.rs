@@ -55,6 +55,7 @@ fn exchange(actor: u32, endpoint: u32, object: u32, secs: u64) -> Exchange {
             content_type: None,
             headers,
             body: Body::default(),
+            pending_text: false,
         }),
         response: Some(Response {
             ts: Timestamp::from_secs_nanos(secs, 0),
@@ -65,6 +66,7 @@ fn exchange(actor: u32, endpoint: u32, object: u32, secs: u64) -> Exchange {
             content_type: None,
             headers: Headers::default(),
             body: Body::default(),
+            pending_text: false,
         }),
         tunnel: false,
         flags: Default::default(),

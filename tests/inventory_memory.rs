@@ -67,6 +67,7 @@ fn exchange(path: &str, client: u32, ts: u64, body: &str) -> Exchange {
             content_type: None,
             headers,
             body: Body::default(),
+            pending_text: false,
         }),
         response: Some(Response {
             ts: Timestamp(ts),
@@ -82,6 +83,7 @@ fn exchange(path: &str, client: u32, ts: u64, body: &str) -> Exchange {
                 data: body.as_bytes().to_vec(),
                 ..Body::default()
             },
+            pending_text: false,
         }),
         tunnel: false,
         flags: ExchangeFlags::default(),

@@ -63,6 +63,7 @@ fuzz_target!(|data: &[u8]| {
             content_type: ct.map(Into::into),
             headers: headers.clone(),
             body: b.clone(),
+            pending_text: false,
         }),
         response: Some(Response {
             ts: Timestamp(0),
@@ -73,6 +74,7 @@ fuzz_target!(|data: &[u8]| {
             content_type: ct.map(Into::into),
             headers,
             body: b,
+            pending_text: false,
         }),
         tunnel: false,
         flags: ExchangeFlags::default(),

@@ -74,6 +74,7 @@ fn exchange(
             content_type: req_ct.map(Into::into),
             headers: headers(req_headers),
             body: body(req_body),
+            pending_text: false,
         }),
         response: Some(Response {
             ts: Timestamp(2),
@@ -84,6 +85,7 @@ fn exchange(
             content_type: Some("application/json".into()),
             headers: headers(resp_headers),
             body: body(resp_body),
+            pending_text: false,
         }),
         tunnel: false,
         flags: ExchangeFlags::default(),

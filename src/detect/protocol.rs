@@ -294,6 +294,7 @@ mod tests {
                 content_type: None,
                 headers,
                 body: Default::default(),
+                pending_text: false,
             }),
             response: None,
             tunnel: false,

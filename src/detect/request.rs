@@ -326,6 +326,7 @@ pub(crate) mod tests {
                     data: body.as_bytes().to_vec(),
                     ..Body::default()
                 },
+                pending_text: false,
             }),
             response: (status != 0).then(|| Response {
                 ts: Timestamp::from_secs_nanos(secs, 1000),
@@ -341,6 +342,7 @@ pub(crate) mod tests {
                     data: response_body.as_bytes().to_vec(),
                     ..Body::default()
                 },
+                pending_text: false,
             }),
             tunnel: false,
             flags: Default::default(),

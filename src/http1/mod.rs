@@ -129,15 +129,23 @@ pub struct HttpContext<'a> {
     pub settings: &'a HttpSettings,
     pub stats: &'a mut HttpStats,
     pub out: &'a mut Vec<Exchange>,
-    /// Leave the one-shot inflation of gzip bodies to whoever takes the
-    /// exchanges next ([`finish_decoding`]); see `pipeline::run_worker`.
+    /// Leave building the record's text fields and the one-shot inflation of
+    /// gzip bodies to whoever takes the exchanges next ([`finish_decoding`]);
+    /// see `pipeline::run_worker`.
     pub defer_decoding: bool,
 }
 
-/// Runs the content decoding an exchange's bodies still owe (a worker
-/// deferred it, see [`HttpContext::defer_decoding`]); nothing otherwise.
-/// Afterwards the exchange and `stats` are as if the worker had decoded.
+/// Builds the text fields and runs the content decoding an exchange still
+/// owes (a worker deferred them, see [`HttpContext::defer_decoding`]);
+/// nothing otherwise. Afterwards the exchange and `stats` are as if the
+/// worker had done it.
 pub fn finish_decoding(e: &mut Exchange, stats: &mut HttpStats) {
+    if let Some(req) = e.request.as_mut() {
+        state::finish_request_text(req);
+    }
+    if let Some(resp) = e.response.as_mut() {
+        state::finish_response_text(resp);
+    }
     let mut annot = Annot::default();
     let bodies = [
         e.request.as_mut().map(|r| &mut r.body),

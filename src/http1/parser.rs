@@ -345,10 +345,6 @@ pub(crate) struct HeadInfo {
     pub te_chunked: bool,
     pub encoding: Encoding,
     pub upgrade: bool,
-    /// Index in the kept headers of the first kept `Host` field.
-    pub host: Option<usize>,
-    /// Index in the kept headers of the first kept `Content-Type` field.
-    pub content_type: Option<usize>,
 }
 
 /// Content-Encoding the body decoder understands.
@@ -440,23 +436,9 @@ fn content_encoding(info: &mut HeadInfo, value: &[u8]) {
     };
 }
 
-/// Notes what framing needs from one field (`kept`: it was stored last in
-/// `headers`).
-fn field(
-    name: &[u8],
-    value: &[u8],
-    kept: bool,
-    headers: &Headers,
-    info: &mut HeadInfo,
-    annot: &mut Annot,
-) {
+/// Notes what framing needs from one field.
+fn field(name: &[u8], value: &[u8], info: &mut HeadInfo, annot: &mut Annot) {
     match name.len() {
-        4 if kept && info.host.is_none() && name.eq_ignore_ascii_case(b"host") => {
-            info.host = Some(headers.len().saturating_sub(1));
-        }
-        12 if kept && info.content_type.is_none() && name.eq_ignore_ascii_case(b"content-type") => {
-            info.content_type = Some(headers.len().saturating_sub(1));
-        }
         14 if name.eq_ignore_ascii_case(b"content-length") => content_length(info, value, annot),
         17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
             transfer_encoding(info, value, annot)
@@ -499,11 +481,13 @@ pub(crate) enum StrictBlock {
     Refused,
 }
 
-/// Parses the header block at the start of `rest` with httparse. `rest`
-/// may run past the block (the body, the next message): httparse stops at
-/// the block's empty line, so a complete head is found and parsed in one
-/// pass instead of a search for its end followed by a parse.
-pub(crate) fn parse_strict_block(rest: &[u8], s: &HttpSettings) -> StrictBlock {
+/// Parses the header block after the start line of `head` (its first
+/// `line_len` bytes) with httparse. `head` may run past the block (the body,
+/// the next message): httparse stops at the block's empty line, so a
+/// complete head is found and parsed in one pass instead of a search for its
+/// end followed by a parse.
+pub(crate) fn parse_strict_block(head: &[u8], line_len: usize, s: &HttpSettings) -> StrictBlock {
+    let rest = head.get(line_len..).unwrap_or_default();
     // Most messages have a couple of dozen fields: a small array is cheaper
     // to initialise per message; only a larger block pays for the big one.
     let mut small = [httparse::EMPTY_HEADER; SMALL_HEADERS];
@@ -518,26 +502,19 @@ pub(crate) fn parse_strict_block(rest: &[u8], s: &HttpSettings) -> StrictBlock {
         Ok(httparse::Status::Partial) => return StrictBlock::Partial,
         Err(_) => return StrictBlock::Refused,
     };
-    let block = rest.get(..len).unwrap_or_default();
+    let head = head.get(..line_len.saturating_add(len)).unwrap_or_default();
     let mut info = HeadInfo::default();
     let mut annot = Annot::default();
-    let mut headers = Headers::from_block(block, hs.len().min(s.max_headers));
+    let mut headers = Headers::from_head(head, line_len, hs.len().min(s.max_headers));
     for h in hs {
-        let kept = headers.push_from_block(
-            block,
+        headers.push_from_head(
+            head,
             h.name.as_bytes(),
             h.value,
             s.max_headers,
             s.max_header_bytes,
         );
-        field(
-            h.name.as_bytes(),
-            h.value,
-            kept,
-            &headers,
-            &mut info,
-            &mut annot,
-        );
+        field(h.name.as_bytes(), h.value, &mut info, &mut annot);
     }
     check_field_count(&headers, s, &mut annot);
     StrictBlock::Parsed(ParsedBlock {
@@ -548,19 +525,23 @@ pub(crate) fn parse_strict_block(rest: &[u8], s: &HttpSettings) -> StrictBlock {
     })
 }
 
-/// Parses the header block `block` (from the line after the start line to the
-/// end of the empty line) into `headers` and returns the framing facts.
-/// `tried` is what [`parse_strict_block`] already made of it, if it ran.
+/// Parses the header block of `head` (a start line of `line_len` bytes, then
+/// the block up to the end of its empty line) into `headers` and returns the
+/// framing facts. `tried` is what [`parse_strict_block`] already made of it,
+/// if it ran.
 pub(crate) fn parse_header_block(
-    block: &[u8],
+    head: &[u8],
+    line_len: usize,
     tried: Option<StrictBlock>,
     headers: &mut Headers,
     s: &HttpSettings,
     annot: &mut Annot,
 ) -> HeadInfo {
-    match tried.unwrap_or_else(|| parse_strict_block(block, s)) {
+    match tried.unwrap_or_else(|| parse_strict_block(head, line_len, s)) {
         StrictBlock::Parsed(parsed) => parsed.take(headers, annot),
         StrictBlock::Partial | StrictBlock::Refused => {
+            let (line, block) = head.split_at(line_len.min(head.len()));
+            *headers = Headers::after_start_line(line);
             let mut info = HeadInfo::default();
             parse_lenient(block, headers, &mut info, s, annot);
             check_field_count(headers, s, annot);
@@ -586,8 +567,8 @@ fn push_field(
     s: &HttpSettings,
     annot: &mut Annot,
 ) {
-    let kept = headers.push(name, value, s.max_headers, s.max_header_bytes);
-    field(name, value, kept, headers, info, annot);
+    headers.push(name, value, s.max_headers, s.max_header_bytes);
+    field(name, value, info, annot);
 }
 
 /// Line-by-line header parsing for what httparse refuses: obs-fold lines are
@@ -759,8 +740,8 @@ mod tests {
             bytes.extend_from_slice(b"body\r\n\r\nmore\n\n");
             let (mut alone, mut alone_annot) = (Headers::default(), Annot::default());
             let alone_info =
-                parse_header_block(&bytes[ll..end], None, &mut alone, &s, &mut alone_annot);
-            let tried = match parse_strict_block(&bytes[ll..], &s) {
+                parse_header_block(&bytes[..end], ll, None, &mut alone, &s, &mut alone_annot);
+            let tried = match parse_strict_block(&bytes, ll, &s) {
                 StrictBlock::Parsed(p) => {
                     assert_eq!(ll + p.len, end, "{block:?}");
                     StrictBlock::Parsed(p)
@@ -770,7 +751,8 @@ mod tests {
             assert!(!matches!(tried, StrictBlock::Partial), "{block:?}");
             let (mut passed, mut passed_annot) = (Headers::default(), Annot::default());
             let passed_info = parse_header_block(
-                &bytes[ll..end],
+                &bytes[..end],
+                ll,
                 Some(tried),
                 &mut passed,
                 &s,
@@ -779,9 +761,16 @@ mod tests {
             assert_eq!(passed, alone, "{block:?}");
             assert_eq!(passed_info, alone_info, "{block:?}");
             assert_eq!(passed_annot, alone_annot, "{block:?}");
+            // Strict or lenient, the start line is kept before the fields.
+            for headers in [&passed, &alone] {
+                assert_eq!(headers.start_line(), b"GET / HTTP/1.1\r\n", "{block:?}");
+            }
         }
         let cut = b"Host: a\r\nX: b\r\n";
-        assert!(matches!(parse_strict_block(cut, &s), StrictBlock::Partial));
+        assert!(matches!(
+            parse_strict_block(cut, 0, &s),
+            StrictBlock::Partial
+        ));
     }
 
     #[test]
@@ -877,7 +866,7 @@ mod tests {
         let s = HttpSettings::default();
         let mut a = Annot::default();
         let mut h = Headers::default();
-        let i = parse_header_block(b"Content-Length: 0005\r\n\r\n", None, &mut h, &s, &mut a);
+        let i = parse_header_block(b"Content-Length: 0005\r\n\r\n", 0, None, &mut h, &s, &mut a);
         assert_eq!(i.content_length, Some(5));
         assert!(a.has(Anomaly::ContentLengthLeadingZeros));
         for bad in [
@@ -890,12 +879,13 @@ mod tests {
             let mut block = b"Content-Length: ".to_vec();
             block.extend_from_slice(bad);
             block.extend_from_slice(b"\r\n\r\n");
-            let i = parse_header_block(&block, None, &mut Headers::default(), &s, &mut a);
+            let i = parse_header_block(&block, 0, None, &mut Headers::default(), &s, &mut a);
             assert!(i.cl_invalid && a.has(Anomaly::InvalidContentLength));
         }
         let mut a = Annot::default();
         parse_header_block(
             b"Content-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            0,
             None,
             &mut Headers::default(),
             &s,
@@ -911,6 +901,7 @@ mod tests {
         let mut h = Headers::default();
         let i = parse_header_block(
             b"Host: t\r\nTransfer-Encoding:\r\n chunked\r\n\r\n",
+            0,
             None,
             &mut h,
             &s,

@@ -620,7 +620,7 @@ impl HttpConnection {
                     }
                     return false;
                 };
-                let req = build_request(msg_ts, ts, &rl, Headers::default(), &HeadInfo::default());
+                let req = build_request(msg_ts, ts, &rl, Headers::default(), false);
                 ctx.stats.requests = ctx.stats.requests.saturating_add(1);
                 let p = Pending {
                     req: Some(req),
@@ -655,6 +655,7 @@ impl HttpConnection {
                         content_type: None,
                         headers: Headers::default(),
                         body: Body::default(),
+                        pending_text: false,
                     },
                     annot,
                     paired,
@@ -733,7 +734,6 @@ impl HttpConnection {
         let s = ctx.settings;
         match start {
             StartLine::Request(rl, ll) => {
-                let block = head.get(ll..).unwrap_or_default();
                 let d = &mut self.to_server;
                 let mut annot = std::mem::take(&mut d.carry);
                 let msg_ts = d.msg_ts;
@@ -742,9 +742,10 @@ impl HttpConnection {
                 }
                 let mut headers = Headers::default();
                 let info = if rl.version == HttpVersion::Http09 {
+                    headers = Headers::after_start_line(head.get(..ll).unwrap_or_default());
                     HeadInfo::default()
                 } else {
-                    parse_header_block(block, fields, &mut headers, s, &mut annot)
+                    parse_header_block(head, ll, fields, &mut headers, s, &mut annot)
                 };
                 ctx.stats.header_fields_dropped = ctx
                     .stats
@@ -759,7 +760,7 @@ impl HttpConnection {
                     // No length, or an invalid one (treated as 0, like Zeek).
                     info.content_length.filter(|&n| n > 0).map(Framing::Length)
                 };
-                let mut req = build_request(msg_ts, ts, &rl, headers, &info);
+                let mut req = build_request(msg_ts, ts, &rl, headers, ctx.defer_decoding);
                 ctx.stats.requests = ctx.stats.requests.saturating_add(1);
                 let d = &mut self.to_server;
                 d.body = match framing {
@@ -786,7 +787,6 @@ impl HttpConnection {
                 }
             }
             StartLine::Status(sl, ll) => {
-                let block = head.get(ll..).unwrap_or_default();
                 let d = &mut self.to_client;
                 let mut annot = std::mem::take(&mut d.carry);
                 let msg_ts = d.msg_ts;
@@ -794,7 +794,7 @@ impl HttpConnection {
                     annot.anomaly(Anomaly::NonStandardVersion);
                 }
                 let mut headers = Headers::default();
-                let info = parse_header_block(block, fields, &mut headers, s, &mut annot);
+                let info = parse_header_block(head, ll, fields, &mut headers, s, &mut annot);
                 ctx.stats.header_fields_dropped = ctx
                     .stats
                     .header_fields_dropped
@@ -827,20 +827,20 @@ impl HttpConnection {
                         None => Some(Framing::Close),
                     }
                 };
-                let content_type = info
-                    .content_type
-                    .and_then(|i| headers.value_at(i))
-                    .map(lossy);
                 let mut resp = Response {
                     ts: msg_ts,
                     end_ts: ts,
                     version: sl.version,
                     status: sl.status,
-                    reason: lossy(sl.reason),
-                    content_type,
+                    reason: Text::default(),
+                    content_type: None,
                     headers,
                     body: Body::default(),
+                    pending_text: ctx.defer_decoding,
                 };
+                if !resp.pending_text {
+                    ResponseText::new(sl.reason, &resp.headers).apply(&mut resp);
+                }
                 let d = &mut self.to_client;
                 d.body = match framing {
                     Some(f) => BodyState::new(info.encoding, s, &mut resp.body, f),
@@ -877,6 +877,7 @@ impl HttpConnection {
                 content_type: None,
                 headers: Headers::default(),
                 body: Body::default(),
+                pending_text: false,
             },
             annot,
             paired,
@@ -1243,10 +1244,8 @@ fn head_end<'a>(
     if scan_from == 0 {
         // Only as far as a head may reach: a longer one is cut off by the
         // end search below, without parsing what will not be kept.
-        let within_cap = v
-            .get(ll..v.len().min(s.max_header_bytes))
-            .unwrap_or_default();
-        match parse_strict_block(within_cap, s) {
+        let within_cap = v.get(..v.len().min(s.max_header_bytes)).unwrap_or_default();
+        match parse_strict_block(within_cap, ll, s) {
             StrictBlock::Parsed(block) => {
                 return HeadStep::Head(
                     ll.saturating_add(block.len),
@@ -1264,45 +1263,126 @@ fn head_end<'a>(
     }
 }
 
+/// A request whose text fields (method, target, path, query, host, content
+/// type) are built now, or left to the exchange's consumer when `defer`
+/// (`Request::pending_text`, see [`finish_request_text`]).
 fn build_request(
     ts: Timestamp,
     end_ts: Timestamp,
-    rl: &super::parser::RequestLine<'_>,
+    rl: &RequestLine<'_>,
     headers: Headers,
-    info: &HeadInfo,
+    defer: bool,
 ) -> Request {
-    // The target is validated as UTF-8 once; path and query without a `%`
-    // are then slices of that text (when on character boundaries).
-    let uri_str = std::str::from_utf8(rl.target).ok();
-    let uri = match uri_str {
-        Some(u) => Text::from(u),
-        None => lossy(rl.target),
-    };
-    let part = |r: std::ops::Range<usize>| -> Text {
-        let bytes = rl.target.get(r.clone()).unwrap_or_default();
-        if memchr::memchr(b'%', bytes).is_none() {
-            if let Some(s) = uri_str.and_then(|u| u.get(r)) {
-                return Text::from(s);
-            }
-        }
-        percent_decode(bytes)
-    };
-    let (path, query) = split_target_at(rl.target);
-    Request {
+    let mut req = Request {
         ts,
         end_ts,
-        method: lossy(rl.method),
-        uri,
-        path: part(path),
-        query: query.map(part),
+        method: Text::default(),
+        uri: Text::default(),
+        path: Text::default(),
+        query: None,
         version: rl.version,
-        host: info.host.and_then(|i| headers.value_at(i)).map(lossy),
-        content_type: info
-            .content_type
-            .and_then(|i| headers.value_at(i))
-            .map(lossy),
+        host: None,
+        content_type: None,
         headers,
         body: Body::default(),
+        pending_text: defer,
+    };
+    if !defer {
+        RequestText::new(rl, &req.headers).apply(&mut req);
+    }
+    req
+}
+
+/// Builds the text fields a worker left to the consumer, from the request
+/// line kept in the headers; parsing that line again gives what the worker
+/// parsed, so the request comes out as if built on the worker.
+pub(super) fn finish_request_text(req: &mut Request) {
+    if !req.pending_text {
+        return;
+    }
+    let line = first_line(req.headers.start_line()).and_then(|(line, _)| parse_request_line(line));
+    if let Some(text) = line.map(|rl| RequestText::new(&rl, &req.headers)) {
+        text.apply(req);
+    }
+    req.pending_text = false;
+}
+
+/// Like [`finish_request_text`], for a response's reason and content type.
+pub(super) fn finish_response_text(resp: &mut Response) {
+    if !resp.pending_text {
+        return;
+    }
+    let line = first_line(resp.headers.start_line()).and_then(|(line, _)| parse_status_line(line));
+    if let Some(text) = line.map(|sl| ResponseText::new(sl.reason, &resp.headers)) {
+        text.apply(resp);
+    }
+    resp.pending_text = false;
+}
+
+struct RequestText {
+    method: Text,
+    uri: Text,
+    path: Text,
+    query: Option<Text>,
+    host: Option<Text>,
+    content_type: Option<Text>,
+}
+
+impl RequestText {
+    fn new(rl: &RequestLine<'_>, headers: &Headers) -> Self {
+        // The target is validated as UTF-8 once; path and query without a `%`
+        // are then slices of that text (when on character boundaries).
+        let uri_str = std::str::from_utf8(rl.target).ok();
+        let uri = match uri_str {
+            Some(u) => Text::from(u),
+            None => lossy(rl.target),
+        };
+        let part = |r: std::ops::Range<usize>| -> Text {
+            let bytes = rl.target.get(r.clone()).unwrap_or_default();
+            if memchr::memchr(b'%', bytes).is_none() {
+                if let Some(s) = uri_str.and_then(|u| u.get(r)) {
+                    return Text::from(s);
+                }
+            }
+            percent_decode(bytes)
+        };
+        let (path, query) = split_target_at(rl.target);
+        RequestText {
+            method: lossy(rl.method),
+            uri,
+            path: part(path),
+            query: query.map(part),
+            host: headers.get("host").map(lossy),
+            content_type: headers.get("content-type").map(lossy),
+        }
+    }
+
+    fn apply(self, req: &mut Request) {
+        req.method = self.method;
+        req.uri = self.uri;
+        req.path = self.path;
+        req.query = self.query;
+        req.host = self.host;
+        req.content_type = self.content_type;
+    }
+}
+
+struct ResponseText {
+    reason: Text,
+    content_type: Option<Text>,
+}
+
+impl ResponseText {
+    fn new(reason: &[u8], headers: &Headers) -> Self {
+        ResponseText {
+            reason: lossy(reason),
+            content_type: headers.get("content-type").map(lossy),
+        }
+    }
+
+    fn apply(self, resp: &mut Response) {
+        resp.reason = self.reason;
+        resp.content_type = self.content_type;
     }
 }
 
@@ -1393,6 +1473,59 @@ mod tests {
         assert!(ex
             .iter()
             .all(|e| e.flags == ExchangeFlags::default() && e.anomalies.is_empty()));
+    }
+
+    /// A worker that defers leaves the record's text unbuilt, with what is
+    /// needed to build it; the consumer's finish gives the inline record,
+    /// whichever parser (strict, lenient, HTTP/0.9) took the head.
+    #[test]
+    fn record_text_left_to_the_consumer_comes_out_as_built_inline() {
+        let settings = HttpSettings::default();
+        let heads = [
+            b"POST /p%20q?x=%41 HTTP/1.1\r\nHost: a\r\nhost: b\r\nContent-Type: t/p\r\nContent-Length: 1\r\n\r\na".to_vec(),
+            b"GET /\xff?\xc3 HTTP/1.1\r\nX: a\r\n b\r\nHost: lenient\r\n\r\n".to_vec(),
+            b"GET /old\r\n".to_vec(),
+        ];
+        for head in heads {
+            let response =
+                b"HTTP/1.1 404 Not \xffFound\r\nContent-Type: text/x\r\nContent-Length: 0\r\n\r\n";
+            let actions = [d(C, &head), d(S, response)];
+            let (inline, _) = run_actions(&settings, &actions);
+            let mut stats = HttpStats::default();
+            let mut left = Vec::new();
+            let mut ctx = HttpContext {
+                settings: &settings,
+                stats: &mut stats,
+                out: &mut left,
+                defer_decoding: true,
+            };
+            let mut conn = HttpConnection::new(ConnInfo {
+                flow_id: 1,
+                client: "10.0.0.1:40000".parse().unwrap(),
+                server: "10.0.0.2:80".parse().unwrap(),
+            });
+            let mut ts = Timestamp::from_secs_nanos(1_000, 0);
+            for action in &actions {
+                ts = Timestamp(ts.0 + 1_000_000);
+                if let Action::Data(dir, bytes) = action {
+                    conn.on_data(&mut ctx, *dir, ts, bytes);
+                }
+            }
+            conn.finish(&mut ctx, Timestamp(ts.0 + 1_000_000));
+            let (req, resp) = (left[0].request.as_ref(), left[0].response.as_ref());
+            let http09 = head.ends_with(b"/old\r\n");
+            assert!(
+                req.unwrap().pending_text && req.unwrap().method.is_empty(),
+                "{head:?}"
+            );
+            assert_eq!(resp.unwrap().pending_text, !http09);
+            let mut finished = left.clone();
+            for e in &mut finished {
+                crate::http1::finish_decoding(e, &mut stats);
+            }
+            assert_eq!(finished, inline);
+            assert!(!inline[0].request.as_ref().unwrap().method.is_empty());
+        }
     }
 
     #[test]

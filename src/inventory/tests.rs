@@ -44,6 +44,7 @@ pub(crate) fn exchange(
             content_type: None,
             headers: h,
             body: Body::default(),
+            pending_text: false,
         }),
         response: Some(Response {
             ts: Timestamp(ts * 1_000_000_000 + 1),
@@ -54,6 +55,7 @@ pub(crate) fn exchange(
             content_type: Some(Text::from("application/json")),
             headers: Headers::default(),
             body: body(response_body),
+            pending_text: false,
         }),
         tunnel: false,
         flags: ExchangeFlags::default(),
