@@ -9,12 +9,14 @@
 //! capture run the same stages; only the sources and that policy differ.
 //! This module never looks inside packet bytes beyond handing them on.
 //!
-//! While the writer keeps up, workers leave the inflation of gzip bodies to
-//! it (see [`writer_keeps_up`]): content decoding is a quarter of a
-//! worker's time on gzip-heavy API traffic, the bodies' only readers
-//! (detectors, output) run on the writer anyway, and compressed bodies
-//! hold less memory in the queue. Which thread inflates never changes what
-//! is written: the same code runs on the same bytes.
+//! While the writer keeps up, workers leave the inflation of gzip bodies and
+//! the building of the record's text fields (method, target, path, query,
+//! host, content type, reason) to it (see [`writer_keeps_up`]): together
+//! they were a third of a worker's time on gzip-heavy API traffic, and
+//! their only readers (detectors, output) run on the writer anyway.
+//! Compressed bodies also hold less memory in the queue. Which thread does
+//! the work never changes what is written: the same code runs on the same
+//! bytes.
 
 use crate::analysis::Analysis;
 use crate::capture::{FileSource, Next, PacketSource};
@@ -827,13 +829,14 @@ impl Completed {
     }
 }
 
-/// Whether a worker may leave content decoding to the writer: its queue is
-/// less than half full. A writer falling behind (busy with detectors, slow
-/// output, many workers) so gets the work handed back. Not much less than
-/// half: the writer shares cores with the busy workers and the reader, so a
-/// few batches wait even when it keeps up.
+/// Whether a worker may leave building text fields and content decoding to
+/// the writer: its queue is less than three quarters full. A writer falling
+/// behind (busy with detectors, slow output, many workers) so gets the work
+/// handed back. Not much less: the writer shares cores with the busy workers
+/// and the reader, so batches wait even when it keeps up (at half full, a
+/// worker still did a twelfth of the work on the benchmark capture).
 fn writer_keeps_up(queue: &Sender<WorkerOutput>) -> bool {
-    queue.len().saturating_mul(2) < queue.capacity().unwrap_or(0)
+    queue.len().saturating_mul(4) < queue.capacity().unwrap_or(0).saturating_mul(3)
 }
 
 /// Returns once a full queue is half empty (see [`QUEUE_NAP`]).
