@@ -181,7 +181,7 @@ impl Headers {
 
     /// Headers whose text is `head` verbatim, a start line of `line_len`
     /// bytes and then the header block, with room for `fields` spans; fields
-    /// are then added with `push_from_block`.
+    /// are then added with `push_from_head`.
     pub(crate) fn from_head(head: &[u8], line_len: usize, fields: usize) -> Self {
         let mut h = Headers::with_capacity(fields, head.len());
         h.buf.extend_from_slice(head);
@@ -736,48 +736,45 @@ mod tests {
         // A field dropped by the cap leaves invalid UTF-8 in the copied text;
         // the kept fields must still serialise as their own text.
         let line = b"GET /\xff HTTP/1.1\r\n";
-        let block = b"GET /\xff HTTP/1.1\r\nHost: a\r\nX-Split: \xc3\xa9\r\nX-Bad: \xff\r\n\r\n";
+        let head = b"GET /\xff HTTP/1.1\r\nHost: a\r\nX-Split: \xc3\xa9\r\nX-Bad: \xff\r\n\r\n";
         let fields: [(&[u8], &[u8]); 3] = [
             (b"Host", b"a"),
             (b"X-Split", b"\xc3\xa9"),
             (b"X-Bad", b"\xff"),
         ];
         let slices = |name: &str| {
-            let at = block
+            let at = head
                 .windows(name.len())
                 .position(|w| w == name.as_bytes())
                 .unwrap();
-            let end = at + block[at..].iter().position(|&b| b == b'\r').unwrap();
-            (
-                &block[at..at + name.len()],
-                &block[at + name.len() + 2..end],
-            )
+            let end = at + head[at..].iter().position(|&b| b == b'\r').unwrap();
+            (&head[at..at + name.len()], &head[at + name.len() + 2..end])
         };
-        let mut from_block = Headers::from_head(block, line.len(), 3);
+        let mut parsed = Headers::from_head(head, line.len(), 3);
         let mut pushed = Headers::after_start_line(line);
         for (name, value) in fields {
             let (n, v) = slices(std::str::from_utf8(name).unwrap());
             assert_eq!((n, v), (name, value));
             let max_bytes = 14; // room for Host and X-Split only
             assert_eq!(
-                from_block.push_from_head(block, n, v, 3, max_bytes),
+                parsed.push_from_head(head, n, v, 3, max_bytes),
                 pushed.push(name, value, 3, max_bytes)
             );
         }
-        assert_eq!(from_block.len(), 2);
-        assert_eq!(from_block.dropped, 1);
-        assert_eq!(from_block, pushed);
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed.dropped, 1);
+        assert_eq!(parsed, pushed);
         assert_eq!(
-            serde_json::to_string(&from_block).unwrap(),
+            serde_json::to_string(&parsed).unwrap(),
             r#"[["Host","a"],["X-Split","é"]]"#
         );
-        // A slice from outside the block is copied, not referenced.
+        // A slice from outside the head is copied, not referenced.
         let elsewhere = b"X-Other".to_vec();
-        assert!(from_block.push_from_head(block, &elsewhere, b"v", 4, 100));
-        assert_eq!(from_block.value_at(2), Some(&b"v"[..]));
-        assert_eq!(from_block.get("x-other"), Some(&b"v"[..]));
+        assert!(parsed.push_from_head(head, &elsewhere, b"v", 4, 100));
+        assert_eq!(parsed.value_at(2), Some(&b"v"[..]));
+        assert_eq!(parsed.get("x-other"), Some(&b"v"[..]));
         // The start line is kept as sent, whichever way the fields came.
-        for headers in [&from_block, &pushed] {
+        for headers in [&parsed, &pushed] {
             assert_eq!(headers.start_line(), line);
         }
         assert_eq!(Headers::default().start_line(), b"");

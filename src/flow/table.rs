@@ -101,8 +101,8 @@ impl FlowTable {
         &self.shared.http_stats
     }
 
-    /// Whether exchanges completed from now on may leave the inflation of
-    /// gzip bodies to their consumer, who must then run
+    /// Whether exchanges completed from now on may leave building their text
+    /// fields and inflating gzip bodies to their consumer, who must then run
     /// [`crate::http1::finish_decoding`] on them (off by default).
     pub fn defer_decoding(&mut self, defer: bool) {
         self.shared.defer_decoding = defer;

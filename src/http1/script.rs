@@ -135,9 +135,9 @@ pub fn run_actions(settings: &HttpSettings, actions: &[Action]) -> (Vec<Exchange
     run_connection(settings, actions, false)
 }
 
-/// Like [`run_actions`], with content decoding deferred by the connection
-/// and finished afterwards as the pipeline's writer does: the result must
-/// not differ.
+/// Like [`run_actions`], with the text fields and content decoding deferred
+/// by the connection and finished afterwards as the pipeline's writer does:
+/// the result must not differ.
 pub fn run_actions_deferred(
     settings: &HttpSettings,
     actions: &[Action],
