@@ -1002,14 +1002,15 @@ impl Spent {
 struct WriterResult {
     exchanges: u64,
     errors: u64,
-    /// Counters of the content decoding workers left to the writer.
+    /// Counters of the decoding (text fields, content) workers left to the writer.
     http: HttpStats,
     analysis: Option<Analysis>,
 }
 
-/// Exchanges get the content decoding their worker left undone, go through
-/// the analysis stage (detectors, when events are forwarded) in merged
-/// order, then to the output. `publish` shows the decoding counters.
+/// Exchanges get the decoding (text fields, content) their worker left
+/// undone, go through the analysis stage (detectors, when events are
+/// forwarded) in merged order, then to the output. `publish` shows the
+/// decoding counters.
 fn write_exchanges(
     mut writer: ExchangeWriter,
     outputs: Receiver<WorkerOutput>,

@@ -5,10 +5,11 @@
 //! Each direction is fed in pieces of `chunk` bytes (client first, then
 //! server), and also as one piece: how a stream is cut into reads must not
 //! change the exchanges (method, URI, status, headers, flags, anomalies,
-//! bodies); the pieces run also leaves content decoding to be finished
-//! afterwards, as workers do while the writer keeps up, which must not
-//! change them either. A third run interleaves client and server pieces and is only
-//! checked for panics (interleaving legitimately changes pairing).
+//! bodies); the pieces run also leaves the text fields and content decoding
+//! to be finished afterwards, as workers do while the writer keeps up,
+//! which must not change them either. A third run interleaves client and
+//! server pieces and is only checked for panics (interleaving legitimately
+//! changes pairing).
 #![no_main]
 
 use apisensor::config::HttpSettings;

@@ -390,7 +390,9 @@ pub fn run_script(text: &str) -> Result<Vec<Exchange>, String> {
     check_ledger(&sc.actions, &stats)?;
     let (deferred, deferred_stats) = run_actions_deferred(&sc.settings, &sc.actions);
     if deferred != ex || deferred_stats != stats {
-        return Err("deferred content decoding changed the exchanges or counters".into());
+        return Err(
+            "deferred decoding (text fields, content) changed the exchanges or counters".into(),
+        );
     }
     let mut next = 0usize;
     for (lineno, line) in &sc.expects {
