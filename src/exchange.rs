@@ -553,6 +553,12 @@ pub struct Exchange {
     pub anomalies: Vec<Anomaly>,
 }
 
+/// Exchanges as the HTTP parser emits them and workers hand them on. Each is
+/// boxed when its request starts and filled in place, so the 600-byte record
+/// is not copied again on its way to the writer and back (those copies were
+/// a twelfth of a worker's time).
+pub type Exchanges = Vec<Box<Exchange>>;
+
 impl Exchange {
     pub fn add_anomaly(&mut self, anomaly: Anomaly) {
         if let Err(pos) = self.anomalies.binary_search(&anomaly) {

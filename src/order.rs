@@ -49,10 +49,11 @@ impl OrderKey {
 /// What a worker hands on after a batch.
 pub struct WorkerOutput {
     pub worker: usize,
-    /// In key order. Boxed from here to where the worker frees them: the
-    /// merge queues, sorts and hands them on, and the writer gives them
-    /// back, so a pointer moves each time instead of the whole record (those
-    /// moves were over four fifths of the writer's work without output).
+    /// In key order. Boxed from the parser to where the worker frees them
+    /// (see [`crate::exchange::Exchanges`]): the merge queues, sorts and
+    /// hands them on, and the writer gives them back, so a pointer moves each
+    /// time instead of the whole record (those moves were over four fifths
+    /// of the writer's work without output).
     pub exchanges: Vec<(OrderKey, Box<Exchange>)>,
     pub watermark: OrderKey,
 }

@@ -22,7 +22,7 @@ use crate::analysis::Analysis;
 use crate::capture::{FileSource, Next, PacketSource};
 use crate::config::Settings;
 use crate::decode::{Decoder, LinkType, TcpFlags, TcpSegment};
-use crate::exchange::{Exchange, Timestamp};
+use crate::exchange::{Exchange, Exchanges, Timestamp};
 use crate::flow::{FlowKey, FlowTable, Segment, Side};
 use crate::forward::EventHandle;
 use crate::http1::HttpStats;
@@ -785,13 +785,12 @@ impl Reader {
     }
 }
 
-#[expect(clippy::vec_box, reason = "exchanges travel boxed: see `WorkerOutput`")]
 struct WorkerContext {
     settings: Settings,
     queue: Receiver<Batch>,
     exchanges: Sender<WorkerOutput>,
     /// Exchanges the writer is done with, to be freed here (see `Spent`).
-    spent: Receiver<Vec<Box<Exchange>>>,
+    spent: Receiver<Exchanges>,
     pool: Sender<Batch>,
     policy: QueuePolicy,
     hub: Arc<StatsHub>,
@@ -802,7 +801,7 @@ struct WorkerContext {
 #[derive(Default)]
 struct Completed {
     /// Where the flow table appends.
-    fresh: Vec<Exchange>,
+    fresh: Exchanges,
     keyed: Vec<(OrderKey, Box<Exchange>)>,
 }
 
@@ -816,7 +815,7 @@ impl Completed {
                 packet_index,
                 flow_id: exchange.flow_id,
             };
-            self.keyed.push((key, Box::new(exchange)));
+            self.keyed.push((key, exchange));
         }
     }
 
@@ -965,15 +964,13 @@ fn run_worker(ctx: WorkerContext) -> Stats {
 /// collect, which showed as a tenth of a worker's time in replay). Best
 /// effort: a full queue means the worker is busy, and the writer frees the
 /// batch itself.
-#[expect(clippy::vec_box, reason = "exchanges travel boxed: see `WorkerOutput`")]
 struct Spent {
-    queues: Vec<Sender<Vec<Box<Exchange>>>>,
-    batches: Vec<Vec<Box<Exchange>>>,
+    queues: Vec<Sender<Exchanges>>,
+    batches: Vec<Exchanges>,
 }
 
 impl Spent {
-    #[expect(clippy::vec_box, reason = "exchanges travel boxed: see `WorkerOutput`")]
-    fn new(queues: Vec<Sender<Vec<Box<Exchange>>>>) -> Self {
+    fn new(queues: Vec<Sender<Exchanges>>) -> Self {
         let batches = queues.iter().map(|_| Vec::new()).collect();
         Spent { queues, batches }
     }
@@ -1110,7 +1107,7 @@ impl InlineEngine {
         ts: Timestamp,
         frame: &[u8],
         wire_len: u32,
-        out: &mut Vec<Exchange>,
+        out: &mut Exchanges,
     ) {
         self.packet_index += 1;
         self.clock = self.clock.max(ts);
@@ -1134,7 +1131,7 @@ impl InlineEngine {
     }
 
     /// Ends all flows and returns the counters.
-    pub fn finish(mut self, out: &mut Vec<Exchange>) -> Stats {
+    pub fn finish(mut self, out: &mut Exchanges) -> Stats {
         self.table.flush_all(out);
         Stats {
             decode: self.decoder.stats.clone(),
@@ -1173,7 +1170,7 @@ mod tests {
             spent.give_back(0, Box::new(exchange(i)));
         }
         spent.give_back(1, Box::new(exchange(7)));
-        let batches: Vec<Vec<Box<Exchange>>> = from_0.try_iter().collect();
+        let batches: Vec<Exchanges> = from_0.try_iter().collect();
         assert_eq!(batches.len(), 2);
         assert!(batches.iter().all(|b| b.len() == SPENT_BATCH));
         assert_eq!(batches[1][0].flow_id, SPENT_BATCH as u64);

@@ -7,7 +7,7 @@
 use super::reassembly::{Chunk, Reassembler, ReassemblyContext};
 use super::{FlowKey, FlowStats, Segment, Side};
 use crate::config::{FlowSettings, HttpSettings};
-use crate::exchange::{Direction, Exchange, Timestamp};
+use crate::exchange::{Direction, Exchanges, Timestamp};
 use crate::http1::{ConnInfo, HttpConnection, HttpContext, HttpStats};
 use hashlink::LinkedHashMap;
 
@@ -129,7 +129,7 @@ impl FlowTable {
     /// Processes one segment; completed exchanges are appended to `out`.
     /// Idle flows are not swept here: callers run the sweeps due first
     /// ([`FlowTable::next_sweep`]), so each sweep's output can be told apart.
-    pub fn process(&mut self, seg: &Segment<'_>, out: &mut Vec<Exchange>) {
+    pub fn process(&mut self, seg: &Segment<'_>, out: &mut Exchanges) {
         self.shared.stats.payload_bytes_in += seg.payload.len() as u64;
         self.shared.stats.snaplen_bytes_in += u64::from(seg.missing_payload);
         let opens_connection = seg.flags.syn() && !seg.flags.ack();
@@ -195,7 +195,7 @@ impl FlowTable {
         }
     }
 
-    fn close(&mut self, seg: &Segment<'_>, out: &mut Vec<Exchange>) {
+    fn close(&mut self, seg: &Segment<'_>, out: &mut Exchanges) {
         if let Some(flow) = self.open.remove(&seg.key) {
             self.shared.end_flow(flow, EndReason::Closed, out);
         }
@@ -210,7 +210,7 @@ impl FlowTable {
     }
 
     /// Ends every open flow (end of capture or shutdown).
-    pub fn flush_all(&mut self, out: &mut Vec<Exchange>) {
+    pub fn flush_all(&mut self, out: &mut Exchanges) {
         while let Some((_, flow)) = self.open.pop_front() {
             self.shared.end_flow(flow, EndReason::EndOfCapture, out);
         }
@@ -246,14 +246,14 @@ impl FlowTable {
     }
 
     /// Runs every sweep due at packet time `now`.
-    pub fn advance_to(&mut self, now: Timestamp, out: &mut Vec<Exchange>) {
+    pub fn advance_to(&mut self, now: Timestamp, out: &mut Exchanges) {
         while let Some(at) = self.next_sweep(now) {
             self.expire(at, out);
         }
     }
 
     /// Ends flows idle for longer than the timeout at packet time `now`.
-    pub fn expire(&mut self, now: Timestamp, out: &mut Vec<Exchange>) {
+    pub fn expire(&mut self, now: Timestamp, out: &mut Exchanges) {
         let idle = self.shared.flow_settings.idle_timeout_secs;
         while let Some((_, flow)) = self.open.front() {
             if now.secs_since(flow.last_ts) < idle {
@@ -277,7 +277,7 @@ impl Shared {
     /// The reassembly and HTTP contexts over this worker's settings and counters.
     fn contexts<'s>(
         &'s mut self,
-        out: &'s mut Vec<Exchange>,
+        out: &'s mut Exchanges,
     ) -> (ReassemblyContext<'s>, HttpContext<'s>) {
         (
             ReassemblyContext {
@@ -296,7 +296,7 @@ impl Shared {
 
     /// Runs the segment through reassembly into HTTP. Returns true when the
     /// connection is over (RST, or both directions delivered up to their FIN).
-    fn feed(&mut self, flow: &mut Flow, seg: &Segment<'_>, out: &mut Vec<Exchange>) -> bool {
+    fn feed(&mut self, flow: &mut Flow, seg: &Segment<'_>, out: &mut Exchanges) -> bool {
         flow.last_ts = seg.ts;
         if flow.client_side.is_none() && seg.flags.syn() {
             flow.client_side = Some(if seg.flags.ack() {
@@ -367,7 +367,7 @@ impl Shared {
         this_dir.ended() && peer_dir.ended()
     }
 
-    fn end_flow(&mut self, mut flow: Flow, reason: EndReason, out: &mut Vec<Exchange>) {
+    fn end_flow(&mut self, mut flow: Flow, reason: EndReason, out: &mut Exchanges) {
         match reason {
             EndReason::Closed => self.stats.flows_closed += 1,
             EndReason::Idle => self.stats.flows_evicted_idle += 1,

@@ -17,7 +17,7 @@
 
 use crate::config::HttpSettings;
 use crate::counters;
-use crate::exchange::{Anomaly, Exchange, ExchangeFlags};
+use crate::exchange::{Anomaly, Exchange, ExchangeFlags, Exchanges};
 use std::net::SocketAddr;
 
 pub(crate) mod body;
@@ -128,7 +128,7 @@ pub struct ConnInfo {
 pub struct HttpContext<'a> {
     pub settings: &'a HttpSettings,
     pub stats: &'a mut HttpStats,
-    pub out: &'a mut Vec<Exchange>,
+    pub out: &'a mut Exchanges,
     /// Leave building the record's text fields and the one-shot inflation of
     /// gzip bodies to whoever takes the exchanges next ([`finish_decoding`]);
     /// see `pipeline::run_worker`.

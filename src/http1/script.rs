@@ -180,7 +180,7 @@ fn run_connection(
         }
         conn.finish(&mut ctx, Timestamp(ts.0.saturating_add(1_000_000)));
     }
-    (out, stats)
+    (out.into_iter().map(|e| *e).collect(), stats)
 }
 
 /// Checks the byte ledger after `run_actions`: the data bytes of the actions

@@ -99,8 +99,10 @@ struct RespCur {
 /// A request in the queue.
 #[derive(Debug)]
 struct Pending {
-    /// `None`: a request lost in a gap, kept so its response pairs with it.
-    req: Option<Request>,
+    /// The exchange this request starts, boxed now and filled in place (see
+    /// [`Exchanges`]). Its request is `None` when it was lost in a gap, kept
+    /// so its response pairs with it.
+    exchange: Box<Exchange>,
     annot: Annot,
     /// The whole request (head and body) has arrived.
     done: bool,
@@ -113,6 +115,10 @@ struct Pending {
 }
 
 impl Pending {
+    fn has_request(&self) -> bool {
+        self.exchange.request.is_some()
+    }
+
     fn answered(&self) -> bool {
         self.resp.is_some() || self.resp_lost
     }
@@ -162,7 +168,7 @@ fn target<'a>(
     match dir {
         Direction::ToServer => {
             let p = pending.back_mut().filter(|p| !p.done)?;
-            let r = p.req.as_mut()?;
+            let r = p.exchange.request.as_mut()?;
             Some((&mut r.body, &mut p.annot, &mut r.end_ts))
         }
         Direction::ToClient => {
@@ -197,6 +203,20 @@ impl HttpConnection {
 
     fn first_unanswered(&self) -> Option<usize> {
         self.pending.iter().position(|p| !p.answered())
+    }
+
+    /// A new exchange of this connection; `emit` completes it.
+    fn new_exchange(&self, request: Option<Request>) -> Box<Exchange> {
+        Box::new(Exchange {
+            flow_id: self.info.flow_id,
+            client: self.info.client,
+            server: self.info.server,
+            request,
+            response: None,
+            tunnel: false,
+            flags: ExchangeFlags::default(),
+            anomalies: Vec::new(),
+        })
     }
 
     /// Next in-order bytes of one direction.
@@ -623,7 +643,7 @@ impl HttpConnection {
                 let req = build_request(msg_ts, ts, &rl, Headers::default(), false);
                 ctx.stats.requests = ctx.stats.requests.saturating_add(1);
                 let p = Pending {
-                    req: Some(req),
+                    exchange: self.new_exchange(Some(req)),
                     annot,
                     done: true,
                     head: rl.method == b"HEAD",
@@ -678,7 +698,7 @@ impl HttpConnection {
             }
             Direction::ToServer => {
                 let p = Pending {
-                    req: None,
+                    exchange: self.new_exchange(None),
                     annot,
                     done: true,
                     head: false,
@@ -706,7 +726,7 @@ impl HttpConnection {
     }
 
     fn push_request(&mut self, ctx: &mut HttpContext<'_>, p: Pending) {
-        if p.req.is_some() {
+        if p.has_request() {
             // Responses lost before a request that did arrive answered
             // requests before it; they can no longer cancel a later gap.
             self.lost_responses = 0;
@@ -760,15 +780,20 @@ impl HttpConnection {
                     // No length, or an invalid one (treated as 0, like Zeek).
                     info.content_length.filter(|&n| n > 0).map(Framing::Length)
                 };
-                let mut req = build_request(msg_ts, ts, &rl, headers, ctx.defer_decoding);
+                let mut exchange = self.new_exchange(Some(build_request(
+                    msg_ts,
+                    ts,
+                    &rl,
+                    headers,
+                    ctx.defer_decoding,
+                )));
                 ctx.stats.requests = ctx.stats.requests.saturating_add(1);
-                let d = &mut self.to_server;
-                d.body = match framing {
-                    Some(f) => BodyState::new(info.encoding, s, &mut req.body, f),
-                    None => BodyState::default(),
+                self.to_server.body = match (framing, exchange.request.as_mut()) {
+                    (Some(f), Some(req)) => BodyState::new(info.encoding, s, &mut req.body, f),
+                    _ => BodyState::default(),
                 };
                 let p = Pending {
-                    req: Some(req),
+                    exchange,
                     annot,
                     done: framing.is_none(),
                     head: rl.method == b"HEAD",
@@ -892,7 +917,7 @@ impl HttpConnection {
             Direction::ToServer => {
                 if let Some(p) = self.pending.back_mut().filter(|p| !p.done) {
                     p.done = true;
-                    if let Some(r) = p.req.as_mut() {
+                    if let Some(r) = p.exchange.request.as_mut() {
                         bstate.finish(
                             &mut r.body,
                             complete,
@@ -926,7 +951,7 @@ impl HttpConnection {
                         ctx.stats.responses_without_request =
                             ctx.stats.responses_without_request.saturating_add(1);
                         let p = Pending {
-                            req: None,
+                            exchange: self.new_exchange(None),
                             annot: Annot::default(),
                             done: true,
                             head: false,
@@ -965,48 +990,41 @@ impl HttpConnection {
     }
 
     fn emit(&self, ctx: &mut HttpContext<'_>, p: Pending) {
-        if p.req.is_none() && p.resp.is_none() {
+        let Pending {
+            exchange: mut e,
+            annot,
+            resp,
+            resp_lost,
+            ..
+        } = p;
+        if e.request.is_none() && resp.is_none() {
             return;
         }
-        // Built in place at the end of the output, not moved there afterwards.
-        ctx.out.push(Exchange {
-            flow_id: self.info.flow_id,
-            client: self.info.client,
-            server: self.info.server,
-            request: None,
-            response: None,
-            tunnel: false,
-            flags: ExchangeFlags::default(),
-            anomalies: Vec::new(),
-        });
-        let Some(e) = ctx.out.last_mut() else {
-            return;
-        };
-        let mut n = p.annot.apply(e);
-        let mut errors = u64::from(p.annot.parse_error);
-        if let Some(rc) = p.resp {
-            n = n.saturating_add(rc.annot.apply(e));
+        let mut n = annot.apply(&mut e);
+        let mut errors = u64::from(annot.parse_error);
+        if let Some(rc) = resp {
+            n = n.saturating_add(rc.annot.apply(&mut e));
             errors = errors.saturating_add(u64::from(rc.annot.parse_error));
             e.tunnel = rc.tunnel;
             e.response = Some(rc.resp);
         }
-        if p.req.is_none() && !e.anomalies.contains(&Anomaly::ResponseWithoutRequest) {
+        if e.request.is_none() && !e.anomalies.contains(&Anomaly::ResponseWithoutRequest) {
             e.add_anomaly(Anomaly::ResponseWithoutRequest);
             n = n.saturating_add(1);
             ctx.stats.responses_without_request =
                 ctx.stats.responses_without_request.saturating_add(1);
         }
-        if p.req.is_some() && e.response.is_none() {
+        if e.request.is_some() && e.response.is_none() {
             e.flags.unanswered = true;
             ctx.stats.unanswered_requests = ctx.stats.unanswered_requests.saturating_add(1);
         }
-        if p.resp_lost {
+        if resp_lost {
             e.flags.gap = true;
         }
-        e.request = p.req;
         ctx.stats.anomalies = ctx.stats.anomalies.saturating_add(n);
         ctx.stats.parse_errors = ctx.stats.parse_errors.saturating_add(errors);
         ctx.stats.exchanges = ctx.stats.exchanges.saturating_add(1);
+        ctx.out.push(e);
     }
 
     /// `len` bytes of `dir` were lost in capture.
@@ -1519,7 +1537,7 @@ mod tests {
                 "{head:?}"
             );
             assert_eq!(resp.unwrap().pending_text, !http09);
-            let mut finished = left.clone();
+            let mut finished: Vec<Exchange> = left.iter().map(|e| *e.clone()).collect();
             for e in &mut finished {
                 crate::http1::finish_decoding(e, &mut stats);
             }
