@@ -554,9 +554,9 @@ pub struct Exchange {
 }
 
 /// Exchanges as the HTTP parser emits them and workers hand them on. Each is
-/// boxed when its request starts and filled in place, so the 600-byte record
-/// is not copied again on its way to the writer and back (those copies were
-/// a twelfth of a worker's time).
+/// boxed when its request starts (a response without one: when it ends) and
+/// filled in place, so the 600-byte record is not copied again on its way to
+/// the writer and back (those copies were a twelfth of a worker's time).
 pub type Exchanges = Vec<Box<Exchange>>;
 
 impl Exchange {
