@@ -39,6 +39,70 @@ pub struct Settings {
     pub inventory: InventorySettings,
     pub classify: ClassifySettings,
     pub detect: DetectSettings,
+    pub memory: MemorySettings,
+}
+
+/// One memory budget over everything that grows with traffic. Each stage
+/// gets a fixed share of it ([`MemoryPlan`]) and enforces that share with a
+/// counter for whatever it had to give up.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemorySettings {
+    /// Bytes for flows and their buffers, exchanges in flight, fragments,
+    /// events held in memory and the analysis state together.
+    pub budget_bytes: u64,
+}
+
+impl Default for MemorySettings {
+    fn default() -> Self {
+        // The systemd unit's MemoryMax is 2 GiB: 512 MiB of it stay for
+        // code, thread stacks, allocator slack and I/O buffers.
+        MemorySettings {
+            budget_bytes: 1536 << 20,
+        }
+    }
+}
+
+/// How `memory.budget_bytes` is shared out. Fixed fractions, so every cap
+/// follows from the one number an operator sets, and the stages an
+/// attacker reaches first (flows, queues) get a small part: a flood of any
+/// kind fills only its own share, never the analysis state's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryPlan {
+    /// Flow tables with everything they hold (reassembly buffers, HTTP
+    /// state, queued requests with their bodies, decoders): 1/16, shared
+    /// equally by the workers.
+    pub flows_bytes: usize,
+    /// Exchanges on their way from the workers to the writer: 1/32.
+    pub exchanges_in_flight_bytes: usize,
+    /// IP fragments waiting for the rest of their datagram: 1/128.
+    pub fragments_bytes: usize,
+    /// Events held in memory before they reach the spool: 1/64.
+    pub events_bytes: usize,
+    /// The analysis stage (actors, endpoints, inventory, baselines): the rest.
+    pub analysis_bytes: usize,
+}
+
+impl MemoryPlan {
+    pub fn new(budget_bytes: u64) -> MemoryPlan {
+        let budget = usize::try_from(budget_bytes).unwrap_or(usize::MAX);
+        let flows_bytes = budget / 16;
+        let exchanges_in_flight_bytes = budget / 32;
+        let fragments_bytes = budget / 128;
+        let events_bytes = budget / 64;
+        let analysis_bytes = budget
+            .saturating_sub(flows_bytes)
+            .saturating_sub(exchanges_in_flight_bytes)
+            .saturating_sub(fragments_bytes)
+            .saturating_sub(events_bytes);
+        MemoryPlan {
+            flows_bytes,
+            exchanges_in_flight_bytes,
+            fragments_bytes,
+            events_bytes,
+            analysis_bytes,
+        }
+    }
 }
 
 /// Threads and queues.
@@ -104,8 +168,9 @@ impl Default for DecodeSettings {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FlowSettings {
-    /// Connections tracked per worker; the least recently active is evicted beyond it.
-    pub max_flows_per_worker: usize,
+    /// Connections tracked over all workers (each worker holds an equal
+    /// share); the least recently active is evicted beyond it.
+    pub max_flows: usize,
     /// Seconds of packet time without a packet after which a flow is closed.
     pub idle_timeout_secs: u64,
     /// Seconds of packet time a flow lingers after FIN/RST in both directions
@@ -115,8 +180,9 @@ pub struct FlowSettings {
     pub max_ooo_bytes_per_direction: usize,
     /// Out-of-order segments buffered per direction before the first hole is declared a gap.
     pub max_ooo_segments_per_direction: usize,
-    /// Out-of-order bytes buffered by one worker across all its flows.
-    pub max_ooo_bytes_per_worker: usize,
+    /// Out-of-order bytes buffered over all flows of all workers (each
+    /// worker holds an equal share).
+    pub max_ooo_bytes: usize,
     /// Recently delivered bytes kept per direction to check retransmissions
     /// for different data (an evasion indicator); 0 turns the check off.
     pub overlap_check_bytes: usize,
@@ -125,12 +191,12 @@ pub struct FlowSettings {
 impl Default for FlowSettings {
     fn default() -> Self {
         FlowSettings {
-            max_flows_per_worker: 262_144,
+            max_flows: 262_144,
             idle_timeout_secs: 120,
             closed_timeout_secs: 5,
             max_ooo_bytes_per_direction: 256 * 1024,
             max_ooo_segments_per_direction: 256,
-            max_ooo_bytes_per_worker: 64 * 1024 * 1024,
+            max_ooo_bytes: 32 * 1024 * 1024,
             overlap_check_bytes: 4096,
         }
     }
@@ -749,10 +815,16 @@ impl Settings {
         )?;
         let f = &self.flow;
         at_least(
-            "flow.max_flows_per_worker",
-            f.max_flows_per_worker as u64,
+            "flow.max_flows",
+            f.max_flows as u64,
             1,
             "set the flow-table size, e.g. 262144",
+        )?;
+        at_most(
+            "flow.max_flows",
+            f.max_flows as u64,
+            1 << 26,
+            "use at most 67108864 flows; memory.budget_bytes bounds them anyway",
         )?;
         at_least(
             "flow.idle_timeout_secs",
@@ -773,10 +845,16 @@ impl Settings {
             "set e.g. 262144",
         )?;
         at_least(
-            "flow.max_ooo_bytes_per_worker",
-            f.max_ooo_bytes_per_worker as u64,
+            "flow.max_ooo_bytes",
+            f.max_ooo_bytes as u64,
             f.max_ooo_bytes_per_direction as u64,
             "make it at least flow.max_ooo_bytes_per_direction",
+        )?;
+        at_least(
+            "memory.budget_bytes",
+            self.memory.budget_bytes,
+            64 << 20,
+            "give the sensor at least 64 MiB (67108864); 1610612736 (1.5 GiB) is the default",
         )?;
         at_most(
             "flow.overlap_check_bytes",
@@ -1194,6 +1272,11 @@ impl Settings {
     }
 
     /// Worker threads to start: the configured number, or one per core.
+    /// How `memory.budget_bytes` is shared out.
+    pub fn memory_plan(&self) -> MemoryPlan {
+        MemoryPlan::new(self.memory.budget_bytes)
+    }
+
     pub fn worker_count(&self) -> usize {
         if self.pipeline.workers > 0 {
             self.pipeline.workers

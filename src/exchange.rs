@@ -478,6 +478,58 @@ pub struct Response {
     pub pending_text: bool,
 }
 
+/// Heap bytes of a text field: nothing while it fits inline.
+fn text_heap_bytes(text: &Text) -> usize {
+    if text.is_heap_allocated() {
+        text.capacity()
+    } else {
+        0
+    }
+}
+
+impl Headers {
+    /// Heap bytes of the field buffer.
+    pub fn heap_bytes(&self) -> usize {
+        self.buf.capacity()
+    }
+}
+
+impl Body {
+    /// Heap bytes of the kept bytes and of compressed bytes still to decode.
+    pub fn heap_bytes(&self) -> usize {
+        let pending = self.pending_decode.as_ref().map_or(0, |p| p.heap_bytes());
+        self.data.capacity().saturating_add(pending)
+    }
+}
+
+impl Request {
+    pub fn heap_bytes(&self) -> usize {
+        let texts = [&self.method, &self.uri, &self.path]
+            .into_iter()
+            .chain(self.query.as_ref())
+            .chain(self.host.as_ref())
+            .chain(self.content_type.as_ref())
+            .map(text_heap_bytes)
+            .sum::<usize>();
+        texts
+            .saturating_add(self.headers.heap_bytes())
+            .saturating_add(self.body.heap_bytes())
+    }
+}
+
+impl Response {
+    pub fn heap_bytes(&self) -> usize {
+        let texts = [&self.reason]
+            .into_iter()
+            .chain(self.content_type.as_ref())
+            .map(text_heap_bytes)
+            .sum::<usize>();
+        texts
+            .saturating_add(self.headers.heap_bytes())
+            .saturating_add(self.body.heap_bytes())
+    }
+}
+
 /// Anomalies seen while parsing an exchange: protocol violations, evasion
 /// indicators, and caps that cut something off. Data, not errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -573,6 +625,40 @@ impl Exchange {
             (None, Some(r)) => r.ts,
             (None, None) => Timestamp::default(),
         }
+    }
+
+    /// Heap bytes this record holds besides its own box: header buffers,
+    /// kept bodies, text fields that did not fit inline. What the memory
+    /// budget charges for an exchange while a worker holds it or it waits
+    /// for the writer (capacities, not lengths: that is what is allocated).
+    pub fn heap_bytes(&self) -> usize {
+        let request = self.request.as_ref().map_or(0, Request::heap_bytes);
+        let response = self.response.as_ref().map_or(0, Response::heap_bytes);
+        request
+            .saturating_add(response)
+            .saturating_add(self.anomalies.capacity() * std::mem::size_of::<Anomaly>())
+    }
+
+    /// Drops kept and still-compressed body bytes under memory pressure,
+    /// flagging what lost them (`truncated`, `data_truncated`); returns the
+    /// heap bytes freed.
+    pub fn drop_kept_bodies(&mut self) -> usize {
+        let mut freed = 0usize;
+        let bodies = [
+            self.request.as_mut().map(|r| &mut r.body),
+            self.response.as_mut().map(|r| &mut r.body),
+        ];
+        for body in bodies.into_iter().flatten() {
+            let held = body.heap_bytes();
+            if held > 0 {
+                freed = freed.saturating_add(held);
+                body.data = Vec::new();
+                body.pending_decode = None;
+                body.data_truncated = true;
+                self.flags.truncated = true;
+            }
+        }
+        freed
     }
 
     /// Drops kept body bytes, for output that does not want them.

@@ -23,7 +23,7 @@ use crate::capture::{FileSource, Next, PacketSource};
 use crate::config::Settings;
 use crate::decode::{Decoder, LinkType, TcpFlags, TcpSegment};
 use crate::exchange::{Exchange, Exchanges, Timestamp};
-use crate::flow::{FlowKey, FlowTable, Segment, Side};
+use crate::flow::{FlowKey, FlowTable, Segment, Side, WorkerLimits};
 use crate::forward::EventHandle;
 use crate::http1::HttpStats;
 use crate::order::{OrderKey, OrderedMerge, WorkerOutput};
@@ -32,7 +32,7 @@ use crate::telemetry::{Stats, StatsHub};
 use anyhow::{Context, Result};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -73,11 +73,10 @@ const WATERMARK_INTERVAL_PACKETS: u64 = 4096;
 
 /// How often threads copy their counters to the hub.
 const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
-/// Spent exchanges go back to their worker this many at a time, with at
-/// most `SPENT_QUEUE_DEPTH` batches waiting: at most 1,280 exchanges per
-/// worker wait to be freed, a fiftieth of what `output_queue_exchanges`
-/// lets wait for the writer. (Sending by kept body bytes as well cost 3 %
-/// of replay throughput, for a bound this one already gives.)
+/// Spent exchanges go back to their worker this many at a time (or fewer,
+/// when they hold [`Spent`]'s byte limit), with at most `SPENT_QUEUE_DEPTH`
+/// batches waiting: at most 1,280 exchanges per worker wait to be freed, a
+/// fiftieth of what `output_queue_exchanges` lets wait for the writer.
 const SPENT_BATCH: usize = 256;
 const SPENT_QUEUE_DEPTH: usize = 4;
 
@@ -192,22 +191,38 @@ impl Stages {
             QueuePolicy::Block => configured.min(REPLAY_QUEUE_DEPTH),
             QueuePolicy::Drop => configured,
         };
-        let (exchange_tx, exchange_rx) = bounded::<WorkerOutput>(depth(
+        let output_depth = depth(
             (settings.pipeline.output_queue_exchanges / settings.pipeline.batch_packets).max(4),
-        ));
+        );
+        let (exchange_tx, exchange_rx) = bounded::<WorkerOutput>(output_depth);
+        let in_flight = Arc::new(InFlight {
+            bytes: AtomicUsize::new(0),
+            cap: settings.memory_plan().exchanges_in_flight_bytes,
+            marks: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+        });
+        // A worker hands its exchanges on before they hold more than this,
+        // so the queue holds at most the in-flight share (see `InFlight`).
+        let hand_over_bytes = (in_flight.cap / output_depth).max(MIN_HAND_OVER_BYTES);
         let (spent_tx, spent_rx): (Vec<_>, Vec<_>) =
             (0..workers).map(|_| bounded(SPENT_QUEUE_DEPTH)).unzip();
+        // What waits to be freed counts as in flight too: each worker's
+        // spent batches hold at most an equal part of the share.
+        let spent_batch_bytes =
+            (in_flight.cap / (workers * (SPENT_QUEUE_DEPTH + 1))).max(MIN_HAND_OVER_BYTES);
         let writer_control = Arc::clone(control);
         let writer_hub = Arc::clone(hub);
+        let writer_in_flight = Arc::clone(&in_flight);
         let writer = std::thread::Builder::new()
             .name("apisensor-writer".into())
             .spawn(move || {
-                let spent = Spent::new(spent_tx);
+                let spent = Spent::new(spent_tx, spent_batch_bytes);
                 let publish = |http: &HttpStats| {
-                    let stats = Stats {
+                    let mut stats = Stats {
                         http: http.clone(),
                         ..Stats::default()
                     };
+                    stats.gauges.exchanges_in_flight_bytes =
+                        writer_in_flight.bytes.load(Ordering::Relaxed) as u64;
                     writer_hub.publish(workers, &stats);
                 };
                 write_exchanges(
@@ -215,6 +230,7 @@ impl Stages {
                     exchange_rx,
                     spent,
                     &writer_control,
+                    &writer_in_flight,
                     analysis,
                     publish,
                 )
@@ -229,8 +245,11 @@ impl Stages {
             let (tx, rx) = bounded::<Batch>(depth(settings.pipeline.queue_batches));
             let ctx = WorkerContext {
                 settings: settings.clone(),
+                limits: WorkerLimits::share(settings, workers),
                 queue: rx,
                 exchanges: exchange_tx.clone(),
+                in_flight: Arc::clone(&in_flight),
+                hand_over_bytes,
                 spent,
                 pool: pool_tx.clone(),
                 policy,
@@ -787,14 +806,104 @@ impl Reader {
 
 struct WorkerContext {
     settings: Settings,
+    limits: WorkerLimits,
     queue: Receiver<Batch>,
     exchanges: Sender<WorkerOutput>,
+    in_flight: Arc<InFlight>,
+    /// Completed exchanges holding this many bytes are handed on at once,
+    /// not at the end of the batch.
+    hand_over_bytes: usize,
     /// Exchanges the writer is done with, to be freed here (see `Spent`).
-    spent: Receiver<Exchanges>,
+    spent: Receiver<SpentBatch>,
     pool: Sender<Batch>,
     policy: QueuePolicy,
     hub: Arc<StatsHub>,
     slot: usize,
+}
+
+/// The smallest hand-over worth a message on the output queue.
+const MIN_HAND_OVER_BYTES: usize = 256 * 1024;
+
+/// Bytes of the exchanges between the workers and the writer: handed over
+/// and not written yet (in the output queue or held by the merge). Workers
+/// add what they hand over, the writer subtracts what it wrote.
+///
+/// Each hand-over holds at most `hand_over_bytes` (plus what one packet
+/// completed) and the queue a fixed number of hand-overs, so the queue
+/// holds about the in-flight share of `memory.budget_bytes` at most. The
+/// merge holds what faster workers completed until the slowest one's
+/// watermark passes it, and one packet can complete much (an evicted flow's
+/// queued requests, bodies inflated from a few bytes): so when the share is
+/// full, a worker waits before handing over, unless it is the slowest one,
+/// whose exchanges the writer can release at once. Waiting is only for
+/// replay; live capture must keep moving, and a live worker that finds the
+/// share full hands its exchanges on without their kept bodies (counted in
+/// `pipeline.exchange_bodies_dropped_memory` and `body_bytes_dropped_memory`).
+struct InFlight {
+    bytes: AtomicUsize,
+    cap: usize,
+    /// Each worker's last watermark, by packet index (watermarks of one
+    /// capture grow in clock and packet index together).
+    marks: Vec<AtomicU64>,
+}
+
+/// Longest a replay worker waits for the in-flight share (a writer that is
+/// gone never frees it): then it hands over anyway.
+const MAX_IN_FLIGHT_NAPS: u32 = 20_000;
+
+impl InFlight {
+    fn add(&self, bytes: usize) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Saturating, so that an accounting slip can never wrap the count and
+    /// make every worker wait.
+    fn sub(&self, bytes: usize) {
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(bytes))
+            });
+    }
+
+    fn full(&self, more: usize) -> bool {
+        self.bytes.load(Ordering::Relaxed).saturating_add(more) > self.cap
+    }
+
+    /// Whether no other worker's watermark is behind `worker`'s.
+    fn is_slowest(&self, worker: usize) -> bool {
+        let Some(mine) = self.marks.get(worker).map(|m| m.load(Ordering::Relaxed)) else {
+            return true;
+        };
+        self.marks.iter().all(|m| m.load(Ordering::Relaxed) >= mine)
+    }
+
+    /// Replay: waits while the share is full, unless nothing else can free
+    /// it. The slowest worker waits only while the writer has more than one
+    /// hand-over queued: the writer always takes those, and it can release
+    /// the slowest worker's exchanges at once. Another worker waits for the
+    /// slowest to catch up. Meanwhile `free` gives back what the writer is
+    /// done with (it is in flight too).
+    fn wait_for_room(
+        &self,
+        worker: usize,
+        more: usize,
+        queued: impl Fn() -> usize,
+        free: impl Fn(),
+    ) {
+        for _ in 0..MAX_IN_FLIGHT_NAPS {
+            free();
+            if !self.full(more) || (self.is_slowest(worker) && queued() <= 1) {
+                return;
+            }
+            std::thread::sleep(QUEUE_NAP);
+        }
+    }
+}
+
+/// What an exchange costs while it travels: the record and its heap.
+fn exchange_bytes(exchange: &Exchange) -> usize {
+    std::mem::size_of::<Exchange>().saturating_add(exchange.heap_bytes())
 }
 
 /// Exchanges a worker completed since its last hand-over, each with its key.
@@ -803,6 +912,8 @@ struct Completed {
     /// Where the flow table appends.
     fresh: Exchanges,
     keyed: Vec<(OrderKey, Box<Exchange>)>,
+    /// Bytes of `keyed` ([`exchange_bytes`]).
+    bytes: usize,
 }
 
 impl Completed {
@@ -815,6 +926,7 @@ impl Completed {
                 packet_index,
                 flow_id: exchange.flow_id,
             };
+            self.bytes = self.bytes.saturating_add(exchange_bytes(&exchange));
             self.keyed.push((key, exchange));
         }
     }
@@ -852,52 +964,96 @@ fn wait_for_room(queue: &Sender<Batch>) {
     }
 }
 
+/// What a worker counted while handing exchanges on.
+#[derive(Default)]
+struct HandOverStats {
+    /// Exchanges lost to a full output queue (live only).
+    dropped_output_full: u64,
+    /// Exchanges handed on without their kept bodies, and those bodies'
+    /// bytes, because the in-flight share was full (live only).
+    bodies_dropped_memory: u64,
+    body_bytes_dropped_memory: u64,
+}
+
 fn run_worker(ctx: WorkerContext) -> Stats {
-    let mut table = FlowTable::new(&ctx.settings.flow, &ctx.settings.http);
+    let mut table = FlowTable::new(&ctx.settings.flow, &ctx.settings.http, ctx.limits);
     let mut done = Completed::default();
-    let mut dropped_output = 0u64;
+    let mut handed = HandOverStats::default();
     let mut last_publish = Instant::now();
-    let worker_stats =
-        |table: &FlowTable, dropped: u64, queue: &Receiver<Batch>, out_q: &Sender<WorkerOutput>| {
-            let mut stats = Stats {
-                flow: table.stats().clone(),
-                http: table.http_stats().clone(),
-                ..Stats::default()
-            };
-            stats.pipeline.exchanges_dropped_output_full = dropped;
-            stats.gauges.flows_open = table.open_flows() as u64;
-            stats.gauges.ooo_bytes_buffered = table.buffered_bytes() as u64;
-            stats.gauges.queue_batches_waiting = queue.len() as u64;
-            stats.gauges.output_batches_waiting = out_q.len() as u64;
-            stats
+    let worker_stats = |table: &FlowTable,
+                        handed: &HandOverStats,
+                        queue: &Receiver<Batch>,
+                        out_q: &Sender<WorkerOutput>| {
+        let mut stats = Stats {
+            flow: table.stats().clone(),
+            http: table.http_stats().clone(),
+            ..Stats::default()
         };
-    let hand_over =
-        |keyed: Vec<(OrderKey, Box<Exchange>)>, watermark: OrderKey, dropped: &mut u64| {
-            let output = WorkerOutput {
-                worker: ctx.slot,
-                exchanges: keyed,
-                watermark,
-            };
-            match ctx.policy {
-                QueuePolicy::Block => {
-                    let _ = ctx.exchanges.send(output);
-                }
-                QueuePolicy::Drop => {
-                    if let Err(TrySendError::Full(lost)) = ctx.exchanges.try_send(output) {
-                        *dropped += lost.exchanges.len() as u64;
-                    }
+        stats.pipeline.exchanges_dropped_output_full = handed.dropped_output_full;
+        stats.pipeline.exchange_bodies_dropped_memory = handed.bodies_dropped_memory;
+        stats.pipeline.body_bytes_dropped_memory = handed.body_bytes_dropped_memory;
+        stats.gauges.flows_open = table.open_flows() as u64;
+        stats.gauges.flow_memory_bytes = table.memory_bytes() as u64;
+        stats.gauges.ooo_bytes_buffered = table.buffered_bytes() as u64;
+        stats.gauges.queue_batches_waiting = queue.len() as u64;
+        stats.gauges.output_batches_waiting = out_q.len() as u64;
+        stats
+    };
+    let hand_over = |done: &mut Completed, watermark: OrderKey, handed: &mut HandOverStats| {
+        // The next batch likely yields about as many: room for a few more
+        // than this one, so a slightly larger batch does not regrow (and
+        // copy) the whole vector.
+        let fresh = Vec::with_capacity(done.keyed.len().saturating_add(done.keyed.len() / 4));
+        let mut keyed = std::mem::replace(&mut done.keyed, fresh);
+        let mut bytes = std::mem::take(&mut done.bytes);
+        if ctx.policy == QueuePolicy::Block {
+            ctx.in_flight.wait_for_room(
+                ctx.slot,
+                bytes,
+                || ctx.exchanges.len(),
+                || free_spent(&ctx),
+            );
+        } else if ctx.in_flight.full(bytes) {
+            for (_, exchange) in keyed.iter_mut() {
+                let freed = exchange.drop_kept_bodies();
+                if freed > 0 {
+                    handed.bodies_dropped_memory += 1;
+                    handed.body_bytes_dropped_memory += freed as u64;
+                    bytes = bytes.saturating_sub(freed);
                 }
             }
+        }
+        ctx.in_flight.add(bytes);
+        if let Some(mark) = ctx.in_flight.marks.get(ctx.slot) {
+            mark.fetch_max(watermark.packet_index, Ordering::Relaxed);
+        }
+        let output = WorkerOutput {
+            worker: ctx.slot,
+            exchanges: keyed,
+            watermark,
         };
+        match ctx.policy {
+            QueuePolicy::Block => {
+                let _ = ctx.exchanges.send(output);
+            }
+            QueuePolicy::Drop => {
+                if let Err(TrySendError::Full(lost)) = ctx.exchanges.try_send(output) {
+                    handed.dropped_output_full += lost.exchanges.len() as u64;
+                    let lost_bytes = lost.exchanges.iter().map(|(_, e)| exchange_bytes(e)).sum();
+                    ctx.in_flight.sub(lost_bytes);
+                }
+            }
+        }
+    };
     loop {
         let mut batch = match ctx.queue.recv_timeout(PUBLISH_INTERVAL) {
             Ok(batch) => batch,
             Err(RecvTimeoutError::Timeout) => {
-                ctx.spent.try_iter().for_each(drop);
+                free_spent(&ctx);
                 last_publish = Instant::now();
                 ctx.hub.publish(
                     ctx.slot,
-                    &worker_stats(&table, dropped_output, &ctx.queue, &ctx.exchanges),
+                    &worker_stats(&table, &handed, &ctx.queue, &ctx.exchanges),
                 );
                 continue;
             }
@@ -922,16 +1078,21 @@ fn run_worker(ctx: WorkerContext) -> Stats {
             done.sweep(&mut table, record.clock);
             table.process(&segment, &mut done.fresh);
             done.stamp(record.clock, record.packet_index);
+            if done.bytes >= ctx.hand_over_bytes {
+                // Evicted or closed flows can complete many large exchanges
+                // within one batch: they leave now. The sweeps due by this
+                // packet's clock run first (as they would before the next
+                // packet), so nothing this worker completes later has a key
+                // below the watermark.
+                done.sweep(&mut table, record.clock);
+                let watermark = OrderKey::watermark(record.clock.as_nanos(), record.packet_index);
+                hand_over(&mut done, watermark, &mut handed);
+            }
         }
         done.sweep(&mut table, batch.now);
-        ctx.spent.try_iter().for_each(drop);
-        // The next batch likely yields about as many: room for a few more
-        // than this one, so a slightly larger batch does not regrow (and
-        // copy) the whole vector.
-        let fresh = Vec::with_capacity(done.keyed.len().saturating_add(done.keyed.len() / 4));
-        let keyed = std::mem::replace(&mut done.keyed, fresh);
+        free_spent(&ctx);
         let watermark = OrderKey::watermark(batch.now.as_nanos(), batch.sent_index);
-        hand_over(keyed, watermark, &mut dropped_output);
+        hand_over(&mut done, watermark, &mut handed);
         batch.clear();
         batch.now = Timestamp::default();
         // A full pool means enough spare batches exist; this one is freed.
@@ -940,7 +1101,7 @@ fn run_worker(ctx: WorkerContext) -> Stats {
             last_publish = Instant::now();
             ctx.hub.publish(
                 ctx.slot,
-                &worker_stats(&table, dropped_output, &ctx.queue, &ctx.exchanges),
+                &worker_stats(&table, &handed, &ctx.queue, &ctx.exchanges),
             );
         }
     }
@@ -948,14 +1109,24 @@ fn run_worker(ctx: WorkerContext) -> Stats {
     // completed exchange is lost. The writer waits for these.
     table.flush_all(&mut done.fresh);
     done.stamp(Timestamp(u64::MAX), u64::MAX);
-    hand_over(
-        std::mem::take(&mut done.keyed),
-        OrderKey::END,
-        &mut dropped_output,
-    );
-    let stats = worker_stats(&table, dropped_output, &ctx.queue, &ctx.exchanges);
+    hand_over(&mut done, OrderKey::END, &mut handed);
+    let stats = worker_stats(&table, &handed, &ctx.queue, &ctx.exchanges);
     ctx.hub.publish(ctx.slot, &stats);
     stats
+}
+
+/// Frees what the writer gave back and takes it off the in-flight bytes.
+fn free_spent(ctx: &WorkerContext) {
+    for batch in ctx.spent.try_iter() {
+        ctx.in_flight.sub(batch.bytes);
+    }
+}
+
+/// Exchanges on their way back to be freed, and the bytes they hold.
+#[derive(Default)]
+struct SpentBatch {
+    exchanges: Exchanges,
+    bytes: usize,
 }
 
 /// Exchanges handed back to the worker that built them, to be freed there:
@@ -963,35 +1134,48 @@ fn run_worker(ctx: WorkerContext) -> Stats {
 /// than from another one (mimalloc queues foreign frees for the owner to
 /// collect, which showed as a tenth of a worker's time in replay). Best
 /// effort: a full queue means the worker is busy, and the writer frees the
-/// batch itself.
+/// batch itself. Until freed, exchanges count as in flight, so a batch also
+/// leaves once it holds `batch_bytes` (bodies kept for `--bodies` or for
+/// nothing, with `--format none`, are freed only here).
 struct Spent {
-    queues: Vec<Sender<Exchanges>>,
-    batches: Vec<Exchanges>,
+    queues: Vec<Sender<SpentBatch>>,
+    batches: Vec<SpentBatch>,
+    batch_bytes: usize,
 }
 
 impl Spent {
-    fn new(queues: Vec<Sender<Exchanges>>) -> Self {
-        let batches = queues.iter().map(|_| Vec::new()).collect();
-        Spent { queues, batches }
+    fn new(queues: Vec<Sender<SpentBatch>>, batch_bytes: usize) -> Self {
+        let batches = queues.iter().map(|_| SpentBatch::default()).collect();
+        Spent {
+            queues,
+            batches,
+            batch_bytes,
+        }
     }
 
     fn workers(&self) -> usize {
         self.queues.len()
     }
 
-    fn give_back(&mut self, worker: usize, exchange: Box<Exchange>) {
+    /// Gives `exchange`, holding `bytes` of the in-flight share, back to
+    /// `worker`; returns the bytes freed here instead (its queue was full
+    /// or gone).
+    fn give_back(&mut self, worker: usize, exchange: Box<Exchange>, bytes: usize) -> usize {
         let (Some(batch), Some(queue)) = (self.batches.get_mut(worker), self.queues.get(worker))
         else {
-            return;
+            return bytes;
         };
-        if batch.capacity() == 0 {
-            batch.reserve_exact(SPENT_BATCH);
+        if batch.exchanges.capacity() == 0 {
+            batch.exchanges.reserve_exact(SPENT_BATCH);
         }
-        batch.push(exchange);
-        if batch.len() >= SPENT_BATCH {
-            // Full or gone: dropped here instead.
-            let _ = queue.try_send(std::mem::take(batch));
+        batch.exchanges.push(exchange);
+        batch.bytes = batch.bytes.saturating_add(bytes);
+        if batch.exchanges.len() >= SPENT_BATCH || batch.bytes >= self.batch_bytes {
+            if let Err(e) = queue.try_send(std::mem::take(batch)) {
+                return e.into_inner().bytes;
+            }
         }
+        0
     }
 }
 
@@ -1013,6 +1197,7 @@ fn write_exchanges(
     outputs: Receiver<WorkerOutput>,
     mut spent: Spent,
     control: &WriterControl,
+    in_flight: &InFlight,
     mut analysis: Option<Analysis>,
     publish: impl Fn(&HttpStats),
 ) -> WriterResult {
@@ -1024,6 +1209,10 @@ fn write_exchanges(
                      http: &mut HttpStats,
                      worker: usize,
                      mut exchange: Box<Exchange>| {
+        // What the worker charged; decoding here grows it, the output may
+        // shrink it (bodies it does not print), and the in-flight bytes
+        // follow, so the worker that frees it can take off what it holds.
+        let charged = exchange_bytes(&exchange);
         crate::http1::finish_decoding(&mut exchange, http);
         if let Some(analysis) = analysis.as_mut().filter(|a| a.is_active()) {
             analysis.observe(&exchange);
@@ -1031,7 +1220,16 @@ fn write_exchanges(
         if writer.write(&mut exchange).is_err() {
             *errors += 1;
         }
-        spent.give_back(worker, exchange);
+        let holds = exchange_bytes(&exchange);
+        if holds > charged {
+            in_flight.add(holds - charged);
+        } else if holds < charged {
+            in_flight.sub(charged - holds);
+        }
+        let freed_here = spent.give_back(worker, exchange, holds);
+        if freed_here > 0 {
+            in_flight.sub(freed_here);
+        }
     };
     // Workers report watermarks even when idle, so the queue is rarely
     // quiet: what was written is made visible on a timer instead.
@@ -1094,7 +1292,11 @@ impl InlineEngine {
     pub fn new(settings: &Settings) -> Self {
         InlineEngine {
             decoder: Decoder::new(&settings.decode),
-            table: FlowTable::new(&settings.flow, &settings.http),
+            table: FlowTable::new(
+                &settings.flow,
+                &settings.http,
+                WorkerLimits::whole(settings),
+            ),
             packet_index: 0,
             clock: Timestamp::default(),
         }
@@ -1165,26 +1367,43 @@ mod tests {
     fn spent_exchanges_go_back_to_their_worker_in_batches_without_blocking() {
         let (to_0, from_0) = bounded(SPENT_QUEUE_DEPTH);
         let (to_1, from_1) = bounded(SPENT_QUEUE_DEPTH);
-        let mut spent = Spent::new(vec![to_0, to_1]);
+        let mut spent = Spent::new(vec![to_0, to_1], 1 << 30);
         for i in 0..SPENT_BATCH as u64 * 2 {
-            spent.give_back(0, Box::new(exchange(i)));
+            assert_eq!(spent.give_back(0, Box::new(exchange(i)), 10), 0);
         }
-        spent.give_back(1, Box::new(exchange(7)));
-        let batches: Vec<Exchanges> = from_0.try_iter().collect();
+        spent.give_back(1, Box::new(exchange(7)), 10);
+        let batches: Vec<SpentBatch> = from_0.try_iter().collect();
         assert_eq!(batches.len(), 2);
-        assert!(batches.iter().all(|b| b.len() == SPENT_BATCH));
-        assert_eq!(batches[1][0].flow_id, SPENT_BATCH as u64);
+        assert!(batches.iter().all(|b| b.exchanges.len() == SPENT_BATCH));
+        assert!(batches.iter().all(|b| b.bytes == SPENT_BATCH * 10));
+        assert_eq!(batches[1].exchanges[0].flow_id, SPENT_BATCH as u64);
         assert!(from_1.is_empty(), "a partial batch waits");
-        // A worker that does not drain its queue never stalls the writer.
+        // A worker that does not drain its queue never stalls the writer,
+        // which frees the batch itself and says how much it freed.
+        let mut freed_by_writer = 0;
         for i in 0..SPENT_BATCH as u64 * (SPENT_QUEUE_DEPTH as u64 + 3) {
-            spent.give_back(1, Box::new(exchange(i)));
+            freed_by_writer += spent.give_back(1, Box::new(exchange(i)), 10);
         }
         assert_eq!(from_1.len(), SPENT_QUEUE_DEPTH);
+        assert_eq!(freed_by_writer, 3 * SPENT_BATCH * 10);
         // Nor does one that is gone, or a worker index out of range.
         drop(from_0);
         for i in 0..SPENT_BATCH as u64 {
-            spent.give_back(0, Box::new(exchange(i)));
-            spent.give_back(9, Box::new(exchange(i)));
+            spent.give_back(0, Box::new(exchange(i)), 10);
+            assert_eq!(spent.give_back(9, Box::new(exchange(i)), 10), 10);
         }
+    }
+
+    #[test]
+    fn spent_batches_also_leave_at_their_byte_limit() {
+        let (to, from) = bounded(SPENT_QUEUE_DEPTH);
+        let mut spent = Spent::new(vec![to], 1000);
+        for i in 0..3 {
+            spent.give_back(0, Box::new(exchange(i)), 400);
+        }
+        let batches: Vec<SpentBatch> = from.try_iter().collect();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].exchanges.len(), 3);
+        assert_eq!(batches[0].bytes, 1200);
     }
 }

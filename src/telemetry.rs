@@ -35,6 +35,11 @@ counters! {
         exchanges_dropped_output_full,
         /// Exchanges the writer could not write (I/O error on the output).
         exchanges_write_errors,
+        /// Exchanges handed to the writer without their kept bodies, and
+        /// those bodies' bytes, because the exchanges in flight held their
+        /// share of `memory.budget_bytes` (live only; replay waits instead).
+        exchange_bodies_dropped_memory,
+        body_bytes_dropped_memory,
         /// Packets the capture library failed to read (corrupt file records).
         read_errors,
     }
@@ -61,6 +66,10 @@ counters! {
     /// Current values (not totals), summed over workers.
     pub struct Gauges {
         flows_open,
+        /// Bytes the flow tables hold (see `memory.budget_bytes`).
+        flow_memory_bytes,
+        /// Bytes of exchanges between the workers and the writer.
+        exchanges_in_flight_bytes,
         /// Out-of-order bytes buffered by reassembly.
         ooo_bytes_buffered,
         /// Packet batches waiting in worker queues.

@@ -200,6 +200,20 @@ fn replay_measured(
     workers: usize,
     timeout: Duration,
 ) -> Measured {
+    replay_measured_keeping(name, pcap, config, workers, timeout, None)
+}
+
+/// `replay_measured`, parsing only the output lines that contain one of
+/// `keep` (a flood's hundreds of thousands of exchanges are counted from
+/// the stats instead).
+fn replay_measured_keeping(
+    name: &str,
+    pcap: &Path,
+    config: &str,
+    workers: usize,
+    timeout: Duration,
+    keep: Option<&[&str]>,
+) -> Measured {
     let dir = support::scratch_dir(&format!("floods-run-{name}"));
     let cfg = dir.join("sensor.toml");
     fs::write(&cfg, config).unwrap();
@@ -249,6 +263,7 @@ fn replay_measured(
     let exchanges = fs::read_to_string(&out)
         .unwrap()
         .lines()
+        .filter(|l| keep.is_none_or(|k| k.iter().any(|m| l.contains(m))))
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let stats: serde_json::Value = serde_json::from_slice(&fs::read(&stats).unwrap()).unwrap();
@@ -297,69 +312,314 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
+/// The issue's target for every flood below, with the default settings:
+/// peak RSS under 256 MiB.
+const DEFAULT_TARGET_KIB: u64 = 256 * 1024;
+
+/// Writes `count` one-packet connections of `template` (an IPv4 Ethernet
+/// frame of `Conn::default()`), each from its own address and port, with
+/// the normal connection's packets spread through the middle of them.
+fn write_one_packet_connections(path: &Path, template: &[u8], count: u32) {
+    let mut p = StreamPcap::create(path);
+    let mut frame = template.to_vec();
+    let normal = normal_frames();
+    let middle = count / 2;
+    for i in 0..count {
+        // Source 10.64.0.0/10 and port, so every packet starts a flow.
+        let src = 0x0a40_0000u32 | (i >> 6);
+        frame[26..30].copy_from_slice(&src.to_be_bytes());
+        frame[34..36].copy_from_slice(&(1024 + (i & 63) as u16).to_be_bytes());
+        frame[38..42].copy_from_slice(&i.wrapping_mul(7919).to_be_bytes());
+        p.packet(1, &frame);
+        if i >= middle && ((i - middle) as usize) < normal.len() * 10 && i % 10 == 0 {
+            p.packet(1, &normal[((i - middle) / 10) as usize]);
+        }
+    }
+    p.finish();
+}
+
 #[test]
-fn syn_flood_of_5_million_flows_stays_within_the_flow_table_budget() {
-    const FLOWS: u32 = 5_000_000;
-    const WORKERS: usize = 2;
-    const MAX_FLOWS_PER_WORKER: usize = 50_000;
+fn syn_flood_of_3_million_flows_with_8_workers_stays_within_the_global_flow_cap() {
+    const FLOWS: u32 = 3_000_000;
+    const WORKERS: usize = 8;
     let base = baseline_kib();
     let dir = support::scratch_dir("floods-syn");
     let path = dir.join("syn-flood.pcap");
     let _cleanup = RemoveOnDrop(path.clone());
     let t0 = Instant::now();
-    let mut p = StreamPcap::create(&path);
-    // One template SYN, patched per flow: source 10.64.0.0/10 + port.
-    let mut syn = frame(Framing::Ethernet, &Conn::default(), true, 7, 0, SYN, b"");
-    let normal = normal_frames();
-    for i in 0..FLOWS {
-        let src = 0x0a40_0000u32 | (i >> 6);
-        syn[26..30].copy_from_slice(&src.to_be_bytes());
-        syn[34..36].copy_from_slice(&(1024 + (i & 63) as u16).to_be_bytes());
-        syn[38..42].copy_from_slice(&i.to_be_bytes());
-        p.packet(1, &syn);
-        // The normal connection in the middle of the flood, packets close
-        // together (as a real client would be, ~flood rate apart).
-        if i >= FLOWS / 2 && ((i - FLOWS / 2) as usize) < normal.len() * 10 && i % 10 == 0 {
-            p.packet(1, &normal[((i - FLOWS / 2) / 10) as usize]);
-        }
-    }
-    p.finish();
+    let syn = frame(Framing::Ethernet, &Conn::default(), true, 7, 0, SYN, b"");
+    write_one_packet_connections(&path, &syn, FLOWS);
     let bytes = fs::metadata(&path).unwrap().len();
     let generated = t0.elapsed();
-    let config = format!("[flow]\nmax_flows_per_worker = {MAX_FLOWS_PER_WORKER}\n");
-    let m = replay_measured("syn", &path, &config, WORKERS, Duration::from_secs(300));
-    // What one open flow may cost: the table entry and its hash-map slot,
-    // with allocator and table-growth slack (x2).
-    let per_flow = 2 * apisensor::flow::FlowTable::bytes_per_idle_flow() as u64;
-    let budget = base + SLACK_KIB + (MAX_FLOWS_PER_WORKER * WORKERS) as u64 * per_flow / 1024;
+    let m = replay_measured_keeping(
+        "syn",
+        &path,
+        "",
+        WORKERS,
+        Duration::from_secs(600),
+        Some(&["/normal/flow"]),
+    );
+    let max_flows = apisensor::config::FlowSettings::default().max_flows as u64;
     println!(
-        "syn flood: {FLOWS} flows, {:.0} MB pcap made in {:.1}s, replayed in {:.1}s; peak RSS {:.1} MiB, \
-         budget {:.1} MiB (baseline {:.1} MiB + {} flows x {} B); evicted_capacity {}",
+        "syn flood: {FLOWS} flows, {:.0} MB pcap made in {:.1}s, replayed with {WORKERS} workers in {:.1}s; \
+         peak RSS {:.1} MiB (target {:.0} MiB, baseline {:.1} MiB); evicted_capacity {}, evicted_memory {}",
         bytes as f64 / 1e6,
         generated.as_secs_f64(),
         m.elapsed.as_secs_f64(),
         mib(m.max_rss_kib),
-        mib(budget),
+        mib(DEFAULT_TARGET_KIB),
         mib(base),
-        MAX_FLOWS_PER_WORKER * WORKERS,
-        per_flow,
         m.counter("flow", "flows_evicted_capacity"),
+        m.counter("flow", "flows_evicted_memory"),
     );
     assert_eq!(m.counter("flow", "flows_created"), u64::from(FLOWS) + 1);
+    // The cap is global: 8 workers hold no more flows than 1 would.
+    let evicted =
+        m.counter("flow", "flows_evicted_capacity") + m.counter("flow", "flows_evicted_memory");
     assert!(
-        m.counter("flow", "flows_evicted_capacity")
-            >= u64::from(FLOWS) - (MAX_FLOWS_PER_WORKER * WORKERS) as u64,
-        "the table must have evicted all but its capacity"
+        evicted >= u64::from(FLOWS) - max_flows,
+        "the tables evicted {evicted}: more than flow.max_flows = {max_flows} stayed open"
     );
     assert!(
         m.normal_exchange_parsed(),
         "the normal flow was not parsed during the flood"
     );
     assert!(
-        m.max_rss_kib <= budget,
-        "peak RSS {} KiB over the flow-table budget {} KiB",
+        m.max_rss_kib <= DEFAULT_TARGET_KIB,
+        "peak RSS {} KiB over the {} KiB target",
         m.max_rss_kib,
-        budget
+        DEFAULT_TARGET_KIB
+    );
+}
+
+/// Request heads announcing a body that never comes, one packet each: the
+/// body buffer was reserved from the announced length (1.38 GB for 20,000
+/// of them, 13.7 GB for 200,000).
+fn announced_body_heads(path: &Path, count: u32) {
+    let head = b"POST /upload HTTP/1.1\r\nHost: victim\r\nContent-Length: 65536\r\n\r\n";
+    let template = frame(
+        Framing::Ethernet,
+        &Conn::default(),
+        true,
+        7,
+        1,
+        ACK | PSH,
+        head,
+    );
+    write_one_packet_connections(path, &template, count);
+}
+
+#[test]
+fn announced_content_lengths_reserve_nothing_and_every_request_is_reported() {
+    const CONNS: u32 = 200_000;
+    let base = baseline_kib();
+    let dir = support::scratch_dir("floods-announced");
+    let path = dir.join("announced.pcap");
+    announced_body_heads(&path, CONNS);
+    let m = replay_measured_keeping(
+        "announced",
+        &path,
+        "",
+        2,
+        Duration::from_secs(300),
+        Some(&["/normal/flow"]),
+    );
+    println!(
+        "announced bodies: {CONNS} one-packet heads with Content-Length: 65536 in {:.1}s; \
+         peak RSS {:.1} MiB (target {:.0} MiB, baseline {:.1} MiB); evicted_memory {}, requests {}",
+        m.elapsed.as_secs_f64(),
+        mib(m.max_rss_kib),
+        mib(DEFAULT_TARGET_KIB),
+        mib(base),
+        m.counter("flow", "flows_evicted_memory"),
+        m.counter("http", "requests"),
+    );
+    assert!(m.normal_exchange_parsed());
+    // Evicted or not, every request leaves as an exchange: nothing is lost.
+    assert_eq!(m.counter("http", "requests"), u64::from(CONNS) + 1);
+    assert_eq!(
+        m.stats["exchanges_written"].as_u64(),
+        Some(u64::from(CONNS) + 1)
+    );
+    assert!(
+        m.max_rss_kib <= DEFAULT_TARGET_KIB,
+        "peak RSS {} KiB over the {} KiB target",
+        m.max_rss_kib,
+        DEFAULT_TARGET_KIB
+    );
+}
+
+#[test]
+fn a_small_memory_budget_holds_and_its_evictions_are_counted() {
+    const CONNS: u32 = 100_000;
+    const BUDGET: u64 = 64 << 20;
+    let base = baseline_kib();
+    let dir = support::scratch_dir("floods-budget");
+    let path = dir.join("announced.pcap");
+    announced_body_heads(&path, CONNS);
+    let config = format!("[memory]\nbudget_bytes = {BUDGET}\n");
+    let m = replay_measured_keeping(
+        "budget",
+        &path,
+        &config,
+        2,
+        Duration::from_secs(300),
+        Some(&["/normal/flow"]),
+    );
+    let evicted = m.counter("flow", "flows_evicted_memory");
+    println!(
+        "64 MiB budget: {CONNS} heads; peak RSS {:.1} MiB (baseline {:.1} MiB + budget {:.0} MiB); evicted_memory {evicted}",
+        mib(m.max_rss_kib),
+        mib(base),
+        mib(BUDGET / 1024),
+    );
+    // The flows' share (4 MiB for 2 workers) cannot hold 100,000 of them.
+    assert!(evicted > 0, "no flow was evicted for memory");
+    assert!(m.normal_exchange_parsed());
+    assert_eq!(
+        m.stats["exchanges_written"].as_u64(),
+        Some(u64::from(CONNS) + 1)
+    );
+    assert!(
+        m.max_rss_kib <= base + BUDGET / 1024,
+        "peak RSS {} KiB over baseline + budget {} KiB",
+        m.max_rss_kib,
+        base + BUDGET / 1024
+    );
+}
+
+#[test]
+fn pipelined_compressed_bodies_are_bounded_by_the_budget() {
+    use flate2::write::{GzEncoder, ZlibEncoder};
+    use flate2::Compression;
+    use std::io::Write as _;
+    const CONNS: u16 = 1_000;
+    const REQUESTS: usize = 64;
+    let base = baseline_kib();
+    // ~100 wire bytes that inflate to 64 KiB, in both codings.
+    let zeros = vec![0u8; 64 * 1024];
+    let mut gz = GzEncoder::new(Vec::new(), Compression::best());
+    gz.write_all(&zeros).unwrap();
+    let gz = gz.finish().unwrap();
+    let mut zl = ZlibEncoder::new(Vec::new(), Compression::best());
+    zl.write_all(&zeros).unwrap();
+    let zl = zl.finish().unwrap();
+    let mut stream = Vec::new();
+    for i in 0..REQUESTS {
+        let (coding, body) = if i % 2 == 0 {
+            ("gzip", &gz)
+        } else {
+            ("deflate", &zl)
+        };
+        stream.extend_from_slice(
+            format!(
+                "POST /pipelined HTTP/1.1\r\nHost: victim\r\nContent-Encoding: {coding}\r\n\
+                 Content-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        stream.extend_from_slice(body);
+    }
+    let dir = support::scratch_dir("floods-pipelined");
+    let path = dir.join("pipelined.pcap");
+    let mut p = StreamPcap::create(&path);
+    let normal = normal_frames();
+    for k in 0..CONNS {
+        let c = Conn {
+            client_port: 10_000 + k,
+            client_isn: 1_000 + u32::from(k) * 13,
+            ..Conn::default()
+        };
+        p.frames(&handshake(&c));
+        p.frames(&segments(
+            &c,
+            true,
+            c.client_isn + 1,
+            c.server_isn + 1,
+            &stream,
+            1460,
+        ));
+        if k == CONNS / 2 {
+            p.frames(&normal);
+        }
+    }
+    p.finish();
+    let bytes = fs::metadata(&path).unwrap().len();
+    let m = replay_measured_keeping(
+        "pipelined",
+        &path,
+        "",
+        2,
+        Duration::from_secs(300),
+        Some(&["/normal/flow"]),
+    );
+    let requests = u64::from(CONNS) * REQUESTS as u64;
+    println!(
+        "pipelined compressed bodies: {CONNS} connections x {REQUESTS} unanswered requests \
+         ({} wire bytes each, 64 KiB decoded), {:.1} MB pcap, in {:.1}s; peak RSS {:.1} MiB \
+         (target {:.0} MiB, baseline {:.1} MiB); evicted_memory {}, exchanges {}",
+        gz.len(),
+        bytes as f64 / 1e6,
+        m.elapsed.as_secs_f64(),
+        mib(m.max_rss_kib),
+        mib(DEFAULT_TARGET_KIB),
+        mib(base),
+        m.counter("flow", "flows_evicted_memory"),
+        m.stats["exchanges_written"],
+    );
+    assert!(m.normal_exchange_parsed());
+    assert!(m.counter("flow", "flows_evicted_memory") > 0);
+    assert_eq!(m.stats["exchanges_written"].as_u64(), Some(requests + 1));
+    assert!(
+        m.max_rss_kib <= DEFAULT_TARGET_KIB,
+        "peak RSS {} KiB over the {} KiB target",
+        m.max_rss_kib,
+        DEFAULT_TARGET_KIB
+    );
+}
+
+#[test]
+fn connections_carrying_one_byte_cost_little() {
+    const CONNS: u32 = 300_000;
+    let base = baseline_kib();
+    let dir = support::scratch_dir("floods-small");
+    let path = dir.join("small.pcap");
+    let template = frame(
+        Framing::Ethernet,
+        &Conn::default(),
+        true,
+        7,
+        1,
+        ACK | PSH,
+        b"G",
+    );
+    write_one_packet_connections(&path, &template, CONNS);
+    let m = replay_measured_keeping(
+        "small",
+        &path,
+        "",
+        2,
+        Duration::from_secs(300),
+        Some(&["/normal/flow"]),
+    );
+    println!(
+        "one-byte connections: {CONNS} in {:.1}s; peak RSS {:.1} MiB (target {:.0} MiB, \
+         baseline {:.1} MiB); evicted_capacity {}, evicted_memory {}",
+        m.elapsed.as_secs_f64(),
+        mib(m.max_rss_kib),
+        mib(DEFAULT_TARGET_KIB),
+        mib(base),
+        m.counter("flow", "flows_evicted_capacity"),
+        m.counter("flow", "flows_evicted_memory"),
+    );
+    assert!(m.normal_exchange_parsed());
+    assert_eq!(m.counter("flow", "flows_created"), u64::from(CONNS) + 1);
+    assert!(
+        m.max_rss_kib <= DEFAULT_TARGET_KIB,
+        "peak RSS {} KiB over the {} KiB target",
+        m.max_rss_kib,
+        DEFAULT_TARGET_KIB
     );
 }
 

@@ -596,7 +596,7 @@ fn main() {
     w.put("config", "sensor.toml", &fs::read(repo.join("sensor.toml")).unwrap());
     for (name, text) in [
         ("empty", ""),
-        ("flow", "[flow]\nmax_ooo_bytes_per_direction = 1\nmax_ooo_bytes_per_worker = 1\n"),
+        ("flow", "[flow]\nmax_ooo_bytes_per_direction = 1\nmax_ooo_bytes = 1\n"),
         ("http", "[http]\nmax_header_bytes = 256\nmax_headers = 1\ndecode_content = false\n"),
         ("pipeline", "[pipeline]\nworkers = 2\nbatch_packets = 65536\n"),
         ("output", "[output]\ninclude_bodies = true\n[decode]\nfragment_timeout_secs = 1\n"),

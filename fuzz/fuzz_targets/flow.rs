@@ -4,8 +4,9 @@
 //! eviction — reassembled per direction and parsed as HTTP/1 (see
 //! `apisensor_fuzz::FlowInput`).
 //!
-//! Checked after every segment: no panic; open flows within
-//! `max_flows_per_worker`; buffered out-of-order bytes within the worker cap;
+//! Checked after every segment: no panic; open flows within `max_flows`;
+//! buffered out-of-order bytes within the worker cap; the table's memory
+//! within its share unless one flow alone holds more;
 //! every exchange has a request or a response and is counted once; the TCP
 //! payload ledger (every byte in is delivered, discarded for a counted
 //! reason, or buffered). After the final flush nothing is open and nothing is
@@ -33,7 +34,8 @@ fuzz_target!(|input: FlowInput| {
         max_pending_requests: 4,
         ..HttpSettings::default()
     };
-    let mut table = FlowTable::new(&settings, &http);
+    let limits = input.limits();
+    let mut table = FlowTable::new(&settings, &http, limits);
     let mut out = Vec::new();
     let mut ts = 1_300_000_000_000_000_000u64;
     for (i, op) in input.ops.iter().enumerate() {
@@ -76,7 +78,14 @@ fuzz_target!(|input: FlowInput| {
                 table.expire(Timestamp(ts), &mut out);
             }
         }
-        assert!(table.open_flows() <= settings.max_flows_per_worker);
+        assert!(table.open_flows() <= limits.max_flows);
+        assert!(
+            table.memory_bytes() <= limits.memory_bytes || table.open_flows() <= 1,
+            "{} bytes held by {} flows over a share of {}",
+            table.memory_bytes(),
+            table.open_flows(),
+            limits.memory_bytes
+        );
         let s = table.stats();
         assert_eq!(
             s.payload_bytes_in,
@@ -84,10 +93,10 @@ fuzz_target!(|input: FlowInput| {
             "payload ledger: {s:?}"
         );
         assert!(
-            table.buffered_bytes() <= settings.max_ooo_bytes_per_worker,
+            table.buffered_bytes() <= limits.max_ooo_bytes,
             "worker buffers {} bytes, cap {}",
             table.buffered_bytes(),
-            settings.max_ooo_bytes_per_worker
+            limits.max_ooo_bytes
         );
     }
     table.flush_all(&mut out);
@@ -105,6 +114,7 @@ fuzz_target!(|input: FlowInput| {
         s.flows_closed
             + s.flows_evicted_idle
             + s.flows_evicted_capacity
+            + s.flows_evicted_memory
             + s.flows_reused_by_syn
             + s.flows_flushed_at_end,
         "every flow created leaves the table once, for one counted reason"

@@ -78,6 +78,7 @@ fuzz_target!(|input: ReassemblyInput| {
             settings: &settings,
             stats: &mut stats,
             worker_ooo_bytes: &mut worker,
+            worker_ooo_cap: input.worker_ooo_cap(),
         };
         let mut flushed_started = false;
         match op {

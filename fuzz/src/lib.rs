@@ -16,6 +16,7 @@
 
 use apisensor::config::{FlowSettings, HttpSettings};
 use apisensor::exchange::Direction;
+use apisensor::flow::WorkerLimits;
 use apisensor::http1::script::Action;
 use arbitrary::{Arbitrary, Result, Unstructured};
 use std::fmt;
@@ -99,8 +100,8 @@ pub struct ReassemblyInput {
     pub max_ooo_segments: u8,
     /// `max_ooo_bytes_per_direction` = 1 + x (1..=65536).
     pub max_ooo_bytes: u16,
-    /// `max_ooo_bytes_per_worker` = per-direction cap + x (config validation
-    /// requires at least the per-direction cap).
+    /// The worker's `max_ooo_bytes` share = per-direction cap + x (config
+    /// validation requires at least the per-direction cap).
     pub worker_slack: u16,
     /// `overlap_check_bytes` = x % 4097.
     pub overlap_check_bytes: u16,
@@ -133,10 +134,15 @@ impl ReassemblyInput {
         FlowSettings {
             max_ooo_segments_per_direction: 1 + usize::from(self.max_ooo_segments % 64),
             max_ooo_bytes_per_direction: per_dir,
-            max_ooo_bytes_per_worker: per_dir + usize::from(self.worker_slack),
+            max_ooo_bytes: self.worker_ooo_cap(),
             overlap_check_bytes: usize::from(self.overlap_check_bytes % 4097),
             ..FlowSettings::default()
         }
+    }
+
+    /// What the one worker may buffer out of order.
+    pub fn worker_ooo_cap(&self) -> usize {
+        1 + usize::from(self.max_ooo_bytes) + usize::from(self.worker_slack)
     }
 }
 
@@ -194,7 +200,8 @@ impl Encode for ReassemblyInput {
 pub struct FlowInput {
     /// ISN of the client (`Side::Client`) and server directions.
     pub isn: [u32; 2],
-    /// `max_flows_per_worker` = 1 + x % 4.
+    /// `max_flows` = 1 + x % 4; bits 2-3 pick the flows' memory share
+    /// ([`FlowInput::limits`]): unbounded, 4, 16 or 64 KiB.
     pub max_flows: u8,
     /// `max_ooo_segments_per_direction` = 1 + x % 64.
     pub max_ooo_segments: u8,
@@ -233,13 +240,29 @@ impl FlowInput {
     pub fn settings(&self) -> FlowSettings {
         let per_dir = 1 + usize::from(self.max_ooo_bytes);
         FlowSettings {
-            max_flows_per_worker: 1 + usize::from(self.max_flows % 4),
+            max_flows: 1 + usize::from(self.max_flows % 4),
             max_ooo_segments_per_direction: 1 + usize::from(self.max_ooo_segments % 64),
             max_ooo_bytes_per_direction: per_dir,
-            max_ooo_bytes_per_worker: 2 * per_dir,
+            max_ooo_bytes: 2 * per_dir,
             overlap_check_bytes: usize::from(self.overlap_check_bytes % 4097),
             idle_timeout_secs: 30,
             closed_timeout_secs: 2,
+        }
+    }
+
+    /// The one worker's limits: the caps above, and a memory share small
+    /// enough for a few connections to reach it.
+    pub fn limits(&self) -> WorkerLimits {
+        let settings = self.settings();
+        WorkerLimits {
+            max_flows: settings.max_flows,
+            max_ooo_bytes: settings.max_ooo_bytes,
+            memory_bytes: match (self.max_flows >> 2) % 4 {
+                0 => usize::MAX,
+                1 => 4 << 10,
+                2 => 16 << 10,
+                _ => 64 << 10,
+            },
         }
     }
 }

@@ -13,6 +13,37 @@ pub use key::{FlowKey, Side};
 pub use reassembly::{Chunk, Reassembler};
 pub use table::FlowTable;
 
+/// What one worker's flow table may hold: its equal share of the global
+/// caps (`flow.max_flows`, `flow.max_ooo_bytes`) and of the memory budget's
+/// flow part, so memory does not grow with the number of workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerLimits {
+    pub max_flows: usize,
+    pub max_ooo_bytes: usize,
+    /// Bytes all flows of the worker may hold together (see
+    /// [`FlowTable`]); beyond it the least recently active flows are
+    /// flushed and counted in `flows_evicted_memory`.
+    pub memory_bytes: usize,
+}
+
+impl WorkerLimits {
+    /// Worker `workers`' share of the global caps.
+    pub fn share(settings: &crate::Settings, workers: usize) -> WorkerLimits {
+        let workers = workers.max(1);
+        let f = &settings.flow;
+        WorkerLimits {
+            max_flows: f.max_flows.div_ceil(workers).max(1),
+            max_ooo_bytes: (f.max_ooo_bytes / workers).max(f.max_ooo_bytes_per_direction),
+            memory_bytes: settings.memory_plan().flows_bytes / workers,
+        }
+    }
+
+    /// The whole of the caps, for one table alone (tests, fuzzing, benches).
+    pub fn whole(settings: &crate::Settings) -> WorkerLimits {
+        WorkerLimits::share(settings, 1)
+    }
+}
+
 use crate::counters;
 use crate::decode::TcpFlags;
 use crate::exchange::Timestamp;
@@ -43,6 +74,10 @@ counters! {
         flows_evicted_idle,
         /// Evicted (least recently active first) because the table was full.
         flows_evicted_capacity,
+        /// Evicted (least recently active first) because the worker's flows
+        /// held their whole share of `memory.budget_bytes`; flushed, like
+        /// every eviction, so their completed exchanges are not lost.
+        flows_evicted_memory,
         /// Still open when the capture ended; flushed.
         flows_flushed_at_end,
         /// A SYN reused the addresses of a flow still in the table.

@@ -45,6 +45,8 @@ pub struct ReassemblyContext<'a> {
     pub stats: &'a mut FlowStats,
     /// Out-of-order bytes currently buffered by the whole worker.
     pub worker_ooo_bytes: &'a mut usize,
+    /// The most the whole worker may buffer (its share of `flow.max_ooo_bytes`).
+    pub worker_ooo_cap: usize,
 }
 
 /// Largest TCP window (65535 << 14): data or acknowledgements further
@@ -73,13 +75,71 @@ impl OooSegment {
     }
 }
 
-/// Rings kept per thread for the next flows: a short connection would
-/// otherwise allocate and zero a fresh window per direction, which costs
-/// more than its whole reassembly.
-const MAX_SPARE_RINGS: usize = 256;
+/// Smallest comparison window allocated. The window grows with the bytes a
+/// direction delivered (doubling, up to `overlap_check_bytes`), so a
+/// connection that carried one small request costs a few hundred bytes, not
+/// the whole window: 300,000 such connections took 2.6 GB when every
+/// direction's first byte allocated the full 4 KiB.
+const MIN_RING_BYTES: usize = 256;
+/// Size classes of spare rings: 256 B to 1 MiB (the largest window allowed).
+const RING_CLASSES: usize = 13;
+
+/// Rings kept per thread and size class for the next flows: a short
+/// connection would otherwise allocate and zero a fresh window per
+/// direction, which costs more than its whole reassembly.
+const MAX_SPARE_RINGS: usize = 64;
 
 thread_local! {
-    static SPARE_RINGS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static SPARE_RINGS: RefCell<[Vec<Vec<u8>>; RING_CLASSES]> =
+        const { RefCell::new([const { Vec::new() }; RING_CLASSES]) };
+}
+
+/// The spare-ring class of a power-of-two length, if it has one.
+fn ring_class(len: usize) -> Option<usize> {
+    let class = len
+        .trailing_zeros()
+        .checked_sub(MIN_RING_BYTES.trailing_zeros())? as usize;
+    (len.is_power_of_two() && class < RING_CLASSES).then_some(class)
+}
+
+/// A zeroed-or-stale ring of `len` bytes (a power of two), from the spares
+/// when there is one. Stale bytes are never read: `valid` says which count.
+fn take_ring(len: usize) -> Vec<u8> {
+    ring_class(len)
+        .and_then(|class| SPARE_RINGS.with(|spare| spare.borrow_mut().get_mut(class)?.pop()))
+        .unwrap_or_else(|| vec![0; len])
+}
+
+fn give_ring(ring: Vec<u8>) {
+    let Some(class) = ring_class(ring.len()) else {
+        return;
+    };
+    SPARE_RINGS.with(|spare| {
+        if let Some(list) = spare.borrow_mut().get_mut(class) {
+            if list.len() < MAX_SPARE_RINGS {
+                list.push(ring);
+            }
+        }
+    });
+}
+
+/// Copies `data`, which starts at sequence number `seq`, into `ring` at
+/// positions `seq % ring.len()` (at most two copies: up to the end of the
+/// ring, then from its start). `data` must not be longer than the ring.
+fn ring_write(ring: &mut [u8], seq: u32, data: &[u8]) {
+    let capacity = ring.len();
+    if capacity == 0 {
+        return;
+    }
+    let pos = seq as usize % capacity;
+    let first_len = data.len().min(capacity - pos);
+    let (first, second) = data.split_at(first_len);
+    if let Some(dst) = ring.get_mut(pos..pos + first_len) {
+        dst.copy_from_slice(first);
+    }
+    if let Some(dst) = ring.get_mut(..second.len()) {
+        dst.copy_from_slice(second);
+    }
 }
 
 /// The last delivered bytes, to compare retransmissions with.
@@ -97,34 +157,48 @@ impl RecentBytes {
         if capacity == 0 {
             return;
         }
-        // Ring positions are `seq % len`; a power of two keeps them
-        // continuous when the sequence number wraps past 2^32.
-        let capacity = capacity.next_power_of_two();
-        if self.ring.len() != capacity {
-            self.recycle();
-            self.ring = SPARE_RINGS
-                .with(|spare| spare.borrow_mut().pop())
-                .filter(|ring| ring.len() == capacity)
-                .unwrap_or_else(|| vec![0; capacity]);
-        }
         if self.valid > 0 && self.end_seq != seq {
             self.valid = 0;
         }
+        // Ring positions are `seq % len`; a power of two keeps them
+        // continuous when the sequence number wraps past 2^32.
+        let capacity = capacity.next_power_of_two();
+        let wanted = (self.valid + data.len())
+            .min(capacity)
+            .next_power_of_two()
+            .max(MIN_RING_BYTES.min(capacity));
+        if self.ring.len() < wanted {
+            self.grow(wanted);
+        }
+        let capacity = self.ring.len();
         let keep = data.len().min(capacity);
         let tail = data.get(data.len() - keep..).unwrap_or_default();
         let start_seq = seq.wrapping_add((data.len() - keep) as u32);
-        // At most two copies: up to the end of the ring, then from its start.
-        let pos = start_seq as usize % capacity;
-        let first_len = keep.min(capacity - pos);
-        let (first, second) = tail.split_at(first_len);
-        if let Some(dst) = self.ring.get_mut(pos..pos + first_len) {
-            dst.copy_from_slice(first);
-        }
-        if let Some(dst) = self.ring.get_mut(..second.len()) {
-            dst.copy_from_slice(second);
-        }
+        ring_write(&mut self.ring, start_seq, tail);
         self.end_seq = seq.wrapping_add(data.len() as u32);
         self.valid = (self.valid + data.len()).min(capacity);
+    }
+
+    /// Moves the valid bytes into a ring of `len` bytes (their positions
+    /// change with the ring's length).
+    fn grow(&mut self, len: usize) {
+        let mut ring = take_ring(len);
+        if self.valid > 0 && !self.ring.is_empty() {
+            let old = self.ring.len();
+            let start = self.end_seq.wrapping_sub(self.valid as u32);
+            let pos = start as usize % old;
+            let first_len = self.valid.min(old - pos);
+            let first = self.ring.get(pos..pos + first_len).unwrap_or_default();
+            let second = self.ring.get(..self.valid - first_len).unwrap_or_default();
+            ring_write(&mut ring, start, first);
+            ring_write(&mut ring, start.wrapping_add(first_len as u32), second);
+        }
+        give_ring(std::mem::replace(&mut self.ring, ring));
+    }
+
+    /// Heap bytes of the window.
+    fn heap_bytes(&self) -> usize {
+        self.ring.capacity()
     }
 
     fn forget(&mut self) {
@@ -134,16 +208,8 @@ impl RecentBytes {
     /// Hands the ring to the thread's spares. Stale bytes in it are never
     /// read: `valid` starts at 0.
     fn recycle(&mut self) {
-        let ring = std::mem::take(&mut self.ring);
         self.valid = 0;
-        if !ring.is_empty() {
-            SPARE_RINGS.with(|spare| {
-                let mut spare = spare.borrow_mut();
-                if spare.len() < MAX_SPARE_RINGS {
-                    spare.push(ring);
-                }
-            });
-        }
+        give_ring(std::mem::take(&mut self.ring));
     }
 
     /// Compares `data` (starting at `seq`) with what was delivered there.
@@ -207,6 +273,14 @@ impl Reassembler {
 
     pub fn buffered_bytes(&self) -> usize {
         self.ooo_bytes
+    }
+
+    /// Heap bytes this direction holds: buffered segments (each copied to
+    /// its exact length) and the comparison window.
+    pub fn heap_bytes(&self) -> usize {
+        (self.ooo.capacity() * std::mem::size_of::<OooSegment>())
+            .saturating_add(self.ooo_bytes)
+            .saturating_add(self.recent.heap_bytes())
     }
 
     /// Feeds one segment of this direction. Returns true when this call
@@ -414,10 +488,12 @@ impl Reassembler {
         }
         ctx.stats.segments_out_of_order += 1;
         let len = payload.len();
-        let over_caps = |r: &Reassembler, worker: usize| {
-            r.ooo.len() >= ctx.settings.max_ooo_segments_per_direction
-                || r.ooo_bytes + len > ctx.settings.max_ooo_bytes_per_direction
-                || worker + len > ctx.settings.max_ooo_bytes_per_worker
+        let settings = ctx.settings;
+        let worker_cap = ctx.worker_ooo_cap;
+        let over_caps = move |r: &Reassembler, worker: usize| {
+            r.ooo.len() >= settings.max_ooo_segments_per_direction
+                || r.ooo_bytes + len > settings.max_ooo_bytes_per_direction
+                || worker + len > worker_cap
         };
         // No room: the oldest hole is given up on, which delivers what was
         // buffered behind it and frees room.
@@ -668,6 +744,7 @@ mod tests {
                 settings: &self.settings,
                 stats: &mut self.stats,
                 worker_ooo_bytes: &mut self.worker,
+                worker_ooo_cap: self.settings.max_ooo_bytes,
             };
             let ended = op(&mut self.r, &mut ctx, &mut |c| match c {
                 Chunk::Data(d) => {
@@ -773,6 +850,28 @@ mod tests {
         next.seg(1, b"XE");
         assert_eq!(next.stats.overlaps_inconsistent, 1);
         assert_eq!(next.text(), "GET /b");
+    }
+
+    #[test]
+    fn comparison_window_grows_with_what_was_delivered() {
+        let mut h = Harness::new();
+        h.seg(1, b"GET /a HTTP/1.1");
+        // A short direction holds the smallest window, not the whole 4 KiB.
+        assert_eq!(h.r.heap_bytes(), MIN_RING_BYTES);
+        let body: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        h.seg(16, &body);
+        assert_eq!(h.r.heap_bytes(), 4096);
+        // Bytes delivered before each growth are still compared: the first
+        // segment's retransmission with other bytes is caught...
+        h.seg(1, b"GET /b HTTP/1.1");
+        assert_eq!(h.stats.overlaps_inconsistent, 1);
+        // ...and an identical one is not.
+        h.seg(1, b"GET /a HTTP/1.1");
+        h.seg(16, &body[..100]);
+        assert_eq!(h.stats.overlaps_inconsistent, 1);
+        // Never more than `overlap_check_bytes`, however much is delivered.
+        h.seg(3016, &vec![b'x'; 100_000]);
+        assert_eq!(h.r.heap_bytes(), 4096);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! retransmissions and final ACKs do not start a bogus mid-stream flow.
 
 use super::reassembly::{Chunk, Reassembler, ReassemblyContext};
-use super::{FlowKey, FlowStats, Segment, Side};
+use super::{FlowKey, FlowStats, Segment, Side, WorkerLimits};
 use crate::config::{FlowSettings, HttpSettings};
 use crate::exchange::{Direction, Exchanges, Timestamp};
 use crate::http1::{ConnInfo, HttpConnection, HttpContext, HttpStats};
@@ -30,6 +30,9 @@ struct Flow {
     client_side: Option<Side>,
     /// Created when the first byte of either direction is delivered.
     http: Option<HttpConnection>,
+    /// What the table charged this flow against its memory share, as of
+    /// its last segment ([`Flow::footprint`]).
+    charged: usize,
 }
 
 impl Flow {
@@ -41,9 +44,26 @@ impl Flow {
             dirs: [Reassembler::default(), Reassembler::default()],
             client_side: None,
             http: None,
+            charged: 0,
         }
     }
+
+    /// Bytes this flow holds: its table entry, both directions' buffers and
+    /// the HTTP state with its queued requests and bodies.
+    fn footprint(&self) -> usize {
+        let [a, b] = &self.dirs;
+        FlowTable::bytes_per_idle_flow()
+            .saturating_add(a.heap_bytes())
+            .saturating_add(b.heap_bytes())
+            .saturating_add(self.http.as_ref().map_or(0, HttpConnection::heap_bytes))
+    }
 }
+
+/// What a key lingering in the `closing` table costs: key, time and the
+/// map's links.
+const CLOSING_ENTRY_BYTES: usize = std::mem::size_of::<FlowKey>()
+    + std::mem::size_of::<Timestamp>()
+    + 4 * std::mem::size_of::<usize>();
 
 /// How a flow left the table, for the counters.
 #[derive(Clone, Copy)]
@@ -51,6 +71,7 @@ enum EndReason {
     Closed,
     Idle,
     Capacity,
+    Memory,
     Reused,
     EndOfCapture,
 }
@@ -69,6 +90,9 @@ pub struct FlowTable {
 struct Shared {
     flow_settings: FlowSettings,
     http_settings: HttpSettings,
+    limits: WorkerLimits,
+    /// Sum of the open flows' `charged` bytes.
+    flow_bytes: usize,
     stats: FlowStats,
     http_stats: HttpStats,
     worker_ooo_bytes: usize,
@@ -77,13 +101,19 @@ struct Shared {
 }
 
 impl FlowTable {
-    pub fn new(flow_settings: &FlowSettings, http_settings: &HttpSettings) -> Self {
+    pub fn new(
+        flow_settings: &FlowSettings,
+        http_settings: &HttpSettings,
+        limits: WorkerLimits,
+    ) -> Self {
         FlowTable {
             open: LinkedHashMap::new(),
             closing: LinkedHashMap::new(),
             shared: Shared {
                 flow_settings: flow_settings.clone(),
                 http_settings: http_settings.clone(),
+                limits,
+                flow_bytes: 0,
                 stats: FlowStats::default(),
                 http_stats: HttpStats::default(),
                 worker_ooo_bytes: 0,
@@ -112,10 +142,20 @@ impl FlowTable {
         self.open.len()
     }
 
+    /// Bytes the table holds: every open flow's footprint (as of its last
+    /// segment) and the keys lingering after a close. Kept within
+    /// `WorkerLimits::memory_bytes` by evicting the least recently active
+    /// flows, so at most one flow's growth past it is ever held.
+    pub fn memory_bytes(&self) -> usize {
+        self.shared
+            .flow_bytes
+            .saturating_add(self.closing.len() * CLOSING_ENTRY_BYTES)
+    }
+
     /// What one flow that buffers nothing costs the table: its entry (key
     /// and state, one allocation) plus the hash-map slot and list links.
-    /// Memory budgets are `max_flows_per_worker` × workers × this, plus
-    /// what each flow buffers (out-of-order bytes, overlap window, HTTP).
+    /// The memory budget charges each flow this plus what it buffers
+    /// (out-of-order bytes, overlap window, HTTP state, queued requests).
     pub fn bytes_per_idle_flow() -> usize {
         std::mem::size_of::<FlowKey>()
             + std::mem::size_of::<Flow>()
@@ -149,8 +189,12 @@ impl FlowTable {
             } else if opens_connection && is_new_connection(flow, seg) {
                 replaced = Some(EndReason::Reused);
             } else {
-                if shared.feed(flow, seg, out) {
+                let ended = shared.feed(flow, seg, out);
+                shared.recharge(flow);
+                if ended {
                     self.close(seg, out);
+                } else {
+                    self.shed_memory(out);
                 }
                 return;
             }
@@ -180,18 +224,34 @@ impl FlowTable {
                 }
             }
         }
-        if open.len() >= shared.flow_settings.max_flows_per_worker {
+        if open.len() >= shared.limits.max_flows {
             if let Some((_, victim)) = open.pop_front() {
                 shared.end_flow(victim, EndReason::Capacity, out);
             }
         }
         shared.stats.flows_created += 1;
         let mut flow = Flow::new(seg.packet_index, seg.key, seg.ts);
-        if shared.feed(&mut flow, seg, out) {
+        let ended = shared.feed(&mut flow, seg, out);
+        shared.recharge(&mut flow);
+        if ended {
             shared.end_flow(flow, EndReason::Closed, out);
             self.remember_closed(seg);
         } else {
             open.insert(seg.key, flow);
+            self.shed_memory(out);
+        }
+    }
+
+    /// Flushes the least recently active flows while the table holds more
+    /// than its memory share. The flow just fed is the most recent one and
+    /// goes last: it is only evicted when it alone is over the share.
+    fn shed_memory(&mut self, out: &mut Exchanges) {
+        while self.memory_bytes() > self.shared.limits.memory_bytes {
+            if let Some((_, victim)) = self.open.pop_front() {
+                self.shared.end_flow(victim, EndReason::Memory, out);
+            } else if self.closing.pop_front().is_none() {
+                break;
+            }
         }
     }
 
@@ -204,7 +264,7 @@ impl FlowTable {
 
     fn remember_closed(&mut self, seg: &Segment<'_>) {
         self.closing.insert(seg.key, seg.ts);
-        if self.closing.len() > self.shared.flow_settings.max_flows_per_worker {
+        if self.closing.len() > self.shared.limits.max_flows {
             self.closing.pop_front();
         }
     }
@@ -284,6 +344,7 @@ impl Shared {
                 settings: &self.flow_settings,
                 stats: &mut self.stats,
                 worker_ooo_bytes: &mut self.worker_ooo_bytes,
+                worker_ooo_cap: self.limits.max_ooo_bytes,
             },
             HttpContext {
                 settings: &self.http_settings,
@@ -367,11 +428,23 @@ impl Shared {
         this_dir.ended() && peer_dir.ended()
     }
 
+    /// Charges the flow's current footprint in place of its last one.
+    fn recharge(&mut self, flow: &mut Flow) {
+        let now = flow.footprint();
+        self.flow_bytes = self
+            .flow_bytes
+            .saturating_sub(flow.charged)
+            .saturating_add(now);
+        flow.charged = now;
+    }
+
     fn end_flow(&mut self, mut flow: Flow, reason: EndReason, out: &mut Exchanges) {
+        self.flow_bytes = self.flow_bytes.saturating_sub(flow.charged);
         match reason {
             EndReason::Closed => self.stats.flows_closed += 1,
             EndReason::Idle => self.stats.flows_evicted_idle += 1,
             EndReason::Capacity => self.stats.flows_evicted_capacity += 1,
+            EndReason::Memory => self.stats.flows_evicted_memory += 1,
             EndReason::Reused => self.stats.flows_reused_by_syn += 1,
             EndReason::EndOfCapture => self.stats.flows_flushed_at_end += 1,
         }
@@ -383,6 +456,7 @@ impl Shared {
             dirs,
             client_side,
             http,
+            ..
         } = &mut flow;
         // Flushed messages take the flow's last packet time, never the time
         // the flush ran, so output does not depend on the worker count.
@@ -564,10 +638,18 @@ mod tests {
 
     fn table(max_flows: usize) -> FlowTable {
         let flow = FlowSettings {
-            max_flows_per_worker: max_flows,
+            max_flows,
             ..FlowSettings::default()
         };
-        FlowTable::new(&flow, &HttpSettings::default())
+        let settings = crate::Settings {
+            flow: flow.clone(),
+            ..crate::Settings::default()
+        };
+        FlowTable::new(
+            &flow,
+            &HttpSettings::default(),
+            WorkerLimits::whole(&settings),
+        )
     }
 
     #[test]
@@ -624,6 +706,41 @@ mod tests {
         assert!(out.is_empty());
         // The budget the flood tests compute from: small and fixed.
         assert!(FlowTable::bytes_per_idle_flow() < 1024);
+    }
+
+    #[test]
+    fn memory_share_flushes_least_recently_active_flows_and_counts_them() {
+        let flow = FlowSettings::default();
+        let probe = {
+            let mut t = table(16);
+            t.process(&seg(&conn(999), true, 0, 1, 1, ACK, REQ), &mut Vec::new());
+            t.memory_bytes()
+        };
+        // Room for three flows holding one unanswered request each.
+        let limits = WorkerLimits {
+            max_flows: 1000,
+            max_ooo_bytes: flow.max_ooo_bytes,
+            memory_bytes: 3 * probe + probe / 2,
+        };
+        let mut t = FlowTable::new(&flow, &HttpSettings::default(), limits);
+        let mut out = Vec::new();
+        for (i, port) in (1000u16..1010).enumerate() {
+            t.process(&seg(&conn(port), true, i as u64, 1, 1, ACK, REQ), &mut out);
+            assert!(t.memory_bytes() <= limits.memory_bytes);
+        }
+        assert_eq!(t.open_flows(), 3);
+        assert_eq!(t.stats().flows_evicted_memory, 7);
+        // Oldest first, and each flushed with its request: nothing is lost.
+        let ports: Vec<u16> = out.iter().map(|e| e.client.port()).collect();
+        assert_eq!(ports, (1000..1007).collect::<Vec<_>>());
+        assert!(out.iter().all(|e| e.flags.unanswered));
+        // The most recent flow still works.
+        let c = conn(1009);
+        let next = 1 + REQ.len() as u32;
+        t.process(&seg(&c, false, 20, 1, next, ACK, RESP), &mut out);
+        assert_eq!(out.last().unwrap().response.as_ref().unwrap().status, 200);
+        t.flush_all(&mut out);
+        assert_eq!(t.memory_bytes(), 0, "every flow's charge is given back");
     }
 
     #[test]

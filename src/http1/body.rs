@@ -177,6 +177,20 @@ fn chunked(c: &mut Chunk, data: &[u8], sink: &mut impl FnMut(&[u8])) -> Step {
     Step::More(pos)
 }
 
+/// Makes room for `more` bytes in `data`, which never holds more than
+/// `cap`. Room is reserved by what arrived, never by what a header
+/// announced (a `Content-Length: 65536` with no body behind it must not cost
+/// 64 KiB): capacity doubles as bytes come, but not past `cap`.
+fn keep_room(data: &mut Vec<u8>, more: usize, cap: usize) {
+    let needed = data.len().saturating_add(more);
+    if needed > data.capacity() {
+        let target = needed
+            .max(data.capacity().saturating_mul(2))
+            .min(cap.max(needed));
+        data.reserve_exact(target.saturating_sub(data.len()));
+    }
+}
+
 /// A body being received: its record, decoder, and whether decoding stopped.
 #[derive(Debug, Default)]
 pub(crate) struct BodyState {
@@ -186,14 +200,12 @@ pub(crate) struct BodyState {
 }
 
 impl BodyState {
-    pub fn new(enc: Encoding, s: &HttpSettings, body: &mut Body, framing: Framing) -> BodyState {
-        // A plain body of announced length is kept in one allocation.
-        if let (Encoding::Identity, Framing::Length(len)) = (enc, framing) {
-            let keep = usize::try_from(len)
-                .unwrap_or(usize::MAX)
-                .min(s.max_body_bytes);
-            body.data.reserve_exact(keep);
-        }
+    /// Heap bytes of the decoder, if a body is being decoded.
+    pub fn heap_bytes(&self) -> usize {
+        self.decoder.as_ref().map_or(0, |d| d.heap_bytes())
+    }
+
+    pub fn new(enc: Encoding, s: &HttpSettings, body: &mut Body) -> BodyState {
         let wrapping = match enc {
             _ if !s.decode_content || s.max_body_bytes == 0 => None,
             Encoding::Identity => None,
@@ -232,6 +244,7 @@ impl BodyState {
         let Some(dec) = self.decoder.as_mut() else {
             let room = s.max_body_bytes.saturating_sub(body.data.len());
             let n = room.min(data.len());
+            keep_room(&mut body.data, n, s.max_body_bytes);
             body.data
                 .extend_from_slice(data.get(..n).unwrap_or_default());
             let dropped = data.len().saturating_sub(n);
@@ -350,6 +363,12 @@ pub struct PendingDecode {
     complete: bool,
 }
 
+impl PendingDecode {
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Self>().saturating_add(self.held.capacity())
+    }
+}
+
 impl std::fmt::Debug for PendingDecode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PendingDecode")
@@ -427,6 +446,24 @@ mod tests {
     }
 
     #[test]
+    fn room_is_reserved_by_what_arrived_not_by_what_was_announced() {
+        let s = HttpSettings::default();
+        let mut body = Body::default();
+        let mut state = BodyState::new(Encoding::Identity, &s, &mut body);
+        // `Content-Length: 65536` and nothing yet: nothing reserved.
+        assert_eq!(body.data.capacity(), 0);
+        let (mut stats, mut annot) = (HttpStats::default(), Annot::default());
+        state.write(&mut body, &[7u8; 100], &s, &mut stats, &mut annot);
+        assert!(body.data.capacity() >= 100 && body.data.capacity() < 1024);
+        // Growth doubles, and never past what may be kept.
+        for _ in 0..2000 {
+            state.write(&mut body, &[7u8; 100], &s, &mut stats, &mut annot);
+        }
+        assert_eq!(body.data.len(), s.max_body_bytes);
+        assert_eq!(body.data.capacity(), s.max_body_bytes);
+    }
+
+    #[test]
     fn length_framing() {
         let mut f = Framing::Length(3);
         assert_eq!(run(&mut f, b"ab").0, Step::More(2));
@@ -448,7 +485,7 @@ mod tests {
         defer: bool,
     ) -> (Body, Annot, HttpStats) {
         let mut body = Body::default();
-        let mut st = BodyState::new(enc, s, &mut body, Framing::Close);
+        let mut st = BodyState::new(enc, s, &mut body);
         let mut stats = HttpStats::default();
         let mut a = Annot::default();
         for part in wire.chunks(7) {

@@ -32,6 +32,10 @@ const SCRATCH_BYTES: usize = 16 * 1024;
 /// Compressed bytes of a gzip body held for one-shot inflation; no more
 /// than the inflater's own window a streamed body would hold meanwhile.
 const DEFER_MAX_BYTES: usize = 32 * 1024;
+/// What a streaming inflater holds while a body uses it: zlib's state
+/// (about 7 KiB with its tables) and its 32 KiB window. An estimate the
+/// memory budget charges, from zlib's `inflate_state` and `wsize`.
+const INFLATER_BYTES: usize = 40 * 1024;
 
 thread_local! {
     static POOL: RefCell<Vec<Decompress>> = const { RefCell::new(Vec::new()) };
@@ -184,6 +188,20 @@ impl ContentDecoder {
 
     pub fn keep(&self) -> usize {
         self.keep
+    }
+
+    /// Heap bytes this decoder holds (itself, boxed, included): what the
+    /// memory budget charges while a body is being decoded.
+    pub fn heap_bytes(&self) -> usize {
+        let inflater = if self.inflater.is_some() {
+            INFLATER_BYTES
+        } else {
+            0
+        };
+        std::mem::size_of::<Self>()
+            .saturating_add(self.deferred.capacity())
+            .saturating_add(self.data.capacity())
+            .saturating_add(inflater)
     }
 
     pub fn limit(&self) -> u64 {

@@ -80,6 +80,10 @@ struct Dir {
 }
 
 impl Dir {
+    fn heap_bytes(&self) -> usize {
+        self.buf.capacity().saturating_add(self.body.heap_bytes())
+    }
+
     fn clear_buf(&mut self) {
         self.buf = Vec::new();
         self.scan_from = 0;
@@ -94,6 +98,12 @@ struct RespCur {
     /// A request was waiting when the status line arrived.
     paired: bool,
     tunnel: bool,
+}
+
+impl RespCur {
+    fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Self>().saturating_add(self.resp.heap_bytes())
+    }
 }
 
 /// A request in the queue.
@@ -115,6 +125,13 @@ struct Pending {
 }
 
 impl Pending {
+    fn heap_bytes(&self) -> usize {
+        let resp = self.resp.as_ref().map_or(0, |r| r.heap_bytes());
+        std::mem::size_of::<Exchange>()
+            .saturating_add(self.exchange.heap_bytes())
+            .saturating_add(resp)
+    }
+
     fn has_request(&self) -> bool {
         self.exchange.request.is_some()
     }
@@ -192,6 +209,23 @@ impl HttpConnection {
             resp: None,
             lost_responses: 0,
         }
+    }
+
+    /// Heap bytes this connection holds: partial heads, decoders, queued
+    /// requests with their bodies and early responses, the response being
+    /// received. O(queued requests), at most `max_pending_requests`; the
+    /// flow table charges it to the memory budget after every segment.
+    pub fn heap_bytes(&self) -> usize {
+        let queued = self
+            .pending
+            .iter()
+            .fold(0usize, |sum, p| sum.saturating_add(p.heap_bytes()));
+        let resp = self.resp.as_ref().map_or(0, |r| r.heap_bytes());
+        (self.pending.capacity() * std::mem::size_of::<Pending>())
+            .saturating_add(queued)
+            .saturating_add(resp)
+            .saturating_add(self.to_server.heap_bytes())
+            .saturating_add(self.to_client.heap_bytes())
     }
 
     fn dir_mut(&mut self, dir: Direction) -> &mut Dir {
@@ -789,7 +823,7 @@ impl HttpConnection {
                 )));
                 ctx.stats.requests = ctx.stats.requests.saturating_add(1);
                 self.to_server.body = match (framing, exchange.request.as_mut()) {
-                    (Some(f), Some(req)) => BodyState::new(info.encoding, s, &mut req.body, f),
+                    (Some(_), Some(req)) => BodyState::new(info.encoding, s, &mut req.body),
                     _ => BodyState::default(),
                 };
                 let p = Pending {
@@ -868,7 +902,7 @@ impl HttpConnection {
                 }
                 let d = &mut self.to_client;
                 d.body = match framing {
-                    Some(f) => BodyState::new(info.encoding, s, &mut resp.body, f),
+                    Some(_) => BodyState::new(info.encoding, s, &mut resp.body),
                     None => BodyState::default(),
                 };
                 self.resp = Some(Box::new(RespCur {
