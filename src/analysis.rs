@@ -71,6 +71,7 @@ impl Analysis {
                     header: d.client_ip_header.to_ascii_lowercase(),
                     trusted_hops: d.trusted_proxy_hops,
                 },
+                hasher: crate::identity::SecretHasher::new(&settings.classify),
                 learn_exchanges: d.learn_exchanges,
                 learn_secs: d.learn_secs,
                 learn_actors: d.learn_actors,

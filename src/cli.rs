@@ -91,6 +91,11 @@ pub struct ReplayArgs {
     /// Include kept body bytes in the output (overrides output.include_bodies).
     #[arg(long)]
     pub bodies: bool,
+    /// Write exchanges unredacted: credentials, cookies, tokens and
+    /// sensitive values as sent (same as output.raw = true). By default they
+    /// are replaced by type and keyed hash, as in event evidence.
+    #[arg(long)]
+    pub raw: bool,
     /// Show a progress bar on stderr (only when stderr is a terminal).
     #[arg(long)]
     pub progress: bool,

@@ -239,6 +239,9 @@ impl Default for HttpSettings {
 pub struct OutputSettings {
     /// Include kept body bytes in JSON output.
     pub include_bodies: bool,
+    /// Write exchanges as sent, credentials, cookies, tokens and sensitive
+    /// values included; by default they are redacted like event evidence.
+    pub raw: bool,
 }
 
 /// Live packet sources of `apisensor run`.
@@ -729,6 +732,18 @@ impl Default for ClassifySettings {
             max_body_bytes: 1 << 20,
             max_values_per_body: 10_000,
             redaction_key_hex: String::new(),
+        }
+    }
+}
+
+impl ClassifySettings {
+    /// Draws the random per-process redaction key now when none is
+    /// configured, so every classifier built from these settings (the
+    /// exchange output's, the analysis stage's) tags a value alike.
+    pub fn resolve_redaction_key(&mut self) {
+        if self.redaction_key_hex.is_empty() {
+            let key = crate::classify::random_key();
+            self.redaction_key_hex = key.iter().map(|b| format!("{b:02x}")).collect();
         }
     }
 }

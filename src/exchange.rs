@@ -352,6 +352,23 @@ impl Headers {
     pub fn get_str(&self, name: &str) -> Option<Text> {
         self.get(name).map(text_lossy)
     }
+
+    /// Replaces the values `replace` returns a new one for (given each
+    /// field's name and value); names, order and the dropped count stay.
+    /// Nothing is rebuilt when nothing is replaced.
+    pub fn replace_values(&mut self, mut replace: impl FnMut(&[u8], &[u8]) -> Option<String>) {
+        let new: Vec<Option<String>> = self.iter().map(|(n, v)| replace(n, v)).collect();
+        if new.iter().all(Option::is_none) {
+            return;
+        }
+        let mut rebuilt = Headers::with_capacity(self.len(), self.text_len());
+        for ((name, value), new) in self.iter().zip(&new) {
+            let value = new.as_deref().map_or(value, str::as_bytes);
+            rebuilt.push(name, value, usize::MAX, u32::MAX as usize);
+        }
+        rebuilt.dropped = self.dropped;
+        *self = rebuilt;
+    }
 }
 
 /// Equal when the kept fields and the dropped count are: how the text was

@@ -19,6 +19,7 @@ pub mod exchange;
 pub mod flow;
 pub mod forward;
 pub mod http1;
+pub mod identity;
 pub mod inventory;
 pub mod jwt;
 pub mod order;

@@ -40,10 +40,27 @@ fn main() -> ExitCode {
 }
 
 fn load_settings(cli: &Cli) -> Result<Settings> {
-    match &cli.config {
-        Some(path) => Ok(Settings::load(path)?),
-        None => Ok(Settings::default()),
+    let mut settings = match &cli.config {
+        Some(path) => Settings::load(path)?,
+        None => Settings::default(),
+    };
+    settings.classify.resolve_redaction_key();
+    Ok(settings)
+}
+
+/// `writer`, redacting unless `raw` (then with a warning: the output
+/// carries credentials as sent).
+fn redact_unless_raw(settings: &Settings, writer: ExchangeWriter, raw: bool) -> ExchangeWriter {
+    if raw {
+        tracing::warn!(
+            "exchanges are written unredacted (--raw / output.raw): credentials, cookies, \
+             tokens and personal data appear as sent; keep the output where only you can read it"
+        );
+        return writer;
     }
+    writer.redacting(Arc::new(apisensor::classify::Classifier::new(
+        &settings.classify,
+    )))
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -74,7 +91,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .config
                 .clone()
                 .unwrap_or_else(|| "/etc/apisensor/sensor.toml".into());
-            let settings = Settings::load(&path)?;
+            let mut settings = Settings::load(&path)?;
+            settings.classify.resolve_redaction_key();
             run_live(settings, args)
         }
         Command::Interfaces => {
@@ -121,6 +139,7 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
         ExchangeWriter::to_file(path, format, include_bodies)
             .with_context(|| format!("service.exchanges_path: cannot open {}", path.display()))?
     };
+    let writer = redact_unless_raw(&settings, writer, settings.output.raw);
     let signals = Signals::install()?;
     // The forwarder starts before the capture so the workers can emit; its
     // stats events read the hub once the capture has made one.
@@ -281,7 +300,11 @@ fn replay(settings: &Settings, args: &ReplayArgs, configured: bool) -> Result<Ex
     } else {
         args.format
     };
-    let writer = ExchangeWriter::new(out, format, include_bodies);
+    let writer = redact_unless_raw(
+        &settings,
+        ExchangeWriter::new(out, format, include_bodies),
+        args.raw || settings.output.raw,
+    );
     let bar = (args.progress && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(

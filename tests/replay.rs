@@ -183,11 +183,26 @@ fn worker_count_does_not_change_exchanges_or_their_order() {
         .collect();
     files.sort();
     files.push(mixed.clone());
+    // Redacted output is deterministic under a configured key (a random
+    // one is drawn per process otherwise).
+    let keyed = dir.join("keyed.toml");
+    std::fs::write(
+        &keyed,
+        format!("[classify]\nredaction_key_hex = \"{}\"\n", "5a".repeat(32)),
+    )
+    .unwrap();
     for file in &files {
         // Byte for byte, order included: the writer merges the workers'
         // exchanges into one order that does not depend on their number.
         let output = |workers: &str| {
-            let out = apisensor(&["replay", "--workers", workers, file.to_str().unwrap()]);
+            let out = apisensor(&[
+                "--config",
+                keyed.to_str().unwrap(),
+                "replay",
+                "--workers",
+                workers,
+                file.to_str().unwrap(),
+            ]);
             assert!(
                 out.status.success(),
                 "{}",

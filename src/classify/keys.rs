@@ -264,16 +264,20 @@ fn ascii_hint(n: &Norm) -> Hint {
         "pass",
         "pw",
         "passcode",
-    ]) || (n.has("password")
-        && n.last_is(&[
-            "confirm",
-            "confirmation",
-            "again",
-            "repeat",
-            "new",
-            "old",
-            "current",
-        ]))
+        "pin",
+        "pincode",
+        "otp",
+    ]) || n.is(&["securityanswer", "secretanswer", "mfacode", "totp"])
+        || (n.has("password")
+            && n.last_is(&[
+                "confirm",
+                "confirmation",
+                "again",
+                "repeat",
+                "new",
+                "old",
+                "current",
+            ]))
         || n.is(&[
             "newpassword",
             "oldpassword",
@@ -949,6 +953,12 @@ mod tests {
         assert_eq!(hint("sessionId"), Hint::Session);
         assert_eq!(hint("password_confirm"), Hint::Password);
         assert_eq!(hint("password_policy"), Hint::None);
+        assert_eq!(hint("pin"), Hint::Password);
+        assert_eq!(hint("card_pin"), Hint::Password);
+        assert_eq!(hint("secret_answer"), Hint::Password);
+        assert_eq!(hint("X-Api-Key"), Hint::Secret);
+        assert_ne!(hint("spinner"), Hint::Password);
+        assert_ne!(hint("pinned"), Hint::Password);
     }
 
     #[test]

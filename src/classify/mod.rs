@@ -605,6 +605,50 @@ impl Classifier {
         redact::text(self, key_context, text)
     }
 
+    /// The exchange as the output may show it: the target, its decoded path
+    /// and query and every header value redacted like evidence, and the
+    /// kept bodies too when `bodies` (else they are not printed anyway).
+    /// Header fields that never carry a secret (`Content-Type`, `Host`,
+    /// `Date`, ... the classifier's skip list) are kept as sent.
+    pub fn redact_exchange(&self, e: &mut crate::exchange::Exchange, bodies: bool) {
+        use crate::exchange::{Body, Headers, Text};
+        let text = |field: &mut Text| {
+            let redacted = self.redact_text("", field);
+            if redacted != field.as_str() {
+                *field = Text::from(redacted);
+            }
+        };
+        let headers = |h: &mut Headers| {
+            h.replace_values(|name, value| {
+                let name = std::str::from_utf8(name).ok()?;
+                if keys::header_kind(name) == keys::HeaderKind::Skip {
+                    return None;
+                }
+                let value = String::from_utf8_lossy(value);
+                let redacted = self.redact_text(name, &value);
+                (redacted != value).then_some(redacted)
+            })
+        };
+        let body = |content_type: Option<&str>, b: &mut Body| {
+            if bodies && !b.data.is_empty() {
+                b.data = self.redact_body(content_type, &b.data).into_bytes();
+            }
+        };
+        if let Some(r) = e.request.as_mut() {
+            text(&mut r.uri);
+            text(&mut r.path);
+            if let Some(q) = r.query.as_mut() {
+                text(q);
+            }
+            headers(&mut r.headers);
+            body(r.content_type.as_deref(), &mut r.body);
+        }
+        if let Some(r) = e.response.as_mut() {
+            headers(&mut r.headers);
+            body(r.content_type.as_deref(), &mut r.body);
+        }
+    }
+
     /// A body for evidence: JSON is re-serialised with sensitive values
     /// replaced, form bodies keep their layout, other text has pattern matches
     /// replaced. At most `max_body_bytes` of it, with a note when cut.
@@ -686,7 +730,7 @@ pub(crate) fn cap_path(s: &str) -> String {
     s[..end].to_string()
 }
 
-fn parse_key_hex(hex: &str) -> Option<[u8; 32]> {
+pub(crate) fn parse_key_hex(hex: &str) -> Option<[u8; 32]> {
     if hex.len() != 64 {
         return None;
     }
@@ -698,7 +742,7 @@ fn parse_key_hex(hex: &str) -> Option<[u8; 32]> {
 }
 
 /// A per-process key: redaction tags then only correlate within one run.
-fn random_key() -> [u8; 32] {
+pub(crate) fn random_key() -> [u8; 32] {
     let mut key = [0u8; 32];
     if getrandom::fill(&mut key).is_err() {
         // No OS randomness: derive something unpredictable enough from the

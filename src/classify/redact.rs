@@ -20,20 +20,44 @@ const SCHEMES: &[&str] = &[
     "aws4-hmac-sha256",
 ];
 
+/// The type a value under a credential-named key is redacted as, whatever
+/// its shape: `X-Api-Key: hunter2hunter2`, `pin=1234` and `secret_answer`
+/// hold secrets that look like nothing in particular. Classification needs
+/// a shape to report a finding; redaction does not.
+fn credential_type(hint: Hint) -> Option<DataType> {
+    match hint {
+        Hint::Password => Some(DataType::Password),
+        Hint::Secret | Hint::AwsSecret | Hint::AzureKey => Some(DataType::Secret),
+        Hint::Token | Hint::Authorization => Some(DataType::BearerToken),
+        Hint::Session => Some(DataType::SessionToken),
+        _ => None,
+    }
+}
+
+/// The type `value` under `hint` is redacted as, if it is redacted.
+fn sensitive(cls: &Classifier, hint: Hint, value: &str) -> Option<DataType> {
+    if value.is_empty() {
+        return None;
+    }
+    cls.classify_raw(hint, value)
+        .map(|(t, _)| t)
+        .or_else(|| credential_type(hint))
+}
+
 pub(super) fn text(cls: &Classifier, key_context: &str, text: &str) -> String {
     let hint = keys::hint(key_context);
     let trimmed = text.trim();
-    if let Some((t, _)) = cls.classify_raw(hint, trimmed) {
+    let ctx = key_context.to_ascii_lowercase();
+    if ctx == "cookie" || ctx == "set-cookie" {
+        return cookies(cls, text, ctx == "set-cookie");
+    }
+    if let Some(t) = sensitive(cls, hint, trimmed) {
         if let Some((scheme, rest)) = trimmed.split_once(' ') {
             if SCHEMES.iter().any(|s| scheme.eq_ignore_ascii_case(s)) {
                 return format!("{scheme} {}", cls.redaction_tag(t, rest.trim()));
             }
         }
         return cls.redaction_tag(t, trimmed);
-    }
-    let ctx = key_context.to_ascii_lowercase();
-    if ctx == "cookie" || ctx == "set-cookie" {
-        return pairs(cls, text, ';', false);
     }
     if let Some((path, query)) = text.split_once('?') {
         let mut out = String::with_capacity(text.len());
@@ -51,6 +75,48 @@ pub(super) fn text(cls: &Classifier, key_context: &str, text: &str) -> String {
         return pairs(cls, text, '&', true);
     }
     free(cls, text)
+}
+
+/// Whether a cookie value is a plain setting (`theme=dark`, `lang=en-US`,
+/// `step=2`), too short and too regular to be anybody's session.
+fn plain_cookie_value(value: &str) -> bool {
+    let word = value.len() <= 16
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphabetic() || b == b'-' || b == b'_');
+    let small_number = value.len() <= 3 && value.bytes().all(|b| b.is_ascii_digit());
+    word || small_number
+}
+
+/// Cookie values are what sessions ride on, whatever the cookie's name
+/// (`_myapp_key`, `remember`, `auth`): every value but a plain setting
+/// ([`plain_cookie_value`]) is replaced, the names stay. In `Set-Cookie`,
+/// only the first pair is the cookie; the attributes after it (`Path`,
+/// `Expires`, ...) are kept.
+fn cookies(cls: &Classifier, text: &str, set_cookie: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, pair) in text.split(';').enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        match pair.split_once('=') {
+            Some((name, value)) if i == 0 || !set_cookie => {
+                let hint = keys::hint(name.trim());
+                let value = value.trim();
+                let t = sensitive(cls, hint, value)
+                    .or_else(|| (!plain_cookie_value(value)).then_some(DataType::SessionToken));
+                let Some(t) = t else {
+                    out.push_str(pair);
+                    continue;
+                };
+                out.push_str(name);
+                out.push('=');
+                out.push_str(&cls.redaction_tag(t, value));
+            }
+            _ => out.push_str(pair),
+        }
+    }
+    out
 }
 
 /// `name=value` pairs with sensitive values replaced; layout kept.
@@ -76,16 +142,14 @@ fn pairs(cls: &Classifier, text: &str, sep: char, decode: bool) -> String {
             raw.into()
         };
         let hit = if sas && dec_name == "sig" {
-            Some((DataType::AzureSasToken, 95))
-        } else if val.trim().is_empty() {
-            None
+            Some(DataType::AzureSasToken)
         } else {
-            cls.classify_raw(keys::hint(&dec_name), val.trim())
+            sensitive(cls, keys::hint(&dec_name), val.trim())
         };
         out.push_str(name);
         out.push('=');
         match hit {
-            Some((t, _)) => out.push_str(&cls.redaction_tag(t, val.trim())),
+            Some(t) => out.push_str(&cls.redaction_tag(t, val.trim())),
             None => out.push_str(&free(cls, raw)),
         }
     }
@@ -167,7 +231,7 @@ fn json(cls: &Classifier, root: &mut serde_json::Value) {
                 }
             }
             Value::String(s) => {
-                if let Some((t, _)) = cls.classify_raw(hint, s.trim()) {
+                if let Some(t) = sensitive(cls, hint, s.trim()) {
                     *s = cls.redaction_tag(t, s.trim());
                 } else if s.contains(char::is_whitespace) {
                     let redacted = free(cls, s);
@@ -175,11 +239,16 @@ fn json(cls: &Classifier, root: &mut serde_json::Value) {
                 }
             }
             Value::Number(n) => {
-                if let Some(u) = n.as_u64().filter(|&u| u >= 100_000) {
-                    let digits = u.to_string();
-                    if let Some((t, _)) = cls.classify_raw(hint, &digits) {
-                        *v = Value::String(cls.redaction_tag(t, &digits));
+                let digits = n.to_string();
+                let hit = match credential_type(hint) {
+                    Some(t) => Some(t),
+                    None if n.as_u64().is_some_and(|u| u >= 100_000) => {
+                        cls.classify_raw(hint, &digits).map(|(t, _)| t)
                     }
+                    None => None,
+                };
+                if let Some(t) = hit {
+                    *v = Value::String(cls.redaction_tag(t, &digits));
                 }
             }
             _ => {}

@@ -436,6 +436,35 @@ fn redaction_replaces_values_with_keyed_tags() {
         "{c}"
     );
 
+    // Any cookie value that is not a plain setting, whatever its name.
+    let c = cls.redact_text("Cookie", "lang=en-US; _app_key=Zm9vYmFyYmF6; step=2");
+    assert!(
+        c.starts_with("lang=en-US; _app_key=[REDACTED:") && c.ends_with("; step=2"),
+        "{c}"
+    );
+    let s = cls.redact_text("Set-Cookie", "auth=s3cr3tvalue; Path=/; HttpOnly");
+    assert!(
+        s.starts_with("auth=[REDACTED:") && s.ends_with("; Path=/; HttpOnly"),
+        "{s}"
+    );
+
+    // Under a credential-named key, a value is a secret whatever its shape.
+    let k = cls.redact_text("X-Api-Key", "hunter2hunter2");
+    assert!(k.starts_with("[REDACTED:secret:"), "{k}");
+    let j = cls.redact_body(
+        Some("application/json"),
+        br#"{"pin":1234,"secret_answer":"blue","password":"x","name":"jane"}"#,
+    );
+    assert!(
+        !j.contains("1234") && !j.contains("blue") && !j.contains("\"x\"") && j.contains("jane"),
+        "{j}"
+    );
+    // Not a credential key: an ordinary value stays.
+    assert_eq!(
+        cls.redact_text("X-Request-Id", "hunter2hunter2"),
+        "hunter2hunter2"
+    );
+
     let body = br#"{"user":{"email":"jane@example.com","card":"4111111111111111","n":4111111111111111,"note":"mail jane@example.com now","ok":true}}"#;
     let r = cls.redact_body(Some("application/json"), body);
     assert!(

@@ -1,7 +1,7 @@
 //! Who sent a request: the client address (the TCP peer, or the address a
 //! trusted proxy put in a forwarding header) and, where the request names
 //! one, the principal — JWT `sub` (decoded, not verified), Basic-auth user,
-//! or a hash of an API key or session cookie (never the secret itself).
+//! or a keyed hash of an API key or session cookie (never the secret itself).
 
 use super::request::RequestView;
 use crate::event::Actor;
@@ -82,7 +82,7 @@ fn principal(view: &RequestView<'_>) -> Option<(String, &'static str)> {
     let headers = &view.request.headers;
     for name in API_KEY_HEADERS {
         if let Some(value) = headers.get(name).filter(|v| !v.is_empty()) {
-            return Some((short_hash("api key", value), "api_key_hash"));
+            return Some((view.hasher.short_hex("api key", value), "api_key_hash"));
         }
     }
     let cookie = headers.get("cookie")?;
@@ -90,8 +90,12 @@ fn principal(view: &RequestView<'_>) -> Option<(String, &'static str)> {
     cookie.split(';').find_map(|pair| {
         let (name, value) = pair.trim().split_once('=')?;
         let known = SESSION_COOKIES.contains(&name.to_ascii_lowercase().as_str());
-        (known && !value.is_empty())
-            .then(|| (short_hash("session", value.as_bytes()), "session_hash"))
+        (known && !value.is_empty()).then(|| {
+            (
+                view.hasher.short_hex("session", value.as_bytes()),
+                "session_hash",
+            )
+        })
     })
 }
 
@@ -107,21 +111,10 @@ pub fn label(actor: &Actor) -> String {
     }
 }
 
-/// 16 hex digits identifying a secret without revealing it.
-fn short_hash(kind: &str, value: &[u8]) -> String {
-    let mut hasher = blake3::Hasher::new_derive_key("apisensor principal v1");
-    hasher.update(kind.as_bytes());
-    hasher.update(&[0]);
-    hasher.update(value);
-    let mut hex = hasher.finalize().to_hex().to_string();
-    hex.truncate(16);
-    hex
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::jwt::sign_hs256;
-    use super::super::request::tests::exchange;
+    use super::super::request::tests::{exchange, TEST_HASHER};
     use super::*;
     use serde_json::json;
 
@@ -145,7 +138,7 @@ mod tests {
         ];
         for (headers, kind) in cases {
             let e = exchange("10.0.0.1", "GET", "/x", &headers, "", 200, "", 1);
-            let view = RequestView::new(&e).unwrap();
+            let view = RequestView::new(&e, &TEST_HASHER).unwrap();
             let actor = identify(&view, &ClientAddress::default());
             assert_eq!(actor.principal_kind.as_deref(), kind, "{headers:?}");
             if kind == Some("api_key_hash") {
@@ -166,7 +159,7 @@ mod tests {
             "",
             1,
         );
-        let view = RequestView::new(&e).unwrap();
+        let view = RequestView::new(&e, &TEST_HASHER).unwrap();
         let at = |hops| {
             ClientAddress {
                 header: "x-forwarded-for".into(),

@@ -972,7 +972,7 @@ fn actor_key(actor: &Actor) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::jwt::sign_hs256;
-    use super::super::request::tests::exchange;
+    use super::super::request::tests::{exchange, TEST_HASHER};
     use super::*;
     use crate::exchange::Exchange;
     use serde_json::json;
@@ -992,7 +992,7 @@ mod tests {
         let mut b = Behavior::new(BehaviorLimits::default());
         let mut out = Vec::new();
         for e in exchanges {
-            let view = RequestView::new(e).unwrap();
+            let view = RequestView::new(e, &TEST_HASHER).unwrap();
             let actor = super::super::actor::identify(&view, &Default::default());
             b.observe(&view, &actor, data, &mut out);
         }
@@ -1189,7 +1189,7 @@ mod tests {
         let mut b = Behavior::new(BehaviorLimits::default());
         let mut out = Vec::new();
         for e in &calls {
-            let view = RequestView::new(e).unwrap();
+            let view = RequestView::new(e, &TEST_HASHER).unwrap();
             let actor = super::super::actor::identify(&view, &Default::default());
             b.observe(&view, &actor, &usual, &mut out);
         }
@@ -1198,7 +1198,7 @@ mod tests {
             sensitive_types: vec!["email".into(), "us_ssn".into()],
         };
         let e = user_call(3, "/api/users/me", true, "", 99);
-        let view = RequestView::new(&e).unwrap();
+        let view = RequestView::new(&e, &TEST_HASHER).unwrap();
         let actor = super::super::actor::identify(&view, &Default::default());
         b.observe(&view, &actor, &leak, &mut out);
         let rules: Vec<&str> = out.iter().map(|f| f.rule).collect();
@@ -1274,7 +1274,7 @@ mod tests {
         let mut b = Behavior::new(BehaviorLimits::default());
         let mut out = Vec::new();
         let feed = |b: &mut Behavior, e: &Exchange, d: &ResponseData, out: &mut Vec<Finding>| {
-            let view = RequestView::new(e).unwrap();
+            let view = RequestView::new(e, &TEST_HASHER).unwrap();
             let actor = super::super::actor::identify(&view, &Default::default());
             b.observe(&view, &actor, d, out);
         };

@@ -46,6 +46,8 @@ pub struct DetectLimits {
     /// Actors tracked at once by the windowed detectors; the least recently
     /// seen are forgotten beyond it (counted).
     pub max_actors: usize,
+    /// Keys the hashes of principals' secrets and of login passwords.
+    pub hasher: crate::identity::SecretHasher,
     /// Learning periods of the baseline detectors.
     pub learn_exchanges: u64,
     pub learn_secs: u64,
@@ -65,6 +67,7 @@ impl Default for DetectLimits {
             spraying_min_usernames: 10,
             spraying_min_ips: 3,
             max_actors: 100_000,
+            hasher: crate::identity::SecretHasher::default(),
             learn_exchanges: 20,
             learn_secs: 60,
             learn_actors: 5,
@@ -239,7 +242,9 @@ impl Detectors {
     /// As `observe`, with what the classifier found in the response.
     pub fn observe_with(&mut self, exchange: &Exchange, data: &ResponseData, out: &mut Vec<Event>) {
         self.stats.exchanges += 1;
-        let Some(view) = RequestView::new(exchange) else {
+        // A copy (32 bytes): the view borrows it while the detectors change.
+        let hasher = self.limits.hasher.clone();
+        let Some(view) = RequestView::new(exchange, &hasher) else {
             return;
         };
         self.stats.params_skipped += view.params_skipped;

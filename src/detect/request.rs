@@ -4,6 +4,7 @@
 
 use super::jwt::{bearer_token, Jwt};
 use crate::exchange::{Exchange, Request, Response};
+use crate::identity::SecretHasher;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::Value;
@@ -42,6 +43,8 @@ pub struct LoginAttempt {
 
 pub struct RequestView<'a> {
     pub exchange: &'a Exchange,
+    /// Hashes the secrets that identify a principal or a login attempt.
+    pub hasher: &'a SecretHasher,
     pub request: &'a Request,
     pub response: Option<&'a Response>,
     pub params: Vec<Param>,
@@ -56,10 +59,11 @@ pub struct RequestView<'a> {
 
 impl<'a> RequestView<'a> {
     /// `None` for an exchange without a request (a response seen alone).
-    pub fn new(exchange: &'a Exchange) -> Option<RequestView<'a>> {
+    pub fn new(exchange: &'a Exchange, hasher: &'a SecretHasher) -> Option<RequestView<'a>> {
         let request = exchange.request.as_ref()?;
         let mut view = RequestView {
             exchange,
+            hasher,
             request,
             response: exchange.response.as_ref(),
             params: Vec::new(),
@@ -203,7 +207,7 @@ impl<'a> RequestView<'a> {
         if let (Some(user), Some(password)) = (username, password) {
             return Some(LoginAttempt {
                 username: user.trim().to_lowercase(),
-                password_hash: password_hash(password),
+                password_hash: password_hash(self.hasher, password),
             });
         }
         let auth = self.request.headers.get("authorization")?;
@@ -214,7 +218,7 @@ impl<'a> RequestView<'a> {
             .any(|w| path.contains(w));
         loginish.then(|| LoginAttempt {
             username: user.to_lowercase(),
-            password_hash: password_hash(&password),
+            password_hash: password_hash(self.hasher, &password),
         })
     }
 }
@@ -270,18 +274,22 @@ fn basic_user(authorization: &[u8]) -> Option<String> {
     basic_credentials(authorization).map(|(user, _)| user)
 }
 
-fn password_hash(password: &str) -> [u8; 16] {
-    let hash = blake3::Hasher::new_derive_key("apisensor login password v1")
-        .update(password.as_bytes())
-        .finalize();
+/// Keyed: the hash names a password in events (a spraying campaign's id),
+/// and an unkeyed one gives the password back to a dictionary.
+fn password_hash(hasher: &SecretHasher, password: &str) -> [u8; 16] {
+    let digest = hasher.digest("login password", password.as_bytes());
     let mut out = [0u8; 16];
-    out.copy_from_slice(hash.as_bytes().get(..16).unwrap_or(&[0u8; 16]));
+    out.copy_from_slice(digest.get(..16).unwrap_or(&[0u8; 16]));
     out
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// One hasher for every view a test builds (tests compare principals).
+    pub static TEST_HASHER: std::sync::LazyLock<SecretHasher> =
+        std::sync::LazyLock::new(SecretHasher::default);
     use crate::exchange::{Body, Headers, HttpVersion, Timestamp};
 
     /// An exchange for detector tests: `headers` as (name, value) pairs.
@@ -362,7 +370,7 @@ pub(crate) mod tests {
             "",
             1,
         );
-        let v = RequestView::new(&e).unwrap();
+        let v = RequestView::new(&e, &TEST_HASHER).unwrap();
         let got: Vec<(ParamSource, &str, &str)> = v
             .params
             .iter()
@@ -397,8 +405,14 @@ pub(crate) mod tests {
             "",
             1,
         );
-        let a = RequestView::new(&json).unwrap().login.unwrap();
-        let b = RequestView::new(&form).unwrap().login.unwrap();
+        let a = RequestView::new(&json, &TEST_HASHER)
+            .unwrap()
+            .login
+            .unwrap();
+        let b = RequestView::new(&form, &TEST_HASHER)
+            .unwrap()
+            .login
+            .unwrap();
         assert_eq!(a.username, "alice");
         assert_eq!(a, b, "same user and password, whatever the encoding");
         let basic = exchange(
@@ -411,10 +425,13 @@ pub(crate) mod tests {
             "",
             1,
         );
-        let v = RequestView::new(&basic).unwrap();
+        let v = RequestView::new(&basic, &TEST_HASHER).unwrap();
         assert_eq!(v.basic_user.as_deref(), Some("bob"));
         assert_eq!(v.login.unwrap().username, "bob");
         let no_login = exchange("10.0.0.1", "POST", "/api/items", &[], "{}", 200, "", 1);
-        assert!(RequestView::new(&no_login).unwrap().login.is_none());
+        assert!(RequestView::new(&no_login, &TEST_HASHER)
+            .unwrap()
+            .login
+            .is_none());
     }
 }

@@ -72,8 +72,9 @@ pub struct ReplayRun {
     pub elapsed: Duration,
 }
 
-/// Runs `apisensor replay --workers <workers> --out .. --stats-json .. <trace>`
-/// with its files in `out_dir`, killing it after `timeout`.
+/// Runs `apisensor replay --raw --workers <workers> --out .. --stats-json ..
+/// <trace>` with its files in `out_dir`, killing it after `timeout`. Raw:
+/// the exchanges are compared with what other tools parsed, as sent.
 pub fn run_replay(trace: &Path, out_dir: &Path, workers: usize, timeout: Duration) -> ReplayRun {
     let stem = trace
         .file_name()
@@ -88,6 +89,7 @@ pub fn run_replay(trace: &Path, out_dir: &Path, workers: usize, timeout: Duratio
     let start = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_apisensor"))
         .arg("replay")
+        .arg("--raw")
         .arg("--workers")
         .arg(workers.to_string())
         .arg("--out")
