@@ -931,4 +931,58 @@ mod tests {
         assert_eq!(spool.size().1, 1);
         let _ = fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn a_batch_in_flight_is_the_sinks_to_count_when_evicted() {
+        let dir = tmp("inflight");
+        let spool = Spool::open(&settings(&dir), &["s".to_string()], None).unwrap();
+        let cursor = &spool.cursors[0];
+        spool.append(&(0..10).map(event).collect::<Vec<_>>());
+        // Read 0..10, then claimed: eviction leaves these to the sink.
+        assert!(spool.claim(cursor, 0, 10));
+        for i in 10..400 {
+            spool.append(&[event(i)]);
+        }
+        let lost = spool.counters.lost_evicted.load(Ordering::Relaxed);
+        let dropped = cursor.counters.dropped.load(Ordering::Relaxed);
+        assert!(lost > 0);
+        assert_eq!(dropped, lost);
+        let acked = cursor.acked_seq.load(Ordering::SeqCst);
+        assert_eq!(dropped, acked - 10, "the 10 in flight are not counted");
+        // Delivered: nothing more is counted.
+        spool.ack(cursor, 10, false);
+        spool.release(cursor, 10, 10);
+        assert_eq!(cursor.counters.dropped.load(Ordering::Relaxed), dropped);
+        // A claim of a batch the cap evicted since it was read is refused.
+        assert!(!spool.claim(cursor, 10, 20));
+        // Given up after eviction: the 5 not delivered are dropped, once.
+        let from = cursor.acked_seq.load(Ordering::SeqCst);
+        assert!(spool.claim(cursor, from, from + 10));
+        for i in 400..800 {
+            spool.append(&[event(i)]);
+        }
+        let before = cursor.counters.dropped.load(Ordering::Relaxed);
+        spool.release(cursor, from + 5, from + 10);
+        assert_eq!(cursor.counters.dropped.load(Ordering::Relaxed), before + 5);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn segments_and_cursors_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tmp("modes");
+        let spool = Spool::open(&settings(&dir), &["s".to_string()], None).unwrap();
+        spool.append(&[event(1)]);
+        spool.ack(&spool.cursors[0], 1, true);
+        let mut seen = 0;
+        for entry in fs::read_dir(&dir).unwrap().flatten() {
+            let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", entry.path().display());
+            seen += 1;
+        }
+        assert_eq!(seen, 2);
+        let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let _ = fs::remove_dir_all(&dir);
+    }
 }
