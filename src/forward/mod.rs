@@ -1087,6 +1087,55 @@ mod tests {
     }
 
     #[test]
+    fn the_in_memory_queue_is_bounded_by_count_and_bytes() {
+        let dir = std::env::temp_dir().join(format!("apisensor-queue-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let settings = EventSettings {
+            spool_dir: dir.display().to_string(),
+            queue_events: 100,
+            queue_max_bytes: 64 * 1024,
+            ..EventSettings::default()
+        };
+        let spool = Arc::new(Spool::open(&settings, &["s".to_string()], None).unwrap());
+        // Nobody drains the channel: what does not fit goes to the spool.
+        let (tx, rx) = bounded::<Queued>(settings.queue_events);
+        let handle = EventHandle {
+            tx,
+            shared: Arc::new(Shared {
+                spool: Arc::clone(&spool),
+                emitted: AtomicU64::new(0),
+                overflow: AtomicU64::new(0),
+                queued_bytes: AtomicU64::new(0),
+                queue_max_bytes: settings.queue_max_bytes,
+                sensor: "s".into(),
+            }),
+        };
+        let event = |i: u64, body: usize| {
+            let mut e = health_event("s", "sensor.test", 0, i, Severity::Info, "t".into());
+            e.text.what_happened = "x".repeat(body);
+            e
+        };
+        // Big events: the byte bound is reached long before the count.
+        for i in 0..50 {
+            handle.emit(event(i, 8 * 1024));
+        }
+        let queued_bytes = handle.shared.queued_bytes.load(Ordering::Relaxed);
+        assert!(queued_bytes <= settings.queue_max_bytes, "{queued_bytes}");
+        assert!(rx.len() < 10, "{}", rx.len());
+        let overflow = handle.shared.overflow.load(Ordering::Relaxed);
+        assert_eq!(overflow + rx.len() as u64, 50);
+        assert_eq!(spool.counters.appended.load(Ordering::Relaxed), overflow);
+        // Small events: the count bound.
+        while rx.try_recv().is_ok() {}
+        handle.shared.queued_bytes.store(0, Ordering::Relaxed);
+        for i in 0..300 {
+            handle.emit(event(100 + i, 10));
+        }
+        assert_eq!(rx.len(), 100);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn metrics_render_per_sink_prometheus_series() {
         let mut m = ForwardMetrics::default();
         m.sinks.insert(
