@@ -360,12 +360,12 @@ fn load_baseline(detectors: &mut Detectors, path: &Path) -> u64 {
     }
 }
 
-/// Write to a temporary file beside `path`, then rename: a crash never
-/// leaves a half-written snapshot.
+/// Write to a temporary file beside `path` (0600), then rename: a crash
+/// never leaves a half-written snapshot.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-    let mut file = std::fs::File::create(&tmp)?;
+    let mut file = crate::files::create(&tmp, crate::files::PRIVATE_MODE)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&tmp, path)

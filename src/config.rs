@@ -350,9 +350,13 @@ pub enum FsyncPolicy {
 pub struct EventSettings {
     /// Name of this sensor in every event; "" = the host name.
     pub sensor_name: String,
-    /// Events that may wait between the workers and the spool writer; when
-    /// full, the emitting thread appends to the spool itself (never waits on a sink).
+    /// Events that may wait in memory between the emitting thread and the
+    /// spool writer; when full, the emitting thread appends to the spool
+    /// itself (never waits on a sink). These are the events a crash loses.
     pub queue_events: usize,
+    /// The same queue bounded by the events' approximate size (evidence
+    /// makes events large).
+    pub queue_max_bytes: u64,
     /// Directory of the write-ahead spool (segments and per-sink cursors).
     pub spool_dir: String,
     /// Spool size cap; beyond it the oldest segment is evicted and its
@@ -377,7 +381,8 @@ impl Default for EventSettings {
     fn default() -> Self {
         EventSettings {
             sensor_name: String::new(),
-            queue_events: 65_536,
+            queue_events: 4096,
+            queue_max_bytes: 8 << 20,
             spool_dir: "/var/lib/apisensor/spool".into(),
             spool_max_bytes: 1 << 30,
             spool_segment_bytes: 16 << 20,
@@ -488,6 +493,17 @@ impl SinkType {
     }
 }
 
+/// Transport of a `syslog` sink.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogProtocol {
+    /// RFC 6587 octet-counted frames over TCP (or TLS): no acknowledgement,
+    /// so delivery cannot be confirmed.
+    Tcp,
+    /// RELP (rsyslog `imrelp`): every message acknowledged by the receiver.
+    Relp,
+}
+
 /// Encoding of events in a `file` or `nats` sink.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -564,6 +580,8 @@ pub struct SinkSettings {
     pub project: Option<String>,
     /// syslog: facility number 0-23 (default 10, authpriv).
     pub facility: Option<u8>,
+    /// syslog: "tcp" (default; no acknowledgement) or "relp" (acknowledged).
+    pub protocol: Option<SyslogProtocol>,
 }
 
 fn default_batch_events() -> usize {
@@ -608,11 +626,12 @@ impl SinkSettings {
             template: None,
             project: None,
             facility: None,
+            protocol: None,
         }
     }
 
     /// Keys set in this table, with the sink types they apply to.
-    fn typed_keys(&self) -> [(&'static str, bool, &'static [SinkType]); 15] {
+    fn typed_keys(&self) -> [(&'static str, bool, &'static [SinkType]); 16] {
         use SinkType::*;
         [
             ("address", self.address.is_some(), &[Fluent, Nats, Syslog]),
@@ -638,6 +657,7 @@ impl SinkSettings {
             ("template", self.template.is_some(), &[Webhook]),
             ("project", self.project.is_some(), &[Webhook]),
             ("facility", self.facility.is_some(), &[Syslog]),
+            ("protocol", self.protocol.is_some(), &[Syslog]),
         ]
     }
 }
@@ -995,7 +1015,19 @@ impl Settings {
             "events.queue_events",
             e.queue_events as u64,
             1,
-            "set e.g. 65536",
+            "set e.g. 4096",
+        )?;
+        at_least(
+            "events.queue_max_bytes",
+            e.queue_max_bytes,
+            64 * 1024,
+            "set e.g. 8388608 (8 MiB)",
+        )?;
+        at_most(
+            "events.queue_max_bytes",
+            e.queue_max_bytes,
+            self.memory_plan().events_bytes as u64,
+            "keep it within the events' share of memory.budget_bytes (1/64), or raise the budget",
         )?;
         at_least(
             "events.spool_segment_bytes",
@@ -1098,6 +1130,16 @@ impl Settings {
                     "events.sinks.tls",
                     "is not true although ca_file or server_name is set, so events would go in cleartext".into(),
                     "set tls = true, or remove ca_file / server_name",
+                );
+            }
+            if sink.protocol == Some(SyslogProtocol::Relp) && sink.tls == Some(true) {
+                return invalid(
+                    "events.sinks.tls",
+                    "is true with protocol = \"relp\"; this sensor speaks RELP over plain TCP only"
+                        .into(),
+                    "remove tls (and ca_file / server_name) and carry RELP through a TLS tunnel \
+                     (e.g. stunnel) if the path needs encryption, or use protocol = \"tcp\" with \
+                     tls = true (encrypted, but unacknowledged)",
                 );
             }
             if sink.facility.is_some_and(|f| f > 23) {

@@ -16,6 +16,7 @@ pub mod decode;
 pub mod detect;
 pub mod event;
 pub mod exchange;
+pub mod files;
 pub mod flow;
 pub mod forward;
 pub mod http1;

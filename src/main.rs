@@ -119,6 +119,12 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
              or a [[capture.udp]] table with `listen` and `encapsulation` (see sensor.toml)"
         );
     }
+    // Files created before the privilege drop are created for the user the
+    // process becomes; what it must create later is checked now.
+    let owner = service::file_owner(&settings.service.user)?;
+    if let Some(owner) = owner {
+        service::check_writable(&settings, &settings.service.user, owner)?;
+    }
     // Everything that needs privileges is opened before they are dropped.
     let mut sources: Vec<Box<dyn PacketSource>> = Vec::new();
     for iface in &settings.capture.interfaces {
@@ -136,7 +142,7 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
         ExchangeWriter::new(Box::new(std::io::stdout()), format, include_bodies)
     } else {
         let path = std::path::Path::new(&settings.service.exchanges_path);
-        ExchangeWriter::to_file(path, format, include_bodies)
+        ExchangeWriter::to_file(path, format, include_bodies, owner)
             .with_context(|| format!("service.exchanges_path: cannot open {}", path.display()))?
     };
     let writer = redact_unless_raw(&settings, writer, settings.output.raw);
@@ -154,7 +160,12 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
         let cell = Arc::clone(&hub_cell);
         let stats: forward::StatsSource =
             Arc::new(move || cell.get().map(|hub| hub.snapshot()).unwrap_or_default());
-        Some(Forwarder::start(&settings.events, true, Some(stats))?)
+        Some(Forwarder::start(
+            &settings.events,
+            true,
+            Some(stats),
+            owner,
+        )?)
     };
     let events = forwarder.as_ref().map(Forwarder::handle);
     let forward_metrics: Option<Arc<dyn Fn() -> ForwardMetrics + Send + Sync>> =
@@ -238,6 +249,8 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
     if let Some(m) = &forwarded {
         print_forward_summary(m);
     }
+    // Reported, not an exit failure: the service stopped as asked.
+    output_failed(&summary);
     if sources_failed {
         eprintln!("apisensor: every capture source stopped; see the errors above");
         return Ok(ExitCode::FAILURE);
@@ -284,14 +297,7 @@ fn replay(settings: &Settings, args: &ReplayArgs, configured: bool) -> Result<Ex
     let forwarder = if settings.events.sinks.is_empty() {
         None
     } else {
-        Some(Forwarder::start(&settings.events, false, None)?)
-    };
-    let out: Box<dyn Write + Send> = match &args.out {
-        Some(path) => Box::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("cannot create output file {}", path.display()))?,
-        ),
-        None => Box::new(std::io::stdout()),
+        Some(Forwarder::start(&settings.events, false, None, None)?)
     };
     let include_bodies = args.bodies || settings.output.include_bodies;
     // With --events, stdout carries events; exchanges only go to --out.
@@ -300,11 +306,12 @@ fn replay(settings: &Settings, args: &ReplayArgs, configured: bool) -> Result<Ex
     } else {
         args.format
     };
-    let writer = redact_unless_raw(
-        &settings,
-        ExchangeWriter::new(out, format, include_bodies),
-        args.raw || settings.output.raw,
-    );
+    let writer = match &args.out {
+        Some(path) => ExchangeWriter::create_file(path, format, include_bodies)
+            .with_context(|| format!("cannot create output file {}", path.display()))?,
+        None => ExchangeWriter::new(Box::new(std::io::stdout()), format, include_bodies),
+    };
+    let writer = redact_unless_raw(&settings, writer, args.raw || settings.output.raw);
     let bar = (args.progress && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -371,20 +378,51 @@ fn replay(settings: &Settings, args: &ReplayArgs, configured: bool) -> Result<Ex
         let json = serde_json::json!({
             "stats": summary.stats,
             "exchanges_written": summary.exchanges_written,
+            "exchanges_lost": summary.stats.pipeline.exchanges_write_errors,
+            "output_error": summary.output_error,
             "elapsed_secs": summary.elapsed.as_secs_f64(),
             "workers": summary.workers,
             "events": forwarded,
             "passes": summary.passes + 1,
             "peak_rss_kib": apisensor::telemetry::peak_rss_kib(),
         });
-        std::fs::write(path, serde_json::to_vec_pretty(&json)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        apisensor::files::write(
+            path,
+            &serde_json::to_vec_pretty(&json)?,
+            apisensor::files::GROUP_READABLE_MODE,
+        )
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if output_failed(&summary) {
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// Says loudly that exchanges were lost on the output; true if any were.
+fn output_failed(summary: &RunSummary) -> bool {
+    let lost = summary.stats.pipeline.exchanges_write_errors;
+    if lost == 0 {
+        return false;
+    }
+    eprintln!(
+        "apisensor: OUTPUT FAILED: {lost} exchanges could not be written ({}); {} were",
+        summary.output_error.as_deref().unwrap_or("write error"),
+        summary.exchanges_written
+    );
+    true
+}
+
 fn print_forward_summary(m: &ForwardMetrics) {
     eprintln!("{}", m.line());
+    let dropped: u64 = m.sinks.values().map(|s| s.dropped).sum();
+    if m.spool_lost > 0 || dropped > 0 {
+        eprintln!(
+            "apisensor: EVENTS LOST: spool_lost={} (evicted={} write_failed={} unencodable={}), \
+             dropped by sinks={dropped}; a sensor.spool_loss event reports them",
+            m.spool_lost, m.spool_lost_evicted, m.spool_lost_write_failed, m.spool_lost_unencodable
+        );
+    }
 }
 
 /// `apisensor sink-test`: synthetic health events through the real forwarder.
@@ -400,7 +438,7 @@ fn sink_test(mut settings: Settings, args: &SinkTestArgs) -> Result<ExitCode> {
         _temp = Some(temp);
     }
     let signals = Signals::install()?;
-    let forwarder = Forwarder::start(&settings.events, false, None)?;
+    let forwarder = Forwarder::start(&settings.events, false, None, None)?;
     let events = forwarder.handle();
     let sensor = events.sensor().to_owned();
     let started = Instant::now();
@@ -460,8 +498,13 @@ fn sink_test(mut settings: Settings, args: &SinkTestArgs) -> Result<ExitCode> {
     );
     print_forward_summary(&m);
     let undelivered = m.sinks.values().any(|s| s.lag_events > 0);
-    Ok(if undelivered {
-        eprintln!("sink-test: some events are still spooled (a sink did not take them in time)");
+    let lost = m.spool_lost > 0 || m.sinks.values().any(|s| s.dropped > 0);
+    Ok(if undelivered || lost {
+        if undelivered {
+            eprintln!(
+                "sink-test: some events are still spooled (a sink did not take them in time)"
+            );
+        }
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
@@ -538,7 +581,8 @@ fn inventory(settings: &Settings, args: &InventoryArgs) -> Result<ExitCode> {
         } else {
             serde_json::to_string_pretty(&doc)? + "\n"
         };
-        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        apisensor::files::write(path, text.as_bytes(), apisensor::files::GROUP_READABLE_MODE)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let text = match args.format {
         InventoryFormat::Json => {

@@ -147,6 +147,9 @@ impl Batch {
 pub struct RunSummary {
     pub stats: Stats,
     pub exchanges_written: u64,
+    /// The first error writing exchanges to the output (they are counted
+    /// in `pipeline.exchanges_write_errors`).
+    pub output_error: Option<String>,
     pub elapsed: Duration,
     pub workers: usize,
     /// Packets read per source, in order (once per pass when looping).
@@ -216,13 +219,14 @@ impl Stages {
             .name("apisensor-writer".into())
             .spawn(move || {
                 let spent = Spent::new(spent_tx, spent_batch_bytes);
-                let publish = |http: &HttpStats| {
+                let publish = |http: &HttpStats, lost: u64| {
                     let mut stats = Stats {
                         http: http.clone(),
                         ..Stats::default()
                     };
                     stats.gauges.exchanges_in_flight_bytes =
                         writer_in_flight.bytes.load(Ordering::Relaxed) as u64;
+                    stats.pipeline.exchanges_write_errors = lost;
                     writer_hub.publish(workers, &stats);
                 };
                 write_exchanges(
@@ -419,6 +423,7 @@ pub fn replay(
     stats.gauges = Default::default();
     summary.stats = stats;
     summary.exchanges_written = written.exchanges;
+    summary.output_error = written.output_error;
     summary.elapsed = started.elapsed();
     Ok((summary, written.analysis))
 }
@@ -522,6 +527,7 @@ impl Live {
         Ok(RunSummary {
             stats,
             exchanges_written: written.exchanges,
+            output_error: written.output_error,
             elapsed: self.started.elapsed(),
             workers: self.workers,
             files: Vec::new(),
@@ -1181,8 +1187,12 @@ impl Spent {
 
 /// What the writer thread hands back.
 struct WriterResult {
+    /// Exchanges whose line reached the output.
     exchanges: u64,
+    /// Exchanges whose line did not (the output failed).
     errors: u64,
+    /// The first output error.
+    output_error: Option<String>,
     /// Counters of the decoding (text fields, content) workers left to the writer.
     http: HttpStats,
     analysis: Option<Analysis>,
@@ -1191,7 +1201,7 @@ struct WriterResult {
 /// Exchanges get the decoding (text fields, content) their worker left
 /// undone, go through the analysis stage (detectors, when events are
 /// forwarded) in merged order, then to the output. `publish` shows the
-/// decoding counters.
+/// decoding counters and the exchanges the output lost.
 fn write_exchanges(
     mut writer: ExchangeWriter,
     outputs: Receiver<WorkerOutput>,
@@ -1199,13 +1209,27 @@ fn write_exchanges(
     control: &WriterControl,
     in_flight: &InFlight,
     mut analysis: Option<Analysis>,
-    publish: impl Fn(&HttpStats),
+    publish: impl Fn(&HttpStats, u64),
 ) -> WriterResult {
-    let mut errors = 0u64;
     let mut http = HttpStats::default();
     let mut merge = OrderedMerge::new(spent.workers());
+    // A failed write is counted by the writer (exchanges lost) and logged
+    // once per error streak here.
+    let mut failing = false;
+    let mut report = |result: std::io::Result<()>, writer: &ExchangeWriter| match result {
+        Ok(()) => failing = false,
+        Err(e) => {
+            if !failing {
+                tracing::error!(
+                    "exchanges output: {e}; {} exchanges lost so far (pipeline.exchanges_write_errors)",
+                    writer.lost
+                );
+            }
+            failing = true;
+        }
+    };
     let mut write = |writer: &mut ExchangeWriter,
-                     errors: &mut u64,
+                     report: &mut dyn FnMut(std::io::Result<()>, &ExchangeWriter),
                      http: &mut HttpStats,
                      worker: usize,
                      mut exchange: Box<Exchange>| {
@@ -1217,9 +1241,8 @@ fn write_exchanges(
         if let Some(analysis) = analysis.as_mut().filter(|a| a.is_active()) {
             analysis.observe(&exchange);
         }
-        if writer.write(&mut exchange).is_err() {
-            *errors += 1;
-        }
+        let result = writer.write(&mut exchange);
+        report(result, writer);
         let holds = exchange_bytes(&exchange);
         if holds > charged {
             in_flight.add(holds - charged);
@@ -1237,42 +1260,40 @@ fn write_exchanges(
     let mut unflushed = false;
     loop {
         if control.reopen.swap(false, Ordering::SeqCst) {
+            // The old file stays in use when the new one cannot be opened.
             if let Err(e) = writer.reopen() {
-                errors += 1;
                 tracing::error!("cannot reopen the exchanges output: {e}");
             }
         }
         match outputs.recv_timeout(OUTPUT_FLUSH_INTERVAL) {
             Ok(output) => {
-                let before = writer.written;
                 merge.accept(output, &mut |w, e| {
-                    write(&mut writer, &mut errors, &mut http, w, e)
+                    write(&mut writer, &mut report, &mut http, w, e);
+                    unflushed = true;
                 });
-                unflushed |= writer.written != before;
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
         if unflushed && flushed_at.elapsed() >= OUTPUT_FLUSH_INTERVAL {
-            if writer.flush().is_err() {
-                errors += 1;
-            }
-            publish(&http);
+            let result = writer.flush();
+            report(result, &writer);
+            publish(&http, writer.lost);
             flushed_at = Instant::now();
             unflushed = false;
         }
     }
-    merge.finish(&mut |w, e| write(&mut writer, &mut errors, &mut http, w, e));
-    if writer.flush().is_err() {
-        errors += 1;
-    }
+    merge.finish(&mut |w, e| write(&mut writer, &mut report, &mut http, w, e));
+    let result = writer.flush();
+    report(result, &writer);
     if let Some(analysis) = analysis.as_mut() {
         analysis.finish();
     }
-    publish(&http);
+    publish(&http, writer.lost);
     WriterResult {
         exchanges: writer.written,
-        errors,
+        errors: writer.lost,
+        output_error: writer.first_error.clone(),
         http,
         analysis,
     }

@@ -1,10 +1,13 @@
 //! Running as a long-lived sensor: signals (SIGTERM/SIGINT stop, SIGHUP
-//! reopens the output), dropping root after the capture handles are open,
-//! the Prometheus endpoint and the periodic stats line. No packet logic.
+//! reopens the output), dropping root after the capture handles are open
+//! (and checking first that the user can write what it must), the
+//! Prometheus endpoint and the periodic stats line. No packet logic.
 
+use crate::files::FileOwner;
 use crate::telemetry::{prometheus_text, Stats, StatsHub};
 use anyhow::{bail, Context, Result};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +53,115 @@ pub fn drop_privileges(user: &str) -> Result<()> {
         bail!("still root after switching to {user:?}");
     }
     tracing::info!("running as {user} (uid {})", entry.uid);
+    Ok(())
+}
+
+/// The owner to give files the service creates before it switches to
+/// `user`: Some only when this process is root and a user is configured.
+pub fn file_owner(user: &str) -> Result<Option<FileOwner>> {
+    use nix::unistd::User;
+    if user.is_empty() || !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    let Some(entry) =
+        User::from_name(user).with_context(|| format!("cannot look up user {user:?}"))?
+    else {
+        bail!("service.user: user {user:?} does not exist; create it (see systemd/apisensor.sysusers.conf) or set service.user = \"\"");
+    };
+    Ok(Some(FileOwner {
+        uid: entry.uid.as_raw(),
+        gid: entry.gid.as_raw(),
+    }))
+}
+
+/// Whether `owner` (with its primary group only, as after
+/// [`drop_privileges`]) may create and rename files in `dir`: write and
+/// search permission on it, search permission on every ancestor. A missing
+/// directory is judged by its nearest existing ancestor (it would be
+/// created there). Mode bits only; ACLs are not read.
+pub fn can_create_files_in(dir: &Path, owner: FileOwner) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let allows = |meta: &std::fs::Metadata, want: u32| {
+        let mode = meta.mode();
+        let bits = if meta.uid() == owner.uid {
+            mode >> 6
+        } else if meta.gid() == owner.gid {
+            mode >> 3
+        } else {
+            mode
+        };
+        owner.uid == 0 || bits & want == want
+    };
+    let mut existing = dir;
+    while std::fs::metadata(existing).is_err() {
+        match existing.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => existing = parent,
+            _ => {
+                existing = Path::new(".");
+                break;
+            }
+        }
+    }
+    let Ok(meta) = std::fs::metadata(existing) else {
+        return false;
+    };
+    if !meta.is_dir() || !allows(&meta, 0o3) {
+        return false;
+    }
+    existing
+        .ancestors()
+        .skip(1)
+        .filter(|a| !a.as_os_str().is_empty())
+        .all(|a| std::fs::metadata(a).is_ok_and(|m| allows(&m, 0o1)))
+}
+
+/// Checks, before anything starts, that `owner` (the `service.user` the
+/// process switches to) can create the files it will need after the switch:
+/// the exchanges file again after logrotate (SIGHUP), rotated event files,
+/// baseline snapshots. The spool directory is handed to it at start.
+pub fn check_writable(settings: &crate::Settings, user: &str, owner: FileOwner) -> Result<()> {
+    let mut needs: Vec<(String, &str, &str)> = Vec::new();
+    let parent = |path: &str| {
+        let p = Path::new(path);
+        p.parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .display()
+            .to_string()
+    };
+    if !settings.service.exchanges_path.is_empty() {
+        needs.push((
+            parent(&settings.service.exchanges_path),
+            "service.exchanges_path",
+            "the file is created again there after logrotate moves it (SIGHUP)",
+        ));
+    }
+    for sink in &settings.events.sinks {
+        if let (crate::config::SinkType::File, Some(path)) = (sink.kind, &sink.path) {
+            needs.push((
+                parent(path),
+                "events.sinks.path",
+                "the event file is rotated and created again there",
+            ));
+        }
+    }
+    if !settings.detect.baseline_path.is_empty() {
+        needs.push((
+            parent(&settings.detect.baseline_path),
+            "detect.baseline_path",
+            "snapshots are written beside it and renamed over it",
+        ));
+    }
+    for (dir, key, why) in needs {
+        if !can_create_files_in(Path::new(&dir), owner) {
+            bail!(
+                "service.user: user {user:?} (uid {}) cannot create files in {dir}, which {key} \
+                 needs ({why}); fix: `chown {user} {dir}` (or make it writable by its group), \
+                 or point {key} into a directory {user} owns, such as /var/log/apisensor",
+                owner.uid
+            );
+        }
+    }
     Ok(())
 }
 

@@ -199,3 +199,266 @@ fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// A system user for the privilege-drop tests, created (once, and left for
+/// later runs) when missing. A user of its own rather than `nobody`: files
+/// the test hands it must not be writable by anything else that runs as
+/// `nobody` on the machine.
+fn service_user() -> (String, u32) {
+    const NAME: &str = "apisensor-test";
+    let id = |name: &str| {
+        Command::new("id")
+            .args(["-u", name])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+            })
+    };
+    if id(NAME).is_none() {
+        let status = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                NAME,
+            ])
+            .status()
+            .expect("useradd (package passwd) is needed to create the test's service user");
+        // A parallel test may have created it first.
+        assert!(
+            status.success() || id(NAME).is_some(),
+            "useradd {NAME} failed"
+        );
+    }
+    (NAME.to_owned(), id(NAME).expect("uid of the test user"))
+}
+
+fn chown(path: &Path, user: &str) {
+    let status = Command::new("chown").arg(user).arg(path).status().unwrap();
+    assert!(status.success());
+}
+
+/// The protocol-anomaly detection each TE+CL request raises.
+const TE_CL_RULE: &str = "protocol.te_with_content_length";
+
+fn send_te_cl(sock: &UdpSocket, to: &str, client_port: u16) {
+    let conn = Conn {
+        client_port,
+        ..Conn::default()
+    };
+    let req: &[u8] = b"POST /api/orders HTTP/1.1\r\nHost: mirror.test\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n";
+    let resp: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    for frame in conversation(Framing::Ethernet, &conn, &[(req, resp)]) {
+        sock.send_to(&vxlan(&frame), to).unwrap();
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Event ids by rule in a JSON-lines event file (and its rotations).
+fn events_by_rule(dir: &Path, name: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if !file.starts_with(name) {
+            continue;
+        }
+        for line in std::fs::read_to_string(entry.path()).unwrap().lines() {
+            let e: Value = serde_json::from_str(line).expect("event JSON line");
+            out.push((
+                e["rule"].as_str().unwrap().to_owned(),
+                e["id"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    out
+}
+
+fn stop(sensor: &mut Sensor) -> String {
+    signal(&sensor.0, "-TERM");
+    let start = Instant::now();
+    while sensor.0.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut stderr = String::new();
+    use std::io::Read;
+    sensor
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    stderr
+}
+
+/// The value of `key=` on the forwarder's summary line.
+fn forward_value(stderr: &str, key: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("events emitted="))
+        .unwrap_or_else(|| panic!("no forwarder summary in {stderr}"));
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key).and_then(|v| v.parse().ok()))
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+}
+
+fn mode_and_owner(path: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    (m.mode() & 0o777, m.uid())
+}
+
+/// With `service.user`, the spool (many small segments, cursors) and the
+/// outputs are the user's: nothing is lost after the drop, a restart does
+/// not send everything again, and SIGHUP re-creates the rotated exchanges
+/// file. A directory the user cannot write fails the start with the fix.
+#[test]
+fn service_user_owns_the_spool_and_outputs_and_loses_nothing() {
+    assert!(
+        is_root(),
+        "this test drops privileges and must run as root (CI does)"
+    );
+    let (user, uid) = service_user();
+    let dir = scratch("user-spool");
+    // The outputs live in a directory the operator gave the user; the
+    // spool directory does not exist yet and is created by the sensor.
+    let out_dir = dir.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    chown(&out_dir, &user);
+    let port = {
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let exchanges = out_dir.join("ex.jsonl");
+    let spool = dir.join("spool");
+    let cfg = dir.join("s.toml");
+    let config = |exchanges: &Path| {
+        format!(
+            "[pipeline]\nworkers = 2\n\
+             [[capture.udp]]\nlisten = \"127.0.0.1:{port}\"\nencapsulation = \"vxlan\"\n\
+             [service]\nuser = \"{user}\"\nexchanges_path = \"{}\"\nstats_interval_secs = 1\n\
+             [events]\nsensor_name = \"svc\"\nspool_dir = \"{}\"\nspool_segment_bytes = 4096\n\
+             spool_max_bytes = 104857600\n\
+             [[events.sinks]]\ntype = \"file\"\nname = \"file\"\npath = \"{}\"\nbatch_timeout_ms = 50\n",
+            exchanges.display(),
+            spool.display(),
+            out_dir.join("events.jsonl").display()
+        )
+    };
+    std::fs::write(&cfg, config(&exchanges)).unwrap();
+    let start = |cfg: &Path| {
+        let child = Command::new(env!("CARGO_BIN_EXE_apisensor"))
+            .args(["--config", cfg.to_str().unwrap(), "run"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let sensor = Sensor(child);
+        let pid = sensor.0.id();
+        wait_for("the privilege drop", || {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .map(|s| {
+                    s.lines()
+                        .any(|l| l.starts_with("Uid:") && l.contains(&format!("\t{uid}\t")))
+                })
+                .unwrap_or(false)
+        });
+        sensor
+    };
+
+    let mut sensor = start(&cfg);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = format!("127.0.0.1:{port}");
+    // 40 detections of ~1 KB each: well over ten 4 KiB segments, all
+    // created after the privilege drop.
+    const DETECTIONS: usize = 40;
+    for i in 0..DETECTIONS {
+        send_te_cl(&sock, &to, 41000 + i as u16);
+    }
+    let detections = |dir: &Path| {
+        events_by_rule(dir, "events.jsonl")
+            .into_iter()
+            .filter(|(rule, _)| rule == TE_CL_RULE)
+            .map(|(_, id)| id)
+            .collect::<Vec<_>>()
+    };
+    wait_for("every detection in the event file", || {
+        detections(&out_dir).len() >= DETECTIONS
+    });
+    // logrotate moves the exchanges file away; SIGHUP re-creates it as the user.
+    std::fs::rename(&exchanges, out_dir.join("ex.jsonl.1")).unwrap();
+    signal(&sensor.0, "-HUP");
+    std::thread::sleep(Duration::from_millis(800));
+    send_conversation(&sock, &to, 42000, "/after-rotate");
+    wait_for("the exchange after SIGHUP", || uris(&exchanges).len() == 1);
+    let stderr = stop(&mut sensor);
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+    assert!(!stderr.contains("cannot write"), "{stderr}");
+    assert_eq!(forward_value(&stderr, "spool_lost="), 0, "{stderr}");
+    assert_eq!(forward_value(&stderr, "dropped="), 0, "{stderr}");
+    assert_eq!(forward_value(&stderr, "lag="), 0, "{stderr}");
+    let emitted = forward_value(&stderr, "emitted=");
+    assert_eq!(forward_value(&stderr, "acked="), emitted, "{stderr}");
+    let first = detections(&out_dir);
+    assert_eq!(first.len(), DETECTIONS, "{stderr}");
+    let all_first = events_by_rule(&out_dir, "events.jsonl").len();
+
+    // Everything the sensor created is the user's, and not world-readable.
+    let mut segments = 0;
+    for entry in std::fs::read_dir(&spool).unwrap().flatten() {
+        let (mode, owner) = mode_and_owner(&entry.path());
+        assert_eq!((mode, owner), (0o600, uid), "{}", entry.path().display());
+        segments += entry.file_name().to_string_lossy().ends_with(".seg") as usize;
+    }
+    assert!(segments >= 1);
+    assert_eq!(mode_and_owner(&spool), (0o700, uid));
+    for name in ["ex.jsonl", "ex.jsonl.1", "events.jsonl"] {
+        let (mode, owner) = mode_and_owner(&out_dir.join(name));
+        assert_eq!((mode, owner), (0o640, uid), "{name}");
+    }
+
+    // A restart resumes at the cursors: no detection is sent again.
+    let mut sensor = start(&cfg);
+    std::thread::sleep(Duration::from_millis(1500));
+    let stderr = stop(&mut sensor);
+    assert_eq!(forward_value(&stderr, "spool_lost="), 0, "{stderr}");
+    assert_eq!(
+        detections(&out_dir).len(),
+        DETECTIONS,
+        "re-sent after restart: {stderr}"
+    );
+    // Only the second run's start/stop events are new.
+    let all_second = events_by_rule(&out_dir, "events.jsonl").len();
+    assert_eq!(
+        all_second - all_first,
+        forward_value(&stderr, "acked=") as usize
+    );
+
+    // An exchanges directory the user cannot write fails the start, with the fix.
+    let root_dir = dir.join("root-only");
+    std::fs::create_dir_all(&root_dir).unwrap();
+    std::fs::write(&cfg, config(&root_dir.join("ex.jsonl"))).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_apisensor"))
+        .args(["--config", cfg.to_str().unwrap(), "run"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("service.exchanges_path") && err.contains(&format!("chown {user}")),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,10 +1,12 @@
 //! The `file` sink: JSON lines or MessagePack appended to a file, rotated
 //! by size (`path` → `path.1` → … `path.<rotate_keep>`). Acknowledged once
-//! flushed (and fsynced with `events.fsync = "always"`).
+//! flushed (and fsynced with `events.fsync = "always"`). Files are created
+//! 0640 and handed to the service user (`service.user`).
 
 use super::SinkError;
 use crate::config::{EventSettings, FsyncPolicy, SinkFormat, SinkSettings};
 use crate::event::Event;
+use crate::files::{self, FileOwner, GROUP_READABLE_MODE};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -15,17 +17,23 @@ pub struct FileSink {
     rotate_bytes: u64,
     rotate_keep: usize,
     fsync: bool,
+    owner: Option<FileOwner>,
     out: Option<(BufWriter<File>, u64)>,
 }
 
 impl FileSink {
-    pub fn new(settings: &SinkSettings, events: &EventSettings) -> FileSink {
+    pub fn new(
+        settings: &SinkSettings,
+        events: &EventSettings,
+        owner: Option<FileOwner>,
+    ) -> FileSink {
         FileSink {
             path: PathBuf::from(settings.path.clone().unwrap_or_default()),
             format: settings.format.unwrap_or(SinkFormat::Json),
             rotate_bytes: settings.rotate_bytes.unwrap_or(100 << 20).max(1),
             rotate_keep: settings.rotate_keep.unwrap_or(5),
             fsync: events.fsync == FsyncPolicy::Always,
+            owner,
             out: None,
         }
     }
@@ -76,10 +84,12 @@ impl FileSink {
                 if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     fs::create_dir_all(dir)?;
                 }
-                let file = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)?;
+                let file = files::open(
+                    &self.path,
+                    OpenOptions::new().create(true).append(true),
+                    GROUP_READABLE_MODE,
+                    self.owner,
+                )?;
                 let size = file.metadata()?.len();
                 self.out = Some((BufWriter::with_capacity(256 * 1024, file), size));
             }

@@ -14,9 +14,11 @@
 
 use crate::config::{EventSettings, FsyncPolicy};
 use crate::event::Event;
+use crate::files::{self, FileOwner, PRIVATE_MODE};
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::{DirBuilderExt, FileExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -30,14 +32,20 @@ const MAX_RECORD_BYTES: u32 = 16 << 20;
 pub struct SinkCounters {
     /// Events written to the sink (every attempt, retries included).
     pub sent: AtomicU64,
-    /// Events the sink confirmed (ack, publish ack, 2xx, flushed write).
+    /// Events the receiver confirmed (ack, publish ack, 2xx, RELP `200 OK`,
+    /// a local write that returned).
     pub acked: AtomicU64,
+    /// Events written to a receiver that cannot confirm anything (plain TCP
+    /// syslog): the cursor moves past them, but whether they arrived is
+    /// unknown.
+    pub unconfirmed: AtomicU64,
     /// Events of failed attempts that were sent again.
     pub retried: AtomicU64,
     /// Events appended while this sink was down or stalled: they waited in the spool.
     pub spooled: AtomicU64,
-    /// Events this sink never got: evicted by the spool cap, rejected for
-    /// good (4xx, encoding), or unreadable.
+    /// Events this sink never got, each counted once: evicted by the spool
+    /// cap before the sink read them (or while it held them and then gave
+    /// up), rejected for good (4xx, encoding), or unreadable.
     pub dropped: AtomicU64,
 }
 
@@ -47,6 +55,9 @@ pub struct SinkCursor {
     pub name: String,
     /// Next sequence number not yet acknowledged by the sink.
     pub acked_seq: AtomicU64,
+    /// End (exclusive) of the batch the sink holds in memory and is sending;
+    /// 0 = none. Eviction leaves these events to the sink to count.
+    inflight_end: AtomicU64,
     /// False after a failed attempt until the next success.
     pub live: AtomicBool,
     /// Milliseconds since the spool opened when the attempt in flight
@@ -72,23 +83,104 @@ impl Segment {
 
 struct State {
     segments: VecDeque<Segment>,
-    writer: Option<BufWriter<File>>,
+    /// The newest segment, open for writing at its `bytes` offset.
+    file: Option<File>,
+    /// The newest segment may hold a torn tail that could not be cut off:
+    /// the next append starts a new segment.
+    sealed: bool,
     next_seq: u64,
     total_bytes: u64,
     last_fsync: Instant,
     dirty: bool,
+    /// When the last write error was logged (errors repeat on a full disk).
+    last_error_log: Option<Instant>,
+}
+
+/// Events the spool lost, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Losses {
+    /// Evicted by `spool_max_bytes` before every sink had them (the most any
+    /// one sink missed).
+    pub evicted: u64,
+    /// Never appended: the write failed (disk full, I/O error) or, with
+    /// `fsync = "always"`, the fsync did.
+    pub write_failed: u64,
+    /// Never appended: the event could not be encoded (or was over 16 MiB).
+    pub unencodable: u64,
+}
+
+impl Losses {
+    pub fn total(&self) -> u64 {
+        self.evicted + self.write_failed + self.unencodable
+    }
 }
 
 /// Spool-wide counters.
 #[derive(Debug, Default)]
 pub struct SpoolCounters {
+    /// Events written to a segment (and fsynced with `fsync = "always"`).
     pub appended: AtomicU64,
-    /// Events evicted by the cap before every sink had them.
-    pub lost: AtomicU64,
-    /// Lost events not yet reported in a health event.
-    pub lost_unreported: AtomicU64,
-    pub append_errors: AtomicU64,
+    pub lost_evicted: AtomicU64,
+    pub lost_write_failed: AtomicU64,
+    pub lost_unencodable: AtomicU64,
+    /// Losses not yet reported in a `sensor.spool_loss` event.
+    unreported: [AtomicU64; 3],
 }
+
+impl SpoolCounters {
+    pub fn losses(&self) -> Losses {
+        Losses {
+            evicted: self.lost_evicted.load(Ordering::Relaxed),
+            write_failed: self.lost_write_failed.load(Ordering::Relaxed),
+            unencodable: self.lost_unencodable.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count_loss(&self, reason: usize, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let total = match reason {
+            0 => &self.lost_evicted,
+            1 => &self.lost_write_failed,
+            _ => &self.lost_unencodable,
+        };
+        total.fetch_add(n, Ordering::Relaxed);
+        if let Some(u) = self.unreported.get(reason) {
+            u.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes the losses not yet reported.
+    pub fn take_unreported(&self) -> Losses {
+        let take = |i: usize| {
+            self.unreported
+                .get(i)
+                .map_or(0, |u| u.swap(0, Ordering::Relaxed))
+        };
+        Losses {
+            evicted: take(0),
+            write_failed: take(1),
+            unencodable: take(2),
+        }
+    }
+
+    /// Puts back losses whose report could not be appended, for the next report.
+    pub fn restore_unreported(&self, losses: Losses) {
+        for (i, n) in [losses.evicted, losses.write_failed, losses.unencodable]
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(u) = self.unreported.get(i) {
+                u.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+const EVICTED: usize = 0;
+const WRITE_FAILED: usize = 1;
+const UNENCODABLE: usize = 2;
 
 pub struct Spool {
     dir: PathBuf,
@@ -97,6 +189,8 @@ pub struct Spool {
     fsync: FsyncPolicy,
     fsync_interval: Duration,
     opened: Instant,
+    /// Who the files belong to when the process drops root later.
+    owner: Option<FileOwner>,
     state: Mutex<State>,
     pub cursors: Vec<Arc<SinkCursor>>,
     pub counters: SpoolCounters,
@@ -140,20 +234,95 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Writes all of `buf` at `offset`; on error, also says how many bytes
+/// made it (the caller keeps the whole records among them).
+fn write_all_at(file: &File, mut buf: &[u8], offset: u64) -> Result<(), (usize, io::Error)> {
+    let mut done = 0usize;
+    while !buf.is_empty() {
+        match file.write_at(buf, offset + done as u64) {
+            Ok(0) => {
+                return Err((
+                    done,
+                    io::Error::new(io::ErrorKind::WriteZero, "wrote 0 bytes"),
+                ))
+            }
+            Ok(n) => {
+                done += n;
+                buf = buf.get(n..).unwrap_or_default();
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((done, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Events encoded as spool records (`u32` length + MessagePack), back to back.
+struct Encoded {
+    bytes: Vec<u8>,
+    /// End offset of each record in `bytes`.
+    ends: Vec<usize>,
+    unencodable: u64,
+}
+
+fn encode(events: &[Event]) -> Encoded {
+    let mut bytes = Vec::with_capacity(events.len() * 512);
+    let mut ends = Vec::with_capacity(events.len());
+    let mut unencodable = 0;
+    for event in events {
+        let start = bytes.len();
+        bytes.extend_from_slice(&[0; 4]);
+        let len = match rmp_serde::encode::write_named(&mut bytes, event) {
+            Ok(()) => bytes.len() - start - 4,
+            Err(_) => 0,
+        };
+        if len == 0 || len > MAX_RECORD_BYTES as usize {
+            bytes.truncate(start);
+            unencodable += 1;
+            continue;
+        }
+        if let Some(prefix) = bytes.get_mut(start..start + 4) {
+            prefix.copy_from_slice(&(len as u32).to_le_bytes());
+        }
+        ends.push(bytes.len());
+    }
+    Encoded {
+        bytes,
+        ends,
+        unencodable,
+    }
+}
+
 impl Spool {
     /// Opens (creating) the spool, recovering segments and the cursors of
     /// `sink_names`. A sink without a cursor file starts at the oldest
-    /// retained event.
-    pub fn open(settings: &EventSettings, sink_names: &[String]) -> io::Result<Spool> {
+    /// retained event. With an `owner`, the directory and every file in it
+    /// are handed to that user, who will write them after the privilege drop.
+    pub fn open(
+        settings: &EventSettings,
+        sink_names: &[String],
+        owner: Option<FileOwner>,
+    ) -> io::Result<Spool> {
         let dir = PathBuf::from(&settings.spool_dir);
-        fs::create_dir_all(&dir)?;
-        let mut firsts: Vec<u64> = fs::read_dir(&dir)?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                name.strip_suffix(".seg")?.parse::<u64>().ok()
-            })
-            .collect();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
+        files::give_path_to(&dir, owner)?;
+        let mut firsts: Vec<u64> = Vec::new();
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            if owner.is_some() {
+                files::give_path_to(&entry.path(), owner)?;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(first) = name
+                .strip_suffix(".seg")
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                firsts.push(first);
+            }
+        }
         firsts.sort_unstable();
         let mut segments = VecDeque::new();
         let mut total_bytes = 0;
@@ -193,6 +362,7 @@ impl Spool {
                 Arc::new(SinkCursor {
                     name: name.clone(),
                     acked_seq: AtomicU64::new(seq),
+                    inflight_end: AtomicU64::new(0),
                     live: AtomicBool::new(true),
                     attempt_started_ms: AtomicU64::new(0),
                     counters: SinkCounters::default(),
@@ -207,13 +377,16 @@ impl Spool {
             fsync: settings.fsync,
             fsync_interval: Duration::from_millis(settings.fsync_interval_ms),
             opened: Instant::now(),
+            owner,
             state: Mutex::new(State {
                 segments,
-                writer: None,
+                file: None,
+                sealed: false,
                 next_seq,
                 total_bytes,
                 last_fsync: Instant::now(),
                 dirty: false,
+                last_error_log: None,
             }),
             cursors,
             counters: SpoolCounters::default(),
@@ -243,46 +416,24 @@ impl Spool {
         (state.total_bytes, state.segments.len())
     }
 
-    /// Appends events in order; returns how many were appended. Encoding
-    /// happens before the lock is taken.
+    /// Appends events in order; returns how many were appended. An event
+    /// counts as appended only once its bytes are in the segment file (and
+    /// fsynced with `fsync = "always"`); one that is not is counted as lost,
+    /// with its reason, and reported in a `sensor.spool_loss` event.
+    /// Encoding happens before the lock is taken.
     pub fn append(&self, events: &[Event]) -> usize {
-        let mut encoded = Vec::with_capacity(events.len());
-        for event in events {
-            match rmp_serde::to_vec_named(event) {
-                Ok(bytes) if !bytes.is_empty() && bytes.len() < MAX_RECORD_BYTES as usize => {
-                    encoded.push(bytes)
-                }
-                _ => {
-                    self.counters.append_errors.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-        if encoded.is_empty() {
+        let encoded = encode(events);
+        self.counters.count_loss(UNENCODABLE, encoded.unencodable);
+        if encoded.ends.is_empty() {
             return 0;
         }
         let now_ms = self.now_ms();
-        let mut appended = 0;
+        let appended;
         {
             let mut state = lock(&self.state);
-            for bytes in &encoded {
-                match self.write_record(&mut state, bytes) {
-                    Ok(()) => appended += 1,
-                    Err(e) => {
-                        self.counters.append_errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!("spool: cannot append to {}: {e}", self.dir.display());
-                        state.writer = None;
-                    }
-                }
-            }
-            if let Some(w) = state.writer.as_mut() {
-                if w.flush().is_err() {
-                    self.counters.append_errors.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            state.dirty = true;
-            if self.fsync == FsyncPolicy::Always {
-                Self::sync(&mut state);
-            }
+            appended = self.write_records(&mut state, &encoded);
+            let failed = (encoded.ends.len() - appended) as u64;
+            self.counters.count_loss(WRITE_FAILED, failed);
             // Sinks that are down or stalled will read these back from disk.
             for cursor in &self.cursors {
                 let started = cursor.attempt_started_ms.load(Ordering::Relaxed);
@@ -299,68 +450,165 @@ impl Spool {
         self.counters
             .appended
             .fetch_add(appended as u64, Ordering::Relaxed);
-        self.notify.notify_waiters();
+        if appended > 0 {
+            self.notify.notify_waiters();
+        }
         appended
     }
 
-    fn write_record(&self, state: &mut State, bytes: &[u8]) -> io::Result<()> {
-        let need_new = match state.segments.back() {
-            None => true,
-            Some(seg) => seg.bytes >= self.segment_bytes || state.writer.is_none(),
-        };
-        if need_new {
-            // Reopen the newest segment for append when it has room (after a
-            // restart or an error), otherwise start the next one.
-            let reuse = state
-                .segments
-                .back()
-                .filter(|s| s.bytes < self.segment_bytes)
-                .map(|s| s.first);
-            if let Some(w) = state.writer.as_mut() {
-                w.flush()?;
-                if self.fsync != FsyncPolicy::Never {
-                    w.get_ref().sync_data()?;
+    /// Writes the records into segments (a new one whenever the newest is
+    /// full); returns how many are durably there. Stops at the first failure:
+    /// the records after it are not attempted (on a full disk they would
+    /// fail too) and a torn record is cut off.
+    fn write_records(&self, state: &mut State, encoded: &Encoded) -> usize {
+        let mut pos = 0;
+        while pos < encoded.ends.len() {
+            let file = match self.writable_segment(state) {
+                Ok(file) => file,
+                Err(e) => {
+                    self.log_write_error(state, &e);
+                    return pos;
                 }
+            };
+            let Some(seg) = state.segments.back().copied() else {
+                return pos;
+            };
+            let group_start = pos.checked_sub(1).map_or(0, |i| encoded.ends[i]);
+            // Whole records up to the segment size (at least one).
+            let mut end = pos + 1;
+            while end < encoded.ends.len()
+                && seg.bytes + ((encoded.ends[end - 1] - group_start) as u64) < self.segment_bytes
+            {
+                end += 1;
             }
-            let first = reuse.unwrap_or(state.next_seq);
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(segment_path(&self.dir, first))?;
-            state.writer = Some(BufWriter::with_capacity(256 * 1024, file));
-            if reuse.is_none() {
-                state.segments.push_back(Segment {
-                    first,
-                    count: 0,
-                    bytes: 0,
-                });
+            let group_end = encoded.ends[end - 1];
+            let bytes = encoded
+                .bytes
+                .get(group_start..group_end)
+                .unwrap_or_default();
+            let written = match write_all_at(&file, bytes, seg.bytes) {
+                Ok(()) if self.fsync == FsyncPolicy::Always => match file.sync_data() {
+                    Ok(()) => Ok(()),
+                    // Nothing of this group is known to be on disk.
+                    Err(e) => Err((0, e)),
+                },
+                other => other,
+            };
+            let (complete, error) = match written {
+                Ok(()) => (end - pos, None),
+                Err((done, e)) => {
+                    let whole = encoded.ends[pos..end]
+                        .iter()
+                        .take_while(|&&e| e - group_start <= done)
+                        .count();
+                    (whole, Some(e))
+                }
+            };
+            let kept = pos
+                .checked_add(complete)
+                .and_then(|i| i.checked_sub(1))
+                .filter(|_| complete > 0)
+                .map_or(0, |i| encoded.ends[i] - group_start) as u64;
+            if let Some(seg) = state.segments.back_mut() {
+                seg.count += complete as u64;
+                seg.bytes += kept;
             }
+            state.total_bytes += kept;
+            state.next_seq += complete as u64;
+            state.dirty = true;
+            pos += complete;
+            if let Some(e) = error {
+                // Cut the torn record so the segment stays a run of whole
+                // records; if even that fails, never append to it again.
+                let good = state.segments.back().map_or(0, |s| s.bytes);
+                if file.set_len(good).is_err() {
+                    state.sealed = true;
+                }
+                self.log_write_error(state, &e);
+                return pos;
+            }
+            state.file = Some(file);
         }
-        let len = bytes.len() as u32;
-        if let Some(w) = state.writer.as_mut() {
-            w.write_all(&len.to_le_bytes())?;
-            w.write_all(bytes)?;
-        }
-        if let Some(seg) = state.segments.back_mut() {
-            seg.count += 1;
-            seg.bytes += 4 + u64::from(len);
-        }
-        state.total_bytes += 4 + u64::from(len);
-        state.next_seq += 1;
-        Ok(())
+        pos
     }
 
-    fn sync(state: &mut State) {
-        if let Some(w) = state.writer.as_mut() {
-            let _ = w.flush();
-            let _ = w.get_ref().sync_data();
+    fn log_write_error(&self, state: &mut State, error: &io::Error) {
+        if state
+            .last_error_log
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            state.last_error_log = Some(Instant::now());
+            tracing::error!(
+                "spool: cannot append to {}: {error}; the events are lost and counted \
+                 (spool_lost_write_failed); free space there or move events.spool_dir",
+                self.dir.display()
+            );
+        }
+    }
+
+    /// The newest segment's file, opened (or a new segment started) as
+    /// needed; taken out of the state, the caller puts it back after a
+    /// successful write.
+    fn writable_segment(&self, state: &mut State) -> io::Result<File> {
+        let newest = state.segments.back().copied();
+        let full = newest.is_none_or(|s| s.bytes >= self.segment_bytes);
+        if !full && !state.sealed {
+            if let Some(file) = state.file.take() {
+                return Ok(file);
+            }
+        }
+        if let Some(file) = state.file.take() {
+            if self.fsync != FsyncPolicy::Never && file.sync_data().is_err() {
+                tracing::warn!("spool: fsync of a finished segment failed");
+            }
+        }
+        let first = match newest {
+            // A segment that never got a record is started over.
+            Some(s) if s.count == 0 => {
+                let _ = fs::remove_file(segment_path(&self.dir, s.first));
+                state.segments.pop_back();
+                s.first
+            }
+            // Reopen the newest segment while it has room (after a restart
+            // or an error), otherwise start the next one.
+            Some(s) if !full && !state.sealed => {
+                let file = files::open(
+                    &segment_path(&self.dir, s.first),
+                    OpenOptions::new().write(true).create(true),
+                    PRIVATE_MODE,
+                    self.owner,
+                )?;
+                return Ok(file);
+            }
+            _ => state.next_seq,
+        };
+        state.sealed = false;
+        let file = files::open(
+            &segment_path(&self.dir, first),
+            OpenOptions::new().write(true).create(true).truncate(true),
+            PRIVATE_MODE,
+            self.owner,
+        )?;
+        state.segments.push_back(Segment {
+            first,
+            count: 0,
+            bytes: 0,
+        });
+        Ok(file)
+    }
+
+    fn sync(&self, state: &mut State) {
+        if let Some(file) = &state.file {
+            if let Err(e) = file.sync_data() {
+                tracing::error!("spool: fsync in {} failed: {e}", self.dir.display());
+            }
         }
         state.dirty = false;
         state.last_fsync = Instant::now();
     }
 
     /// Evicts the oldest segments while over the cap, counting for each sink
-    /// the events it had not acknowledged.
+    /// the events it had not acknowledged and does not hold in flight.
     fn enforce_cap(&self, state: &mut State) {
         while state.total_bytes > self.max_bytes && state.segments.len() > 1 {
             let Some(seg) = state.segments.pop_front() else {
@@ -373,8 +621,11 @@ impl Spool {
             };
             for cursor in &self.cursors {
                 let acked = cursor.acked_seq.fetch_max(seg.end(), Ordering::SeqCst);
-                if acked < seg.end() {
-                    let missed = seg.end() - acked.max(seg.first);
+                // A batch the sink holds is its own to deliver or count.
+                let inflight = cursor.inflight_end.load(Ordering::SeqCst);
+                let from = acked.max(inflight).max(seg.first);
+                if from < seg.end() {
+                    let missed = seg.end() - from;
                     cursor.counters.dropped.fetch_add(missed, Ordering::Relaxed);
                     lost = lost.max(missed);
                 }
@@ -382,14 +633,38 @@ impl Spool {
             state.total_bytes = state.total_bytes.saturating_sub(seg.bytes);
             let _ = fs::remove_file(segment_path(&self.dir, seg.first));
             if lost > 0 {
-                self.counters.lost.fetch_add(lost, Ordering::Relaxed);
-                self.counters
-                    .lost_unreported
-                    .fetch_add(lost, Ordering::Relaxed);
+                self.counters.count_loss(EVICTED, lost);
                 tracing::warn!(
                     "spool: over events.spool_max_bytes; evicted {lost} undelivered events"
                 );
             }
+        }
+    }
+
+    /// Hands `from..next` to the sink that read it, unless the cap evicted
+    /// part of it since (then the cursor moved and the caller reads again).
+    /// From here on, eviction leaves those events to the sink to count.
+    pub fn claim(&self, cursor: &SinkCursor, from: u64, next: u64) -> bool {
+        let _state = lock(&self.state);
+        if cursor.acked_seq.load(Ordering::SeqCst) != from {
+            return false;
+        }
+        cursor.inflight_end.store(next, Ordering::SeqCst);
+        true
+    }
+
+    /// The sink is done with its batch `from..next`: it acknowledged (or
+    /// counted) everything below `delivered`. What it gives up on that the
+    /// cap evicted meanwhile is gone from disk, so it is counted as dropped
+    /// here; the rest stays in the spool for the next attempt or start.
+    pub fn release(&self, cursor: &SinkCursor, delivered: u64, next: u64) {
+        let _state = lock(&self.state);
+        cursor.inflight_end.store(0, Ordering::SeqCst);
+        let acked = cursor.acked_seq.load(Ordering::SeqCst);
+        let gone = acked.min(next).saturating_sub(delivered);
+        if gone > 0 {
+            cursor.counters.dropped.fetch_add(gone, Ordering::Relaxed);
+            self.counters.count_loss(EVICTED, gone);
         }
     }
 
@@ -400,7 +675,7 @@ impl Spool {
             && self.fsync == FsyncPolicy::Interval
             && state.last_fsync.elapsed() >= self.fsync_interval
         {
-            Self::sync(&mut state);
+            self.sync(&mut state);
         }
         if self.cursors.is_empty() {
             return;
@@ -425,9 +700,9 @@ impl Spool {
         }
     }
 
-    /// Flushes and fsyncs whatever was appended (shutdown).
+    /// Fsyncs whatever was appended (shutdown).
     pub fn sync_now(&self) {
-        Self::sync(&mut lock(&self.state));
+        self.sync(&mut lock(&self.state));
     }
 
     /// Records that `cursor` acknowledged everything before `next`, and
@@ -446,8 +721,13 @@ impl Spool {
         let path = cursor_path(&self.dir, &cursor.name);
         let tmp = path.with_extension("tmp");
         let write = || -> io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            f.write_all(seq.to_string().as_bytes())?;
+            let f = files::open(
+                &tmp,
+                OpenOptions::new().write(true).create(true).truncate(true),
+                PRIVATE_MODE,
+                self.owner,
+            )?;
+            f.write_all_at(seq.to_string().as_bytes(), 0)?;
             if self.fsync != FsyncPolicy::Never {
                 f.sync_data()?;
             }
@@ -555,6 +835,7 @@ fn read_record(reader: &mut BufReader<File>) -> io::Result<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::event::{EventKind, Severity};
+    use std::io::Write;
 
     fn settings(dir: &Path) -> EventSettings {
         EventSettings {
@@ -589,7 +870,7 @@ mod tests {
         let dir = tmp("resume");
         let names = vec!["a".to_string()];
         {
-            let spool = Arc::new(Spool::open(&settings(&dir), &names).unwrap());
+            let spool = Arc::new(Spool::open(&settings(&dir), &names, None).unwrap());
             let events: Vec<Event> = (0..50).map(event).collect();
             assert_eq!(spool.append(&events), 50);
             let mut reader = SpoolReader::new(Arc::clone(&spool));
@@ -611,7 +892,7 @@ mod tests {
             .unwrap();
         f.write_all(&[200, 0, 0, 0, 1, 2]).unwrap();
         drop(f);
-        let spool = Arc::new(Spool::open(&settings(&dir), &names).unwrap());
+        let spool = Arc::new(Spool::open(&settings(&dir), &names, None).unwrap());
         assert_eq!(spool.next_seq(), 50);
         let from = spool.cursors[0].acked_seq.load(Ordering::SeqCst);
         assert_eq!(from, 20);
@@ -628,13 +909,13 @@ mod tests {
     #[test]
     fn cap_evicts_oldest_and_counts_loss_per_sink() {
         let dir = tmp("cap");
-        let spool = Spool::open(&settings(&dir), &["slow".to_string()]).unwrap();
+        let spool = Spool::open(&settings(&dir), &["slow".to_string()], None).unwrap();
         for i in 0..400 {
             spool.append(&[event(i)]);
         }
         let (bytes, _) = spool.size();
         assert!(bytes <= 16384, "{bytes}");
-        let lost = spool.counters.lost.load(Ordering::Relaxed);
+        let lost = spool.counters.lost_evicted.load(Ordering::Relaxed);
         assert!(lost > 0);
         assert_eq!(
             spool.cursors[0].counters.dropped.load(Ordering::Relaxed),
@@ -648,6 +929,60 @@ mod tests {
         spool.ack(&spool.cursors[0], spool.next_seq(), true);
         spool.tick();
         assert_eq!(spool.size().1, 1);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_batch_in_flight_is_the_sinks_to_count_when_evicted() {
+        let dir = tmp("inflight");
+        let spool = Spool::open(&settings(&dir), &["s".to_string()], None).unwrap();
+        let cursor = &spool.cursors[0];
+        spool.append(&(0..10).map(event).collect::<Vec<_>>());
+        // Read 0..10, then claimed: eviction leaves these to the sink.
+        assert!(spool.claim(cursor, 0, 10));
+        for i in 10..400 {
+            spool.append(&[event(i)]);
+        }
+        let lost = spool.counters.lost_evicted.load(Ordering::Relaxed);
+        let dropped = cursor.counters.dropped.load(Ordering::Relaxed);
+        assert!(lost > 0);
+        assert_eq!(dropped, lost);
+        let acked = cursor.acked_seq.load(Ordering::SeqCst);
+        assert_eq!(dropped, acked - 10, "the 10 in flight are not counted");
+        // Delivered: nothing more is counted.
+        spool.ack(cursor, 10, false);
+        spool.release(cursor, 10, 10);
+        assert_eq!(cursor.counters.dropped.load(Ordering::Relaxed), dropped);
+        // A claim of a batch the cap evicted since it was read is refused.
+        assert!(!spool.claim(cursor, 10, 20));
+        // Given up after eviction: the 5 not delivered are dropped, once.
+        let from = cursor.acked_seq.load(Ordering::SeqCst);
+        assert!(spool.claim(cursor, from, from + 10));
+        for i in 400..800 {
+            spool.append(&[event(i)]);
+        }
+        let before = cursor.counters.dropped.load(Ordering::Relaxed);
+        spool.release(cursor, from + 5, from + 10);
+        assert_eq!(cursor.counters.dropped.load(Ordering::Relaxed), before + 5);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn segments_and_cursors_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tmp("modes");
+        let spool = Spool::open(&settings(&dir), &["s".to_string()], None).unwrap();
+        spool.append(&[event(1)]);
+        spool.ack(&spool.cursors[0], 1, true);
+        let mut seen = 0;
+        for entry in fs::read_dir(&dir).unwrap().flatten() {
+            let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", entry.path().display());
+            seen += 1;
+        }
+        assert_eq!(seen, 2);
+        let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
         let _ = fs::remove_dir_all(&dir);
     }
 }

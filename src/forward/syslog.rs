@@ -1,14 +1,19 @@
 //! The `syslog` sink: RFC 5424 messages with a CEF payload over TCP or TLS,
 //! octet-counted framing (RFC 6587 §3.4.1 / RFC 5425), for QRadar, Splunk,
 //! ArcSight and any rsyslog/syslog-ng relay. TCP has no application ack:
-//! a batch counts as delivered once written and flushed.
+//! a write that returned means only that the kernel took the bytes, so the
+//! forwarder counts these events as `unconfirmed`, never as acknowledged
+//! (`protocol = "relp"`, in [`super::relp`], is the acknowledged transport).
+//! Before each batch the connection is checked for a peer that already
+//! closed it, which narrows (but cannot close) the window in which a
+//! receiver's death loses events.
 
 use super::net::{self, Conn, Tls};
 use super::{rfc3339_ms, SinkError};
 use crate::config::SinkSettings;
 use crate::event::{Event, Severity};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Longest CEF `msg` value; receivers often cap a message at 8 KiB.
 const MAX_MSG_CHARS: usize = 1024;
@@ -163,6 +168,11 @@ impl SyslogSink {
             frames.extend_from_slice(format!("{} ", msg.len()).as_bytes());
             frames.extend_from_slice(msg.as_bytes());
         }
+        if let Some(conn) = self.conn.as_mut() {
+            if peer_closed(conn).await {
+                self.conn = None;
+            }
+        }
         if self.conn.is_none() {
             self.conn = Some(net::connect(&self.address, self.tls.as_ref(), self.timeout).await?);
         }
@@ -172,6 +182,18 @@ impl SyslogSink {
         conn.write_all(&frames).await?;
         conn.flush().await?;
         Ok(())
+    }
+}
+
+/// True when the receiver has closed the connection (or reset it): a
+/// syslog receiver never sends, so anything readable now is an EOF or an
+/// error. Checked without waiting.
+async fn peer_closed(conn: &mut Box<dyn Conn>) -> bool {
+    let mut probe = [0u8; 64];
+    match tokio::time::timeout(Duration::ZERO, conn.read(&mut probe)).await {
+        Err(_) => false,
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(_)) => false,
     }
 }
 
