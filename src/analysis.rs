@@ -5,7 +5,7 @@
 //! inventory identical run after run and whatever `--workers` says; both
 //! keep state across flows and need the whole stream anyway.
 
-use crate::classify::{BodyShape, Classifier, Finding};
+use crate::classify::{BodyShape, Classifier, ClassifyStats, Finding};
 use crate::config::{Settings, SuppressRule};
 use crate::detect::actor::ClientAddress;
 use crate::detect::behavior::ResponseData;
@@ -25,6 +25,8 @@ pub struct Analysis {
     detectors: Option<Detectors>,
     inventory: Option<Inventory>,
     classifier: Option<Classifier>,
+    /// What the classifier examined and skipped, over every exchange.
+    classify_stats: ClassifyStats,
     baseline_path: Option<PathBuf>,
     baseline_save_ms: u64,
     next_save_ms: Option<u64>,
@@ -109,6 +111,7 @@ impl Analysis {
             inventory,
             classifier,
             found: Vec::new(),
+            classify_stats: ClassifyStats::default(),
         })
     }
 
@@ -119,7 +122,7 @@ impl Analysis {
 
     pub fn observe(&mut self, exchange: &Exchange) {
         let facts = match &self.classifier {
-            Some(classifier) => facts_of(classifier, exchange),
+            Some(classifier) => facts_of(classifier, exchange, &mut self.classify_stats),
             None => ExchangeFacts::from_exchange_basic(exchange),
         };
         if let Some(inventory) = self.inventory.as_mut() {
@@ -227,6 +230,11 @@ impl Analysis {
     }
 
     /// The detectors' counters, with suppression and incidents.
+    /// What the classifier examined and had to skip so far.
+    pub fn classify_stats(&self) -> &ClassifyStats {
+        &self.classify_stats
+    }
+
     pub fn detect_stats(&self) -> Option<DetectStats> {
         self.detectors.as_ref().map(|d| {
             let mut stats = d.stats().clone();
@@ -248,8 +256,13 @@ impl Analysis {
 
 /// What the inventory needs from one exchange, from one classifier pass:
 /// sensitive values found and the JSON field shapes of both bodies.
-fn facts_of(classifier: &Classifier, exchange: &Exchange) -> ExchangeFacts {
+fn facts_of(
+    classifier: &Classifier,
+    exchange: &Exchange,
+    stats: &mut ClassifyStats,
+) -> ExchangeFacts {
     let found = classifier.classify_exchange(exchange);
+    stats.merge(&found.stats);
     let hits = |findings: &[Finding]| -> Vec<SensitiveHit> {
         findings
             .iter()

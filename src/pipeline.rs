@@ -20,6 +20,7 @@
 
 use crate::analysis::Analysis;
 use crate::capture::{FileSource, Next, PacketSource};
+use crate::classify::ClassifyStats;
 use crate::config::Settings;
 use crate::decode::{Decoder, LinkType, TcpFlags, TcpSegment};
 use crate::exchange::{Exchange, Exchanges, Timestamp};
@@ -219,9 +220,10 @@ impl Stages {
             .name("apisensor-writer".into())
             .spawn(move || {
                 let spent = Spent::new(spent_tx, spent_batch_bytes);
-                let publish = |http: &HttpStats, lost: u64| {
+                let publish = |http: &HttpStats, classify: &ClassifyStats, lost: u64| {
                     let mut stats = Stats {
                         http: http.clone(),
+                        classify: classify.clone(),
                         ..Stats::default()
                     };
                     stats.gauges.exchanges_in_flight_bytes =
@@ -313,6 +315,7 @@ impl Stages {
             .join()
             .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
         stats.http.merge(&written.http);
+        stats.classify.merge(&written.classify);
         Ok((stats, written))
     }
 }
@@ -1195,6 +1198,8 @@ struct WriterResult {
     output_error: Option<String>,
     /// Counters of the decoding (text fields, content) workers left to the writer.
     http: HttpStats,
+    /// The analysis stage's classifier counters.
+    classify: ClassifyStats,
     analysis: Option<Analysis>,
 }
 
@@ -1209,9 +1214,10 @@ fn write_exchanges(
     control: &WriterControl,
     in_flight: &InFlight,
     mut analysis: Option<Analysis>,
-    publish: impl Fn(&HttpStats, u64),
+    publish: impl Fn(&HttpStats, &ClassifyStats, u64),
 ) -> WriterResult {
     let mut http = HttpStats::default();
+    let mut classify = ClassifyStats::default();
     let mut merge = OrderedMerge::new(spent.workers());
     // A failed write is counted by the writer (exchanges lost) and logged
     // once per error streak here.
@@ -1231,6 +1237,7 @@ fn write_exchanges(
     let mut write = |writer: &mut ExchangeWriter,
                      report: &mut dyn FnMut(std::io::Result<()>, &ExchangeWriter),
                      http: &mut HttpStats,
+                     classify: &mut ClassifyStats,
                      worker: usize,
                      mut exchange: Box<Exchange>| {
         // What the worker charged; decoding here grows it, the output may
@@ -1240,6 +1247,7 @@ fn write_exchanges(
         crate::http1::finish_decoding(&mut exchange, http);
         if let Some(analysis) = analysis.as_mut().filter(|a| a.is_active()) {
             analysis.observe(&exchange);
+            classify.clone_from(analysis.classify_stats());
         }
         let result = writer.write(&mut exchange);
         report(result, writer);
@@ -1268,7 +1276,7 @@ fn write_exchanges(
         match outputs.recv_timeout(OUTPUT_FLUSH_INTERVAL) {
             Ok(output) => {
                 merge.accept(output, &mut |w, e| {
-                    write(&mut writer, &mut report, &mut http, w, e);
+                    write(&mut writer, &mut report, &mut http, &mut classify, w, e);
                     unflushed = true;
                 });
             }
@@ -1278,23 +1286,24 @@ fn write_exchanges(
         if unflushed && flushed_at.elapsed() >= OUTPUT_FLUSH_INTERVAL {
             let result = writer.flush();
             report(result, &writer);
-            publish(&http, writer.lost);
+            publish(&http, &classify, writer.lost);
             flushed_at = Instant::now();
             unflushed = false;
         }
     }
-    merge.finish(&mut |w, e| write(&mut writer, &mut report, &mut http, w, e));
+    merge.finish(&mut |w, e| write(&mut writer, &mut report, &mut http, &mut classify, w, e));
     let result = writer.flush();
     report(result, &writer);
     if let Some(analysis) = analysis.as_mut() {
         analysis.finish();
     }
-    publish(&http, writer.lost);
+    publish(&http, &classify, writer.lost);
     WriterResult {
         exchanges: writer.written,
         errors: writer.lost,
         output_error: writer.first_error.clone(),
         http,
+        classify,
         analysis,
     }
 }

@@ -86,6 +86,8 @@ pub struct Stats {
     pub decode: crate::decode::DecodeStats,
     pub flow: crate::flow::FlowStats,
     pub http: crate::http1::HttpStats,
+    /// What the sensitive-data classifier examined and had to skip.
+    pub classify: crate::classify::ClassifyStats,
     pub pipeline: PipelineStats,
     pub gauges: Gauges,
 }
@@ -96,17 +98,19 @@ impl Stats {
         self.decode.merge(&other.decode);
         self.flow.merge(&other.flow);
         self.http.merge(&other.http);
+        self.classify.merge(&other.classify);
         self.pipeline.merge(&other.pipeline);
         self.gauges.merge(&other.gauges);
     }
 
     /// (group, counter, value) for every counter; gauges are the group "gauges".
     pub fn all_entries(&self) -> Vec<(&'static str, &'static str, u64)> {
-        let groups: [(&'static str, Vec<(&'static str, u64)>); 6] = [
+        let groups: [(&'static str, Vec<(&'static str, u64)>); 7] = [
             ("capture", self.capture.entries()),
             ("decode", self.decode.entries()),
             ("flow", self.flow.entries()),
             ("http", self.http.entries()),
+            ("classify", self.classify.entries()),
             ("pipeline", self.pipeline.entries()),
             ("gauges", self.gauges.entries()),
         ];
