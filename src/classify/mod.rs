@@ -635,10 +635,16 @@ impl Classifier {
             }
         };
         if let Some(r) = e.request.as_mut() {
+            let uri_was = r.uri.clone();
             text(&mut r.uri);
-            text(&mut r.path);
-            if let Some(q) = r.query.as_mut() {
-                text(q);
+            // The decoded path and query are the target's own text when it
+            // has no percent-escapes: then the target's redaction covers them.
+            let escaped = uri_was.contains('%') || uri_was.contains('+');
+            if escaped || r.uri != uri_was {
+                text(&mut r.path);
+                if let Some(q) = r.query.as_mut() {
+                    text(q);
+                }
             }
             headers(&mut r.headers);
             body(r.content_type.as_deref(), &mut r.body);

@@ -51,7 +51,15 @@ pub(super) fn text(cls: &Classifier, key_context: &str, text: &str) -> String {
     if ctx == "cookie" || ctx == "set-cookie" {
         return cookies(cls, text, ctx == "set-cookie");
     }
-    if let Some(t) = sensitive(cls, hint, trimmed) {
+    // A request target in origin form (`/path?query`) is not one value:
+    // its segments and parameters are judged below.
+    let origin_form = key_context.is_empty() && trimmed.starts_with('/');
+    let whole = if origin_form {
+        None
+    } else {
+        sensitive(cls, hint, trimmed)
+    };
+    if let Some(t) = whole {
         if let Some((scheme, rest)) = trimmed.split_once(' ') {
             if SCHEMES.iter().any(|s| scheme.eq_ignore_ascii_case(s)) {
                 return format!("{scheme} {}", cls.redaction_tag(t, rest.trim()));
