@@ -50,6 +50,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::CheckConfig { file } => {
             let settings = Settings::load(file)?;
+            apisensor::preflight::check_host(&settings)?;
+            for warning in apisensor::preflight::warnings(&settings) {
+                eprintln!("apisensor: warning: {warning}");
+            }
             println!(
                 "{}: ok ({} workers)",
                 file.display(),
@@ -100,6 +104,11 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
             "capture: no source configured; add a [[capture.interfaces]] table with `name = \"eth1\"` \
              or a [[capture.udp]] table with `listen` and `encapsulation` (see sensor.toml)"
         );
+    }
+    // What check-config checks about this host, refused the same way.
+    apisensor::preflight::check_host(&settings)?;
+    for warning in apisensor::preflight::warnings(&settings) {
+        tracing::warn!("{warning}");
     }
     // Everything that needs privileges is opened before they are dropped.
     let mut sources: Vec<Box<dyn PacketSource>> = Vec::new();
@@ -156,15 +165,18 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
     let extra_metrics = forward_metrics
         .clone()
         .map(|m| Arc::new(move || m().prometheus_text()) as Arc<dyn Fn() -> String + Send + Sync>);
-    let metrics = match settings.service.metrics_listen.as_str() {
-        "" => None,
-        listen => Some(service::serve_metrics(
-            listen.parse().context("service.metrics_listen")?,
-            Arc::clone(&live.hub),
-            Arc::clone(&metrics_stop),
-            extra_metrics,
-        )?),
-    };
+    let metrics = settings
+        .service
+        .metrics_listen
+        .map(|listen| {
+            service::serve_metrics(
+                listen,
+                Arc::clone(&live.hub),
+                Arc::clone(&metrics_stop),
+                extra_metrics,
+            )
+        })
+        .transpose()?;
     if !settings.service.user.is_empty() {
         service::drop_privileges(&settings.service.user)?;
     }
