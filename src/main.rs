@@ -130,6 +130,11 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
         ExchangeWriter::to_file(path, format, include_bodies)
             .with_context(|| format!("service.exchanges_path: cannot open {}", path.display()))?
     };
+    let metrics_listener = settings
+        .service
+        .metrics_listen
+        .map(service::bind_metrics)
+        .transpose()?;
     let signals = Signals::install()?;
     // The forwarder starts before the capture so the workers can emit; its
     // stats events read the hub once the capture has made one.
@@ -165,12 +170,10 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
     let extra_metrics = forward_metrics
         .clone()
         .map(|m| Arc::new(move || m().prometheus_text()) as Arc<dyn Fn() -> String + Send + Sync>);
-    let metrics = settings
-        .service
-        .metrics_listen
-        .map(|listen| {
+    let metrics = metrics_listener
+        .map(|listener| {
             service::serve_metrics(
-                listen,
+                listener,
                 Arc::clone(&live.hub),
                 Arc::clone(&metrics_stop),
                 extra_metrics,

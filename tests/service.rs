@@ -199,3 +199,212 @@ fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// A free TCP port on loopback (bound and released; the sensor binds it next).
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `/proc/<pid>/status` field (the number before any unit).
+fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// One plain scrape: GET /metrics, read to the end (the server closes).
+fn scrape(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: apisensor\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.starts_with("HTTP/1.0 200 OK").then_some(text)
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
+
+/// Starts `apisensor run` on `config` (stderr to `log`) and waits until
+/// its metrics endpoint on `metrics_port` answers.
+fn start_with_metrics(config: &Path, log: &Path, metrics_port: u16, extra: &[&str]) -> Sensor {
+    let child = Command::new(env!("CARGO_BIN_EXE_apisensor"))
+        .args(["--config", config.to_str().unwrap(), "run"])
+        .args(extra)
+        .env("APISENSOR_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut sensor = Sensor(child);
+    let start = Instant::now();
+    while scrape(metrics_port).is_none() {
+        assert!(
+            sensor.0.try_wait().unwrap().is_none(),
+            "sensor exited at start: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "metrics endpoint not up: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sensor
+}
+
+/// SIGTERM and the exit status, bounded.
+fn stop(sensor: &mut Sensor) -> std::process::ExitStatus {
+    signal(&sensor.0, "-TERM");
+    let start = Instant::now();
+    loop {
+        if let Some(s) = sensor.0.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Issue 23: 3,000 half-sent requests to the metrics endpoint used to cost a
+/// thread each (3,003 threads, 1 GB resident that stayed). Now: a few
+/// threads, bounded memory, a normal scrape still answered while they are
+/// held (once the ones that got a slot time out), memory back after they
+/// close, and the refusals and timeouts counted on /metrics.
+#[test]
+fn metrics_endpoint_survives_3000_half_sent_requests() {
+    const HELD: usize = 3_000;
+    // The test holds one descriptor per connection.
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let want = (HELD as u64 + 512).max(hard);
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, want, want)
+        .unwrap_or_else(|e| {
+            panic!("need {want} open files for this test (hard limit {hard}): {e}; run as root (CI does) or raise `ulimit -Hn`")
+        });
+    let dir = scratch("metrics-flood");
+    let port = free_tcp_port();
+    let cfg = dir.join("s.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[pipeline]\nworkers = 1\n\
+             [[capture.udp]]\nlisten = \"127.0.0.1:{}\"\nencapsulation = \"vxlan\"\n\
+             [service]\nmetrics_listen = \"127.0.0.1:{port}\"\n",
+            free_udp_port()
+        ),
+    )
+    .unwrap();
+    let log = dir.join("sensor.log");
+    let mut sensor = start_with_metrics(&cfg, &log, port, &[]);
+    let pid = sensor.0.id();
+    let threads_before = proc_status(pid, "Threads:");
+    let rss_before = proc_status(pid, "VmRSS:");
+
+    use std::io::Write;
+    let started = Instant::now();
+    let mut held = Vec::with_capacity(HELD);
+    let mut threads_max = threads_before;
+    let mut hwm_held = 0;
+    let mut scrape_waits = Vec::new();
+    let mut text = String::new();
+    for i in 0..HELD {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        // Half a request: the blank line that ends the head never comes.
+        // Connections over the limit are already closed: writing may fail.
+        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: apisensor\r\n");
+        held.push(s);
+        if (i + 1) % 1_000 == 0 {
+            // A normal scrape while they are held.
+            threads_max = threads_max.max(proc_status(pid, "Threads:"));
+            let asked = Instant::now();
+            loop {
+                if let Some(t) = scrape(port) {
+                    text = t;
+                    break;
+                }
+                assert!(
+                    asked.elapsed() < Duration::from_secs(5),
+                    "no scrape answered within 5 s with {} connections held",
+                    i + 1
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            scrape_waits.push(asked.elapsed());
+            threads_max = threads_max.max(proc_status(pid, "Threads:"));
+            hwm_held = proc_status(pid, "VmHWM:");
+        }
+    }
+    let opened_in = started.elapsed();
+    drop(held);
+    std::thread::sleep(Duration::from_millis(1_500));
+    let rss_after = proc_status(pid, "VmRSS:");
+    let threads_after = proc_status(pid, "Threads:");
+    let counter = |name: &str| {
+        metric(
+            &text,
+            &format!("apisensor_metrics_connections_{name}_total"),
+        )
+    };
+    let (accepted, refused, evicted, timed_out) = (
+        counter("accepted"),
+        counter("refused"),
+        counter("evicted"),
+        counter("timed_out"),
+    );
+    eprintln!(
+        "metrics flood: {HELD} half-sent requests held, opened in {opened_in:?}; threads \
+         {threads_before} -> max {threads_max} -> {threads_after} after close; VmHWM {hwm_held} kB; \
+         VmRSS {rss_before} kB -> {rss_after} kB after close; scrapes answered in {scrape_waits:?}; \
+         accepted={accepted} refused={refused} evicted={evicted} timed_out={timed_out}"
+    );
+    assert!(
+        threads_max <= threads_before + 2,
+        "threads grew from {threads_before} to {threads_max}"
+    );
+    assert!(hwm_held < 256 * 1024, "VmHWM {hwm_held} kB");
+    assert!(
+        accepted + refused >= HELD as u64,
+        "connections unaccounted for: accepted {accepted} + refused {refused} < {HELD}"
+    );
+    assert!(
+        refused + evicted + timed_out
+            >= (HELD - 2 * apisensor::service::METRICS_MAX_CONNECTIONS) as u64,
+        "held connections were neither refused, evicted nor timed out"
+    );
+    assert!(
+        rss_after <= rss_before + 16 * 1024,
+        "memory not released: VmRSS {rss_before} kB before, {rss_after} kB after"
+    );
+    let status = stop(&mut sensor);
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "exit {status:?}: {log_text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
