@@ -234,6 +234,9 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
     if let Some(m) = &forwarded {
         print_forward_summary(m);
     }
+    if let Some(path) = &args.stats_json {
+        write_stats_json(path, &summary, forwarded.as_ref())?;
+    }
     if sources_failed {
         eprintln!("apisensor: every capture source stopped; see the errors above");
         return Ok(ExitCode::FAILURE);
@@ -360,19 +363,28 @@ fn replay(settings: &Settings, args: &ReplayArgs, configured: bool) -> Result<Ex
         print_forward_summary(m);
     }
     if let Some(path) = &args.stats_json {
-        let json = serde_json::json!({
-            "stats": summary.stats,
-            "exchanges_written": summary.exchanges_written,
-            "elapsed_secs": summary.elapsed.as_secs_f64(),
-            "workers": summary.workers,
-            "events": forwarded,
-            "passes": summary.passes + 1,
-            "peak_rss_kib": apisensor::telemetry::peak_rss_kib(),
-        });
-        std::fs::write(path, serde_json::to_vec_pretty(&json)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        write_stats_json(path, &summary, forwarded.as_ref())?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--stats-json`: the final counters of a run or replay.
+fn write_stats_json(
+    path: &std::path::Path,
+    summary: &RunSummary,
+    forwarded: Option<&ForwardMetrics>,
+) -> Result<()> {
+    let json = serde_json::json!({
+        "stats": summary.stats,
+        "exchanges_written": summary.exchanges_written,
+        "elapsed_secs": summary.elapsed.as_secs_f64(),
+        "workers": summary.workers,
+        "events": forwarded,
+        "passes": summary.passes + 1,
+        "peak_rss_kib": apisensor::telemetry::peak_rss_kib(),
+    });
+    std::fs::write(path, serde_json::to_vec_pretty(&json)?)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn print_forward_summary(m: &ForwardMetrics) {
@@ -567,6 +579,12 @@ fn print_summary(label: &str, summary: &RunSummary) {
         summary.workers,
     );
     let drops = [
+        ("capture.pcap_dropped_kernel", s.capture.pcap_dropped_kernel),
+        (
+            "capture.pcap_dropped_interface",
+            s.capture.pcap_dropped_interface,
+        ),
+        ("capture.udp_dropped_kernel", s.capture.udp_dropped_kernel),
         (
             "pipeline.packets_dropped_queue_full",
             s.pipeline.packets_dropped_queue_full,

@@ -467,7 +467,7 @@ pub fn stats_line(now: &Stats, before: &Stats, interval: Duration) -> String {
     let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / secs;
     format!(
         "packets={} ({:.0}/s) exchanges={} ({:.0}/s) flows_open={} parse_errors={} \
-         kernel_drops={} if_drops={} queue_drops={} output_drops={} gaps={}",
+         kernel_drops={} if_drops={} udp_drops={} queue_drops={} output_drops={} gaps={}",
         now.decode.packets,
         rate(now.decode.packets, before.decode.packets),
         now.http.exchanges,
@@ -476,6 +476,7 @@ pub fn stats_line(now: &Stats, before: &Stats, interval: Duration) -> String {
         now.http.parse_errors,
         now.capture.pcap_dropped_kernel,
         now.capture.pcap_dropped_interface,
+        now.capture.udp_dropped_kernel,
         now.pipeline.packets_dropped_queue_full,
         now.pipeline.exchanges_dropped_output_full,
         now.flow.gaps,

@@ -408,3 +408,119 @@ fn metrics_endpoint_survives_3000_half_sent_requests() {
     assert!(status.success(), "exit {status:?}: {log_text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The port of `/proc/net/udp` line `local_address` "0100007F:1F90" etc.
+fn proc_net_udp_drops(port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap();
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let local = fields.get(1)?;
+        let p = u16::from_str_radix(local.rsplit_once(':')?.1, 16).ok()?;
+        (p == port).then(|| fields.last()?.parse().ok())?
+    })
+}
+
+/// Issue 23: /proc/net/udp showed 9,038 drops on the mirror socket while the
+/// sensor said 0. A stopped sensor's small socket buffer overflows; the
+/// sensor's counter must equal the kernel's figure for that socket, and
+/// every datagram sent is either read or counted as dropped.
+#[test]
+fn udp_mirror_kernel_drops_are_counted_like_proc_net_udp() {
+    const SENT: u64 = 2_000;
+    let dir = scratch("udp-drops");
+    let metrics_port = free_tcp_port();
+    let port = free_udp_port();
+    let cfg = dir.join("s.toml");
+    let stats_json = dir.join("stats.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[pipeline]\nworkers = 1\n\
+             [[capture.udp]]\nlisten = \"127.0.0.1:{port}\"\nencapsulation = \"vxlan\"\nbuffer_bytes = 4096\n\
+             [service]\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\nstats_interval_secs = 1\n"
+        ),
+    )
+    .unwrap();
+    let log = dir.join("sensor.log");
+    let mut sensor = start_with_metrics(
+        &cfg,
+        &log,
+        metrics_port,
+        &["--stats-json", stats_json.to_str().unwrap()],
+    );
+    assert_eq!(proc_net_udp_drops(port), Some(0));
+    // The reader stops; the kernel queues what fits in the buffer and drops the rest.
+    signal(&sensor.0, "-STOP");
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let conn = Conn {
+        client_port: 40100,
+        ..Conn::default()
+    };
+    let frames = conversation(
+        Framing::Ethernet,
+        &conn,
+        &[(
+            b"GET /burst HTTP/1.1\r\nHost: m\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+        )],
+    );
+    for i in 0..SENT as usize {
+        let frame = &frames[i % frames.len()];
+        sock.send_to(&vxlan(frame), ("127.0.0.1", port)).unwrap();
+    }
+    let kernel = proc_net_udp_drops(port).expect("the sensor's socket in /proc/net/udp");
+    signal(&sensor.0, "-CONT");
+    assert!(
+        kernel > 0,
+        "the burst overflowed nothing; the test proves nothing"
+    );
+    let mut text = String::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if let Some(t) = scrape(metrics_port) {
+            text = t;
+            let read = metric(&text, "apisensor_capture_udp_datagrams_total");
+            if read + metric(&text, "apisensor_capture_udp_dropped_kernel_total") == SENT {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let dropped = metric(&text, "apisensor_capture_udp_dropped_kernel_total");
+    let read = metric(&text, "apisensor_capture_udp_datagrams_total");
+    eprintln!(
+        "udp drops: sent {SENT}, read {read}, sensor dropped {dropped}, /proc/net/udp {kernel}"
+    );
+    assert_eq!(dropped, kernel, "sensor vs /proc/net/udp");
+    assert_eq!(
+        proc_net_udp_drops(port),
+        Some(kernel),
+        "more drops after the burst"
+    );
+    assert_eq!(read + dropped, SENT, "every datagram read or counted");
+
+    // The stats line carries it too (one is logged every second).
+    std::thread::sleep(Duration::from_millis(1_200));
+    let status = stop(&mut sensor);
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "exit {status:?}: {log_text}");
+    assert!(
+        log_text.contains(&format!("udp_drops={kernel} ")),
+        "stats line: {log_text}"
+    );
+    assert!(
+        log_text.contains(&format!("capture.udp_dropped_kernel={kernel} ")),
+        "summary drops line: {log_text}"
+    );
+    assert!(
+        log_text.contains(&format!("capture.udp_dropped_kernel {kernel}\n")),
+        "summary counters: {log_text}"
+    );
+    let json: Value = serde_json::from_slice(&std::fs::read(&stats_json).unwrap()).unwrap();
+    assert_eq!(
+        json["stats"]["capture"]["udp_dropped_kernel"], kernel,
+        "{json}"
+    );
+    assert_eq!(json["stats"]["capture"]["udp_datagrams"], read, "{json}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
