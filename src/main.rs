@@ -136,6 +136,9 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
         .map(service::bind_metrics)
         .transpose()?;
     let signals = Signals::install()?;
+    // Captures, output and listener are open and no thread has started yet:
+    // every thread started from here on inherits no capability.
+    service::drop_capabilities(!settings.service.user.is_empty())?;
     // The forwarder starts before the capture so the workers can emit; its
     // stats events read the hub once the capture has made one.
     let hub_cell: Arc<std::sync::OnceLock<Arc<apisensor::telemetry::StatsHub>>> = Arc::default();
@@ -183,6 +186,7 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
     if !settings.service.user.is_empty() {
         service::drop_privileges(&settings.service.user)?;
     }
+    service::verify_no_capabilities()?;
     tracing::info!("capturing; SIGTERM or SIGINT stops, SIGHUP reopens the output");
     // Readiness for systemd (Type=notify): captures are open and running.
     // Without NOTIFY_SOCKET (not under systemd) this does nothing.

@@ -1,6 +1,6 @@
 //! Running as a long-lived sensor: signals (SIGTERM/SIGINT stop, SIGHUP
-//! reopens the output), dropping root after the capture handles are open,
-//! the Prometheus endpoint (bounded: a connection limit,
+//! reopens the output), dropping root and every capability once the capture
+//! handles are open, the Prometheus endpoint (bounded: a connection limit,
 //! timeouts, a request cap) and the periodic stats line. No packet logic.
 
 use crate::telemetry::{prometheus_text, Stats, StatsHub};
@@ -51,6 +51,85 @@ pub fn drop_privileges(user: &str) -> Result<()> {
         bail!("still root after switching to {user:?}");
     }
     tracing::info!("running as {user} (uid {})", entry.uid);
+    Ok(())
+}
+
+/// Drops the capabilities the sensor needed to open its captures (under the
+/// shipped unit CAP_NET_RAW and CAP_NET_ADMIN, as root all of them). Call
+/// it once every capture, output and listener is open and before any
+/// thread is started: capabilities belong to each thread, and a thread
+/// inherits its creator's, so what is dropped here is gone from every
+/// thread the sensor starts afterwards.
+///
+/// The bounding set is emptied where that is allowed (CAP_SETPCAP, i.e. as
+/// root), the ambient and inheritable sets always, and no_new_privs is set,
+/// so no later execve could gain anything back. The effective and permitted
+/// sets are emptied too, unless `user_switch_follows`: then the switch to
+/// `service.user` still needs CAP_SETUID/CAP_SETGID, and leaving uid 0
+/// empties them in every thread ([`drop_privileges`]; the C library applies
+/// a uid change to all threads). [`verify_no_capabilities`] checks the
+/// outcome in every thread.
+pub fn drop_capabilities(user_switch_follows: bool) -> Result<()> {
+    use caps::{CapSet, Capability};
+    let bounding_dropped = caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP)
+        .context("cannot read this thread's capabilities")?;
+    if bounding_dropped {
+        caps::clear(None, CapSet::Bounding).context("cannot empty the capability bounding set")?;
+    }
+    // Linux before 4.3 has no ambient set: nothing to clear there.
+    if caps::runtime::ambient_set_supported().is_ok() {
+        caps::clear(None, CapSet::Ambient).context("cannot clear the ambient capabilities")?;
+    }
+    caps::clear(None, CapSet::Inheritable).context("cannot clear the inheritable capabilities")?;
+    if !user_switch_follows {
+        // Emptying the permitted set empties the effective set with it.
+        caps::clear(None, CapSet::Permitted).context("cannot drop the permitted capabilities")?;
+    }
+    nix::sys::prctl::set_no_new_privs().context("cannot set no_new_privs")?;
+    tracing::info!(
+        "capabilities dropped{}{}",
+        if user_switch_follows {
+            " (the rest go with the switch to service.user)"
+        } else {
+            ""
+        },
+        if bounding_dropped {
+            "; bounding set emptied"
+        } else {
+            "; bounding set kept (no CAP_SETPCAP; no_new_privs set instead)"
+        }
+    );
+    Ok(())
+}
+
+/// Fails unless every thread of this process has empty effective,
+/// permitted, inheritable and ambient capability sets (read from
+/// /proc/self/task/*/status, which shows each thread's own sets).
+pub fn verify_no_capabilities() -> Result<()> {
+    let tasks = std::fs::read_dir("/proc/self/task").context("cannot list /proc/self/task")?;
+    for task in tasks {
+        let path = task
+            .context("cannot list /proc/self/task")?
+            .path()
+            .join("status");
+        let Ok(status) = std::fs::read_to_string(&path) else {
+            // The thread ended between the listing and the read.
+            continue;
+        };
+        for set in ["CapInh:", "CapPrm:", "CapEff:", "CapAmb:"] {
+            let held = status
+                .lines()
+                .find_map(|l| l.strip_prefix(set))
+                .map(str::trim)
+                .and_then(|hex| u64::from_str_radix(hex, 16).ok());
+            if held != Some(0) {
+                bail!(
+                    "{} still holds capabilities ({set} {held:x?}) after they were dropped",
+                    path.display()
+                );
+            }
+        }
+    }
     Ok(())
 }
 
