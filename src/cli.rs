@@ -58,6 +58,10 @@ pub struct RunArgs {
     /// Flow worker threads (default: pipeline.workers, 0 = one per core).
     #[arg(long, short = 'w')]
     pub workers: Option<usize>,
+    /// Also write the final counters as JSON to this file at exit (opened
+    /// then, after privileges are dropped).
+    #[arg(long)]
+    pub stats_json: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -3,7 +3,9 @@
 //! Settings are read once at start and passed down by reference; nothing here
 //! is global or mutable afterwards.
 
+use ipnet::IpNet;
 use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use thiserror::Error;
 
@@ -23,6 +25,74 @@ pub enum ConfigError {
         problem: String,
         fix: &'static str,
     },
+}
+
+/// A configuration that works but is risky: `check-config` prints it, `run`
+/// logs it, neither refuses to go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    pub key: &'static str,
+    pub problem: String,
+    pub fix: &'static str,
+}
+
+impl std::fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` {}; fix: {}", self.key, self.problem, self.fix)
+    }
+}
+
+/// `service.metrics_listen`: "" is no endpoint, anything else must be an
+/// address:port, so a typo fails at load time instead of at start.
+fn optional_socket_addr<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`service.metrics_listen` {text:?} is not an address:port; \
+             fix: use e.g. \"127.0.0.1:9464\", or \"\" for no endpoint"
+        ))
+    })
+}
+
+/// `detect.suppress.cidr`, parsed with its reason when it is not a network.
+fn optional_network<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<IpNet>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_network(&text).map_err(|problem| {
+        serde::de::Error::custom(format!(
+            "`detect.suppress.cidr` {text:?} {problem}; fix: write a network like \
+             \"10.20.0.0/16\" or \"2001:db8::/32\", or a single address"
+        ))
+    })
+}
+
+/// "" is none, "10.1.2.3" one address, "10.1.0.0/16" a network (host bits
+/// below the prefix are cleared: "10.1.2.3/16" is 10.1.0.0/16).
+pub fn parse_network(text: &str) -> Result<Option<IpNet>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(net) = text.parse::<IpNet>() {
+        return Ok(Some(net.trunc()));
+    }
+    let (addr, bits) = match text.split_once('/') {
+        Some((addr, bits)) => (addr, Some(bits)),
+        None => (text, None),
+    };
+    let Ok(addr) = addr.parse::<IpAddr>() else {
+        return Err(format!("is not a network: {addr:?} is not an IP address"));
+    };
+    let Some(bits) = bits else {
+        return Ok(Some(IpNet::from(addr)));
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    Err(format!(
+        "is not a network: the prefix length {bits:?} is not a number from 0 to {max}"
+    ))
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -312,8 +382,9 @@ pub struct ServiceSettings {
     pub user: String,
     /// Seconds between stats log lines and metric refreshes.
     pub stats_interval_secs: u64,
-    /// Prometheus metrics endpoint (e.g. "127.0.0.1:9464"); empty: none.
-    pub metrics_listen: String,
+    /// Prometheus metrics endpoint (e.g. "127.0.0.1:9464"); "" (absent): none.
+    #[serde(deserialize_with = "optional_socket_addr")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Exchanges as JSON lines; empty: standard output. Reopened on SIGHUP.
     pub exchanges_path: String,
     /// Longest wait for workers to drain after SIGTERM/SIGINT.
@@ -325,7 +396,7 @@ impl Default for ServiceSettings {
         ServiceSettings {
             user: String::new(),
             stats_interval_secs: 10,
-            metrics_listen: String::new(),
+            metrics_listen: None,
             exchanges_path: String::new(),
             shutdown_timeout_secs: 10,
         }
@@ -717,8 +788,9 @@ pub struct SuppressRule {
     pub endpoint: String,
     /// A principal or an exact client address.
     pub actor: String,
-    /// Client network, e.g. "10.20.0.0/16".
-    pub cidr: String,
+    /// Client network, e.g. "10.20.0.0/16", or one address; "" (absent): any.
+    #[serde(deserialize_with = "optional_network")]
+    pub cidr: Option<IpNet>,
     /// Unix seconds (packet time) from which the rule no longer applies; 0 = never expires.
     pub until_unix: u64,
 }
@@ -767,6 +839,13 @@ impl ClassifySettings {
         }
     }
 }
+
+/// Flow-table entries the sensor may be configured for over all workers
+/// (256 times the default). An idle flow takes several hundred bytes
+/// ([`crate::flow::FlowTable::bytes_per_idle_flow`]), so this is over
+/// 40 GiB of idle entries before any buffering: beyond it is a typo, not a
+/// deployment (and `memory.budget_bytes` bounds them long before anyway).
+pub const MAX_FLOWS: u64 = 1 << 26;
 
 impl Settings {
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
@@ -858,8 +937,8 @@ impl Settings {
         at_most(
             "flow.max_flows",
             f.max_flows as u64,
-            1 << 26,
-            "use at most 67108864 flows; memory.budget_bytes bounds them anyway",
+            MAX_FLOWS,
+            "use at most 67108864 flows (memory.budget_bytes bounds them anyway); 262144 is the default",
         )?;
         at_least(
             "flow.idle_timeout_secs",
@@ -963,15 +1042,6 @@ impl Settings {
             1,
             "set e.g. 10",
         )?;
-        if !sv.metrics_listen.is_empty()
-            && sv.metrics_listen.parse::<std::net::SocketAddr>().is_err()
-        {
-            return Err(ConfigError::Invalid {
-                key: "service.metrics_listen",
-                problem: format!("{:?} is not an address:port", sv.metrics_listen),
-                fix: "use e.g. \"127.0.0.1:9464\", or \"\" for no endpoint",
-            });
-        }
         let d = &self.decode;
         at_least(
             "decode.fragment_timeout_secs",
@@ -1082,6 +1152,25 @@ impl Settings {
                     );
                 }
             }
+            // The name is a file name in the spool directory (its cursor)
+            // and a metric label: nothing that could leave the directory.
+            if sink.name.len() > 64
+                || sink.name == "."
+                || sink.name == ".."
+                || sink
+                    .name
+                    .chars()
+                    .any(|c| c == '/' || c == '\\' || c.is_control())
+            {
+                return invalid(
+                    "events.sinks.name",
+                    format!(
+                        "{:?} is not usable as a file name (path separators, control characters, \".\" and \"..\" and names over 64 bytes are refused)",
+                        sink.name
+                    ),
+                    "use letters, digits, '-', '_' and '.', e.g. name = \"siem-primary\"",
+                );
+            }
             if !names.insert(super::forward::sink_name(sink, index)) {
                 return invalid(
                     "events.sinks.name",
@@ -1125,12 +1214,42 @@ impl Settings {
                     "set it: address = \"host:port\" (nats: \"nats://host:4222\"), path = \"/var/log/apisensor/events.jsonl\", url = \"https://...\"",
                 );
             }
-            if (sink.ca_file.is_some() || sink.server_name.is_some()) && sink.tls != Some(true) {
-                return invalid(
-                    "events.sinks.tls",
-                    "is not true although ca_file or server_name is set, so events would go in cleartext".into(),
-                    "set tls = true, or remove ca_file / server_name",
-                );
+            let tls_settings = sink.ca_file.is_some() || sink.server_name.is_some();
+            match sink.kind {
+                SinkType::Fluent | SinkType::Syslog if tls_settings && sink.tls != Some(true) => {
+                    return invalid(
+                        "events.sinks.tls",
+                        "is not true although ca_file or server_name is set, so events would go in cleartext".into(),
+                        "set tls = true, or remove ca_file / server_name",
+                    );
+                }
+                SinkType::Webhook
+                    if tls_settings
+                        && !sink
+                            .url
+                            .as_deref()
+                            .is_some_and(|u| u.starts_with("https://")) =>
+                {
+                    return invalid(
+                        "events.sinks.url",
+                        "is not https:// although ca_file or server_name is set, so events would go in cleartext".into(),
+                        "use an https:// URL, or remove ca_file / server_name",
+                    );
+                }
+                _ => {}
+            }
+            if let (SinkType::Fluent | SinkType::Syslog, Some(address)) = (sink.kind, &sink.address)
+            {
+                let port = address
+                    .rsplit_once(':')
+                    .map(|(host, port)| (host, port.parse::<u16>()));
+                if !matches!(port, Some((host, Ok(p))) if p > 0 && !host.is_empty()) {
+                    return invalid(
+                        "events.sinks.address",
+                        format!("{address:?} is not host:port"),
+                        "write the collector as host:port, e.g. \"logs.example.com:24224\" or \"[2001:db8::1]:6514\"",
+                    );
+                }
             }
             if sink.protocol == Some(SyslogProtocol::Relp) && sink.tls == Some(true) {
                 return invalid(
@@ -1150,10 +1269,23 @@ impl Settings {
                 );
             }
             if let Some(url) = &sink.url {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                // Checked before anything echoes the URL: it holds a password.
+                let authority = url.split_once("://").map_or("", |(_, rest)| {
+                    rest.split(['/', '?', '#']).next().unwrap_or("")
+                });
+                if authority.contains('@') {
                     return invalid(
                         "events.sinks.url",
-                        format!("{url:?} is not an http:// or https:// URL"),
+                        "has user information (user:password@) in it: it is not sent as authentication, and would be written in logs and errors".into(),
+                        "remove `user:password@`: the webhook sink sends no credentials, so use a URL the receiver authorises by itself (e.g. a Slack incoming-webhook URL)",
+                    );
+                }
+                // What the webhook sink parses at start, so a URL it would
+                // refuse is refused here.
+                if let Err(problem) = super::forward::webhook::parse_url(url) {
+                    return invalid(
+                        "events.sinks.url",
+                        problem,
                         "use e.g. \"https://hooks.example.com/apisensor\"",
                     );
                 }
@@ -1265,24 +1397,12 @@ impl Settings {
             if rule.rule.is_empty()
                 && rule.endpoint.is_empty()
                 && rule.actor.is_empty()
-                && rule.cidr.is_empty()
+                && rule.cidr.is_none()
             {
                 return Err(ConfigError::Invalid {
                     key: "detect.suppress",
                     problem: "has a rule with no rule, endpoint, actor or cidr, which would silence everything".into(),
                     fix: "give each [[detect.suppress]] at least one of rule, endpoint, actor, cidr",
-                });
-            }
-            let net = rule.cidr.split('/').next().unwrap_or("");
-            let bits_ok = rule
-                .cidr
-                .split_once('/')
-                .is_none_or(|(_, b)| b.parse::<u8>().is_ok_and(|b| b <= 128));
-            if !rule.cidr.is_empty() && (net.parse::<std::net::IpAddr>().is_err() || !bits_ok) {
-                return Err(ConfigError::Invalid {
-                    key: "detect.suppress.cidr",
-                    problem: format!("{:?} is not a network", rule.cidr),
-                    fix: "write it like \"10.20.0.0/16\" or \"2001:db8::/32\"",
                 });
             }
         }
@@ -1325,7 +1445,7 @@ impl Settings {
                 fix: "use 64 hex characters (e.g. `openssl rand -hex 32`), or \"\" for a random key per run",
             });
         }
-        Ok(())
+        crate::preflight::check_files(self)
     }
 
     /// Worker threads to start: the configured number, or one per core.
@@ -1411,6 +1531,80 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("events.sinks.tls"), "{err}");
+    }
+
+    #[test]
+    fn networks_and_addresses_are_parsed_at_load() {
+        let net = |s: &str| parse_network(s).unwrap().unwrap().to_string();
+        assert_eq!(net("10.1.2.3"), "10.1.2.3/32");
+        assert_eq!(net("10.1.2.3/16"), "10.1.0.0/16");
+        assert_eq!(net("2001:db8::1/32"), "2001:db8::/32");
+        assert_eq!(parse_network("").unwrap(), None);
+        for bad in ["10.0.0.0/33", "2001:db8::/129", "10.0.0.0/-1", "10.0.0.0/x"] {
+            let problem = parse_network(bad).unwrap_err();
+            assert!(problem.contains("prefix length"), "{bad}: {problem}");
+        }
+        assert!(parse_network("example.com/8")
+            .unwrap_err()
+            .contains("not an IP address"));
+        let err = Settings::from_toml("[[detect.suppress]]\ncidr = \"10.0.0.0/40\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("detect.suppress.cidr") && err.contains("fix"),
+            "{err}"
+        );
+        let s = Settings::from_toml("[service]\nmetrics_listen = \"[::1]:9464\"\n", "t").unwrap();
+        assert_eq!(
+            s.service.metrics_listen,
+            Some("[::1]:9464".parse().unwrap())
+        );
+        let err = Settings::from_toml("[service]\nmetrics_listen = \"9464\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("service.metrics_listen") && err.contains("fix"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sink_names_and_webhook_urls_are_checked() {
+        let sink = |extra: &str| {
+            Settings::from_toml(&format!("[[events.sinks]]\n{extra}\n"), "t")
+                .map_err(|e| e.to_string())
+        };
+        for name in ["a/b", "..", "a\\\\b", "tab\\there"] {
+            let err = sink(&format!("type = \"stdout\"\nname = \"{name}\"")).unwrap_err();
+            assert!(err.contains("events.sinks.name"), "{name}: {err}");
+        }
+        sink("type = \"stdout\"\nname = \"siem-primary.v2\"").unwrap();
+        let err = sink("type = \"webhook\"\nurl = \"https://u:hunter2@h.example/x\"").unwrap_err();
+        assert!(
+            err.contains("events.sinks.url") && !err.contains("hunter2"),
+            "{err}"
+        );
+        // An @ in the path or query is not user information.
+        sink("type = \"webhook\"\nurl = \"https://h.example/x?to=a@b\"").unwrap();
+        let err = sink("type = \"webhook\"\nurl = \"http://h.example/x\"\nserver_name = \"h\"")
+            .unwrap_err();
+        assert!(err.contains("events.sinks.url"), "{err}");
+        let err = sink("type = \"fluent\"\naddress = \"h.example:0\"").unwrap_err();
+        assert!(err.contains("events.sinks.address"), "{err}");
+    }
+
+    #[test]
+    fn flow_table_size_has_an_upper_bound() {
+        let at =
+            |n: u64| Settings::from_toml(&format!("[flow]\nmax_flows = {n}\n"), "t");
+        at(MAX_FLOWS).unwrap();
+        let err = at(MAX_FLOWS + 1).unwrap_err().to_string();
+        assert!(err.contains("flow.max_flows"), "{err}");
+        let per_flow = crate::flow::FlowTable::bytes_per_idle_flow() as u64;
+        assert!(
+            (100..=1024).contains(&per_flow),
+            "the bound's doc assumes several hundred bytes per idle flow, now {per_flow}"
+        );
     }
 
     #[test]

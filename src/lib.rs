@@ -26,6 +26,7 @@ pub mod jwt;
 pub mod order;
 pub mod output;
 pub mod pipeline;
+pub mod preflight;
 pub mod service;
 pub mod telemetry;
 

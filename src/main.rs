@@ -67,6 +67,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::CheckConfig { file } => {
             let settings = Settings::load(file)?;
+            apisensor::preflight::check_host(&settings)?;
+            for warning in apisensor::preflight::warnings(&settings) {
+                eprintln!("apisensor: warning: {warning}");
+            }
             println!(
                 "{}: ok ({} workers)",
                 file.display(),
@@ -119,6 +123,11 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
              or a [[capture.udp]] table with `listen` and `encapsulation` (see sensor.toml)"
         );
     }
+    // What check-config checks about this host, refused the same way.
+    apisensor::preflight::check_host(&settings)?;
+    for warning in apisensor::preflight::warnings(&settings) {
+        tracing::warn!("{warning}");
+    }
     // Files created before the privilege drop are created for the user the
     // process becomes; what it must create later is checked now.
     let owner = service::file_owner(&settings.service.user)?;
@@ -146,7 +155,15 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
             .with_context(|| format!("service.exchanges_path: cannot open {}", path.display()))?
     };
     let writer = redact_unless_raw(&settings, writer, settings.output.raw);
+    let metrics_listener = settings
+        .service
+        .metrics_listen
+        .map(service::bind_metrics)
+        .transpose()?;
     let signals = Signals::install()?;
+    // Captures, output and listener are open and no thread has started yet:
+    // every thread started from here on inherits no capability.
+    service::drop_capabilities(!settings.service.user.is_empty())?;
     // The forwarder starts before the capture so the workers can emit; its
     // stats events read the hub once the capture has made one.
     let hub_cell: Arc<std::sync::OnceLock<Arc<apisensor::telemetry::StatsHub>>> = Arc::default();
@@ -186,18 +203,20 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
     let extra_metrics = forward_metrics
         .clone()
         .map(|m| Arc::new(move || m().prometheus_text()) as Arc<dyn Fn() -> String + Send + Sync>);
-    let metrics = match settings.service.metrics_listen.as_str() {
-        "" => None,
-        listen => Some(service::serve_metrics(
-            listen.parse().context("service.metrics_listen")?,
-            Arc::clone(&live.hub),
-            Arc::clone(&metrics_stop),
-            extra_metrics,
-        )?),
-    };
+    let metrics = metrics_listener
+        .map(|listener| {
+            service::serve_metrics(
+                listener,
+                Arc::clone(&live.hub),
+                Arc::clone(&metrics_stop),
+                extra_metrics,
+            )
+        })
+        .transpose()?;
     if !settings.service.user.is_empty() {
         service::drop_privileges(&settings.service.user)?;
     }
+    service::verify_no_capabilities()?;
     tracing::info!("capturing; SIGTERM or SIGINT stops, SIGHUP reopens the output");
     // Readiness for systemd (Type=notify): captures are open and running.
     // Without NOTIFY_SOCKET (not under systemd) this does nothing.
@@ -248,6 +267,9 @@ fn run_live(mut settings: Settings, args: &RunArgs) -> Result<ExitCode> {
     print_summary("run", &summary);
     if let Some(m) = &forwarded {
         print_forward_summary(m);
+    }
+    if let Some(path) = &args.stats_json {
+        write_stats_json(path, &summary, forwarded.as_ref())?;
     }
     // Reported, not an exit failure: the service stopped as asked.
     output_failed(&summary);
@@ -375,23 +397,7 @@ fn replay(settings: &Settings, args: &ReplayArgs, configured: bool) -> Result<Ex
         print_forward_summary(m);
     }
     if let Some(path) = &args.stats_json {
-        let json = serde_json::json!({
-            "stats": summary.stats,
-            "exchanges_written": summary.exchanges_written,
-            "exchanges_lost": summary.stats.pipeline.exchanges_write_errors,
-            "output_error": summary.output_error,
-            "elapsed_secs": summary.elapsed.as_secs_f64(),
-            "workers": summary.workers,
-            "events": forwarded,
-            "passes": summary.passes + 1,
-            "peak_rss_kib": apisensor::telemetry::peak_rss_kib(),
-        });
-        apisensor::files::write(
-            path,
-            &serde_json::to_vec_pretty(&json)?,
-            apisensor::files::GROUP_READABLE_MODE,
-        )
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        write_stats_json(path, &summary, forwarded.as_ref())?;
     }
     if output_failed(&summary) {
         return Ok(ExitCode::FAILURE);
@@ -411,6 +417,31 @@ fn output_failed(summary: &RunSummary) -> bool {
         summary.exchanges_written
     );
     true
+}
+
+/// `--stats-json`: the final counters of a run or replay.
+fn write_stats_json(
+    path: &std::path::Path,
+    summary: &RunSummary,
+    forwarded: Option<&ForwardMetrics>,
+) -> Result<()> {
+    let json = serde_json::json!({
+        "stats": summary.stats,
+        "exchanges_written": summary.exchanges_written,
+        "exchanges_lost": summary.stats.pipeline.exchanges_write_errors,
+        "output_error": summary.output_error,
+        "elapsed_secs": summary.elapsed.as_secs_f64(),
+        "workers": summary.workers,
+        "events": forwarded,
+        "passes": summary.passes + 1,
+        "peak_rss_kib": apisensor::telemetry::peak_rss_kib(),
+    });
+    apisensor::files::write(
+        path,
+        &serde_json::to_vec_pretty(&json)?,
+        apisensor::files::GROUP_READABLE_MODE,
+    )
+    .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn print_forward_summary(m: &ForwardMetrics) {
@@ -619,6 +650,12 @@ fn print_summary(label: &str, summary: &RunSummary) {
         summary.workers,
     );
     let drops = [
+        ("capture.pcap_dropped_kernel", s.capture.pcap_dropped_kernel),
+        (
+            "capture.pcap_dropped_interface",
+            s.capture.pcap_dropped_interface,
+        ),
+        ("capture.udp_dropped_kernel", s.capture.udp_dropped_kernel),
         (
             "pipeline.packets_dropped_queue_full",
             s.pipeline.packets_dropped_queue_full,

@@ -59,6 +59,10 @@ counters! {
         udp_datagrams,
         /// Receive errors on UDP mirror sockets.
         udp_receive_errors,
+        /// Datagrams the kernel dropped on UDP mirror sockets because their
+        /// receive buffer was full: the sockets' own drop count, the figure
+        /// /proc/net/udp shows.
+        udp_dropped_kernel,
     }
 }
 

@@ -200,6 +200,331 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// A free TCP port on loopback (bound and released; the sensor binds it next).
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `/proc/<pid>/status` field (the number before any unit).
+fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// One plain scrape: GET /metrics, read to the end (the server closes).
+fn scrape(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: apisensor\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.starts_with("HTTP/1.0 200 OK").then_some(text)
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
+
+/// Starts `apisensor run` on `config` (stderr to `log`) and waits until
+/// its metrics endpoint on `metrics_port` answers.
+fn start_with_metrics(config: &Path, log: &Path, metrics_port: u16, extra: &[&str]) -> Sensor {
+    let child = Command::new(env!("CARGO_BIN_EXE_apisensor"))
+        .args(["--config", config.to_str().unwrap(), "run"])
+        .args(extra)
+        .env("APISENSOR_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut sensor = Sensor(child);
+    let start = Instant::now();
+    while scrape(metrics_port).is_none() {
+        assert!(
+            sensor.0.try_wait().unwrap().is_none(),
+            "sensor exited at start: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "metrics endpoint not up: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sensor
+}
+
+/// SIGTERM and the exit status, bounded.
+fn stop(sensor: &mut Sensor) -> std::process::ExitStatus {
+    signal(&sensor.0, "-TERM");
+    let start = Instant::now();
+    loop {
+        if let Some(s) = sensor.0.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Issue 23: 3,000 half-sent requests to the metrics endpoint used to cost a
+/// thread each (3,003 threads, 1 GB resident that stayed). Now: a few
+/// threads, bounded memory, a normal scrape still answered while they are
+/// held (once the ones that got a slot time out), memory back after they
+/// close, and the refusals and timeouts counted on /metrics.
+#[test]
+fn metrics_endpoint_survives_3000_half_sent_requests() {
+    const HELD: usize = 3_000;
+    // The test holds one descriptor per connection.
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let want = (HELD as u64 + 512).max(hard);
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, want, want)
+        .unwrap_or_else(|e| {
+            panic!("need {want} open files for this test (hard limit {hard}): {e}; run as root (CI does) or raise `ulimit -Hn`")
+        });
+    let dir = scratch("metrics-flood");
+    let port = free_tcp_port();
+    let cfg = dir.join("s.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[pipeline]\nworkers = 1\n\
+             [[capture.udp]]\nlisten = \"127.0.0.1:{}\"\nencapsulation = \"vxlan\"\n\
+             [service]\nmetrics_listen = \"127.0.0.1:{port}\"\n",
+            free_udp_port()
+        ),
+    )
+    .unwrap();
+    let log = dir.join("sensor.log");
+    let mut sensor = start_with_metrics(&cfg, &log, port, &[]);
+    let pid = sensor.0.id();
+    let threads_before = proc_status(pid, "Threads:");
+    let rss_before = proc_status(pid, "VmRSS:");
+
+    use std::io::Write;
+    let started = Instant::now();
+    let mut held = Vec::with_capacity(HELD);
+    let mut threads_max = threads_before;
+    let mut hwm_held = 0;
+    let mut scrape_waits = Vec::new();
+    let mut text = String::new();
+    for i in 0..HELD {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        // Half a request: the blank line that ends the head never comes.
+        // Connections over the limit are already closed: writing may fail.
+        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: apisensor\r\n");
+        held.push(s);
+        if (i + 1) % 1_000 == 0 {
+            // A normal scrape while they are held.
+            threads_max = threads_max.max(proc_status(pid, "Threads:"));
+            let asked = Instant::now();
+            loop {
+                if let Some(t) = scrape(port) {
+                    text = t;
+                    break;
+                }
+                assert!(
+                    asked.elapsed() < Duration::from_secs(5),
+                    "no scrape answered within 5 s with {} connections held",
+                    i + 1
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            scrape_waits.push(asked.elapsed());
+            threads_max = threads_max.max(proc_status(pid, "Threads:"));
+            hwm_held = proc_status(pid, "VmHWM:");
+        }
+    }
+    let opened_in = started.elapsed();
+    drop(held);
+    std::thread::sleep(Duration::from_millis(1_500));
+    let rss_after = proc_status(pid, "VmRSS:");
+    let threads_after = proc_status(pid, "Threads:");
+    let counter = |name: &str| {
+        metric(
+            &text,
+            &format!("apisensor_metrics_connections_{name}_total"),
+        )
+    };
+    let (accepted, refused, evicted, timed_out) = (
+        counter("accepted"),
+        counter("refused"),
+        counter("evicted"),
+        counter("timed_out"),
+    );
+    eprintln!(
+        "metrics flood: {HELD} half-sent requests held, opened in {opened_in:?}; threads \
+         {threads_before} -> max {threads_max} -> {threads_after} after close; VmHWM {hwm_held} kB; \
+         VmRSS {rss_before} kB -> {rss_after} kB after close; scrapes answered in {scrape_waits:?}; \
+         accepted={accepted} refused={refused} evicted={evicted} timed_out={timed_out}"
+    );
+    assert!(
+        threads_max <= threads_before + 2,
+        "threads grew from {threads_before} to {threads_max}"
+    );
+    assert!(hwm_held < 256 * 1024, "VmHWM {hwm_held} kB");
+    assert!(
+        accepted + refused >= HELD as u64,
+        "connections unaccounted for: accepted {accepted} + refused {refused} < {HELD}"
+    );
+    assert!(
+        refused + evicted + timed_out
+            >= (HELD - 2 * apisensor::service::METRICS_MAX_CONNECTIONS) as u64,
+        "held connections were neither refused, evicted nor timed out"
+    );
+    assert!(
+        rss_after <= rss_before + 16 * 1024,
+        "memory not released: VmRSS {rss_before} kB before, {rss_after} kB after"
+    );
+    let status = stop(&mut sensor);
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "exit {status:?}: {log_text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The port of `/proc/net/udp` line `local_address` "0100007F:1F90" etc.
+fn proc_net_udp_drops(port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap();
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let local = fields.get(1)?;
+        let p = u16::from_str_radix(local.rsplit_once(':')?.1, 16).ok()?;
+        (p == port).then(|| fields.last()?.parse().ok())?
+    })
+}
+
+/// Issue 23: /proc/net/udp showed 9,038 drops on the mirror socket while the
+/// sensor said 0. A stopped sensor's small socket buffer overflows; the
+/// sensor's counter must equal the kernel's figure for that socket, and
+/// every datagram sent is either read or counted as dropped.
+#[test]
+fn udp_mirror_kernel_drops_are_counted_like_proc_net_udp() {
+    const SENT: u64 = 2_000;
+    let dir = scratch("udp-drops");
+    let metrics_port = free_tcp_port();
+    let port = free_udp_port();
+    let cfg = dir.join("s.toml");
+    let stats_json = dir.join("stats.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[pipeline]\nworkers = 1\n\
+             [[capture.udp]]\nlisten = \"127.0.0.1:{port}\"\nencapsulation = \"vxlan\"\nbuffer_bytes = 4096\n\
+             [service]\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\nstats_interval_secs = 1\n"
+        ),
+    )
+    .unwrap();
+    let log = dir.join("sensor.log");
+    let mut sensor = start_with_metrics(
+        &cfg,
+        &log,
+        metrics_port,
+        &["--stats-json", stats_json.to_str().unwrap()],
+    );
+    assert_eq!(proc_net_udp_drops(port), Some(0));
+    // The reader stops; the kernel queues what fits in the buffer and drops the rest.
+    signal(&sensor.0, "-STOP");
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let conn = Conn {
+        client_port: 40100,
+        ..Conn::default()
+    };
+    let frames = conversation(
+        Framing::Ethernet,
+        &conn,
+        &[(
+            b"GET /burst HTTP/1.1\r\nHost: m\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+        )],
+    );
+    for i in 0..SENT as usize {
+        let frame = &frames[i % frames.len()];
+        sock.send_to(&vxlan(frame), ("127.0.0.1", port)).unwrap();
+    }
+    let kernel = proc_net_udp_drops(port).expect("the sensor's socket in /proc/net/udp");
+    signal(&sensor.0, "-CONT");
+    assert!(
+        kernel > 0,
+        "the burst overflowed nothing; the test proves nothing"
+    );
+    let mut text = String::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if let Some(t) = scrape(metrics_port) {
+            text = t;
+            let read = metric(&text, "apisensor_capture_udp_datagrams_total");
+            if read + metric(&text, "apisensor_capture_udp_dropped_kernel_total") == SENT {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let dropped = metric(&text, "apisensor_capture_udp_dropped_kernel_total");
+    let read = metric(&text, "apisensor_capture_udp_datagrams_total");
+    eprintln!(
+        "udp drops: sent {SENT}, read {read}, sensor dropped {dropped}, /proc/net/udp {kernel}"
+    );
+    assert_eq!(dropped, kernel, "sensor vs /proc/net/udp");
+    assert_eq!(
+        proc_net_udp_drops(port),
+        Some(kernel),
+        "more drops after the burst"
+    );
+    assert_eq!(read + dropped, SENT, "every datagram read or counted");
+
+    // The stats line carries it too (one is logged every second).
+    std::thread::sleep(Duration::from_millis(1_200));
+    let status = stop(&mut sensor);
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "exit {status:?}: {log_text}");
+    assert!(
+        log_text.contains(&format!("udp_drops={kernel} ")),
+        "stats line: {log_text}"
+    );
+    assert!(
+        log_text.contains(&format!("capture.udp_dropped_kernel={kernel} ")),
+        "summary drops line: {log_text}"
+    );
+    assert!(
+        log_text.contains(&format!("capture.udp_dropped_kernel {kernel}\n")),
+        "summary counters: {log_text}"
+    );
+    let json: Value = serde_json::from_slice(&std::fs::read(&stats_json).unwrap()).unwrap();
+    assert_eq!(
+        json["stats"]["capture"]["udp_dropped_kernel"], kernel,
+        "{json}"
+    );
+    assert_eq!(json["stats"]["capture"]["udp_datagrams"], read, "{json}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A system user for the privilege-drop tests, created (once, and left for
 /// later runs) when missing. A user of its own rather than `nobody`: files
 /// the test hands it must not be writable by anything else that runs as
@@ -281,7 +606,7 @@ fn events_by_rule(dir: &Path, name: &str) -> Vec<(String, String)> {
     out
 }
 
-fn stop(sensor: &mut Sensor) -> String {
+fn stop_reading_stderr(sensor: &mut Sensor) -> String {
     signal(&sensor.0, "-TERM");
     let start = Instant::now();
     while sensor.0.try_wait().unwrap().is_none() {
@@ -403,7 +728,7 @@ fn service_user_owns_the_spool_and_outputs_and_loses_nothing() {
     std::thread::sleep(Duration::from_millis(800));
     send_conversation(&sock, &to, 42000, "/after-rotate");
     wait_for("the exchange after SIGHUP", || uris(&exchanges).len() == 1);
-    let stderr = stop(&mut sensor);
+    let stderr = stop_reading_stderr(&mut sensor);
     assert!(!stderr.contains("ERROR"), "{stderr}");
     assert!(!stderr.contains("cannot write"), "{stderr}");
     assert_eq!(forward_value(&stderr, "spool_lost="), 0, "{stderr}");
@@ -432,7 +757,7 @@ fn service_user_owns_the_spool_and_outputs_and_loses_nothing() {
     // A restart resumes at the cursors: no detection is sent again.
     let mut sensor = start(&cfg);
     std::thread::sleep(Duration::from_millis(1500));
-    let stderr = stop(&mut sensor);
+    let stderr = stop_reading_stderr(&mut sensor);
     assert_eq!(forward_value(&stderr, "spool_lost="), 0, "{stderr}");
     assert_eq!(
         detections(&out_dir).len(),

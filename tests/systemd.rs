@@ -305,3 +305,58 @@ fn sysusers_creates_the_service_user() {
         user[3]
     );
 }
+
+/// The syscalls `systemd-analyze syscall-filter NAME` lists for a syscall
+/// or `@group`, groups expanded.
+fn syscalls_of(name: &str, out: &mut BTreeSet<String>) {
+    if !name.starts_with('@') {
+        out.insert(name.to_string());
+        return;
+    }
+    let listing = run_tool(
+        Command::new("systemd-analyze")
+            .args(["syscall-filter", name])
+            .env("SYSTEMD_LOG_COLOR", "0"),
+        "systemd-analyze",
+    );
+    assert!(
+        listing.status.success(),
+        "systemd-analyze syscall-filter {name}: {}",
+        String::from_utf8_lossy(&listing.stderr)
+    );
+    let text = String::from_utf8_lossy(&listing.stdout).into_owned();
+    for entry in text
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        if entry.starts_with('@') {
+            syscalls_of(entry, out);
+        } else {
+            out.insert(entry.to_string());
+        }
+    }
+}
+
+/// The sensor drops its capabilities with capset(2) and sets no_new_privs
+/// with prctl(2) once its captures are open (src/service.rs), and refuses to
+/// start if that fails: the unit's seccomp filter must let both through.
+#[test]
+fn syscall_filter_lets_the_capability_drop_through() {
+    let unit = parse_unit(&read_unit());
+    let mut allowed = BTreeSet::new();
+    let mut denied = BTreeSet::new();
+    for entry in words(&unit, "Service", "SystemCallFilter") {
+        match entry.strip_prefix('~') {
+            Some(deny) => syscalls_of(deny, &mut denied),
+            None => syscalls_of(&entry, &mut allowed),
+        }
+    }
+    for syscall in ["capset", "capget", "prctl"] {
+        assert!(
+            allowed.contains(syscall) && !denied.contains(syscall),
+            "SystemCallFilter= of {UNIT} blocks {syscall}, so the sensor could not drop its capabilities"
+        );
+    }
+}

@@ -127,6 +127,52 @@ impl PacketSource for LiveSource {
     }
 }
 
+/// Compiles `filter` for interface `name` the way [`LiveSource::open`]
+/// will, without opening the interface (no privileges needed), so a filter
+/// that does not compile is refused by `check-config`.
+pub fn check_filter(name: &str, filter: &str) -> Result<(), String> {
+    let dead = Capture::dead(offline_link_type(name)).map_err(|e| e.to_string())?;
+    dead.compile(filter, true)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// The link type libpcap gives a Linux interface, from its ARPHRD type in
+/// sysfs (libpcap's own mapping, for the types a sensor meets): Ethernet
+/// and loopback are Ethernet, interfaces without a link header (tun,
+/// WireGuard) raw IP, and the "any" device and everything else the cooked
+/// Linux header libpcap falls back to.
+fn offline_link_type(name: &str) -> pcap::Linktype {
+    const ARPHRD_ETHER: u32 = 1;
+    const ARPHRD_LOOPBACK: u32 = 772;
+    const ARPHRD_NONE: u32 = 65_534;
+    /// DLT_RAW as Linux libpcap numbers it (LINKTYPE_RAW, 101, in files).
+    const DLT_RAW: i32 = 12;
+    let arphrd = std::fs::read_to_string(format!("/sys/class/net/{name}/type"))
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok());
+    match arphrd {
+        Some(ARPHRD_ETHER | ARPHRD_LOOPBACK) => pcap::Linktype::ETHERNET,
+        Some(ARPHRD_NONE) => pcap::Linktype(DLT_RAW),
+        _ => pcap::Linktype::LINUX_SLL,
+    }
+}
+
+/// Interfaces libpcap can capture on, each with whether it is up.
+pub fn interface_states() -> Result<Vec<(String, bool)>, CaptureError> {
+    let devices = pcap::Device::list().map_err(|e| CaptureError::Open {
+        path: "interfaces".into(),
+        message: e.to_string(),
+    })?;
+    Ok(devices
+        .into_iter()
+        .map(|d| {
+            let up = d.flags.if_flags.contains(pcap::IfFlags::UP);
+            (d.name, up)
+        })
+        .collect())
+}
+
 /// Interfaces libpcap can capture on: (name, description, addresses).
 pub fn list_interfaces() -> Result<Vec<(String, String, Vec<String>)>, CaptureError> {
     let devices = pcap::Device::list().map_err(|e| CaptureError::Open {

@@ -8,7 +8,6 @@
 use crate::config::SuppressRule;
 use crate::event::{stable_id, Actor, Event, EventKind, Owasp, Severity};
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 /// Detections of different kinds an actor needs before an incident opens.
 const MIN_KINDS: usize = 2;
@@ -201,47 +200,15 @@ fn matches(rule: &SuppressRule, event: &Event) -> bool {
     {
         return false;
     }
-    if !rule.cidr.is_empty() {
-        let Some(ip) = actor.and_then(|a| a.ip) else {
-            return false;
-        };
-        if !in_cidr(ip, &rule.cidr) {
+    if let Some(network) = &rule.cidr {
+        if !actor
+            .and_then(|a| a.ip)
+            .is_some_and(|ip| network.contains(&ip))
+        {
             return false;
         }
     }
     true
-}
-
-/// `ip` inside `cidr` (`10.0.0.0/8`, `2001:db8::/32`, or a bare address).
-pub fn in_cidr(ip: IpAddr, cidr: &str) -> bool {
-    let (net, bits) = match cidr.split_once('/') {
-        Some((n, b)) => (n, b.parse::<u32>().ok()),
-        None => (cidr, None),
-    };
-    let Ok(net) = net.parse::<IpAddr>() else {
-        return false;
-    };
-    match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let bits = bits.unwrap_or(32).min(32);
-            let mask = if bits == 0 {
-                0
-            } else {
-                u32::MAX << (32 - bits)
-            };
-            u32::from(a) & mask == u32::from(n) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let bits = bits.unwrap_or(128).min(128);
-            let mask = if bits == 0 {
-                0
-            } else {
-                u128::MAX << (128 - bits)
-            };
-            u128::from(a) & mask == u128::from(n) & mask
-        }
-        _ => false,
-    }
 }
 
 #[cfg(test)]
@@ -333,7 +300,7 @@ mod tests {
             rule: r.into(),
             endpoint: endpoint.into(),
             actor: actor.into(),
-            cidr: cidr.into(),
+            cidr: crate::config::parse_network(cidr).unwrap(),
             until_unix: until,
         };
         assert!(suppressed(&[rule("detect.scanner.", "", "", "", 0)], &e));
@@ -347,6 +314,9 @@ mod tests {
             "expired"
         );
         assert!(suppressed(&[rule("", "", "", "", 1_800_000_000)], &e));
-        assert!(in_cidr("2001:db8::1".parse().unwrap(), "2001:db8::/32"));
+        assert!(suppressed(&[rule("", "", "", "10.1.2.3", 0)], &e));
+        assert!(!suppressed(&[rule("", "", "", "10.1.2.4", 0)], &e));
+        assert!(suppressed(&[rule("", "", "", "10.1.2.3/8", 0)], &e));
+        assert!(!suppressed(&[rule("", "", "", "2001:db8::/32", 0)], &e));
     }
 }
