@@ -1595,8 +1595,7 @@ mod tests {
 
     #[test]
     fn flow_table_size_has_an_upper_bound() {
-        let at =
-            |n: u64| Settings::from_toml(&format!("[flow]\nmax_flows = {n}\n"), "t");
+        let at = |n: u64| Settings::from_toml(&format!("[flow]\nmax_flows = {n}\n"), "t");
         at(MAX_FLOWS).unwrap();
         let err = at(MAX_FLOWS + 1).unwrap_err().to_string();
         assert!(err.contains("flow.max_flows"), "{err}");

@@ -166,7 +166,6 @@ pub fn check_writable(settings: &crate::Settings, user: &str, owner: FileOwner) 
     Ok(())
 }
 
-
 /// Drops the capabilities the sensor needed to open its captures (under the
 /// shipped unit CAP_NET_RAW and CAP_NET_ADMIN, as root all of them). Call
 /// it once every capture, output and listener is open and before any
