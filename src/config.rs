@@ -857,12 +857,20 @@ impl Settings {
     }
 
     pub fn from_toml(text: &str, origin: &str) -> Result<Settings, ConfigError> {
-        let settings: Settings = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut settings: Settings = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_string(),
             message: e.to_string(),
         })?;
         settings.validate()?;
+        settings.fit_memory_plan();
         Ok(settings)
+    }
+
+    /// Lowers the caps that must fit a share of `memory.budget_bytes` to
+    /// it: a small budget shrinks the in-memory event queue with it.
+    pub fn fit_memory_plan(&mut self) {
+        let events = self.memory_plan().events_bytes as u64;
+        self.events.queue_max_bytes = self.events.queue_max_bytes.min(events);
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -1092,12 +1100,6 @@ impl Settings {
             e.queue_max_bytes,
             64 * 1024,
             "set e.g. 8388608 (8 MiB)",
-        )?;
-        at_most(
-            "events.queue_max_bytes",
-            e.queue_max_bytes,
-            self.memory_plan().events_bytes as u64,
-            "keep it within the events' share of memory.budget_bytes (1/64), or raise the budget",
         )?;
         at_least(
             "events.spool_segment_bytes",
