@@ -286,7 +286,12 @@ fn facts_of(
             })
             .unwrap_or_default()
     };
+    let path_payload = exchange
+        .request
+        .as_ref()
+        .is_some_and(|r| !crate::detect::injection::scan(&r.uri).is_empty());
     ExchangeFacts {
+        path_payload,
         request_sensitive: hits(&found.request),
         response_sensitive: hits(&found.response),
         request_fields: fields(&found.request_shape),

@@ -491,14 +491,13 @@ pub struct InventorySettings {
     pub max_fields_per_endpoint: usize,
     /// Bytes all profile entries (parameters, fields, types ...) may use.
     pub max_profile_bytes: usize,
-    /// Distinct literal siblings needed before they can be one parameter.
+    /// Alike literal siblings (same methods succeed, same kind and shape of
+    /// answer) needed before they can be values of one parameter; they
+    /// must also be spread like values (each used by one or two clients,
+    /// the position by several) unless there are `param_many_distinct`.
     pub param_min_distinct: usize,
-    /// ... and distinct literals per request through that position.
-    pub param_min_distinct_ratio: f64,
-    /// Requests a literal needs before its own profile can keep it a fixed route.
-    pub fixed_min_requests: u64,
-    /// A literal with this many times the siblings' median requests is a fixed route.
-    pub fixed_share_factor: f64,
+    /// Alike literal siblings that are values whoever uses them.
+    pub param_many_distinct: usize,
     /// OpenAPI 3.x document (JSON or YAML) of the monitored API; calls to
     /// endpoints it lacks (shadow) or marks deprecated raise API9 events.
     /// "" = none.
@@ -517,10 +516,8 @@ impl Default for InventorySettings {
             max_params_per_endpoint: 64,
             max_fields_per_endpoint: 256,
             max_profile_bytes: 32 * 1024 * 1024,
-            param_min_distinct: 10,
-            param_min_distinct_ratio: 0.1,
-            fixed_min_requests: 5,
-            fixed_share_factor: 20.0,
+            param_min_distinct: 5,
+            param_many_distinct: 16,
             spec_path: String::new(),
         }
     }
@@ -1340,22 +1337,14 @@ impl Settings {
             "inventory.param_min_distinct",
             inv.param_min_distinct as u64,
             2,
-            "set e.g. 10: fewer distinct values than this stay literal routes",
+            "set e.g. 5: fewer alike siblings than this stay literal routes",
         )?;
-        if !(inv.param_min_distinct_ratio > 0.0 && inv.param_min_distinct_ratio <= 1.0) {
-            return Err(ConfigError::Invalid {
-                key: "inventory.param_min_distinct_ratio",
-                problem: format!("is {}, must be in (0, 1]", inv.param_min_distinct_ratio),
-                fix: "use e.g. 0.1 (one distinct value per ten requests)",
-            });
-        }
-        if inv.fixed_share_factor.is_nan() || inv.fixed_share_factor < 1.0 {
-            return Err(ConfigError::Invalid {
-                key: "inventory.fixed_share_factor",
-                problem: format!("is {}, must be at least 1", inv.fixed_share_factor),
-                fix: "use e.g. 20 (twenty times the siblings' median requests)",
-            });
-        }
+        at_least(
+            "inventory.param_many_distinct",
+            inv.param_many_distinct as u64,
+            inv.param_min_distinct as u64,
+            "make it at least inventory.param_min_distinct, e.g. 16",
+        )?;
         if !inv.spec_path.is_empty() && !Path::new(&inv.spec_path).is_file() {
             return Err(ConfigError::Invalid {
                 key: "inventory.spec_path",
@@ -1512,11 +1501,11 @@ mod tests {
 
     #[test]
     fn inventory_settings_are_validated() {
-        let err = Settings::from_toml("[inventory]\nparam_min_distinct_ratio = 0\n", "t")
+        let err = Settings::from_toml("[inventory]\nparam_many_distinct = 1\n", "t")
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("inventory.param_min_distinct_ratio") && err.contains("fix"),
+            err.contains("inventory.param_many_distinct") && err.contains("fix"),
             "{err}"
         );
         let err = Settings::from_toml("[inventory]\nmax_children_per_node = 3\n", "t")

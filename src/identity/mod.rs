@@ -1,8 +1,15 @@
-//! Who is behind a request, without keeping what proves it: credentials are
-//! identified by keyed hashes. The key is the redaction key
+//! Who is behind a request, without keeping what proves it: which parts of
+//! a request carry credentials ([`credentials`]), whom they identify
+//! ([`principal`]), and the keyed hashes credentials are identified by. The key is the redaction key
 //! (`classify.redaction_key_hex`, else a random one per process), so a hash
 //! in an event (an API-key principal, the password a spraying campaign
 //! tried) cannot be reversed with a dictionary by whoever reads the event.
+
+pub mod credentials;
+pub mod principal;
+
+pub use credentials::{Carrier, Credential, CredentialKind, Credentials};
+pub use principal::{IdentityBook, Principal, PrincipalKind};
 
 use crate::config::ClassifySettings;
 

@@ -22,7 +22,7 @@ use crate::exchange::{Exchange, Request, Text};
 use profile::{Budget, Caps, FieldType, Observation, PostureCounts, Profile};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use template::{Label, Node, NotFoundOnly, Rules, SegKind, Step, View};
+use template::{Label, Node, Outcome, ResponseKind, Rules, Sample, SegKind, Step};
 
 /// One sensitive value the classifier found in an exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,13 +43,15 @@ pub struct SensitiveHit {
 /// data (from the classifier) and the flat JSON field lists of the bodies
 /// (path with arrays as `[]`, type name: `string`, `integer`, `number`,
 /// `bool`, `null`, `object`, `array`, `uuid`, `email`, `date_time`, `date`,
-/// `uri`, `ip`).
+/// `uri`, `ip`), and whether the path carried an attack payload.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExchangeFacts {
     pub request_sensitive: Vec<SensitiveHit>,
     pub response_sensitive: Vec<SensitiveHit>,
     pub request_fields: Vec<(String, String)>,
     pub response_fields: Vec<(String, String)>,
+    /// The request target carried an attack payload (a probe).
+    pub path_payload: bool,
 }
 
 /// Deepest JSON nesting walked for field paths.
@@ -168,7 +170,7 @@ fn walk_json(
     }
 }
 
-/// What caps refused, and what is not an endpoint.
+/// What caps refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Counters {
     pub exchanges: u64,
@@ -176,7 +178,8 @@ pub struct Counters {
     pub exchanges_without_request: u64,
     /// Requests to a new host beyond `inventory.max_hosts`.
     pub hosts_capped: u64,
-    /// Requests whose path needed trie nodes beyond `inventory.max_path_nodes`.
+    /// Requests whose path needed trie nodes beyond `inventory.max_path_nodes`
+    /// (their new segments went to an overflow parameter instead).
     pub paths_capped: u64,
     /// Requests with more than `inventory.max_path_segments` segments.
     pub paths_too_deep: u64,
@@ -186,13 +189,80 @@ pub struct Counters {
     pub methods_capped: u64,
     /// Profile entries (parameters, fields, types ...) refused by a cap or the byte budget.
     pub profile_entries_capped: u64,
-    /// Distinct raw paths (per method) that only ever answered 404, and their requests.
-    pub not_found_only_paths: u64,
-    pub not_found_only_requests: u64,
     /// Trie nodes plus per-method profiles in use.
     pub path_nodes: u64,
     /// Bytes the profile entries are estimated to use.
     pub profile_bytes: u64,
+}
+
+/// The endpoint an exchange belongs to: the one key the inventory, the
+/// baselines, the detectors and the posture findings use for it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EndpointKey {
+    /// Host header (lower case, `:80` dropped) or the server address.
+    pub host: Text,
+    pub method: Text,
+    /// The learned template: `/users/{name}/orders/{id}`.
+    pub template: Text,
+}
+
+impl std::fmt::Display for EndpointKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}{}", self.method, self.host, self.template)
+    }
+}
+
+/// A value at a parameter position of the template: an object id (a
+/// number, a UUID, a name, a slug, a title).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathValue {
+    /// The parameter's name in the template.
+    pub name: String,
+    pub kind: SegKind,
+    pub value: Text,
+}
+
+/// Where an exchange belongs in the inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    pub key: EndpointKey,
+    /// The values at the template's parameters, in path order.
+    pub values: Vec<PathValue>,
+}
+
+/// Why a path is, or is not, listed as an ordinary endpoint of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathClass {
+    /// An endpoint of the API.
+    Api,
+    /// Never answered successfully: not found, refused, or errors only.
+    Unconfirmed,
+    /// Framework documentation, specifications and consoles (`/docs`,
+    /// `/openapi.json`, `/swagger-ui`, `/static/...`).
+    Documentation,
+    /// `HEAD` and `OPTIONS`, which frameworks answer for every route.
+    AutomaticMethod,
+    /// Every request to it carried an attack payload in its target.
+    Probe,
+    /// Every client that called it was flagged as a scanner.
+    ScannerOnly,
+    /// On a host only one client used (an attacker-supplied `Host`).
+    UntrustedHost,
+}
+
+impl PathClass {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PathClass::Api => "api",
+            PathClass::Unconfirmed => "unconfirmed",
+            PathClass::Documentation => "documentation",
+            PathClass::AutomaticMethod => "automatic_method",
+            PathClass::Probe => "probe",
+            PathClass::ScannerOnly => "scanner_only",
+            PathClass::UntrustedHost => "untrusted_host",
+        }
+    }
 }
 
 /// One endpoint: a templated path and method on a host, with its profile.
@@ -205,12 +275,15 @@ pub struct Endpoint {
     /// Path parameters in order: (name, kind).
     pub params: Vec<(String, SegKind)>,
     pub profile: Profile,
+    pub class: PathClass,
 }
 
-/// The inventory at one moment: endpoints sorted by host, path, method.
+/// The inventory at one moment: endpoints sorted by host, path, method;
+/// `other` holds what is not an ordinary endpoint, each with why.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub endpoints: Vec<Endpoint>,
+    pub other: Vec<Endpoint>,
     pub counters: Counters,
 }
 
@@ -226,7 +299,12 @@ pub struct Inventory {
     hosts: BTreeMap<Text, Host>,
     budget: Budget,
     counters: Counters,
+    /// Clients (digests) flagged as scanners, for the `scanner_only` class.
+    scanners: std::collections::BTreeSet<u32>,
 }
+
+/// Scanner clients remembered for the report.
+const MAX_SCANNERS: usize = 10_000;
 
 impl Inventory {
     pub fn new(settings: &InventorySettings) -> Inventory {
@@ -238,6 +316,7 @@ impl Inventory {
                 ..Budget::default()
             },
             counters: Counters::default(),
+            scanners: Default::default(),
         }
     }
 
@@ -253,29 +332,42 @@ impl Inventory {
     fn rules(&self) -> Rules {
         Rules {
             param_min_distinct: self.settings.param_min_distinct,
-            param_min_distinct_ratio: self.settings.param_min_distinct_ratio,
-            fixed_min_requests: self.settings.fixed_min_requests,
-            fixed_share_factor: self.settings.fixed_share_factor,
+            param_many_distinct: self.settings.param_many_distinct,
+            max_children: self.settings.max_children_per_node,
+            at_node_cap: false,
+            node_room: u64::MAX,
         }
     }
 
-    /// Files one exchange under its host, path and method.
-    pub fn observe(&mut self, ex: &Exchange, facts: &ExchangeFacts) {
+    /// Remembers that `client` (a digest, see [`client_digest`]) was
+    /// flagged as a scanner: paths only such clients called are listed
+    /// apart.
+    pub fn mark_scanner(&mut self, client: u32) {
+        if self.scanners.len() < MAX_SCANNERS {
+            self.scanners.insert(client);
+        }
+    }
+
+    /// Files one exchange under its host, path and method, learning the
+    /// path's template as it goes; returns where it belongs (`None` for a
+    /// response without a request, or a path a cap refused).
+    pub fn observe(&mut self, ex: &Exchange, facts: &ExchangeFacts) -> Option<Located> {
         self.counters.exchanges += 1;
         let Some(req) = &ex.request else {
             self.counters.exchanges_without_request += 1;
-            return;
+            return None;
         };
+        let rules = self.rules();
         let s = &self.settings;
         let host = host_of(req, ex);
         if !self.hosts.contains_key(&host) && self.hosts.len() >= s.max_hosts {
             self.counters.hosts_capped += 1;
-            return;
+            return None;
         }
         let segments: Vec<&str> = req.path.split('/').filter(|p| !p.is_empty()).collect();
         if segments.len() > s.max_path_segments {
             self.counters.paths_too_deep += 1;
-            return;
+            return None;
         }
         let steps: Vec<Step<'_>> = segments
             .iter()
@@ -294,26 +386,32 @@ impl Inventory {
                 .to_ascii_uppercase(),
         );
         let status = ex.response.as_ref().map(|r| r.status);
-        let max_children = s.max_children_per_node;
         let max_methods = s.max_methods_per_path;
         let max_nodes = s.max_path_nodes as u64;
-        let root_needed = u64::from(!self.hosts.contains_key(&host));
-        let needed = root_needed
-            + self.hosts.get(&host).map_or(steps.len() + 1, |h| {
-                h.root.nodes_needed(&steps, max_children)
-            }) as u64;
-        // A new path needs its nodes and a profile.
-        if needed > 0 && self.counters.path_nodes + needed + 1 > max_nodes {
-            self.counters.paths_capped += 1;
-            return;
-        }
+        // Near the cap, new segments fold into their position's overflow
+        // child (a parameter) instead of growing the trie.
+        let rules = Rules {
+            at_node_cap: self.counters.path_nodes + steps.len() as u64 + 2 > max_nodes,
+            // The host root and a profile may be needed besides the path's nodes.
+            node_room: max_nodes.saturating_sub(self.counters.path_nodes + 2),
+            ..rules
+        };
         let caps = self.caps();
         let query = parse_query(req.query.as_deref());
         let auth = auth::detect(req, &query);
         let success = status.is_some_and(|s| (200..300).contains(&s));
+        let client = client_digest(ex);
+        let json_keys = top_level_keys(&facts.response_fields);
+        let sample = Sample {
+            method: &method,
+            client,
+            outcome: outcome(ex),
+            kind: response_kind(ex),
+            json_keys: &json_keys,
+        };
         let obs = Observation {
             ts: req.ts,
-            client_hash: profile::stable_hash(ex.client.ip().to_string().as_bytes()),
+            client_hash: u64::from(client),
             status,
             request_content_type: req.content_type.as_deref(),
             response_content_type: ex.response.as_ref().and_then(|r| r.content_type.as_deref()),
@@ -329,49 +427,170 @@ impl Inventory {
             response_sensitive: &facts.response_sensitive,
             posture: posture_counts(req, status, &query, &auth, facts),
         };
-        let host_entry = self.hosts.entry(host).or_default();
-        let (node, overflowed) = host_entry
-            .root
-            .walk(&steps, max_children, status == Some(404));
-        self.counters.path_nodes += needed;
-        self.counters.segments_overflowed += overflowed;
-        if !node.methods.contains_key(&method) {
-            if node.methods.len() >= max_methods || self.counters.path_nodes + 1 > max_nodes {
-                self.counters.methods_capped += 1;
-                return;
-            }
-            self.counters.path_nodes += 1;
+        let new_host = !self.hosts.contains_key(&host);
+        let host_entry = self.hosts.entry(host.clone()).or_default();
+        let mut labels = Vec::with_capacity(steps.len());
+        let (node, walked) = host_entry.root.walk(&steps, &sample, &rules, &mut labels);
+        node.probes += u64::from(facts.path_payload);
+        self.counters.segments_overflowed += walked.overflowed;
+        self.counters.paths_capped += u64::from(walked.capped > 0);
+        let new_method = !node.methods.contains_key(&method);
+        let capped = new_method && (node.methods.len() >= max_methods || rules.at_node_cap);
+        if !capped {
+            node.methods
+                .entry(method.clone())
+                .or_default()
+                .observe(&obs, &caps, &mut self.budget);
         }
-        node.methods
-            .entry(method)
-            .or_default()
-            .observe(&obs, &caps, &mut self.budget);
+        self.counters.path_nodes = self
+            .counters
+            .path_nodes
+            .saturating_add(walked.created + u64::from(new_host))
+            .saturating_sub(walked.merged)
+            .saturating_add(u64::from(new_method && !capped));
+        if capped {
+            self.counters.methods_capped += 1;
+        }
         self.counters.profile_entries_capped = self.budget.entries_capped;
         self.counters.profile_bytes = self.budget.used_bytes as u64;
+        let template = template::template(&labels);
+        let values = labels
+            .iter()
+            .zip(&segments)
+            .filter(|(l, _)| matches!(l, Label::Param(_)))
+            .zip(&template.params)
+            .map(|((_, seg), (name, kind))| PathValue {
+                name: name.clone(),
+                kind: *kind,
+                value: Text::from(*seg),
+            })
+            .collect();
+        Some(Located {
+            key: EndpointKey {
+                host,
+                method,
+                template: Text::from(template.path),
+            },
+            values,
+        })
     }
 
-    /// Counters so far (without the query-time not-found counts).
+    /// Counters so far.
     pub fn counters(&self) -> &Counters {
         &self.counters
     }
 
-    /// Resolves templates and lists every endpoint, sorted by host, path, method.
+    /// Lists every endpoint, sorted by host, path, method: the API's in
+    /// `endpoints`, the rest (see [`PathClass`]) in `other`.
     pub fn snapshot(&self) -> Snapshot {
-        let rules = self.rules();
-        let mut dropped = NotFoundOnly::default();
-        let mut endpoints = Vec::new();
+        let busiest = self
+            .hosts
+            .iter()
+            .max_by_key(|(_, h)| h.root.evidence.successes)
+            .map(|(name, _)| name.clone());
+        let mut all = Vec::new();
         for (host, h) in &self.hosts {
-            let view = template::resolve(&h.root, &rules, &mut dropped);
+            let trusted = busiest.as_ref() == Some(host) || h.root.evidence.clients() >= 2;
             let mut labels = Vec::new();
-            flatten(host, &view, &mut labels, &mut endpoints);
+            self.flatten(host, trusted, &h.root, &mut labels, &mut all);
         }
-        endpoints.sort_by(|a, b| (&a.host, &a.path, &a.method).cmp(&(&b.host, &b.path, &b.method)));
-        let mut counters = self.counters.clone();
-        counters.not_found_only_paths = dropped.paths;
-        counters.not_found_only_requests = dropped.requests;
+        all.sort_by(|a, b| (&a.host, &a.path, &a.method).cmp(&(&b.host, &b.path, &b.method)));
+        let (endpoints, other) = all.into_iter().partition(|e| e.class == PathClass::Api);
         Snapshot {
             endpoints,
-            counters,
+            other,
+            counters: self.counters.clone(),
+        }
+    }
+
+    fn flatten(
+        &self,
+        host: &str,
+        trusted: bool,
+        node: &Node,
+        labels: &mut Vec<Label>,
+        out: &mut Vec<Endpoint>,
+    ) {
+        if !node.methods.is_empty() {
+            let t = template::template(labels);
+            for (method, profile) in &node.methods {
+                out.push(Endpoint {
+                    host: host.to_string(),
+                    method: method.to_string(),
+                    class: self.class_of(trusted, &t.path, method, profile, node),
+                    path: t.path.clone(),
+                    params: t.params.clone(),
+                    profile: profile.clone(),
+                });
+            }
+        }
+        for (name, child) in &node.literals {
+            labels.push(Label::Lit(name.clone()));
+            self.flatten(host, trusted, child, labels, out);
+            labels.pop();
+        }
+        // Typed values of several shapes at one position are one parameter:
+        // their profiles merge into the busiest shape's.
+        let mut params: Vec<(SegKind, &Node)> = self_typed(node);
+        if let Some(p) = node.param.as_deref() {
+            params.push((SegKind::Text, p));
+        }
+        if let Some(o) = node.overflow.as_deref() {
+            params.push((SegKind::Text, o));
+        }
+        if params.len() == 1 {
+            if let Some((kind, child)) = params.pop() {
+                labels.push(Label::Param(kind));
+                self.flatten(host, trusted, child, labels, out);
+                labels.pop();
+            }
+        } else if !params.is_empty() {
+            let kind = params
+                .iter()
+                .max_by_key(|(k, n)| (n.evidence.hits, std::cmp::Reverse(*k)))
+                .map_or(SegKind::Text, |(k, _)| *k);
+            let mut merged = Node::default();
+            for (_, n) in params {
+                merged.absorb(n.clone());
+            }
+            labels.push(Label::Param(kind));
+            self.flatten(host, trusted, &merged, labels, out);
+            labels.pop();
+        }
+    }
+
+    fn class_of(
+        &self,
+        trusted: bool,
+        path: &str,
+        method: &str,
+        profile: &Profile,
+        node: &Node,
+    ) -> PathClass {
+        let successes: u64 = profile
+            .statuses
+            .iter()
+            .filter(|(s, _)| (200..400).contains(*s))
+            .map(|(_, n)| *n)
+            .sum();
+        if !trusted {
+            PathClass::UntrustedHost
+        } else if node.probes > 0 && node.probes >= node.evidence.hits {
+            PathClass::Probe
+        } else if node
+            .evidence
+            .known_clients()
+            .is_some_and(|cs| !cs.is_empty() && cs.iter().all(|c| self.scanners.contains(c)))
+        {
+            PathClass::ScannerOnly
+        } else if is_documentation(path) {
+            PathClass::Documentation
+        } else if method == "HEAD" || method == "OPTIONS" {
+            PathClass::AutomaticMethod
+        } else if successes == 0 {
+            PathClass::Unconfirmed
+        } else {
+            PathClass::Api
         }
     }
 
@@ -381,23 +600,121 @@ impl Inventory {
     }
 }
 
-fn flatten<'a>(host: &str, view: &'a View, labels: &mut Vec<&'a Label>, out: &mut Vec<Endpoint>) {
-    if !view.methods.is_empty() {
-        let t = template::template(labels);
-        for (method, profile) in &view.methods {
-            out.push(Endpoint {
-                host: host.to_string(),
-                method: method.to_string(),
-                path: t.path.clone(),
-                params: t.params.clone(),
-                profile: profile.clone(),
-            });
-        }
+fn self_typed(node: &Node) -> Vec<(SegKind, &Node)> {
+    node.typed.iter().map(|(k, n)| (*k, n)).collect()
+}
+
+/// Framework documentation, specifications, consoles and static assets.
+/// `docs` and `openapi` count only as the last segment: `/docs` is a
+/// framework's page, `/docs/{id}` a collection of documents.
+fn is_documentation(path: &str) -> bool {
+    const ANYWHERE: &[&str] = &[
+        "redoc",
+        "swagger",
+        "swagger-ui",
+        "swagger-ui.html",
+        "swagger.json",
+        "swagger.yaml",
+        "openapi.json",
+        "openapi.yaml",
+        "api-docs",
+        "apidocs",
+        "graphiql",
+        "playground",
+        "static",
+        "assets",
+        "favicon.ico",
+        "robots.txt",
+        ".well-known",
+        "__debug__",
+    ];
+    const LAST: &[&str] = &["docs", "openapi"];
+    let segments: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    segments.iter().any(|s| ANYWHERE.contains(&s.as_str()))
+        || segments.last().is_some_and(|s| LAST.contains(&s.as_str()))
+}
+
+/// A digest of the client address: who called, for templating and the
+/// scanner-only class (never the address itself in reports).
+pub fn client_digest(ex: &Exchange) -> u32 {
+    (profile::stable_hash(ex.client.ip().to_string().as_bytes()) >> 32) as u32
+}
+
+/// Hashed top-level keys of a JSON body's field list.
+fn top_level_keys(fields: &[(String, String)]) -> Vec<u32> {
+    fields
+        .iter()
+        .filter(|(p, _)| !p.contains('.') && !p.contains("[]"))
+        .map(|(p, _)| (profile::stable_hash(p.as_bytes()) >> 32) as u32)
+        .collect()
+}
+
+/// How an exchange ended, as evidence about its path. "Not found" is not
+/// only 404: 410, and a 400/422 or 200 whose (error) body says the thing
+/// does not exist.
+pub fn outcome(ex: &Exchange) -> Outcome {
+    let Some(r) = &ex.response else {
+        return Outcome::Unanswered;
+    };
+    match r.status {
+        404 | 410 => Outcome::NotFound,
+        401 | 403 => Outcome::Rejected,
+        400 | 422 | 200 if says_not_found(&r.body.data) => Outcome::NotFound,
+        200..=399 => Outcome::Success,
+        _ => Outcome::Error,
     }
-    for (label, child) in &view.children {
-        labels.push(label);
-        flatten(host, child, labels, out);
-        labels.pop();
+}
+
+/// Whether a (short) body says the requested thing does not exist.
+fn says_not_found(body: &[u8]) -> bool {
+    if body.is_empty() || body.len() > 4096 {
+        return false;
+    }
+    let text = String::from_utf8_lossy(body).to_ascii_lowercase();
+    let error_body = !text.trim_start().starts_with('{')
+        || text.contains("error")
+        || text.contains("detail")
+        || text.contains("message");
+    error_body
+        && [
+            "not found",
+            "not_found",
+            "notfound",
+            "does not exist",
+            "doesn't exist",
+            "no such",
+            "unknown ",
+        ]
+        .iter()
+        .any(|p| text.contains(p))
+}
+
+/// The kind of a successful answer.
+fn response_kind(ex: &Exchange) -> ResponseKind {
+    let Some(r) = &ex.response else {
+        return ResponseKind::Other;
+    };
+    if (300..400).contains(&r.status) {
+        return ResponseKind::Redirect;
+    }
+    if r.status == 204 || r.body.wire_len == 0 {
+        return ResponseKind::Empty;
+    }
+    let ct = r
+        .content_type
+        .as_deref()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if ct.contains("json") {
+        ResponseKind::Json
+    } else if ct.contains("html") {
+        ResponseKind::Html
+    } else {
+        ResponseKind::Other
     }
 }
 

@@ -108,15 +108,46 @@ impl EndpointJson {
 #[derive(Debug, Serialize)]
 pub struct InventoryJson<'a> {
     pub endpoints: Vec<EndpointJson>,
+    /// Paths that are not ordinary endpoints of the API, each with its
+    /// class (`unconfirmed`, `documentation`, `probe`, ...).
+    pub other_paths: Vec<OtherJson>,
     pub counters: &'a Counters,
     pub findings: &'a [Event],
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drift: Option<&'a Drift>,
 }
 
+/// A path not listed as an endpoint, and why.
+#[derive(Debug, Serialize)]
+pub struct OtherJson {
+    pub host: String,
+    pub method: String,
+    pub path: String,
+    pub class: super::PathClass,
+    pub requests: u64,
+    pub status_codes: BTreeMap<String, u64>,
+}
+
 pub fn json(snapshot: &Snapshot, findings: &[Event], drift: Option<&Drift>) -> serde_json::Value {
     let doc = InventoryJson {
         endpoints: snapshot.endpoints.iter().map(EndpointJson::new).collect(),
+        other_paths: snapshot
+            .other
+            .iter()
+            .map(|e| OtherJson {
+                host: e.host.clone(),
+                method: e.method.clone(),
+                path: e.path.clone(),
+                class: e.class,
+                requests: e.profile.requests,
+                status_codes: e
+                    .profile
+                    .statuses
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), *v))
+                    .collect(),
+            })
+            .collect(),
         counters: &snapshot.counters,
         findings,
         drift,
@@ -144,6 +175,21 @@ fn names(fields: &[FieldJson], max: usize) -> String {
         s.push(format!("… +{}", fields.len() - max));
     }
     s.join(", ")
+}
+
+/// "unconfirmed 12, probe 3, ...": the paths not listed as endpoints, by class.
+fn other_summary(snapshot: &Snapshot) -> String {
+    let mut by: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for e in &snapshot.other {
+        *by.entry(e.class.as_str()).or_default() += 1;
+    }
+    if by.is_empty() {
+        return "none".into();
+    }
+    by.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The readable table.
@@ -212,12 +258,11 @@ pub fn table(snapshot: &Snapshot, findings: &[Event], drift: Option<&Drift>) -> 
     let c = &snapshot.counters;
     let _ = writeln!(
         out,
-        "\n{} endpoints; {} exchanges; not endpoints (only 404): {} paths, {} requests; \
+        "\n{} endpoints; {} exchanges; not listed as endpoints: {}; \
          capped: hosts {}, paths {}, too deep {}, overflowed segments {}, methods {}, profile entries {}",
         snapshot.endpoints.len(),
         c.exchanges,
-        c.not_found_only_paths,
-        c.not_found_only_requests,
+        other_summary(snapshot),
         c.hosts_capped,
         c.paths_capped,
         c.paths_too_deep,

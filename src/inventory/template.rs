@@ -1,36 +1,41 @@
-//! Path templating: segment classification and a per-host path trie whose
-//! templates are computed at query time. Owns the raw trie and the rule that
-//! turns it into templates; knows nothing of profiles beyond merging them.
+//! Path templating: which path segments are values of a parameter and which
+//! are routes, learned online from traffic, per host, in a trie. The same
+//! trie answers both questions the sensor asks: which endpoint an exchange
+//! belongs to, now (the `EndpointKey` every detector keys its state on),
+//! and which endpoints the API has (the inventory report).
 //!
-//! Two steps, on purpose:
-//! 1. **Observe** (cheap, bounded): each path segment is classified once.
-//!    Segments with an unambiguous shape — integer, UUID, date, email, long
-//!    hex, base64-like token — become typed children; anything else is kept
-//!    literally, at most `max_children_per_node` literals per node, the rest
-//!    folded into one overflow child. Every node counts the requests that
-//!    reached it and how many of them answered 404.
-//! 2. **Resolve** (at query time, from counts only): literal siblings are
-//!    merged into one `{name}` parameter when their cardinality says they
-//!    are values — at least `param_min_distinct` distinct literals that
-//!    make up at least `param_min_distinct_ratio` of the requests through
-//!    that position, with a dominant response shape (or an overflow, which
-//!    always means "values"). From a merged group, a literal is kept as a
-//!    fixed route when it has at least `fixed_min_requests` requests and
-//!    its own traffic shows a distinct profile (a 2xx JSON response shape
-//!    unlike the siblings' majority, or a method no sibling uses), or when
-//!    its requests are at least `fixed_share_factor` times the siblings'
-//!    median. Subtrees that only ever answered 404 are not endpoints.
+//! A segment is a value **on sight** when its shape says so: an integer,
+//! UUID, date, email, long hex, base64-like token, or text no route name
+//! has (whitespace, quotes, commas, other punctuation, non-ASCII). Other
+//! segments are kept literally until their siblings show what they are.
 //!
-//! Because resolve reads only counts, the templates depend only on the
-//! multiset of observations, not their order, as long as no cap was
-//! reached (then which literals kept their own node depends on arrival
-//! order; the overflow is counted).
+//! Siblings are values of one parameter when **many of them share one
+//! structure**: the same methods succeed on them, they answer with the same
+//! kind of response (a JSON object with mostly the same keys, a redirect,
+//! a page), and — unless there are many of them — each is used by few
+//! clients while the position as a whole is used by several (each user
+//! their own few values). None of this decays as a capture grows: distinct
+//! values and clients only accumulate, and once a position is learned to
+//! be a parameter it stays one. A rule of "distinct values per request"
+//! did decay: it fell as users re-read their own objects.
+//!
+//! Beside a learned parameter, a literal stays a **route** when it differs
+//! from the values: a response of another kind or shape, a method the
+//! values never answered, a leading underscore — even if it was called
+//! only once or twice. Answers that say "not found" (404, 410, or a 400 /
+//! 200 whose body says so) and rejections before any lookup (401, 403) are
+//! no evidence either way: a value that does not exist is still a value.
+//!
+//! Memory is bounded: literal children per node (`max_children_per_node`,
+//! the rest fold into an overflow child that is always a parameter), and a
+//! learned parameter absorbs its values' subtrees, so its position holds
+//! one child whatever the number of values.
 
-use super::profile::Profile;
+use super::profile::{Distinct, Profile};
 use crate::exchange::Text;
 use std::collections::BTreeMap;
 
-/// Shape of a segment recognised on sight, without learning.
+/// Shape of a parameter's values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SegKind {
     Int,
@@ -39,7 +44,7 @@ pub enum SegKind {
     Date,
     Email,
     Token,
-    /// Free text that learned cardinality turned into a parameter.
+    /// Names, slugs, titles: text learned (or seen) to be a value.
     Text,
 }
 
@@ -70,7 +75,7 @@ impl SegKind {
 }
 
 /// Classifies one (percent-decoded) path segment: `Some(kind)` for a value
-/// recognised on sight, `None` for free text kept literally.
+/// recognised on sight, `None` for text that may be a route.
 pub fn classify_segment(seg: &str, max_segment_bytes: usize) -> Option<SegKind> {
     let b = seg.as_bytes();
     if b.is_empty() {
@@ -94,7 +99,17 @@ pub fn classify_segment(seg: &str, max_segment_bytes: usize) -> Option<SegKind> 
     if is_token(b) || b.len() > max_segment_bytes {
         return Some(SegKind::Token);
     }
+    if !b.iter().all(|c| is_route_char(*c)) {
+        return Some(SegKind::Text);
+    }
     None
+}
+
+/// Characters route names are made of. Anything else (whitespace, quotes,
+/// commas, parentheses, non-ASCII...) is in values: titles, names, search
+/// words.
+fn is_route_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'~' | b':' | b'@' | b'$')
 }
 
 fn is_uuid(b: &[u8]) -> bool {
@@ -162,289 +177,500 @@ fn is_token(b: &[u8]) -> bool {
     changes * 4 >= b.len()
 }
 
-/// One classified segment of an observed path.
+/// How an exchange ended, as evidence about its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// 2xx or 3xx.
+    Success,
+    /// The server says the resource does not exist (404, 410, or a body that says so).
+    NotFound,
+    /// 401 or 403: refused before (or without) any lookup.
+    Rejected,
+    /// Other 4xx and 5xx.
+    Error,
+    /// No response seen.
+    Unanswered,
+}
+
+/// The kind of a successful response, as evidence about its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseKind {
+    Json,
+    Html,
+    Redirect,
+    Empty,
+    Other,
+}
+
+impl ResponseKind {
+    const fn bit(self) -> u8 {
+        match self {
+            ResponseKind::Json => 1,
+            ResponseKind::Html => 2,
+            ResponseKind::Redirect => 4,
+            ResponseKind::Empty => 8,
+            ResponseKind::Other => 16,
+        }
+    }
+}
+
+/// What one exchange tells about its path: the facts templating reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample<'a> {
+    pub method: &'a str,
+    /// Who called (a digest of the client address).
+    pub client: u32,
+    pub outcome: Outcome,
+    pub kind: ResponseKind,
+    /// Top-level keys of a successful JSON response, hashed.
+    pub json_keys: &'a [u32],
+}
+
+/// A client digest spread over 64 bits for the sketch (the digest itself
+/// sits in the high half, so [`Evidence::known_clients`] gives it back).
+fn client_hash(client: u32) -> u64 {
+    let low = super::profile::stable_hash(&client.to_le_bytes()) & 0xffff_ffff;
+    (u64::from(client) << 32) | low
+}
+
+/// Bit of a method in [`Evidence::methods`].
+fn method_bit(method: &str) -> u16 {
+    match method {
+        "GET" => 1,
+        "POST" => 2,
+        "PUT" => 4,
+        "PATCH" => 8,
+        "DELETE" => 16,
+        "HEAD" => 32,
+        "OPTIONS" => 64,
+        _ => 128,
+    }
+}
+
+/// Clients remembered exactly per node; beyond, a HyperLogLog sketch.
+const CLIENTS_EXACT: usize = 16;
+/// Top-level JSON keys remembered per node.
+const KEYS_KEPT: usize = 24;
+
+/// What the requests through a node (ending there or deeper) showed.
+#[derive(Debug, Clone, Default)]
+pub struct Evidence {
+    pub hits: u64,
+    pub successes: u64,
+    /// Methods that succeeded.
+    methods: u16,
+    /// Kinds of successful responses.
+    kinds: u8,
+    /// Hashed top-level keys of successful JSON responses.
+    keys: Vec<u32>,
+    clients: Distinct,
+}
+
+impl Evidence {
+    fn add(&mut self, s: &Sample<'_>) {
+        self.hits += 1;
+        self.clients.insert(client_hash(s.client), CLIENTS_EXACT);
+        if s.outcome != Outcome::Success {
+            return;
+        }
+        self.successes += 1;
+        self.methods |= method_bit(s.method);
+        self.kinds |= s.kind.bit();
+        for k in s.json_keys {
+            if self.keys.len() < KEYS_KEPT && !self.keys.contains(k) {
+                self.keys.push(*k);
+            }
+        }
+    }
+
+    fn merge(&mut self, o: &Evidence) {
+        self.hits += o.hits;
+        self.successes += o.successes;
+        self.methods |= o.methods;
+        self.kinds |= o.kinds;
+        for k in &o.keys {
+            if self.keys.len() < KEYS_KEPT && !self.keys.contains(k) {
+                self.keys.push(*k);
+            }
+        }
+        self.clients.merge(&o.clients, CLIENTS_EXACT);
+    }
+
+    /// Distinct clients (estimated beyond `CLIENTS_EXACT`).
+    pub fn clients(&self) -> u64 {
+        self.clients.estimate()
+    }
+
+    /// The clients' digests, when all of them are known.
+    pub fn known_clients(&self) -> Option<Vec<u32>> {
+        match &self.clients {
+            Distinct::Exact(hashes) => Some(hashes.iter().map(|h| (*h >> 32) as u32).collect()),
+            Distinct::Sketch(_) => None,
+        }
+    }
+
+    /// Whether two nodes look like values of one parameter: the same
+    /// methods succeed, the same kinds of answers, mostly the same JSON
+    /// keys (two thirds of them: optional fields come and go). Nodes
+    /// without successes say nothing against anything.
+    fn alike(&self, o: &Evidence) -> bool {
+        if self.successes == 0 || o.successes == 0 {
+            return true;
+        }
+        if self.methods & o.methods == 0 || self.kinds & o.kinds == 0 {
+            return false;
+        }
+        if self.keys.is_empty() || o.keys.is_empty() {
+            return self.keys.is_empty() == o.keys.is_empty();
+        }
+        let common = self.keys.iter().filter(|k| o.keys.contains(k)).count();
+        let union = self.keys.len() + o.keys.len() - common;
+        common * 3 >= union * 2
+    }
+
+    /// Whether one request to a new literal beside a learned parameter
+    /// fits the parameter's values (`self`): only a successful answer of
+    /// another method or kind, or a JSON object sharing no key, says no.
+    fn admits(&self, s: &Sample<'_>) -> bool {
+        if s.outcome != Outcome::Success || self.successes == 0 {
+            return true;
+        }
+        if self.methods & method_bit(s.method) == 0 || self.kinds & s.kind.bit() == 0 {
+            return false;
+        }
+        if self.keys.is_empty() || s.json_keys.is_empty() {
+            return self.keys.is_empty() == s.json_keys.is_empty();
+        }
+        let common = s.json_keys.iter().filter(|k| self.keys.contains(k)).count();
+        let union = self.keys.len() + s.json_keys.len() - common;
+        common * 3 >= union * 2
+    }
+}
+
+/// Thresholds of the learned rule (from `[inventory]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// Alike siblings needed before a position can be a parameter.
+    pub param_min_distinct: usize,
+    /// With this many alike siblings, they are values whoever uses them.
+    pub param_many_distinct: usize,
+    pub max_children: usize,
+    /// The trie is near `max_path_nodes`: new literals and shapes fold into
+    /// the overflow child of their position instead of getting nodes.
+    pub at_node_cap: bool,
+    /// Nodes a walk may still create; past it, a segment stays on its
+    /// parent's node (the hard cap).
+    pub node_room: u64,
+}
+
+/// A node of the trie: one position of a path.
+#[derive(Debug, Clone, Default)]
+pub struct Node {
+    pub literals: BTreeMap<Text, Node>,
+    pub typed: BTreeMap<SegKind, Node>,
+    /// The learned parameter at this position, its values merged (set
+    /// once learned, never unset). Typed values merge into it too.
+    pub param: Option<Box<Node>>,
+    /// Literals beyond `max_children` before any parameter was learned:
+    /// always values.
+    pub overflow: Option<Box<Node>>,
+    /// Requests ending here, by method.
+    pub methods: BTreeMap<Text, Profile>,
+    /// Requests through this node (ending here or deeper).
+    pub evidence: Evidence,
+    /// Requests ending here whose target carried an attack payload.
+    pub probes: u64,
+    /// `evidence.hits` at the last look at the literals (see `maybe_learn`).
+    looked_at: u64,
+}
+
+/// What a walk changed besides counting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Walked {
+    /// Literals that went to an overflow child.
+    pub overflowed: u64,
+    /// Nodes created.
+    pub created: u64,
+    /// Nodes merged away by learning a parameter.
+    pub merged: u64,
+    /// Segments folded into an overflow child because the trie was full.
+    pub capped: u64,
+}
+
+/// One classified segment of a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step<'a> {
     Lit(&'a str),
     Typed(SegKind),
 }
 
-/// A node of the raw trie.
-#[derive(Debug, Clone, Default)]
-pub struct Node {
-    pub literals: BTreeMap<Text, Node>,
-    pub typed: BTreeMap<SegKind, Node>,
-    /// Free-text literals beyond `max_children_per_node`, folded together.
-    pub overflow: Option<Box<Node>>,
-    /// Requests that reached this node (ended here or passed through).
-    pub hits: u64,
-    /// Of those, answered 404.
-    pub not_found: u64,
-    /// Requests ending here, by method.
-    pub methods: BTreeMap<Text, Profile>,
-}
-
-impl Node {
-    /// Nodes `walk` would have to create for `steps`.
-    pub fn nodes_needed(&self, steps: &[Step<'_>], max_children: usize) -> usize {
-        let mut node = self;
-        for (i, step) in steps.iter().enumerate() {
-            let next = match step {
-                Step::Lit(s) => match node.literals.get(*s) {
-                    Some(n) => Some(n),
-                    None if node.literals.len() < max_children => None,
-                    None => node.overflow.as_deref(),
-                },
-                Step::Typed(k) => node.typed.get(k),
-            };
-            match next {
-                Some(n) => node = n,
-                None => return steps.len() - i,
-            }
-        }
-        0
-    }
-
-    /// Follows (creating as needed) the nodes for `steps`, counting the
-    /// request on each; returns the last node and how many literals went to
-    /// an overflow child.
-    pub fn walk(
-        &mut self,
-        steps: &[Step<'_>],
-        max_children: usize,
-        not_found: bool,
-    ) -> (&mut Node, u64) {
-        let mut overflowed = 0;
-        let mut node = self;
-        for step in steps {
-            node.hits += 1;
-            node.not_found += u64::from(not_found);
-            node = match step {
-                Step::Lit(s) => {
-                    if node.literals.contains_key(*s) || node.literals.len() < max_children {
-                        node.literals.entry(Text::from(*s)).or_default()
-                    } else {
-                        overflowed += 1;
-                        node.overflow.get_or_insert_with(Box::default)
-                    }
-                }
-                Step::Typed(k) => node.typed.entry(*k).or_default(),
-            };
-        }
-        node.hits += 1;
-        node.not_found += u64::from(not_found);
-        (node, overflowed)
-    }
-
-    /// Adds `other` (a whole subtree) into `self`; profiles are merged.
-    pub fn absorb(&mut self, other: &Node) {
-        self.hits += other.hits;
-        self.not_found += other.not_found;
-        for (k, v) in &other.literals {
-            self.literals.entry(k.clone()).or_default().absorb(v);
-        }
-        for (k, v) in &other.typed {
-            self.typed.entry(*k).or_default().absorb(v);
-        }
-        if let Some(o) = &other.overflow {
-            self.overflow.get_or_insert_with(Box::default).absorb(o);
-        }
-        for (m, p) in &other.methods {
-            self.methods.entry(m.clone()).or_default().merge(p);
-        }
-    }
-
-    /// Every request here answered 404.
-    fn not_found_only(&self) -> bool {
-        self.hits > 0 && self.not_found >= self.hits
-    }
-
-    /// Distinct raw paths (nodes where requests ended) in this subtree.
-    pub fn ending_paths(&self) -> u64 {
-        u64::from(!self.methods.is_empty())
-            + self.literals.values().map(Node::ending_paths).sum::<u64>()
-            + self.typed.values().map(Node::ending_paths).sum::<u64>()
-            + self.overflow.as_deref().map_or(0, Node::ending_paths)
-    }
-
-    /// Signature of the 2xx JSON response shape of requests ending here.
-    fn shape(&self) -> Option<u64> {
-        let mut merged = Profile::default();
-        for p in self.methods.values() {
-            merged.merge(p);
-        }
-        merged.shape_signature()
-    }
-}
-
-/// The learned-cardinality thresholds (from `[inventory]`).
-#[derive(Debug, Clone, Copy)]
-pub struct Rules {
-    pub param_min_distinct: usize,
-    pub param_min_distinct_ratio: f64,
-    pub fixed_min_requests: u64,
-    pub fixed_share_factor: f64,
-}
-
-/// A segment of a template.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+/// Where a segment went in the trie.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Label {
     Lit(Text),
     Param(SegKind),
 }
 
-/// The resolved (templated) tree of one host.
-#[derive(Debug, Clone, Default)]
-pub struct View {
-    pub methods: BTreeMap<Text, Profile>,
-    pub children: Vec<(Label, View)>,
-}
-
-/// What resolving left out because it only ever answered 404.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct NotFoundOnly {
-    pub paths: u64,
-    pub requests: u64,
-}
-
-/// Turns a raw trie into templates (see the module comment for the rule).
-pub fn resolve(node: &Node, rules: &Rules, dropped: &mut NotFoundOnly) -> View {
-    let mut view = View::default();
-    for (method, profile) in &node.methods {
-        if profile.requests > 0 && profile.not_found >= profile.requests {
-            dropped.paths += 1;
-            dropped.requests += profile.requests;
-        } else if profile.requests > 0 {
-            view.methods.insert(method.clone(), profile.clone());
+impl Node {
+    /// Follows `steps` from this node, creating nodes as needed and
+    /// learning parameters as evidence accumulates, and counts `sample` on
+    /// every node it passes. Returns the node the path ends at, the labels
+    /// of the path (its template) and how many literals overflowed.
+    pub fn walk(
+        &mut self,
+        steps: &[Step<'_>],
+        sample: &Sample<'_>,
+        rules: &Rules,
+        labels: &mut Vec<Label>,
+    ) -> (&mut Node, Walked) {
+        let mut walked = Walked::default();
+        let mut node = self;
+        node.evidence.add(sample);
+        for step in steps {
+            node.relearn(rules, &mut walked);
+            let (next, label) = node.child(step, sample, rules, &mut walked);
+            labels.push(label);
+            node = next;
+            node.evidence.add(sample);
         }
+        (node, walked)
     }
-    let mut keep = |n: &Node| -> bool {
-        if n.not_found_only() {
-            dropped.paths += n.ending_paths();
-            dropped.requests += n.hits;
-            false
-        } else {
-            n.hits > 0
-        }
-    };
-    let lits: Vec<(&Text, &Node)> = node.literals.iter().filter(|(_, n)| keep(n)).collect();
-    let typed: Vec<(SegKind, &Node)> = node
-        .typed
-        .iter()
-        .filter(|(_, n)| keep(n))
-        .map(|(k, n)| (*k, n))
-        .collect();
-    let overflow = node.overflow.as_deref().filter(|n| keep(n));
 
-    let mut children: Vec<(Label, Node)> = Vec::new();
-    if overflow.is_some() || values_not_routes(&lits, rules) {
-        let fixed = fixed_routes(&lits, rules);
-        let mut param = Node::default();
-        for (name, n) in &lits {
-            if fixed.contains(name) {
-                children.push((Label::Lit((*name).clone()), (*n).clone()));
-            } else {
-                param.absorb(n);
-            }
+    /// The child `step` goes to (created if needed), and its label.
+    fn child(
+        &mut self,
+        step: &Step<'_>,
+        sample: &Sample<'_>,
+        rules: &Rules,
+        walked: &mut Walked,
+    ) -> (&mut Node, Label) {
+        if self.must_stay(step, rules, walked) {
+            walked.capped += 1;
+            return (self, Label::Param(SegKind::Text));
         }
-        if let Some(o) = overflow {
-            param.absorb(o);
-        }
-        // Free text subsumes the typed shapes at the same position.
-        for (_, n) in &typed {
-            param.absorb(n);
-        }
-        children.push((Label::Param(SegKind::Text), param));
-    } else {
-        for (name, n) in &lits {
-            children.push((Label::Lit((*name).clone()), (*n).clone()));
-        }
-        // Several typed shapes at one position are one parameter, named
-        // after the shape with the most requests (ties: the first kind).
-        if let Some(&(first, _)) = typed.first() {
-            let mut kind = first;
-            let mut best = 0;
-            let mut param = Node::default();
-            for (k, n) in &typed {
-                if n.hits > best {
-                    best = n.hits;
-                    kind = *k;
+        let seg = match *step {
+            Step::Typed(kind) => {
+                if self.param.is_some() {
+                    return (self.param_node(), Label::Param(SegKind::Text));
                 }
-                param.absorb(n);
+                if !self.typed.contains_key(&kind) {
+                    if rules.at_node_cap {
+                        walked.capped += 1;
+                        walked.created += u64::from(self.overflow.is_none());
+                        return (
+                            self.overflow.get_or_insert_with(Box::default),
+                            Label::Param(SegKind::Text),
+                        );
+                    }
+                    walked.created += 1;
+                }
+                return (self.typed.entry(kind).or_default(), Label::Param(kind));
             }
-            children.push((Label::Param(kind), param));
+            Step::Lit(seg) => seg,
+        };
+        if self.literals.contains_key(seg) {
+            return (
+                self.literals.entry(Text::from(seg)).or_default(),
+                Label::Lit(Text::from(seg)),
+            );
         }
+        if let Some(param) = &self.param {
+            let route = (seg.starts_with('_') || !param.evidence.admits(sample))
+                && self.literals.len() < rules.max_children
+                && !rules.at_node_cap;
+            if !route {
+                return (self.param_node(), Label::Param(SegKind::Text));
+            }
+        } else if self.literals.len() >= rules.max_children || rules.at_node_cap {
+            if rules.at_node_cap {
+                walked.capped += 1;
+            } else {
+                walked.overflowed += 1;
+            }
+            walked.created += u64::from(self.overflow.is_none());
+            return (
+                self.overflow.get_or_insert_with(Box::default),
+                Label::Param(SegKind::Text),
+            );
+        } else {
+            // A new sibling: time to look at what the siblings are.
+            self.looked_at = 0;
+        }
+        self.literals.insert(Text::from(seg), Node::default());
+        walked.created += 1;
+        self.maybe_learn(rules, walked);
+        if self.param.is_some() && !self.literals.contains_key(seg) {
+            return (self.param_node(), Label::Param(SegKind::Text));
+        }
+        (
+            self.literals.entry(Text::from(seg)).or_default(),
+            Label::Lit(Text::from(seg)),
+        )
     }
-    for (label, child) in children {
-        view.children.push((label, resolve(&child, rules, dropped)));
-    }
-    view.children.sort_by(|a, b| a.0.cmp(&b.0));
-    view
-}
 
-/// Whether literal siblings are values of one parameter.
-fn values_not_routes(lits: &[(&Text, &Node)], rules: &Rules) -> bool {
-    let distinct = lits.len();
-    if distinct < rules.param_min_distinct.max(2) {
-        return false;
-    }
-    let requests: u64 = lits.iter().map(|(_, n)| n.hits).sum();
-    if (distinct as f64) < rules.param_min_distinct_ratio * requests as f64 {
-        return false;
-    }
-    // Static siblings answer with different shapes; values of one
-    // parameter mostly share one.
-    let shapes: Vec<u64> = lits.iter().filter_map(|(_, n)| n.shape()).collect();
-    if shapes.len() >= 2 {
-        let (_, top) = majority(&shapes);
-        if top * 2 < shapes.len() {
+    /// Whether `step` needs a node the trie has no room for.
+    fn must_stay(&self, step: &Step<'_>, rules: &Rules, walked: &Walked) -> bool {
+        if walked.created < rules.node_room {
             return false;
         }
+        let exists = match step {
+            Step::Typed(kind) => self.param.is_some() || self.typed.contains_key(kind),
+            Step::Lit(seg) => self.literals.contains_key(*seg) || self.param.is_some(),
+        };
+        !exists && self.overflow.is_none()
     }
-    true
-}
 
-/// Most common value and its count (ties: the smallest value).
-fn majority(values: &[u64]) -> (u64, usize) {
-    let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
-    for v in values {
-        *counts.entry(*v).or_default() += 1;
+    fn param_node(&mut self) -> &mut Node {
+        self.param.get_or_insert_with(Box::default)
     }
-    counts.into_iter().fold(
-        (0, 0),
-        |best, (v, c)| if c > best.1 { (v, c) } else { best },
-    )
-}
 
-/// Literals of a merged group that their own traffic shows to be fixed routes.
-fn fixed_routes<'a>(lits: &[(&'a Text, &Node)], rules: &Rules) -> Vec<&'a Text> {
-    let mut hits: Vec<u64> = lits.iter().map(|(_, n)| n.hits).collect();
-    hits.sort_unstable();
-    let median = hits.get(hits.len() / 2).copied().unwrap_or(0) as f64;
-    let shapes: Vec<Option<u64>> = lits.iter().map(|(_, n)| n.shape()).collect();
-    let known: Vec<u64> = shapes.iter().flatten().copied().collect();
-    let common_shape = (known.len() >= 2).then(|| majority(&known).0);
-    let mut method_users: BTreeMap<&Text, usize> = BTreeMap::new();
-    for (_, n) in lits {
-        for m in n.methods.keys() {
-            *method_users.entry(m).or_default() += 1;
+    /// Looks at the literal children (again, when there are new ones or
+    /// twice the traffic since the last look) and learns a parameter when
+    /// enough of them are alike values.
+    fn maybe_learn(&mut self, rules: &Rules, walked: &mut Walked) {
+        if self.param.is_some() || self.literals.len() < rules.param_min_distinct.max(2) {
+            return;
+        }
+        if self.looked_at != 0 && self.evidence.hits < self.looked_at.saturating_mul(2) {
+            return;
+        }
+        self.looked_at = self.evidence.hits.max(1);
+        let values = values_among(&self.literals, rules);
+        if values.is_empty() {
+            return;
+        }
+        // Each absorbed subtree is counted once, when it moves: the cost
+        // is that of the move, not of the trie.
+        let mut param = Node::default();
+        let mut moved = 0usize;
+        let mut take = |param: &mut Node, n: Node| {
+            moved += n.count();
+            param.absorb(n);
+        };
+        for name in &values {
+            if let Some(n) = self.literals.remove(name) {
+                take(&mut param, n);
+            }
+        }
+        if let Some(o) = self.overflow.take() {
+            take(&mut param, *o);
+        }
+        for (_, n) in std::mem::take(&mut self.typed) {
+            take(&mut param, n);
+        }
+        // The parameter node itself is new; the moved roots became it.
+        walked.merged += moved.saturating_sub(param.count()) as u64;
+        self.param = Some(Box::new(param));
+    }
+
+    /// Re-checks the literals after traffic grew (called on the path of
+    /// every request, cheap unless the traffic through here doubled).
+    pub fn relearn(&mut self, rules: &Rules, walked: &mut Walked) {
+        if self.param.is_none()
+            && self.literals.len() >= rules.param_min_distinct.max(2)
+            && self.evidence.hits >= self.looked_at.saturating_mul(2)
+        {
+            self.maybe_learn(rules, walked);
         }
     }
-    let mut fixed = Vec::new();
-    for ((name, n), shape) in lits.iter().zip(&shapes) {
-        let own_shape = matches!((shape, common_shape), (Some(s), Some(c)) if *s != c);
-        let own_method = n
-            .methods
-            .keys()
-            .any(|m| method_users.get(m).copied() == Some(1));
-        let distinct_profile = n.hits >= rules.fixed_min_requests && (own_shape || own_method);
-        let dominant = n.hits >= rules.fixed_min_requests
-            && n.hits as f64 >= rules.fixed_share_factor * median.max(1.0);
-        if distinct_profile || dominant {
-            fixed.push(*name);
+
+    /// Adds `other` (a whole subtree) into `self`.
+    pub fn absorb(&mut self, other: Node) {
+        self.evidence.merge(&other.evidence);
+        for (k, v) in other.literals {
+            match self.literals.get_mut(&k) {
+                Some(mine) => mine.absorb(v),
+                None => {
+                    self.literals.insert(k, v);
+                }
+            }
+        }
+        for (k, v) in other.typed {
+            self.typed.entry(k).or_default().absorb(v);
+        }
+        if let Some(p) = other.param {
+            self.param_node().absorb(*p);
+        }
+        if let Some(o) = other.overflow {
+            self.overflow.get_or_insert_with(Box::default).absorb(*o);
+        }
+        for (m, p) in other.methods {
+            self.methods.entry(m).or_default().merge(&p);
+        }
+        self.probes += other.probes;
+        self.looked_at = 0;
+    }
+
+    /// Nodes in this subtree (this one included).
+    pub fn count(&self) -> usize {
+        1 + self.literals.values().map(Node::count).sum::<usize>()
+            + self.typed.values().map(Node::count).sum::<usize>()
+            + self.param.as_deref().map_or(0, Node::count)
+            + self.overflow.as_deref().map_or(0, Node::count)
+    }
+}
+
+/// The literal children that are values of one parameter: the largest group
+/// of alike siblings, when it is large enough and either very large or
+/// spread the way values are (each used by few clients, the position by
+/// several). Empty when the siblings look like routes.
+fn values_among(literals: &BTreeMap<Text, Node>, rules: &Rules) -> Vec<Text> {
+    // Greedy grouping of the siblings that answered successfully, busiest
+    // first: a sibling joins the first group whose first member it is
+    // alike. Siblings that never did (not found, refused, not answered
+    // yet) say nothing about their kind: they go with the largest group,
+    // values if anything.
+    let mut order: Vec<(&Text, &Node)> = literals
+        .iter()
+        .filter(|(_, n)| n.evidence.successes > 0)
+        .collect();
+    order.sort_by(|a, b| b.1.evidence.hits.cmp(&a.1.evidence.hits).then(a.0.cmp(b.0)));
+    let mut groups: Vec<Vec<(&Text, &Node)>> = Vec::new();
+    for (name, node) in order {
+        match groups.iter_mut().find(|g| {
+            g.first()
+                .is_some_and(|(_, first)| first.evidence.alike(&node.evidence))
+        }) {
+            Some(g) => g.push((name, node)),
+            None => groups.push(vec![(name, node)]),
         }
     }
-    fixed
+    let Some(mut largest) = groups.into_iter().max_by_key(Vec::len) else {
+        return Vec::new();
+    };
+    let confirmed = largest.len();
+    if confirmed < rules.param_min_distinct {
+        return Vec::new();
+    }
+    let many = confirmed >= rules.param_many_distinct;
+    let mut per_value: Vec<u64> = largest.iter().map(|(_, n)| n.evidence.clients()).collect();
+    per_value.sort_unstable();
+    let median = per_value.get(per_value.len() / 2).copied().unwrap_or(0);
+    let mut everyone = Distinct::default();
+    for (_, n) in &largest {
+        everyone.merge(&n.evidence.clients, CLIENTS_EXACT);
+    }
+    let position_clients = everyone.estimate();
+    // Values are each used by few of the position's clients (their owner,
+    // someone they shared it with); routes (pages, collections) each by a
+    // good part of them. With one client there is no telling, and only the
+    // count speaks.
+    let few_each = median <= (position_clients / 10).max(2);
+    // Re-read by the one or two clients that use them: what users do with
+    // their own objects. One request each proves nothing yet (the first
+    // calls to a handful of routes look the same).
+    let reread = largest
+        .iter()
+        .filter(|(_, n)| n.evidence.hits >= 2 && n.evidence.clients() <= 2)
+        .count();
+    let spread =
+        median <= 2 && position_clients >= 2 && few_each && reread >= rules.param_min_distinct;
+    let many = many && (position_clients <= 1 || few_each);
+    if !(many || spread) {
+        return Vec::new();
+    }
+    largest.extend(literals.iter().filter(|(_, n)| n.evidence.successes == 0));
+    largest.into_iter().map(|(name, _)| name.clone()).collect()
 }
 
 /// One template path with its parameters, named OpenAPI style.
@@ -458,7 +684,7 @@ pub struct Template {
 /// Names the parameters of `labels` and writes the template: the first
 /// parameter of a kind gets the kind's name (`{id}`), a later one of the
 /// same name is prefixed with the literal before it (`{orderId}`).
-pub fn template(labels: &[&Label]) -> Template {
+pub fn template(labels: &[Label]) -> Template {
     let mut path = String::new();
     let mut params: Vec<(String, SegKind)> = Vec::new();
     let mut previous: Option<&str> = None;
@@ -531,7 +757,7 @@ mod tests {
 
     #[test]
     fn segments_are_classified_by_shape() {
-        let c = |s| classify_segment(s, 128);
+        let c = |s: &str| classify_segment(s, 128);
         assert_eq!(c("42"), Some(SegKind::Int));
         assert_eq!(
             c("3f2504e0-4f89-11d3-9a0c-0305e82c3301"),
@@ -546,6 +772,14 @@ mod tests {
         assert_eq!(c("me"), None);
         assert_eq!(c("v1"), None);
         assert_eq!(c(&"x".repeat(200)), Some(SegKind::Token));
+        // Text no route name has: whitespace, quotes, commas, punctuation.
+        assert_eq!(c("My first post"), Some(SegKind::Text));
+        assert_eq!(c("O'Brien"), Some(SegKind::Text));
+        assert_eq!(c("red,green"), Some(SegKind::Text));
+        assert_eq!(c("what?!"), Some(SegKind::Text));
+        assert_eq!(c("서울"), Some(SegKind::Text));
+        assert_eq!(c("_search"), None);
+        assert_eq!(c("openapi.json"), None);
     }
 
     #[test]
@@ -556,11 +790,9 @@ mod tests {
             Label::Lit("orders".into()),
             Label::Param(SegKind::Int),
         ];
-        let refs: Vec<&Label> = labels.iter().collect();
-        assert_eq!(template(&refs).path, "/users/{id}/orders/{orderId}");
+        assert_eq!(template(&labels).path, "/users/{id}/orders/{orderId}");
         let labels = [Label::Param(SegKind::Int), Label::Param(SegKind::Int)];
-        let refs: Vec<&Label> = labels.iter().collect();
-        assert_eq!(template(&refs).path, "/{id}/{id2}");
+        assert_eq!(template(&labels).path, "/{id}/{id2}");
         assert_eq!(singular_ident("categories"), "category");
         assert_eq!(singular_ident("user-groups"), "userGroup");
     }
