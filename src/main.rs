@@ -375,24 +375,9 @@ fn replay(settings: &Settings, args: &ReplayArgs, configured: bool) -> Result<Ex
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    let (summary, analysis) = result?;
+    let (summary, _) = result?;
     let forwarded = forwarder.map(|f| f.shutdown(None, false));
     print_summary("replay", &summary);
-    if let Some(d) = analysis.as_ref().and_then(Analysis::detect_stats) {
-        eprintln!(
-            "detect: exchanges={} events={} repeats={} suppressed={} incidents={} \
-             params_skipped={} endpoints_not_tracked={} actors_forgotten={} baseline_corrupt={}",
-            d.exchanges,
-            d.events,
-            d.repeats,
-            d.suppressed,
-            d.incidents_opened,
-            d.params_skipped,
-            d.endpoints_not_tracked,
-            d.actors_forgotten + d.actors_forgotten_behavior,
-            d.baseline_corrupt
-        );
-    }
     if let Some(m) = &forwarded {
         print_forward_summary(m);
     }

@@ -19,8 +19,8 @@
 //! bytes.
 
 use crate::analysis::Analysis;
+use crate::analysis::AnalysisStats;
 use crate::capture::{FileSource, Next, PacketSource};
-use crate::classify::ClassifyStats;
 use crate::config::Settings;
 use crate::decode::{Decoder, LinkType, TcpFlags, TcpSegment};
 use crate::exchange::{Exchange, Exchanges, Timestamp};
@@ -220,10 +220,11 @@ impl Stages {
             .name("apisensor-writer".into())
             .spawn(move || {
                 let spent = Spent::new(spent_tx, spent_batch_bytes);
-                let publish = |http: &HttpStats, classify: &ClassifyStats, lost: u64| {
+                let publish = |http: &HttpStats, analysis: &AnalysisStats, lost: u64| {
                     let mut stats = Stats {
                         http: http.clone(),
-                        classify: classify.clone(),
+                        classify: analysis.classify.clone(),
+                        detect: analysis.detect.clone(),
                         ..Stats::default()
                     };
                     stats.gauges.exchanges_in_flight_bytes =
@@ -315,7 +316,8 @@ impl Stages {
             .join()
             .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
         stats.http.merge(&written.http);
-        stats.classify.merge(&written.classify);
+        stats.classify.merge(&written.analysis_stats.classify);
+        stats.detect.merge(&written.analysis_stats.detect);
         Ok((stats, written))
     }
 }
@@ -1198,8 +1200,8 @@ struct WriterResult {
     output_error: Option<String>,
     /// Counters of the decoding (text fields, content) workers left to the writer.
     http: HttpStats,
-    /// The analysis stage's classifier counters.
-    classify: ClassifyStats,
+    /// The analysis stage's classifier and detector counters.
+    analysis_stats: AnalysisStats,
     analysis: Option<Analysis>,
 }
 
@@ -1214,10 +1216,10 @@ fn write_exchanges(
     control: &WriterControl,
     in_flight: &InFlight,
     mut analysis: Option<Analysis>,
-    publish: impl Fn(&HttpStats, &ClassifyStats, u64),
+    publish: impl Fn(&HttpStats, &AnalysisStats, u64),
 ) -> WriterResult {
     let mut http = HttpStats::default();
-    let mut classify = ClassifyStats::default();
+    let mut analysis_stats = AnalysisStats::default();
     let mut merge = OrderedMerge::new(spent.workers());
     // A failed write is counted by the writer (exchanges lost) and logged
     // once per error streak here.
@@ -1237,7 +1239,7 @@ fn write_exchanges(
     let mut write = |writer: &mut ExchangeWriter,
                      report: &mut dyn FnMut(std::io::Result<()>, &ExchangeWriter),
                      http: &mut HttpStats,
-                     classify: &mut ClassifyStats,
+                     analysis_stats: &mut AnalysisStats,
                      worker: usize,
                      mut exchange: Box<Exchange>| {
         // What the worker charged; decoding here grows it, the output may
@@ -1247,7 +1249,7 @@ fn write_exchanges(
         crate::http1::finish_decoding(&mut exchange, http);
         if let Some(analysis) = analysis.as_mut().filter(|a| a.is_active()) {
             analysis.observe(&exchange);
-            classify.clone_from(analysis.classify_stats());
+            analysis.stats_into(analysis_stats);
         }
         let result = writer.write(&mut exchange);
         report(result, writer);
@@ -1276,7 +1278,14 @@ fn write_exchanges(
         match outputs.recv_timeout(OUTPUT_FLUSH_INTERVAL) {
             Ok(output) => {
                 merge.accept(output, &mut |w, e| {
-                    write(&mut writer, &mut report, &mut http, &mut classify, w, e);
+                    write(
+                        &mut writer,
+                        &mut report,
+                        &mut http,
+                        &mut analysis_stats,
+                        w,
+                        e,
+                    );
                     unflushed = true;
                 });
             }
@@ -1286,24 +1295,34 @@ fn write_exchanges(
         if unflushed && flushed_at.elapsed() >= OUTPUT_FLUSH_INTERVAL {
             let result = writer.flush();
             report(result, &writer);
-            publish(&http, &classify, writer.lost);
+            publish(&http, &analysis_stats, writer.lost);
             flushed_at = Instant::now();
             unflushed = false;
         }
     }
-    merge.finish(&mut |w, e| write(&mut writer, &mut report, &mut http, &mut classify, w, e));
+    merge.finish(&mut |w, e| {
+        write(
+            &mut writer,
+            &mut report,
+            &mut http,
+            &mut analysis_stats,
+            w,
+            e,
+        )
+    });
     let result = writer.flush();
     report(result, &writer);
     if let Some(analysis) = analysis.as_mut() {
         analysis.finish();
+        analysis.stats_into(&mut analysis_stats);
     }
-    publish(&http, &classify, writer.lost);
+    publish(&http, &analysis_stats, writer.lost);
     WriterResult {
         exchanges: writer.written,
         errors: writer.lost,
         output_error: writer.first_error.clone(),
         http,
-        classify,
+        analysis_stats,
         analysis,
     }
 }

@@ -92,6 +92,8 @@ pub struct Stats {
     pub http: crate::http1::HttpStats,
     /// What the sensitive-data classifier examined and had to skip.
     pub classify: crate::classify::ClassifyStats,
+    /// What the detectors did and what their bounds turned away.
+    pub detect: crate::detect::DetectStats,
     pub pipeline: PipelineStats,
     pub gauges: Gauges,
 }
@@ -103,18 +105,20 @@ impl Stats {
         self.flow.merge(&other.flow);
         self.http.merge(&other.http);
         self.classify.merge(&other.classify);
+        self.detect.merge(&other.detect);
         self.pipeline.merge(&other.pipeline);
         self.gauges.merge(&other.gauges);
     }
 
     /// (group, counter, value) for every counter; gauges are the group "gauges".
     pub fn all_entries(&self) -> Vec<(&'static str, &'static str, u64)> {
-        let groups: [(&'static str, Vec<(&'static str, u64)>); 7] = [
+        let groups: [(&'static str, Vec<(&'static str, u64)>); 8] = [
             ("capture", self.capture.entries()),
             ("decode", self.decode.entries()),
             ("flow", self.flow.entries()),
             ("http", self.http.entries()),
             ("classify", self.classify.entries()),
+            ("detect", self.detect.entries()),
             ("pipeline", self.pipeline.entries()),
             ("gauges", self.gauges.entries()),
         ];

@@ -4,7 +4,8 @@
 //! longer than `actor_idle_secs` are forgotten. One test, so nothing else
 //! allocates in this process while it measures.
 
-use apisensor::detect::engine::{DetectLimits, Detectors};
+use apisensor::analysis::Analysis;
+use apisensor::config::Settings;
 use apisensor::exchange::{Body, Exchange, Headers, HttpVersion, Request, Response, Timestamp};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -77,11 +78,8 @@ fn exchange(actor: u32, endpoint: u32, object: u32, secs: u64) -> Exchange {
 #[test]
 fn a_million_actors_fit_the_budget_and_old_ones_expire() {
     let before = CURRENT.load(Ordering::Relaxed);
-    let mut detectors = Detectors::new(DetectLimits {
-        max_actors: 2_000_000,
-        ..DetectLimits::default()
-    });
-    let mut events = Vec::new();
+    // The whole analysis stage (inventory, facts, detectors), learning only.
+    let mut analysis = Analysis::learn_only(&Settings::default()).unwrap();
     let actors = 1_000_000u32;
     // One exchange per actor over 100 s of packet time, spread over 10,000
     // endpoints, each with its own object id.
@@ -92,8 +90,7 @@ fn a_million_actors_fit_the_budget_and_old_ones_expire() {
             actor,
             1_000 + u64::from(actor) / 10_000,
         );
-        detectors.observe(&e, &mut events);
-        events.clear();
+        analysis.observe(&e);
     }
     let held = (CURRENT.load(Ordering::Relaxed) - before) as f64 / MIB;
     eprintln!(
@@ -104,7 +101,7 @@ fn a_million_actors_fit_the_budget_and_old_ones_expire() {
 
     // Two hours later one client is active: everyone else has expired.
     let e = exchange(1, 0, 7, 1_000 + 7_300);
-    detectors.observe(&e, &mut events);
+    analysis.observe(&e);
     let after = (CURRENT.load(Ordering::Relaxed) - before) as f64 / MIB;
     eprintln!("after the idle period: {after:.1} MiB");
     assert!(after < held / 4.0, "{after:.1} MiB still held");

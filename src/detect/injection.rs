@@ -13,7 +13,9 @@
 //! so names like O'Brien, "rock and roll" or a relative `../home` link do
 //! not match.
 
-use crate::event::{Owasp, Severity};
+use super::report::Finding;
+use super::rules::RuleId;
+use crate::analysis::facts::Facts;
 use percent_encoding::percent_decode_str;
 use regex::{Regex, RegexSet};
 use std::sync::OnceLock;
@@ -30,17 +32,6 @@ pub enum PayloadKind {
 }
 
 impl PayloadKind {
-    pub const fn rule(self) -> &'static str {
-        match self {
-            PayloadKind::Sql => "detect.injection.sql",
-            PayloadKind::NoSql => "detect.injection.nosql",
-            PayloadKind::Command => "detect.injection.command",
-            PayloadKind::PathTraversal => "detect.injection.path_traversal",
-            PayloadKind::Xss => "detect.injection.xss",
-            PayloadKind::Ssrf => "detect.injection.ssrf",
-        }
-    }
-
     pub const fn label(self) -> &'static str {
         match self {
             PayloadKind::Sql => "SQL injection",
@@ -49,20 +40,6 @@ impl PayloadKind {
             PayloadKind::PathTraversal => "path traversal",
             PayloadKind::Xss => "cross-site scripting",
             PayloadKind::Ssrf => "server-side request forgery",
-        }
-    }
-
-    pub const fn owasp(self) -> Owasp {
-        match self {
-            PayloadKind::Ssrf => Owasp::ServerSideRequestForgery,
-            _ => Owasp::SecurityMisconfiguration,
-        }
-    }
-
-    pub const fn severity(self) -> Severity {
-        match self {
-            PayloadKind::Xss => Severity::Medium,
-            _ => Severity::High,
         }
     }
 }
@@ -206,6 +183,58 @@ pub fn scan(value: &str) -> Vec<PayloadKind> {
     kinds.sort();
     kinds.dedup();
     kinds
+}
+
+impl PayloadKind {
+    /// The rule a payload of this kind raises.
+    pub const fn rule_id(self) -> RuleId {
+        match self {
+            PayloadKind::Sql => RuleId::InjectionSql,
+            PayloadKind::NoSql => RuleId::InjectionNoSql,
+            PayloadKind::Command => RuleId::InjectionCommand,
+            PayloadKind::PathTraversal => RuleId::InjectionPathTraversal,
+            PayloadKind::Xss => RuleId::InjectionXss,
+            PayloadKind::Ssrf => RuleId::InjectionSsrf,
+        }
+    }
+}
+
+/// One finding per payload kind the request carried, reported once per
+/// actor and kind: an injection tool walking twenty-six paths is one
+/// campaign, not twenty-six alerts.
+pub fn observe(f: &Facts<'_>, out: &mut Vec<Finding>) {
+    for p in &f.payloads {
+        let answered = match f.status() {
+            Some(s) => format!("the API answered {s}"),
+            None => "no answer was seen".into(),
+        };
+        out.push(
+            Finding::new(
+                p.kind.rule_id(),
+                85,
+                format!(
+                    "{} sent a request to {} whose `{}` value carries a {} payload ({:?}); {answered}.",
+                    f.actor_label(),
+                    f.key,
+                    p.parameter,
+                    p.kind.label(),
+                    p.sample
+                ),
+                format!("{}|{:?}", f.who, p.kind),
+            )
+            .title(format!("{} payload in `{}`", capitalise(p.kind.label()), p.parameter))
+            .attribute("parameter", serde_json::Value::String(p.parameter.clone()))
+            .attribute("payload", serde_json::Value::String(p.sample.clone())),
+        );
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -1,14 +1,271 @@
-//! Detectors: turn exchanges (and later, baselines) into [`crate::event::Event`]s.
-//! One file per detector family. Detectors are pure functions of their input
-//! and packet time; they emit through the pipeline's event handle and never
-//! touch sinks, threads or the wall clock.
+//! Detectors: turn the facts of each exchange into findings, and findings
+//! into [`crate::event::Event`]s. One file per detector family, one rule
+//! table ([`rules`]), one place that builds events ([`report`]). They read
+//! the same [`Facts`] (the inventory's endpoint and object ids, the
+//! principal, the parameters) and the same learned [`Baselines`], so an
+//! endpoint means the same thing to every detector and to the inventory.
+//! Pure functions of their input and packet time: they never touch sinks,
+//! threads or the wall clock.
 
-pub mod actor;
-pub mod behavior;
-pub mod engine;
+pub mod access;
+pub mod auth;
+pub mod exposure;
+pub mod hosts;
 pub mod incident;
 pub mod injection;
 pub use crate::jwt;
 pub mod protocol;
-pub mod request;
-pub mod spec;
+pub mod report;
+pub mod resource;
+pub mod rules;
+pub mod scanner;
+pub mod tokens;
+
+use crate::analysis::facts::Facts;
+use crate::baseline::learned::{BaselineLimits, Baselines};
+use crate::event::Event;
+use access::Authorization;
+use auth::{AuthLimits, Authentication};
+use hosts::Hosts;
+use report::{Finding, Reporter};
+use scanner::{ScannerLimits, Scanners};
+use serde::{Deserialize, Serialize};
+use tokens::Tokens;
+
+/// Format version of the baseline snapshot.
+const SNAPSHOT_VERSION: u32 = 2;
+
+/// Packet time between sweeps of idle state.
+const SWEEP_SECS: u64 = 60;
+
+crate::counters! {
+    /// What the detectors did, and what their bounds turned away.
+    pub struct DetectStats {
+        /// Exchanges judged (with a request).
+        exchanges,
+        /// Events raised, and findings already reported for the same rule
+        /// and subject (counted instead of sent again).
+        events,
+        repeats,
+        /// Times the de-duplication memory was full and emptied.
+        dedup_forgotten,
+        /// Request parameters not inspected (past the per-request cap, or
+        /// in bodies too large to parse).
+        params_skipped,
+        /// Endpoints past the baseline cap (not baselined).
+        endpoints_not_tracked,
+        /// Actors, clients and principals a detector's cap refused to track.
+        actors_refused,
+        /// Actors forgotten after `actor_idle_secs` of packet time.
+        actors_expired,
+        /// Detections dropped by a `[[detect.suppress]]` rule.
+        suppressed,
+        incidents_opened,
+        /// Unreadable baseline snapshots set aside at start.
+        baseline_corrupt,
+    }
+}
+
+/// Tunables.
+#[derive(Debug, Clone)]
+pub struct DetectLimits {
+    pub sensor: String,
+    pub baseline: BaselineLimits,
+    pub scanner: ScannerLimits,
+    pub auth: AuthLimits,
+}
+
+impl Default for DetectLimits {
+    fn default() -> Self {
+        DetectLimits {
+            sensor: "apisensor".into(),
+            baseline: BaselineLimits::default(),
+            scanner: ScannerLimits::default(),
+            auth: AuthLimits::default(),
+        }
+    }
+}
+
+/// What a snapshot holds: everything learned, no windows or counters.
+#[derive(Serialize)]
+struct Snapshot<'a> {
+    version: u32,
+    baselines: &'a Baselines,
+    authorization: &'a Authorization,
+    authentication: &'a Authentication,
+    hosts: &'a Hosts,
+}
+
+#[derive(Deserialize)]
+struct OwnedSnapshot {
+    version: u32,
+    baselines: Baselines,
+    authorization: Authorization,
+    authentication: Authentication,
+    hosts: Hosts,
+}
+
+/// Every detector family, the baselines they share and the reporter.
+pub struct Detectors {
+    limits: DetectLimits,
+    baselines: Baselines,
+    scanners: Scanners,
+    authentication: Authentication,
+    tokens: Tokens,
+    authorization: Authorization,
+    hosts: Hosts,
+    reporter: Reporter,
+    stats: DetectStats,
+    next_sweep_secs: u64,
+    findings: Vec<Finding>,
+}
+
+/// What judging one exchange showed besides its events.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Verdict {
+    /// The client was flagged as a scanner (by this or an earlier request).
+    pub scanner: bool,
+}
+
+impl Detectors {
+    pub fn new(limits: DetectLimits) -> Detectors {
+        Detectors {
+            baselines: Baselines::new(limits.baseline.clone()),
+            scanners: Scanners::new(limits.scanner),
+            authentication: Authentication::new(limits.auth),
+            tokens: Tokens::default(),
+            authorization: Authorization::default(),
+            hosts: Hosts::default(),
+            reporter: Reporter::new(&limits.sensor),
+            stats: DetectStats::default(),
+            next_sweep_secs: 0,
+            findings: Vec::new(),
+            limits,
+        }
+    }
+
+    /// Judges calls against the API's OpenAPI document (shadow, deprecated).
+    pub fn set_spec(&mut self, spec: crate::inventory::drift::Spec) {
+        self.hosts.spec = Some(spec);
+    }
+
+    /// Runs every detector on one exchange's facts, then learns from it;
+    /// new events go to `out`.
+    pub fn observe(&mut self, f: &Facts<'_>, out: &mut Vec<Event>) -> Verdict {
+        self.stats.exchanges += 1;
+        self.stats.params_skipped += f.params_skipped;
+        if f.now >= self.next_sweep_secs {
+            self.sweep(f.now);
+        }
+        let found = &mut self.findings;
+        injection::observe(f, found);
+        self.scanners.observe(f, found);
+        let scanner = self.scanners.is_scanner(&f.client_ip);
+        self.authentication.observe(f, &self.baselines, found);
+        self.tokens.observe(f, &self.baselines, found);
+        let privilege = self.authorization.observe(f, &mut self.baselines, found);
+        if let Some(minute) = self.baselines.count_minute(f) {
+            resource::rate(f, &minute, &self.baselines, found);
+            exposure::volume(f, &minute, &self.baselines, found);
+        }
+        exposure::unusual_types(f, &self.baselines, found);
+        exposure::verbose_errors(f, found);
+        resource::page_size(f, &self.baselines, found);
+        resource::oversized(f, &self.baselines, found);
+        self.hosts
+            .observe(f, self.limits.baseline.learn_exchanges, found);
+        // Scanners and attack payloads are not what the API normally sees:
+        // learning from them would make the next attack look normal.
+        if !scanner && f.payloads.is_empty() {
+            self.baselines.learn(f, privilege);
+        }
+        for finding in self.findings.drain(..) {
+            self.reporter.report(f, finding, out);
+        }
+        Verdict { scanner }
+    }
+
+    /// Forgets idle windows and actors, once a minute of packet time.
+    fn sweep(&mut self, now: u64) {
+        self.next_sweep_secs = now.saturating_add(SWEEP_SECS);
+        self.scanners.sweep(now);
+        self.authentication.sweep(now);
+        self.tokens.sweep(now);
+        self.authorization.sweep(now);
+        self.baselines.expire(now);
+    }
+
+    /// The counters, with those of every family.
+    pub fn stats(&self) -> DetectStats {
+        let mut stats = self.stats.clone();
+        stats.events = self.reporter.events;
+        stats.repeats = self.reporter.repeats;
+        stats.dedup_forgotten = self.reporter.forgotten;
+        stats.endpoints_not_tracked = self.baselines.endpoints_not_tracked;
+        stats.actors_expired = self.baselines.actors_expired;
+        stats.actors_refused = self.baselines.actors_refused
+            + self.scanners.clients_refused
+            + self.authentication.actors_refused
+            + self.tokens.refused
+            + self.authorization.refused;
+        stats
+    }
+
+    /// The learned state, for the baseline snapshot.
+    pub fn save(&self) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+        rmp_serde::to_vec_named(&Snapshot {
+            version: SNAPSHOT_VERSION,
+            baselines: &self.baselines,
+            authorization: &self.authorization,
+            authentication: &self.authentication,
+            hosts: &self.hosts,
+        })
+    }
+
+    /// Reads a snapshot written by [`Detectors::save`] into these
+    /// detectors (keeping their settings, counters and spec).
+    pub fn load(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let snapshot: OwnedSnapshot = rmp_serde::from_slice(bytes).map_err(|e| e.to_string())?;
+        if snapshot.version != SNAPSHOT_VERSION {
+            return Err(format!(
+                "snapshot version {} (this build reads {SNAPSHOT_VERSION})",
+                snapshot.version
+            ));
+        }
+        self.take_learned(
+            snapshot.baselines,
+            snapshot.authorization,
+            snapshot.authentication,
+            snapshot.hosts,
+        );
+        Ok(())
+    }
+
+    /// Takes over what `learned` learned (an earlier capture), keeping this
+    /// instance's settings, counters and spec. What was reported while
+    /// learning is not this run's to suppress.
+    pub fn adopt(&mut self, learned: Detectors) {
+        self.take_learned(
+            learned.baselines,
+            learned.authorization,
+            learned.authentication,
+            learned.hosts,
+        );
+    }
+
+    fn take_learned(
+        &mut self,
+        mut baselines: Baselines,
+        authorization: Authorization,
+        mut authentication: Authentication,
+        mut hosts: Hosts,
+    ) {
+        baselines.limits = self.limits.baseline.clone();
+        self.baselines = baselines;
+        self.authorization = authorization;
+        authentication.limits = self.limits.auth;
+        self.authentication = authentication;
+        hosts.spec = self.hosts.spec.take();
+        self.hosts = hosts;
+    }
+}

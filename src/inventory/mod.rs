@@ -197,7 +197,7 @@ pub struct Counters {
 
 /// The endpoint an exchange belongs to: the one key the inventory, the
 /// baselines, the detectors and the posture findings use for it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 pub struct EndpointKey {
     /// Host header (lower case, `:80` dropped) or the server address.
     pub host: Text,
@@ -719,7 +719,7 @@ fn response_kind(ex: &Exchange) -> ResponseKind {
 }
 
 /// Host header (lower case, default port dropped) or the server address.
-fn host_of(req: &Request, ex: &Exchange) -> Text {
+pub fn host_of(req: &Request, ex: &Exchange) -> Text {
     match req.host.as_deref().map(str::trim).filter(|h| !h.is_empty()) {
         Some(h) => {
             let h = h.get(..h.len().min(255)).unwrap_or(h).to_ascii_lowercase();

@@ -4,19 +4,32 @@
 //! rather than on the workers is what makes replayed events and the
 //! inventory identical run after run and whatever `--workers` says; both
 //! keep state across flows and need the whole stream anyway.
+//!
+//! Each exchange is read once into [`facts::Facts`]; the inventory gives
+//! it its endpoint (the learned template) and object ids, and the
+//! detectors, baselines and events all work from those same facts.
+
+pub mod facts;
 
 use crate::classify::{BodyShape, Classifier, ClassifyStats, Finding};
 use crate::config::{Settings, SuppressRule};
-use crate::detect::actor::ClientAddress;
-use crate::detect::behavior::ResponseData;
-use crate::detect::engine::{DetectLimits, DetectStats, Detectors};
 use crate::detect::incident::{self, Incidents};
 use crate::detect::protocol;
+use crate::detect::{DetectLimits, DetectStats, Detectors};
 use crate::event::{Event, Evidence};
-use crate::exchange::Exchange;
+use crate::exchange::{Exchange, Text};
 use crate::forward::EventHandle;
-use crate::inventory::{ExchangeFacts, Inventory, SensitiveHit};
+use crate::identity::{IdentityBook, SecretHasher};
+use crate::inventory::{EndpointKey, ExchangeFacts, Inventory, Located, SensitiveHit};
+use facts::{ClientAddress, Facts, FactsContext, ResponseData};
 use std::path::{Path, PathBuf};
+
+/// Counters of the analysis stage.
+#[derive(Debug, Clone, Default)]
+pub struct AnalysisStats {
+    pub classify: ClassifyStats,
+    pub detect: DetectStats,
+}
 
 pub struct Analysis {
     events: Option<EventHandle>,
@@ -25,6 +38,10 @@ pub struct Analysis {
     detectors: Option<Detectors>,
     inventory: Option<Inventory>,
     classifier: Option<Classifier>,
+    /// Keys the hashes of credentials, principals and passwords.
+    hasher: SecretHasher,
+    identities: IdentityBook,
+    client_address: ClientAddress,
     /// What the classifier examined and skipped, over every exchange.
     classify_stats: ClassifyStats,
     baseline_path: Option<PathBuf>,
@@ -66,25 +83,13 @@ impl Analysis {
             .map(|e| e.sensor().to_owned())
             .unwrap_or_else(|| settings.events.sensor_name());
         let d = &settings.detect;
-        let mut detectors = detect.then(|| {
-            Detectors::new(DetectLimits {
-                sensor: sensor.clone(),
-                client_address: ClientAddress {
-                    header: d.client_ip_header.to_ascii_lowercase(),
-                    trusted_hops: d.trusted_proxy_hops,
-                },
-                hasher: crate::identity::SecretHasher::new(&settings.classify),
-                learn_exchanges: d.learn_exchanges,
-                learn_secs: d.learn_secs,
-                learn_actors: d.learn_actors,
-                ..DetectLimits::default()
-            })
-        });
+        let mut detectors = detect.then(|| Detectors::new(detect_limits(settings, &sensor)));
         let incidents = Incidents::new(&sensor, d.incident_window_secs);
         let mut baseline_corrupt = 0;
         if let (Some(detectors), false) = (detectors.as_mut(), d.baseline_path.is_empty()) {
             baseline_corrupt = load_baseline(detectors, Path::new(&d.baseline_path));
         }
+        // Detectors read endpoints from the inventory's templates.
         let spec_path = &settings.inventory.spec_path;
         if let (Some(detectors), false) = (detectors.as_mut(), spec_path.is_empty()) {
             let spec = crate::inventory::drift::Spec::load(std::path::Path::new(spec_path))
@@ -92,7 +97,7 @@ impl Analysis {
             detectors.set_spec(spec);
         }
         let inventory =
-            (inventory || events.is_some()).then(|| Inventory::new(&settings.inventory));
+            (inventory || detectors.is_some()).then(|| Inventory::new(&settings.inventory));
         let classifier = ((inventory.is_some() || detectors.is_some())
             && settings.classify.enabled)
             .then(|| Classifier::new(&settings.classify));
@@ -110,6 +115,12 @@ impl Analysis {
             detectors,
             inventory,
             classifier,
+            hasher: SecretHasher::new(&settings.classify),
+            identities: IdentityBook::default(),
+            client_address: ClientAddress {
+                header: d.client_ip_header.to_ascii_lowercase(),
+                trusted_hops: d.trusted_proxy_hops,
+            },
             found: Vec::new(),
             classify_stats: ClassifyStats::default(),
         })
@@ -121,37 +132,50 @@ impl Analysis {
     }
 
     pub fn observe(&mut self, exchange: &Exchange) {
-        let facts = match &self.classifier {
+        let mut inventory_facts = match &self.classifier {
             Some(classifier) => facts_of(classifier, exchange, &mut self.classify_stats),
             None => ExchangeFacts::from_exchange_basic(exchange),
         };
-        if let Some(inventory) = self.inventory.as_mut() {
-            inventory.observe(exchange, &facts);
-        }
-        if self.baseline_path.is_some() {
-            if let Some(request) = &exchange.request {
-                self.save_baseline_if_due(crate::event::epoch_ms(request.ts));
+        let data = response_data(&inventory_facts);
+        let facts = Facts::new(
+            exchange,
+            data,
+            FactsContext {
+                hasher: &self.hasher,
+                identities: &mut self.identities,
+                client_address: &self.client_address,
+            },
+        );
+        let Some(mut facts) = facts else {
+            // A response seen without its request: counted by the
+            // inventory, judged only for protocol anomalies.
+            if let Some(inventory) = self.inventory.as_mut() {
+                inventory.observe(exchange, &inventory_facts);
             }
-        }
-        let Some(detectors) = self.detectors.as_mut() else {
+            self.protocol_findings(exchange);
             return;
         };
-        if self.detect_protocol {
-            protocol::check(exchange, &self.sensor, &mut self.found);
+        inventory_facts.path_payload = facts.path_payload();
+        if let Some(inventory) = self.inventory.as_mut() {
+            let located = inventory
+                .observe(exchange, &inventory_facts)
+                .unwrap_or_else(|| unlisted(&facts.key));
+            facts.locate(located);
         }
-        let mut types: Vec<String> = facts
-            .response_sensitive
-            .iter()
-            .map(|h| h.data_type.clone())
-            .collect();
-        types.sort();
-        types.dedup();
-        let data = ResponseData {
-            sensitive_values: facts.response_sensitive.len() as u64,
-            sensitive_types: types,
-        };
+        if self.baseline_path.is_some() {
+            self.save_baseline_if_due(crate::event::epoch_ms(facts.request.ts));
+        }
+        if self.detectors.is_none() {
+            return;
+        }
+        self.protocol_findings(exchange);
         let before = self.found.len();
-        detectors.observe_with(exchange, &data, &mut self.found);
+        if let Some(detectors) = self.detectors.as_mut() {
+            let verdict = detectors.observe(&facts, &mut self.found);
+            if let (true, Some(inventory)) = (verdict.scanner, self.inventory.as_mut()) {
+                inventory.mark_scanner(crate::inventory::client_digest(exchange));
+            }
+        }
         if let Some(classifier) = &self.classifier {
             for event in self.found.iter_mut().skip(before) {
                 for evidence in &mut event.evidence {
@@ -171,6 +195,13 @@ impl Analysis {
             self.found.append(&mut grouped);
         }
         self.emit();
+    }
+
+    fn protocol_findings(&mut self, exchange: &Exchange) {
+        if self.detectors.is_some() && self.detect_protocol {
+            protocol::check(exchange, &self.sensor, &mut self.found);
+            self.emit();
+        }
     }
 
     /// The stream ended: findings drawn from the whole inventory (posture)
@@ -229,15 +260,17 @@ impl Analysis {
         }
     }
 
-    /// The detectors' counters, with suppression and incidents.
-    /// What the classifier examined and had to skip so far.
-    pub fn classify_stats(&self) -> &ClassifyStats {
-        &self.classify_stats
+    /// The classifier's and the detectors' counters so far.
+    pub fn stats_into(&self, stats: &mut AnalysisStats) {
+        stats.classify.clone_from(&self.classify_stats);
+        if let Some(detect) = self.detect_stats() {
+            stats.detect = detect;
+        }
     }
 
     pub fn detect_stats(&self) -> Option<DetectStats> {
         self.detectors.as_ref().map(|d| {
-            let mut stats = d.stats().clone();
+            let mut stats = d.stats();
             stats.suppressed = self.suppressed;
             stats.incidents_opened = self.incidents.incidents_opened;
             stats.baseline_corrupt = self.baseline_corrupt;
@@ -251,6 +284,49 @@ impl Analysis {
 
     pub fn sensor(&self) -> &str {
         &self.sensor
+    }
+}
+
+/// The detectors' settings.
+fn detect_limits(settings: &Settings, sensor: &str) -> DetectLimits {
+    let d = &settings.detect;
+    let defaults = DetectLimits::default();
+    DetectLimits {
+        sensor: sensor.to_owned(),
+        baseline: crate::baseline::learned::BaselineLimits {
+            learn_exchanges: d.learn_exchanges,
+            learn_secs: d.learn_secs,
+            learn_actors: d.learn_actors,
+            ..defaults.baseline
+        },
+        ..defaults
+    }
+}
+
+/// Where an exchange goes when the inventory's caps refused its path: one
+/// endpoint per host and method, so the detectors' state stays bounded.
+fn unlisted(raw: &EndpointKey) -> Located {
+    Located {
+        key: EndpointKey {
+            template: Text::from("/{unlisted}"),
+            ..raw.clone()
+        },
+        values: Vec::new(),
+    }
+}
+
+/// What the detectors need from the classifier's findings in the response.
+fn response_data(facts: &ExchangeFacts) -> ResponseData {
+    let mut types: Vec<String> = facts
+        .response_sensitive
+        .iter()
+        .map(|h| h.data_type.clone())
+        .collect();
+    types.sort();
+    types.dedup();
+    ResponseData {
+        sensitive_values: facts.response_sensitive.len() as u64,
+        sensitive_types: types,
     }
 }
 
@@ -286,12 +362,8 @@ fn facts_of(
             })
             .unwrap_or_default()
     };
-    let path_payload = exchange
-        .request
-        .as_ref()
-        .is_some_and(|r| !crate::detect::injection::scan(&r.uri).is_empty());
     ExchangeFacts {
-        path_payload,
+        path_payload: false,
         request_sensitive: hits(&found.request),
         response_sensitive: hits(&found.response),
         request_fields: fields(&found.request_shape),
@@ -355,9 +427,8 @@ fn load_baseline(detectors: &mut Detectors, path: &Path) -> u64 {
             return 0;
         }
     };
-    match Detectors::load(&bytes) {
-        Ok(learned) => {
-            detectors.adopt(learned);
+    match detectors.load(&bytes) {
+        Ok(()) => {
             tracing::info!("baselines loaded from {}", path.display());
             0
         }

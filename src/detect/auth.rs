@@ -1,0 +1,392 @@
+//! Authentication: logins (credential stuffing, brute force on one
+//! account, password spraying across accounts and addresses), endpoints
+//! that require credentials answering without them, and clients probing
+//! such endpoints without credentials. Login failure is learned per login
+//! endpoint: once it has been seen handing out a token or session, an
+//! answer without one is a failure whatever its status (many APIs answer
+//! 200 with an error body).
+
+use super::report::Finding;
+use super::rules::RuleId;
+use super::scanner::trim;
+use crate::analysis::facts::{Facts, LoginAttempt};
+use crate::baseline::learned::{BaselineLimits, Baselines};
+use crate::inventory::EndpointKey;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::IpAddr;
+
+/// Windows and thresholds.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthLimits {
+    pub login_window_secs: u64,
+    pub stuffing_min_usernames: usize,
+    pub brute_force_min_failures: u64,
+    pub spraying_min_usernames: usize,
+    pub spraying_min_ips: usize,
+    /// Distinct endpoints that require credentials a client must be
+    /// refused on, without credentials, within `probe_window_secs`.
+    pub probe_min_endpoints: usize,
+    pub probe_window_secs: u64,
+    /// Clients (and passwords) tracked at once; beyond, refused and counted.
+    pub max_actors: usize,
+}
+
+impl Default for AuthLimits {
+    fn default() -> Self {
+        AuthLimits {
+            login_window_secs: 600,
+            stuffing_min_usernames: 10,
+            brute_force_min_failures: 10,
+            spraying_min_usernames: 10,
+            spraying_min_ips: 3,
+            probe_min_endpoints: 5,
+            probe_window_secs: 300,
+            max_actors: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct LoginWindow {
+    attempts: VecDeque<u64>,
+    failures: VecDeque<(u64, String)>,
+}
+
+#[derive(Debug, Default)]
+struct ProbeWindow {
+    refused: VecDeque<(u64, EndpointKey)>,
+    /// Last time the client succeeded with credentials.
+    last_credentialed_success: Option<u64>,
+}
+
+/// Authentication state. The login endpoints learned are part of the
+/// baseline snapshot; the windows are not.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Authentication {
+    #[serde(skip)]
+    pub(super) limits: AuthLimits,
+    /// Login endpoints seen handing out tokens or sessions.
+    issuing: BTreeSet<EndpointKey>,
+    #[serde(skip)]
+    logins: HashMap<IpAddr, LoginWindow>,
+    #[serde(skip)]
+    sprays: HashMap<[u8; 16], VecDeque<(u64, String, IpAddr)>>,
+    #[serde(skip)]
+    probes: HashMap<IpAddr, ProbeWindow>,
+    #[serde(skip)]
+    pub actors_refused: u64,
+}
+
+impl Authentication {
+    pub fn new(limits: AuthLimits) -> Authentication {
+        Authentication {
+            limits,
+            ..Authentication::default()
+        }
+    }
+
+    pub fn observe(&mut self, f: &Facts<'_>, baselines: &Baselines, out: &mut Vec<Finding>) {
+        self.missing_auth(f, baselines, out);
+        self.probing(f, baselines, out);
+        let (Some(login), Some(response)) = (&f.login, f.response) else {
+            return;
+        };
+        let issued = !f.issued.is_empty();
+        if issued && (200..400).contains(&response.status) && self.issuing.len() < 10_000 {
+            self.issuing.insert(f.key.clone());
+        }
+        let failed = login_failed(response, issued, self.issuing.contains(&f.key));
+        self.logins(f, login, failed, out);
+        if failed {
+            self.spraying(f, login, out);
+        }
+    }
+
+    fn logins(
+        &mut self,
+        f: &Facts<'_>,
+        login: &LoginAttempt,
+        failed: bool,
+        out: &mut Vec<Finding>,
+    ) {
+        let ip = f.client_ip;
+        let now = f.now;
+        let window = self.limits.login_window_secs;
+        if !self.logins.contains_key(&ip) && self.logins.len() >= self.limits.max_actors {
+            self.actors_refused += 1;
+            return;
+        }
+        let logins = self.logins.entry(ip).or_default();
+        logins.attempts.push_back(now);
+        if failed {
+            logins.failures.push_back((now, login.username.clone()));
+        }
+        trim(&mut logins.attempts, now, window, |t| *t);
+        trim(&mut logins.failures, now, window, |(t, _)| *t);
+        let failures = logins.failures.len();
+        let attempts = logins.attempts.len();
+        let usernames: BTreeSet<&str> = logins.failures.iter().map(|(_, u)| u.as_str()).collect();
+        let distinct_users = usernames.len();
+        let same_user = logins
+            .failures
+            .iter()
+            .filter(|(_, u)| *u == login.username)
+            .count() as u64;
+        if failed
+            && distinct_users >= self.limits.stuffing_min_usernames
+            && failures * 5 >= attempts * 4
+        {
+            out.push(
+                Finding::new(
+                    RuleId::CredentialStuffing,
+                    85,
+                    format!(
+                        "{} failed to log in {failures} times for {distinct_users} different accounts at {} within {window} seconds ({attempts} attempts in all).",
+                        f.actor_label(),
+                        f.key
+                    ),
+                    ip.to_string(),
+                )
+                .counts(&[
+                    ("failed_logins", failures as u64),
+                    ("distinct_usernames", distinct_users as u64),
+                    ("attempts", attempts as u64),
+                ])
+                .count(failures as u64),
+            );
+        }
+        if failed && same_user >= self.limits.brute_force_min_failures {
+            out.push(
+                Finding::new(
+                    RuleId::BruteForce,
+                    85,
+                    format!(
+                        "{} failed to log in as one account {same_user} times at {} within {window} seconds.",
+                        f.actor_label(),
+                        f.key
+                    ),
+                    format!("{ip}|{}", login.username),
+                )
+                .counts(&[("failed_logins", same_user)])
+                .count(same_user),
+            );
+        }
+    }
+
+    fn spraying(&mut self, f: &Facts<'_>, login: &LoginAttempt, out: &mut Vec<Finding>) {
+        let (ip, now) = (f.client_ip, f.now);
+        let window = self.limits.login_window_secs;
+        if !self.sprays.contains_key(&login.password_hash)
+            && self.sprays.len() >= self.limits.max_actors
+        {
+            self.actors_refused += 1;
+            return;
+        }
+        let tries = self.sprays.entry(login.password_hash).or_default();
+        tries.push_back((now, login.username.clone(), ip));
+        trim(tries, now, window, |(t, _, _)| *t);
+        if tries.len() > 10_000 {
+            tries.pop_front();
+        }
+        let users: BTreeSet<&str> = tries.iter().map(|(_, u, _)| u.as_str()).collect();
+        let ips: BTreeSet<IpAddr> = tries.iter().map(|(_, _, i)| *i).collect();
+        if users.len() >= self.limits.spraying_min_usernames
+            && ips.len() >= self.limits.spraying_min_ips
+        {
+            let (user_count, ip_count) = (users.len() as u64, ips.len() as u64);
+            let sources: Vec<String> = ips.iter().take(20).map(ToString::to_string).collect();
+            out.push(
+                Finding::new(
+                    RuleId::PasswordSpraying,
+                    80,
+                    format!(
+                        "The same password failed for {user_count} different accounts at {} within {window} seconds, tried from {ip_count} addresses ({}).",
+                        f.key,
+                        sources.join(", ")
+                    ),
+                    hex(&login.password_hash),
+                )
+                .counts(&[("distinct_usernames", user_count), ("source_addresses", ip_count)])
+                .attribute("source_addresses", serde_json::json!(sources)),
+            );
+        }
+    }
+
+    /// An endpoint that requires credentials answers a request without
+    /// any: shown to require them (anonymous calls refused), or always
+    /// called with them by several principals and now handing sensitive
+    /// data to an anonymous caller.
+    fn missing_auth(&self, f: &Facts<'_>, baselines: &Baselines, out: &mut Vec<Finding>) {
+        if !f.succeeded() || !f.anonymous() {
+            return;
+        }
+        let Some(e) = baselines.endpoint(&f.key) else {
+            return;
+        };
+        let shown = e.learned(&baselines.limits, f.now) && e.requires_credentials();
+        let implied =
+            e.always_credentialed(&baselines.limits, f.now) && f.data.sensitive_values > 0;
+        if !(shown || implied) {
+            return;
+        }
+        out.push(
+            Finding::new(
+                RuleId::MissingAuthAccepted,
+                80,
+                format!(
+                    "{} called {} without any credentials and got {}, although {} of its {} earlier calls carried credentials{}.",
+                    f.actor_label(),
+                    f.key,
+                    f.status().unwrap_or(0),
+                    e.credentialed,
+                    e.exchanges,
+                    if shown {
+                        format!(" and the {} earlier calls without them were refused", e.anonymous_rejected)
+                    } else {
+                        format!(", from {} principals, and this answer carried {} sensitive values", e.principals_seen.estimate(), f.data.sensitive_values)
+                    }
+                ),
+                format!("{}|{}", f.key, f.who),
+            )
+            .counts(&[("credentialed_calls", e.credentialed), ("calls", e.exchanges)]),
+        );
+    }
+
+    /// A client without credentials refused on many endpoints that
+    /// require them: probing for ones that do not check.
+    fn probing(&mut self, f: &Facts<'_>, baselines: &Baselines, out: &mut Vec<Finding>) {
+        let ip = f.client_ip;
+        let now = f.now;
+        let window = self.limits.probe_window_secs;
+        if !f.anonymous() && !f.succeeded() && !self.probes.contains_key(&ip) {
+            return;
+        }
+        if !self.probes.contains_key(&ip) && self.probes.len() >= self.limits.max_actors {
+            self.actors_refused += 1;
+            return;
+        }
+        let probe = self.probes.entry(ip).or_default();
+        if !f.anonymous() && f.succeeded() {
+            probe.last_credentialed_success = Some(now);
+            return;
+        }
+        if !(f.anonymous() && f.rejected()) {
+            return;
+        }
+        let requires = baselines
+            .endpoint(&f.key)
+            .is_some_and(|e| requires_or_mostly_credentialed(e, &baselines.limits, now));
+        if !requires {
+            return;
+        }
+        if probe.refused.iter().all(|(_, k)| *k != f.key) {
+            probe.refused.push_back((now, f.key.clone()));
+        }
+        trim(&mut probe.refused, now, window, |(t, _)| *t);
+        let user_of_the_api = probe
+            .last_credentialed_success
+            .is_some_and(|t| now.saturating_sub(t) <= window);
+        let endpoints = probe.refused.len();
+        if endpoints >= self.limits.probe_min_endpoints && !user_of_the_api {
+            let examples: Vec<String> = probe
+                .refused
+                .iter()
+                .take(10)
+                .map(|(_, k)| k.to_string())
+                .collect();
+            out.push(
+                Finding::new(
+                    RuleId::UnauthenticatedProbing,
+                    75,
+                    format!(
+                        "{} called {endpoints} endpoints that require credentials without any within {window} seconds and was refused each time, e.g. {}.",
+                        f.actor_label(),
+                        examples.join(", ")
+                    ),
+                    ip.to_string(),
+                )
+                .counts(&[("endpoints", endpoints as u64)])
+                .attribute("endpoints", serde_json::json!(examples)),
+            );
+        }
+    }
+
+    /// Forgets windows with nothing left in them.
+    pub fn sweep(&mut self, now: u64) {
+        let login_window = self.limits.login_window_secs;
+        let probe_window = self.limits.probe_window_secs;
+        self.logins.retain(|_, w| {
+            w.attempts
+                .back()
+                .is_some_and(|t| now.saturating_sub(*t) <= login_window)
+        });
+        self.sprays.retain(|_, w| {
+            w.back()
+                .is_some_and(|(t, _, _)| now.saturating_sub(*t) <= login_window)
+        });
+        self.probes.retain(|_, w| {
+            let recent = |t: u64| now.saturating_sub(t) <= probe_window;
+            w.refused.back().is_some_and(|(t, _)| recent(*t))
+                || w.last_credentialed_success.is_some_and(recent)
+        });
+        crate::baseline::learned::shrink(&mut self.logins);
+        crate::baseline::learned::shrink(&mut self.sprays);
+        crate::baseline::learned::shrink(&mut self.probes);
+    }
+}
+
+/// Endpoints that require credentials, or (not learned yet) whose calls
+/// nearly all carried them.
+fn requires_or_mostly_credentialed(
+    e: &crate::baseline::learned::EndpointBaseline,
+    limits: &BaselineLimits,
+    now: u64,
+) -> bool {
+    if e.anonymous_successes > 0 {
+        return false;
+    }
+    e.requires_credentials() || (!e.learned(limits, now) && e.credentialed_successes > 0)
+}
+
+/// Whether a login answer means failure. Where the endpoint has been seen
+/// to hand out tokens, an answer without one is a failure whatever its
+/// status; before that, only 401/403 or an error-looking body count.
+fn login_failed(response: &crate::exchange::Response, issued: bool, endpoint_issues: bool) -> bool {
+    if issued {
+        return false;
+    }
+    let status = response.status;
+    if matches!(status, 401 | 403) {
+        return true;
+    }
+    if endpoint_issues && (200..300).contains(&status) {
+        return true;
+    }
+    let body = String::from_utf8_lossy(
+        response
+            .body
+            .data
+            .get(..2048)
+            .unwrap_or(&response.body.data),
+    )
+    .to_ascii_lowercase();
+    [
+        "invalid",
+        "incorrect",
+        "failed",
+        "wrong",
+        "denied",
+        "unauthorized",
+        "\"ok\":false",
+        "\"success\":false",
+        "\"ok\": false",
+        "\"success\": false",
+    ]
+    .iter()
+    .any(|w| body.contains(w))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,140 @@
+//! Excessive data exposure: a response carrying sensitive types its
+//! endpoint does not normally return (an endpoint too new to have a
+//! baseline is judged against the whole API), a client receiving far more
+//! sensitive values per minute than any other, and responses exposing
+//! stack traces or database errors.
+
+use super::report::Finding;
+use super::rules::RuleId;
+use crate::analysis::facts::Facts;
+use crate::baseline::learned::{Baselines, MinuteCounts};
+
+/// Markers of stack traces and internal errors in response bodies.
+const ERROR_MARKERS: &[&str] = &[
+    "traceback (most recent call last)",
+    "exception in thread \"",
+    "\n\tat java.",
+    "\n\tat org.",
+    "\n   at system.",
+    "stack trace:",
+    "stacktrace",
+    "sqlstate[",
+    "ora-0",
+    "pg::",
+    "you have an error in your sql syntax",
+    "unclosed quotation mark",
+    "fatal error: ",
+    "warning: mysql",
+    "node_modules/",
+    "goroutine 1 [running]",
+    "panicked at",
+    "debug = true",
+    "werkzeug debugger",
+];
+
+/// Sensitive types this endpoint (or the API) rarely returns, in a
+/// successful response.
+pub fn unusual_types(f: &Facts<'_>, baselines: &Baselines, out: &mut Vec<Finding>) {
+    if !f.succeeded() || f.data.sensitive_types.is_empty() {
+        return;
+    }
+    let learn = baselines.limits.learn_exchanges;
+    let endpoint = baselines
+        .endpoint(&f.key)
+        .filter(|e| e.learned(&baselines.limits, f.now));
+    let api_learned = baselines.api_successes >= learn * 10;
+    let (types, successes, whose) = match endpoint {
+        Some(e) => (&e.response_types, e.successes, "its"),
+        None if api_learned => (&baselines.api_types, baselines.api_successes, "the API's"),
+        None => return,
+    };
+    let new: Vec<&String> = f
+        .data
+        .sensitive_types
+        .iter()
+        .filter(|t| types.get(*t).copied().unwrap_or(0) * 100 <= successes)
+        .collect();
+    if new.is_empty() {
+        return;
+    }
+    out.push(
+        Finding::new(
+            RuleId::UnusualSensitiveData,
+            75,
+            format!(
+                "{} returned {:?} to {}, types that {whose} {successes} earlier successful responses did not carry.",
+                f.key,
+                new,
+                f.actor_label()
+            ),
+            format!(
+                "{}|{}",
+                f.key,
+                new.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+            ),
+        )
+        .counts(&[("sensitive_values", f.data.sensitive_values)]),
+    );
+}
+
+/// Far more sensitive values in one minute than any other client receives.
+pub fn volume(f: &Facts<'_>, minute: &MinuteCounts, baselines: &Baselines, out: &mut Vec<Finding>) {
+    let population = &baselines.sensitive_population;
+    if population.actors() < baselines.limits.learn_actors || minute.sensitive == 0 {
+        return;
+    }
+    let p999 = population
+        .quantile_excluding(0.999, minute.sensitive_peak)
+        .unwrap_or(0);
+    if minute.sensitive >= (p999 * 10).max(50) {
+        out.push(
+            Finding::new(
+                RuleId::SensitiveVolume,
+                75,
+                format!(
+                    "{} received {} sensitive values within one minute (last from {}); the other clients' highest minute was {p999}.",
+                    f.actor_label(),
+                    minute.sensitive,
+                    f.key
+                ),
+                f.who.to_string(),
+            )
+            .counts(&[
+                ("sensitive_values_per_minute", minute.sensitive),
+                ("population_p999", p999),
+            ]),
+        );
+    }
+}
+
+/// A stack trace or database error in a response body.
+pub fn verbose_errors(f: &Facts<'_>, out: &mut Vec<Finding>) {
+    let Some(response) = f.response else {
+        return;
+    };
+    if response.body.data.is_empty() {
+        return;
+    }
+    let head = response
+        .body
+        .data
+        .get(..8192)
+        .unwrap_or(&response.body.data);
+    let text = String::from_utf8_lossy(head).to_ascii_lowercase();
+    if let Some(marker) = ERROR_MARKERS.iter().find(|m| text.contains(*m)) {
+        out.push(
+            Finding::new(
+                RuleId::VerboseError,
+                85,
+                format!(
+                    "{} answered {} with an internal error detail ({:?}) in the body.",
+                    f.key,
+                    response.status,
+                    marker.trim()
+                ),
+                f.key.to_string(),
+            )
+            .counts(&[("status", u64::from(response.status))]),
+        );
+    }
+}
