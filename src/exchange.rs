@@ -408,7 +408,8 @@ pub struct Body {
     pub wire_len: u64,
     /// Bytes after content decoding (equal to `wire_len` without Content-Encoding).
     pub decoded_len: u64,
-    /// `Content-Encoding` that was decoded, if any.
+    /// `Content-Encoding` that was decoded, if any (a chain as listed:
+    /// `gzip, gzip`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content_encoding: Option<Text>,
     /// The decoded body, up to the configured cap; only serialised when the
@@ -521,6 +522,14 @@ pub enum Anomaly {
     /// different content — a TCP evasion indicator. The first copy was kept;
     /// the host may have kept the other (`flow.overlaps_inconsistent`).
     InconsistentRetransmission,
+    /// More than one content coding (`Content-Encoding: gzip, gzip`): never
+    /// needed by a legitimate server, a way to hide a body from inspection.
+    /// Decoded when all codings are known and there are at most three.
+    StackedContentEncoding,
+    /// A body whose Content-Encoding was not decoded (an unknown coding
+    /// such as `br`, or more than three codings): `data` holds the bytes
+    /// as sent.
+    UndecodedContentEncoding,
 }
 
 /// Flags every consumer checks before trusting an exchange.

@@ -496,6 +496,39 @@ fn main() {
         );
     }
 
+    // Stacked codings (undone last first, deferred as a chain) and a gzip
+    // body of two members, chunked: each direction fed in pieces must give
+    // what it gives whole.
+    let gz = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    let zl = |data: &[u8]| {
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    let members = [gz(&json[..200]), gz(&json[200..])].concat();
+    for (name, enc, body) in [
+        ("gzip-gzip", "gzip, gzip", gz(&gz(&json))),
+        ("deflate-gzip", "deflate, gzip", gz(&zl(&json))),
+        ("gzip-members", "gzip", members),
+    ] {
+        let client = b"GET /api/users HTTP/1.1\r\nHost: a\r\n\r\n".to_vec();
+        let mut server = format!(
+            "HTTP/1.1 200 OK\r\nContent-Encoding: {enc}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        .into_bytes();
+        for part in body.chunks(50) {
+            server.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+            server.extend_from_slice(part);
+            server.extend_from_slice(b"\r\n");
+        }
+        server.extend_from_slice(b"0\r\n\r\n");
+        w.put("http1_stream", &format!("chunked-{name}"), &stream_seed(&client, &server));
+    }
+
     // -------------------------------------------------------- reassembly
     let req = b"GET /index.html HTTP/1.1\r\nHost: example\r\n\r\n";
     let seg = |off: u32, syn: bool, fin: bool, data: &[u8], missing: u16| ReassemblyOp::Segment {

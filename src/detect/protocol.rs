@@ -100,6 +100,16 @@ const RULES: &[Rule] = &[
               see different headers, which hides Transfer-Encoding from one of them.",
     },
     Rule {
+        anomaly: Anomaly::StackedContentEncoding,
+        rule: "protocol.stacked_content_encoding",
+        severity: Severity::Medium,
+        confidence: 50,
+        owasp: None,
+        title: "HTTP body compressed several times",
+        why: "No legitimate client or server needs `Content-Encoding: gzip, gzip`; stacking \
+              codings hides a body from inspection that decodes only one layer.",
+    },
+    Rule {
         anomaly: Anomaly::InconsistentRetransmission,
         rule: "protocol.inconsistent_retransmission",
         severity: Severity::Medium,
@@ -331,6 +341,25 @@ mod tests {
             &mut again,
         );
         assert_eq!(again[0].id, e.id);
+    }
+
+    #[test]
+    fn stacked_codings_raise_a_rule_and_an_undecoded_br_body_none() {
+        let mut out = Vec::new();
+        check(
+            &exchange(vec![Anomaly::StackedContentEncoding]),
+            "s",
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].rule, "protocol.stacked_content_encoding");
+        out.clear();
+        check(
+            &exchange(vec![Anomaly::UndecodedContentEncoding]),
+            "s",
+            &mut out,
+        );
+        assert!(out.is_empty());
     }
 
     #[test]

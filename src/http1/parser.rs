@@ -343,26 +343,89 @@ pub(crate) struct HeadInfo {
     pub cl_invalid: bool,
     pub te_present: bool,
     pub te_chunked: bool,
-    pub encoding: Encoding,
+    pub codings: Codings,
     pub upgrade: bool,
 }
 
-/// Content-Encoding the body decoder understands.
+/// A content coding the body decoder understands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) enum Encoding {
     #[default]
-    Identity,
     Gzip,
     Deflate,
 }
 
 impl Encoding {
-    pub fn name(self) -> Option<&'static str> {
+    pub fn name(self) -> &'static str {
         match self {
-            Encoding::Identity => None,
-            Encoding::Gzip => Some("gzip"),
-            Encoding::Deflate => Some("deflate"),
+            Encoding::Gzip => "gzip",
+            Encoding::Deflate => "deflate",
         }
+    }
+}
+
+/// Most content codings decoded on one body; a longer chain is not decoded.
+pub(crate) const MAX_CODINGS: usize = 3;
+
+/// The content codings of a body in the order they were applied (the
+/// Content-Encoding list, several fields joined in order), `identity` left
+/// out. Decoding undoes them last first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Codings {
+    known: [Encoding; MAX_CODINGS],
+    /// Codings named, `identity` excluded, known or not (saturating).
+    count: u8,
+    /// A coding the decoder does not understand (`br`, `zstd`, ...).
+    unknown: bool,
+}
+
+impl Codings {
+    #[cfg(test)]
+    pub fn from_list(list: &[Encoding]) -> Codings {
+        let mut c = Codings::default();
+        for &e in list {
+            c.push(Some(e));
+        }
+        c
+    }
+
+    /// The codings of one Content-Encoding value.
+    #[cfg(test)]
+    pub fn parse(value: &[u8]) -> Codings {
+        let mut info = HeadInfo::default();
+        content_encoding(&mut info, value);
+        info.codings
+    }
+
+    fn push(&mut self, coding: Option<Encoding>) {
+        match coding {
+            Some(e) => {
+                if let Some(slot) = self.known.get_mut(usize::from(self.count)) {
+                    *slot = e;
+                }
+            }
+            None => self.unknown = true,
+        }
+        self.count = self.count.saturating_add(1);
+    }
+
+    /// No coding at all (or only `identity`).
+    pub fn is_identity(&self) -> bool {
+        self.count == 0
+    }
+
+    /// More than one coding: flagged whether or not it is decoded.
+    pub fn stacked(&self) -> bool {
+        self.count > 1
+    }
+
+    /// The codings to undo, in the order they were applied, when every one
+    /// is known and there are at most `MAX_CODINGS`; `None` otherwise.
+    pub fn decodable(&self) -> Option<&[Encoding]> {
+        if self.unknown {
+            return None;
+        }
+        self.known.get(..usize::from(self.count))
     }
 }
 
@@ -425,15 +488,22 @@ fn transfer_encoding(info: &mut HeadInfo, value: &[u8], annot: &mut Annot) {
     }
 }
 
+/// Adds the codings of one Content-Encoding field to `info.codings`.
 fn content_encoding(info: &mut HeadInfo, value: &[u8]) {
-    let v = trim(value);
-    info.encoding = if v.eq_ignore_ascii_case(b"gzip") || v.eq_ignore_ascii_case(b"x-gzip") {
-        Encoding::Gzip
-    } else if v.eq_ignore_ascii_case(b"deflate") {
-        Encoding::Deflate
-    } else {
-        Encoding::Identity
-    };
+    for part in value.split(|&b| b == b',') {
+        let p = trim(part);
+        if p.is_empty() || p.eq_ignore_ascii_case(b"identity") {
+            continue;
+        }
+        let coding = if p.eq_ignore_ascii_case(b"gzip") || p.eq_ignore_ascii_case(b"x-gzip") {
+            Some(Encoding::Gzip)
+        } else if p.eq_ignore_ascii_case(b"deflate") {
+            Some(Encoding::Deflate)
+        } else {
+            None
+        };
+        info.codings.push(coding);
+    }
 }
 
 /// Notes what framing needs from one field.

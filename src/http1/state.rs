@@ -789,7 +789,7 @@ impl HttpConnection {
                 )));
                 ctx.stats.requests = ctx.stats.requests.saturating_add(1);
                 self.to_server.body = match (framing, exchange.request.as_mut()) {
-                    (Some(f), Some(req)) => BodyState::new(info.encoding, s, &mut req.body, f),
+                    (Some(f), Some(req)) => BodyState::new(info.codings, s, &mut req.body, f),
                     _ => BodyState::default(),
                 };
                 let p = Pending {
@@ -868,7 +868,7 @@ impl HttpConnection {
                 }
                 let d = &mut self.to_client;
                 d.body = match framing {
-                    Some(f) => BodyState::new(info.encoding, s, &mut resp.body, f),
+                    Some(f) => BodyState::new(info.codings, s, &mut resp.body, f),
                     None => BodyState::default(),
                 };
                 self.resp = Some(Box::new(RespCur {
