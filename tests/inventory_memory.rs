@@ -73,7 +73,7 @@ fn exchange(path: &str, client: u32, ts: u64, body: &str) -> Exchange {
             ts: Timestamp(ts),
             end_ts: Timestamp(ts),
             version: HttpVersion::Http11,
-            status: 200,
+            status: Some(200),
             reason: Text::from("OK"),
             content_type: Some(Text::from("application/json")),
             headers: Headers::default(),

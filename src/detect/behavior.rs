@@ -750,12 +750,12 @@ impl Behavior {
                 title: "Response exposes a stack trace or internal error".into(),
                 what: format!(
                     "{key} answered {} with an internal error detail ({:?}) in the body.",
-                    response.status,
+                    view.status().unwrap_or(0),
                     marker.trim()
                 ),
                 why: "Stack traces and database errors reveal code paths, file names, versions and queries that help attackers aim their next request.",
                 todo: "Return generic error messages to clients and log the details on the server only.",
-                counts: vec![("status", u64::from(response.status))],
+                counts: vec![("status", u64::from(view.status().unwrap_or(0)))],
                 subject: key.to_owned(),
             });
         }
@@ -1322,7 +1322,7 @@ mod tests {
         let mut odd = user_call(1, "/api/items", true, "", 300);
         odd.request.as_mut().unwrap().host = Some("staging.internal".into());
         let mut refused = odd.clone();
-        refused.response.as_mut().unwrap().status = 421;
+        refused.response.as_mut().unwrap().status = Some(421);
         calls.push(refused);
         assert!(
             run(&calls, &ResponseData::default()).is_empty(),

@@ -400,7 +400,7 @@ impl Detectors {
         let Some(response) = view.response else {
             return;
         };
-        if !(200..400).contains(&response.status) {
+        if !response.status.is_some_and(|s| (200..400).contains(&s)) {
             return;
         }
         let host = view.host();
@@ -839,10 +839,10 @@ fn login_failed(response: &crate::exchange::Response, issued: bool, endpoint_iss
         return false;
     }
     let status = response.status;
-    if matches!(status, 401 | 403) {
+    if matches!(status, Some(401 | 403)) {
         return true;
     }
-    if endpoint_issues && (200..300).contains(&status) {
+    if endpoint_issues && status.is_some_and(|s| (200..300).contains(&s)) {
         return true;
     }
     let body = String::from_utf8_lossy(

@@ -199,7 +199,7 @@ pub fn check(exchange: &Exchange, sensor: &str, out: &mut Vec<Event>) {
         uri: req
             .map(|r| r.uri.chars().take(2048).collect())
             .unwrap_or_default(),
-        status: resp.map(|r| r.status),
+        status: resp.and_then(|r| r.status),
         request_headers: req.map(|r| redacted(&r.headers)).unwrap_or_default(),
         response_headers: resp.map(|r| redacted(&r.headers)).unwrap_or_default(),
         request_body: None,
@@ -252,9 +252,11 @@ pub fn check(exchange: &Exchange, sensor: &str, out: &mut Vec<Event>) {
         } else {
             format!("{method} {host}{path}")
         };
-        let status = resp.map_or("no response was seen".to_owned(), |r| {
-            format!("the server answered {}", r.status)
-        });
+        let status = match resp.map(|r| r.status) {
+            None => "no response was seen".to_owned(),
+            Some(None) => "the server's reply had no valid status line".to_owned(),
+            Some(Some(code)) => format!("the server answered {code}"),
+        };
         event.text.what_happened = format!(
             "{} from {} to {target}: {indicators} protocol anomal{} on this exchange, \
              {cl} Content-Length and {te} Transfer-Encoding header field{}; {status}.",

@@ -91,7 +91,7 @@ impl<'a> RequestView<'a> {
     }
 
     pub fn status(&self) -> Option<u16> {
-        self.response.map(|r| r.status).filter(|s| *s != 0)
+        self.response.and_then(|r| r.status)
     }
 
     pub fn succeeded(&self) -> bool {
@@ -332,7 +332,7 @@ pub(crate) mod tests {
                 ts: Timestamp::from_secs_nanos(secs, 1000),
                 end_ts: Timestamp::from_secs_nanos(secs, 2000),
                 version: HttpVersion::Http11,
-                status,
+                status: Some(status),
                 reason: "".into(),
                 content_type: Some("application/json".into()),
                 headers: Headers::with_capacity(0, 0),

@@ -684,7 +684,7 @@ mod tests {
         );
         assert_eq!(out.len(), 1);
         let e = &out[0];
-        assert_eq!(e.response.as_ref().unwrap().status, 200);
+        assert_eq!(e.response.as_ref().unwrap().status, Some(200));
         assert!(e.flags.truncated);
         assert_eq!(t.stats().flows_closed, 1);
         assert_eq!(t.open_flows(), 0);
@@ -714,7 +714,7 @@ mod tests {
             &mut out,
         );
         assert_eq!(out.len(), 2);
-        assert_eq!(out[1].response.as_ref().unwrap().status, 200);
+        assert_eq!(out[1].response.as_ref().unwrap().status, Some(200));
     }
 
     /// The byte ledgers once every flow ended: each captured payload byte

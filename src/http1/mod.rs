@@ -159,7 +159,7 @@ pub fn finish_decoding(e: &mut Exchange, stats: &mut HttpStats) {
 }
 
 /// Every `Anomaly`, in declaration order: bit `i` of `Annot::anoms` is `ALL_ANOMALIES[i]`.
-const ALL_ANOMALIES: [Anomaly; 20] = [
+const ALL_ANOMALIES: [Anomaly; 21] = [
     Anomaly::GarbageBeforeMessage,
     Anomaly::MalformedHeaders,
     Anomaly::HeadersTooLarge,
@@ -178,6 +178,7 @@ const ALL_ANOMALIES: [Anomaly; 20] = [
     Anomaly::PendingRequestsOverflow,
     Anomaly::NonStandardVersion,
     Anomaly::InconsistentRetransmission,
+    Anomaly::InvalidStatusLine,
     Anomaly::StackedContentEncoding,
     Anomaly::UndecodedContentEncoding,
 ];

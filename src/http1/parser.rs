@@ -35,10 +35,14 @@ pub(crate) struct RequestLine<'a> {
 /// A parsed status line, borrowing from the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct StatusLine<'a> {
+    /// HTTP/1.1 when the version token does not parse (`invalid` then).
     pub version: HttpVersion,
-    pub status: u16,
+    /// `None` when the line has no valid code (`invalid` then).
+    pub status: Option<u16>,
     pub reason: &'a [u8],
     pub nonstandard: bool,
+    /// Starts with `HTTP/` but is not a valid status line.
+    pub invalid: bool,
 }
 
 /// The line at the start of `v` without its line ending, and the length
@@ -181,29 +185,39 @@ pub(crate) fn parse_request_line(line: &[u8]) -> Option<RequestLine<'_>> {
     })
 }
 
-/// Status line `HTTP/x.y SP 3DIGIT [SP reason]`, version in any case.
+/// Status line `HTTP/x.y SP 3DIGIT [SP reason]`, version in any case. A
+/// line that starts with `HTTP/` but is not one (a code that is not three
+/// digits from 100, a version that does not parse) is still the reply's
+/// start line: it comes back `invalid`, with the code if one is there and
+/// the rest of the line as its reason.
 pub(crate) fn parse_status_line(line: &[u8]) -> Option<StatusLine<'_>> {
-    let sp = line.iter().position(|&b| is_ws(b))?;
-    let (version, nonstandard) = parse_version(line.get(..sp)?)?;
-    let rest = trim(line.get(sp..).unwrap_or_default());
-    let code = rest.get(..3)?;
-    if !code.iter().all(u8::is_ascii_digit) {
+    if !line
+        .get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"HTTP/"))
+    {
         return None;
     }
-    let after = rest.get(3..).unwrap_or_default();
-    if let Some(&b) = after.first() {
-        if !is_ws(b) {
-            return None;
-        }
-    }
-    let status = code.iter().fold(0u16, |a, &d| {
-        a.saturating_mul(10).saturating_add(u16::from(d - b'0'))
-    });
+    let sp = line.iter().position(|&b| is_ws(b)).unwrap_or(line.len());
+    let version = parse_version(line.get(..sp).unwrap_or_default());
+    let rest = trim(line.get(sp..).unwrap_or_default());
+    let code = rest
+        .get(..3)
+        .filter(|c| c.iter().all(u8::is_ascii_digit) && c.first().is_some_and(|&d| d != b'0'));
+    let after = match code {
+        Some(_) => rest.get(3..).unwrap_or_default(),
+        None => rest,
+    };
+    let code_ends = after.first().is_none_or(|&b| is_ws(b));
+    let status = code
+        .filter(|_| code_ends)
+        .map(|c| c.iter().fold(0u16, |a, &d| a * 10 + u16::from(d - b'0')));
+    let reason = if status.is_some() { trim(after) } else { rest };
     Some(StatusLine {
-        version,
+        version: version.map_or(HttpVersion::Http11, |(v, _)| v),
         status,
-        reason: trim(after),
-        nonstandard,
+        reason,
+        nonstandard: version.is_none_or(|(_, nonstandard)| nonstandard),
+        invalid: version.is_none() || status.is_none(),
     })
 }
 
@@ -868,14 +882,38 @@ mod tests {
     fn status_lines() {
         let s = parse_status_line(b"HTTP/1.1 200 OK").unwrap();
         assert_eq!(
-            (s.status, s.reason, s.nonstandard),
-            (200, &b"OK"[..], false)
+            (s.status, s.reason, s.nonstandard, s.invalid),
+            (Some(200), &b"OK"[..], false, false)
         );
         let s = parse_status_line(b"http/1.1 200 OK").unwrap();
-        assert!(s.nonstandard);
-        assert_eq!(parse_status_line(b"HTTP/1.0 404").unwrap().status, 404);
-        assert!(parse_status_line(b"HTTP/1.1 20 OK").is_none());
+        assert!(s.nonstandard && !s.invalid);
+        let s = parse_status_line(b"HTTP/1.0 404").unwrap();
+        assert_eq!((s.status, s.invalid), (Some(404), false));
         assert!(parse_status_line(b"HTTX/1.1 200 OK").is_none());
+        assert!(parse_status_line(b"HTTP").is_none());
+        // Starts like a status line but is not one: still the reply's
+        // start line, without a status.
+        for (line, reason) in [
+            (&b"HTTP/1.1 20 OK"[..], &b"20 OK"[..]),
+            (b"HTTP/1.1 abc OK", b"abc OK"),
+            (b"HTTP/1.1 200OK", b"200OK"),
+            (b"HTTP/1.1 099 Low", b"099 Low"),
+            (b"HTTP/1.1", b""),
+        ] {
+            let s = parse_status_line(line).unwrap();
+            assert_eq!(
+                (s.status, s.invalid, s.reason),
+                (None, true, reason),
+                "{line:?}"
+            );
+            assert_eq!(s.version, HttpVersion::Http11);
+        }
+        // A broken version keeps a valid code (as Zeek reads it).
+        let s = parse_status_line(b"HTTP/!.4 206 Partial").unwrap();
+        assert_eq!(
+            (s.status, s.invalid, s.nonstandard, s.reason),
+            (Some(206), true, true, &b"Partial"[..])
+        );
     }
 
     #[test]

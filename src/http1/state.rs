@@ -160,6 +160,17 @@ pub struct HttpConnection {
     lost_responses: u8,
 }
 
+/// Flags of a status line that is not clean.
+fn status_line_anomalies(sl: &StatusLine<'_>, annot: &mut Annot) {
+    if sl.nonstandard {
+        annot.anomaly(Anomaly::NonStandardVersion);
+    }
+    if sl.invalid {
+        annot.anomaly(Anomaly::InvalidStatusLine);
+        annot.parse_error = true;
+    }
+}
+
 fn target<'a>(
     dir: Direction,
     pending: &'a mut VecDeque<Pending>,
@@ -664,6 +675,7 @@ impl HttpConnection {
                     return false;
                 };
                 ctx.stats.responses = ctx.stats.responses.saturating_add(1);
+                status_line_anomalies(&sl, &mut annot);
                 let paired = self.first_unanswered().is_some();
                 self.resp = Some(Box::new(RespCur {
                     resp: Response {
@@ -815,9 +827,7 @@ impl HttpConnection {
                 let d = &mut self.to_client;
                 let mut annot = std::mem::take(&mut d.carry);
                 let msg_ts = d.msg_ts;
-                if sl.nonstandard {
-                    annot.anomaly(Anomaly::NonStandardVersion);
-                }
+                status_line_anomalies(&sl, &mut annot);
                 let mut headers = Headers::default();
                 let info = parse_header_block(head, ll, fields, &mut headers, s, &mut annot);
                 ctx.stats.header_fields_dropped = ctx
@@ -825,7 +835,8 @@ impl HttpConnection {
                     .header_fields_dropped
                     .saturating_add(u64::from(headers.dropped));
                 d.phase = Phase::Start;
-                if (100..200).contains(&sl.status) && sl.status != 101 {
+                let code = sl.status;
+                if code.is_some_and(|c| (100..200).contains(&c) && c != 101) {
                     // Interim: the request still waits for its final response.
                     ctx.stats.interim_responses = ctx.stats.interim_responses.saturating_add(1);
                     d.carry.merge(annot);
@@ -835,8 +846,10 @@ impl HttpConnection {
                 let idx = self.first_unanswered();
                 let req = idx.and_then(|i| self.pending.get(i));
                 let (head_req, connect) = req.map_or((false, false), |p| (p.head, p.connect));
-                let tunnel = sl.status == 101 || (connect && (200..300).contains(&sl.status));
-                let framing = if head_req || sl.status == 204 || sl.status == 304 || tunnel {
+                let success = code.is_some_and(|c| (200..300).contains(&c));
+                let tunnel = code == Some(101) || (connect && success);
+                let no_body = matches!(code, Some(204 | 304));
+                let framing = if head_req || no_body || tunnel {
                     None
                 } else if info.te_chunked {
                     if info.content_length.is_some() || info.cl_invalid {
@@ -897,7 +910,7 @@ impl HttpConnection {
                 ts,
                 end_ts: ts,
                 version: HttpVersion::Http09,
-                status: 0,
+                status: None,
                 reason: Text::default(),
                 content_type: None,
                 headers: Headers::default(),
@@ -1459,9 +1472,10 @@ mod tests {
                     "{} {} {}",
                     e.request.as_ref().map_or("-", |r| r.method.as_str()),
                     e.request.as_ref().map_or("-", |r| r.uri.as_str()),
-                    e.response
-                        .as_ref()
-                        .map_or("-".into(), |r| r.status.to_string())
+                    e.response.as_ref().map_or("-".into(), |r| match r.status {
+                        Some(code) => code.to_string(),
+                        None => "null".into(),
+                    })
                 )
             })
             .collect()
@@ -1806,7 +1820,7 @@ mod tests {
             d(S, b"<html>hi</html>\n"),
             Action::Fin(S),
         ]);
-        assert_eq!(summary(&ex), ["GET /zeek.html 0"]);
+        assert_eq!(summary(&ex), ["GET /zeek.html null"]);
         let r = ex[0].response.as_ref().unwrap();
         assert_eq!(
             (r.version, r.body.data.as_slice()),
@@ -1819,8 +1833,32 @@ mod tests {
             d(S, b"plain body"),
             Action::Fin(S),
         ]);
-        assert_eq!(summary(&ex), ["GET /zeek.html 0"]);
+        assert_eq!(summary(&ex), ["GET /zeek.html null"]);
         assert_eq!(ex[0].response.as_ref().unwrap().body.data, b"plain body");
+    }
+
+    #[test]
+    fn invalid_status_line_is_a_response_with_parse_error() {
+        let (ex, st) = run(&[
+            d(C, b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"),
+            d(S, b"HTTP/1.1 abc Odd\r\nContent-Length: 3\r\n\r\nxyz"),
+            d(S, b"HTTP/1.1 204 No Content\r\n\r\n"),
+        ]);
+        assert_eq!(summary(&ex), ["GET /a null", "GET /b 204"]);
+        let r = ex[0].response.as_ref().unwrap();
+        assert_eq!((r.status, r.reason.as_str()), (None, "abc Odd"));
+        assert_eq!(r.body.data, b"xyz");
+        assert!(ex[0].flags.parse_error && !ex[0].flags.unanswered);
+        assert!(ex[0].anomalies.contains(&Anomaly::InvalidStatusLine));
+        assert_eq!((st.parse_errors, st.unanswered_requests), (1, 0));
+        assert!(ex[1].anomalies.is_empty() && !ex[1].flags.parse_error);
+        // A valid line with an odd version keeps its code.
+        let (ex, _) = run(&[
+            d(C, b"GET / HTTP/1.1\r\n\r\n"),
+            d(S, b"HTTP/!.4 206 Partial\r\nContent-Length: 0\r\n\r\n"),
+        ]);
+        assert_eq!(summary(&ex), ["GET / 206"]);
+        assert!(ex[0].flags.parse_error);
     }
 
     #[test]
@@ -2049,7 +2087,7 @@ mod tests {
     /// Every split point of each stream gives the same exchanges as one chunk.
     #[test]
     fn byte_splits_do_not_change_results() {
-        let streams: [(&[u8], &[u8]); 4] = [
+        let streams: [(&[u8], &[u8]); 5] = [
             (
                 b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz",
                 b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x\r\nabc\r\n0\r\nT: 1\r\n\r\nHTTP/1.1 201 C\r\nContent-Length: 2\r\n\r\nok",
@@ -2057,6 +2095,7 @@ mod tests {
             (b"\r\n.... GET /txt HTTP/1.1\nHost: h\n\n", b"http/1.1 200 OK\nContent-Length: 1\n\nZ"),
             (b"GET /zeek.html\r\n", b"<html>0.9</html>"),
             (b"GET / HTTP/1.1\r\n\r\n", b"garbage\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            (b"GET / HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n", b"HTTP/1.1 2x0 Odd\r\nContent-Length: 1\r\n\r\nZHTTP/1.1 204 No\r\n\r\n"),
         ];
         for (c, s) in streams {
             let whole = run(&[d(C, c), d(S, s), Action::Fin(C), Action::Fin(S)]).0;

@@ -293,7 +293,7 @@ impl Inventory {
                 .collect::<String>()
                 .to_ascii_uppercase(),
         );
-        let status = ex.response.as_ref().map(|r| r.status);
+        let status = ex.response.as_ref().and_then(|r| r.status);
         let max_children = s.max_children_per_node;
         let max_methods = s.max_methods_per_path;
         let max_nodes = s.max_path_nodes as u64;
