@@ -526,6 +526,14 @@ pub enum Anomaly {
     /// different content — a TCP evasion indicator. The first copy was kept;
     /// the host may have kept the other (`flow.overlaps_inconsistent`).
     InconsistentRetransmission,
+    /// A NUL or a CR not followed by LF in a header field (RFC 9112 §2.2,
+    /// §5.5): servers that cut the value there and servers that keep it
+    /// see different headers. The field is kept as sent.
+    NulOrBareCrInHeader,
+    /// Whitespace between a field name and its colon (RFC 9112 §5.1 requires
+    /// a 400): `Transfer-Encoding : chunked` is honoured by some servers and
+    /// ignored by others. The name is read without the whitespace.
+    WhitespaceBeforeColon,
     /// A reply line starting `HTTP/` whose version or code does not parse
     /// (a code not three digits from 100): kept as a response with status
     /// `null` and the `parse_error` flag.

@@ -100,6 +100,29 @@ const RULES: &[Rule] = &[
               see different headers, which hides Transfer-Encoding from one of them.",
     },
     Rule {
+        anomaly: Anomaly::WhitespaceBeforeColon,
+        rule: "protocol.whitespace_before_colon",
+        severity: Severity::High,
+        confidence: 70,
+        owasp: Some(Owasp::SecurityMisconfiguration),
+        title: "HTTP header with whitespace before the colon",
+        why:
+            "RFC 9112 requires a 400 for `Name : value`, yet some servers strip the space and use \
+              the field: `Transfer-Encoding : chunked` is then framing for one server and an \
+              unknown header for the next (request smuggling).",
+    },
+    Rule {
+        anomaly: Anomaly::NulOrBareCrInHeader,
+        rule: "protocol.nul_or_bare_cr_in_header",
+        severity: Severity::Medium,
+        confidence: 60,
+        owasp: Some(Owasp::SecurityMisconfiguration),
+        title: "HTTP header with a NUL or a bare CR",
+        why: "Servers that end a field at a NUL or a lone CR and servers that keep the bytes read \
+              different headers; a bare CR is also read as a line end by some, which hides a \
+              header from the others.",
+    },
+    Rule {
         anomaly: Anomaly::StackedContentEncoding,
         rule: "protocol.stacked_content_encoding",
         severity: Severity::Medium,
@@ -343,6 +366,25 @@ mod tests {
             &mut again,
         );
         assert_eq!(again[0].id, e.id);
+    }
+
+    #[test]
+    fn header_character_indicators_raise_their_rules() {
+        for (anomaly, rule) in [
+            (
+                Anomaly::WhitespaceBeforeColon,
+                "protocol.whitespace_before_colon",
+            ),
+            (
+                Anomaly::NulOrBareCrInHeader,
+                "protocol.nul_or_bare_cr_in_header",
+            ),
+        ] {
+            let mut out = Vec::new();
+            check(&exchange(vec![anomaly]), "s", &mut out);
+            assert_eq!(out.len(), 1, "{anomaly:?}");
+            assert_eq!(out[0].rule, rule);
+        }
     }
 
     #[test]

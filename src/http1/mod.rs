@@ -159,7 +159,7 @@ pub fn finish_decoding(e: &mut Exchange, stats: &mut HttpStats) {
 }
 
 /// Every `Anomaly`, in declaration order: bit `i` of `Annot::anoms` is `ALL_ANOMALIES[i]`.
-const ALL_ANOMALIES: [Anomaly; 21] = [
+const ALL_ANOMALIES: [Anomaly; 23] = [
     Anomaly::GarbageBeforeMessage,
     Anomaly::MalformedHeaders,
     Anomaly::HeadersTooLarge,
@@ -178,6 +178,8 @@ const ALL_ANOMALIES: [Anomaly; 21] = [
     Anomaly::PendingRequestsOverflow,
     Anomaly::NonStandardVersion,
     Anomaly::InconsistentRetransmission,
+    Anomaly::NulOrBareCrInHeader,
+    Anomaly::WhitespaceBeforeColon,
     Anomaly::InvalidStatusLine,
     Anomaly::StackedContentEncoding,
     Anomaly::UndecodedContentEncoding,

@@ -657,7 +657,8 @@ fn push_field(
 
 /// Line-by-line header parsing for what httparse refuses: obs-fold lines are
 /// joined to the previous value, lines without a colon are skipped, names
-/// with trailing spaces are trimmed; each case is flagged.
+/// with trailing spaces are trimmed (and still used for framing, as lenient
+/// servers do), NUL and bare CR are kept; each case is flagged.
 fn parse_lenient(
     block: &[u8],
     headers: &mut Headers,
@@ -677,6 +678,11 @@ fn parse_lenient(
         rest = rest.get(n..).unwrap_or_default();
         if line.is_empty() {
             break;
+        }
+        // Only blocks httparse refused get here, so this is no extra pass
+        // over well-formed heads; httparse refuses both bytes.
+        if memchr::memchr2(0, b'\r', line).is_some() {
+            annot.anomaly(Anomaly::NulOrBareCrInHeader);
         }
         if line.first().is_some_and(|&b| is_ws(b)) {
             if have {
@@ -703,11 +709,14 @@ fn parse_lenient(
         };
         let raw_name = line.get(..colon).unwrap_or_default();
         let name = trim(raw_name);
-        if name.is_empty() || name.len() != raw_name.len() || !name.iter().all(|&b| is_tchar(b)) {
+        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
             annot.anomaly(Anomaly::MalformedHeaders);
             if name.is_empty() {
                 continue;
             }
+        }
+        if raw_name.last().is_some_and(|&b| is_ws(b)) {
+            annot.anomaly(Anomaly::WhitespaceBeforeColon);
         }
         cur_name = name;
         cur_val.clear();

@@ -1862,6 +1862,45 @@ mod tests {
     }
 
     #[test]
+    fn header_whitespace_before_colon_nul_and_bare_cr_are_flagged() {
+        // `Transfer-Encoding : chunked`: read as chunked (the lenient
+        // servers' reading) and flagged.
+        let (ex, _) = run(&[d(
+            C,
+            b"POST /a HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+        )]);
+        assert_eq!(summary(&ex), ["POST /a -", "GET /b -"]);
+        assert_eq!(ex[0].request.as_ref().unwrap().body.data, b"abc");
+        assert_eq!(ex[0].anomalies, [Anomaly::WhitespaceBeforeColon]);
+        for block in [
+            &b"X-A: a\0b\r\n"[..],
+            b"X-A: a\rTransfer-Encoding: chunked\r\n",
+        ] {
+            let mut head = b"GET / HTTP/1.1\r\n".to_vec();
+            head.extend_from_slice(block);
+            head.extend_from_slice(b"\r\n");
+            let (ex, _) = run(&[d(C, &head), d(S, OK0)]);
+            assert_eq!(summary(&ex), ["GET / 200"], "{block:?}");
+            assert_eq!(ex[0].anomalies, [Anomaly::NulOrBareCrInHeader], "{block:?}");
+            let value = ex[0].request.as_ref().unwrap().headers.get("x-a").unwrap();
+            assert!(
+                value.starts_with(b"a") && value.len() > 2,
+                "kept as sent: {value:?}"
+            );
+        }
+        // The negative twins: the usual spellings are not flagged.
+        let (ex, _) = run(&[
+            d(
+                C,
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nX: a b\t c\r\n\r\n0\r\n\r\n",
+            ),
+            d(S, b"HTTP/1.1 200 OK\nContent-Length: 0\n\n"),
+        ]);
+        assert_eq!(summary(&ex), ["POST / 200"]);
+        assert!(ex[0].anomalies.is_empty(), "{:?}", ex[0].anomalies);
+    }
+
+    #[test]
     fn request_line_without_uri() {
         let (ex, _) = run(&[d(C, b"GET HTTP/1.1\r\nHost: bro.org\r\n\r\n"), d(S, OK0)]);
         assert_eq!(summary(&ex), ["GET  200"]);
@@ -2087,7 +2126,7 @@ mod tests {
     /// Every split point of each stream gives the same exchanges as one chunk.
     #[test]
     fn byte_splits_do_not_change_results() {
-        let streams: [(&[u8], &[u8]); 5] = [
+        let streams: [(&[u8], &[u8]); 6] = [
             (
                 b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz",
                 b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x\r\nabc\r\n0\r\nT: 1\r\n\r\nHTTP/1.1 201 C\r\nContent-Length: 2\r\n\r\nok",
@@ -2096,6 +2135,7 @@ mod tests {
             (b"GET /zeek.html\r\n", b"<html>0.9</html>"),
             (b"GET / HTTP/1.1\r\n\r\n", b"garbage\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
             (b"GET / HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n", b"HTTP/1.1 2x0 Odd\r\nContent-Length: 1\r\n\r\nZHTTP/1.1 204 No\r\n\r\n"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\nX: a\0b\r\nContent-Encoding: gzip, gzip\r\n\r\n0\r\n\r\n", b""),
         ];
         for (c, s) in streams {
             let whole = run(&[d(C, c), d(S, s), Action::Fin(C), Action::Fin(S)]).0;
