@@ -534,6 +534,9 @@ pub enum Anomaly {
     /// a 400): `Transfer-Encoding : chunked` is honoured by some servers and
     /// ignored by others. The name is read without the whitespace.
     WhitespaceBeforeColon,
+    /// A request line without an HTTP version followed by header fields:
+    /// neither HTTP/0.9 (one line) nor HTTP/1.x. The fields are kept.
+    MissingVersion,
     /// A reply line starting `HTTP/` whose version or code does not parse
     /// (a code not three digits from 100): kept as a response with status
     /// `null` and the `parse_error` flag.

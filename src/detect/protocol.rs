@@ -123,6 +123,17 @@ const RULES: &[Rule] = &[
               header from the others.",
     },
     Rule {
+        anomaly: Anomaly::MissingVersion,
+        rule: "protocol.missing_version",
+        severity: Severity::Medium,
+        confidence: 60,
+        owasp: Some(Owasp::SecurityMisconfiguration),
+        title: "HTTP request line without a version, followed by header fields",
+        why: "A server that reads it as HTTP/0.9 ignores the header fields that a server reading \
+              it as HTTP/1.x honours, so the two disagree on the request and on where the next \
+              one starts.",
+    },
+    Rule {
         anomaly: Anomaly::StackedContentEncoding,
         rule: "protocol.stacked_content_encoding",
         severity: Severity::Medium,
@@ -369,7 +380,7 @@ mod tests {
     }
 
     #[test]
-    fn header_character_indicators_raise_their_rules() {
+    fn header_and_request_line_indicators_raise_their_rules() {
         for (anomaly, rule) in [
             (
                 Anomaly::WhitespaceBeforeColon,
@@ -379,6 +390,7 @@ mod tests {
                 Anomaly::NulOrBareCrInHeader,
                 "protocol.nul_or_bare_cr_in_header",
             ),
+            (Anomaly::MissingVersion, "protocol.missing_version"),
         ] {
             let mut out = Vec::new();
             check(&exchange(vec![anomaly]), "s", &mut out);

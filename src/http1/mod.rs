@@ -159,7 +159,7 @@ pub fn finish_decoding(e: &mut Exchange, stats: &mut HttpStats) {
 }
 
 /// Every `Anomaly`, in declaration order: bit `i` of `Annot::anoms` is `ALL_ANOMALIES[i]`.
-const ALL_ANOMALIES: [Anomaly; 23] = [
+const ALL_ANOMALIES: [Anomaly; 24] = [
     Anomaly::GarbageBeforeMessage,
     Anomaly::MalformedHeaders,
     Anomaly::HeadersTooLarge,
@@ -180,6 +180,7 @@ const ALL_ANOMALIES: [Anomaly; 23] = [
     Anomaly::InconsistentRetransmission,
     Anomaly::NulOrBareCrInHeader,
     Anomaly::WhitespaceBeforeColon,
+    Anomaly::MissingVersion,
     Anomaly::InvalidStatusLine,
     Anomaly::StackedContentEncoding,
     Anomaly::UndecodedContentEncoding,

@@ -31,7 +31,7 @@
 
 use super::body::{advance, BodyState, Chunk, Framing, Step};
 use super::parser::{
-    find_head_end, first_line, head_scan_resume, may_start_request, may_start_status,
+    find_head_end, first_line, head_scan_resume, is_tchar, may_start_request, may_start_status,
     parse_header_block, parse_request_line, parse_status_line, parse_strict_block, percent_decode,
     scan_request_start, scan_status_start, split_target_at, HeadInfo, RequestLine, Scan,
     StatusLine, StrictBlock,
@@ -158,6 +158,22 @@ pub struct HttpConnection {
     /// Responses lost in a gap while no request was waiting: the request
     /// they answered was lost too, and its gap cancels one of these.
     lost_responses: u8,
+}
+
+/// Whether `rest` starts with a header field (`name:`, blanks allowed
+/// before the colon); `None` until enough of it has arrived to tell.
+fn starts_with_field(rest: &[u8]) -> Option<bool> {
+    let name = rest.iter().take_while(|&&b| is_tchar(b)).count();
+    let blanks = rest
+        .get(name..)?
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    match rest.get(name.saturating_add(blanks)) {
+        None => None,
+        Some(b':') => Some(name > 0),
+        Some(_) => Some(false),
+    }
 }
 
 /// Flags of a status line that is not clean.
@@ -391,8 +407,20 @@ impl HttpConnection {
                 };
                 match parse_request_line(line) {
                     None => garbage,
+                    // Without a version the next line decides: a header
+                    // field (a versionless HTTP/1.x request) or anything
+                    // else (an HTTP/0.9 line). Until it shows, the line
+                    // waits; the server's reply or the end of the direction
+                    // settles it as 0.9 (`settle_versionless_request`).
                     Some(rl) if rl.version == HttpVersion::Http09 => {
-                        HeadStep::Head(ll, StartLine::Request(rl, ll), None)
+                        match starts_with_field(v.get(ll..).unwrap_or_default()) {
+                            Some(true) => head_end(v, StartLine::Request(rl, ll), ll, scan_from, s),
+                            Some(false) => HeadStep::Head(ll, StartLine::Request(rl, ll), None),
+                            None if self.to_server.fin => {
+                                HeadStep::Head(ll, StartLine::Request(rl, ll), None)
+                            }
+                            None => HeadStep::NeedMore { drop: 0 },
+                        }
                     }
                     Some(rl) => head_end(v, StartLine::Request(rl, ll), ll, scan_from, s),
                 }
@@ -401,7 +429,23 @@ impl HttpConnection {
                 let idx = self.first_unanswered();
                 let waiting = idx.and_then(|i| self.pending.get(i));
                 if !resync && waiting.is_some_and(|p| p.http09) {
-                    return HeadStep::Http09Response;
+                    // A versionless request answered with a valid status
+                    // line got an HTTP/1.x response (RFC 9112 §2.3, §4).
+                    if !may_start_status(v) {
+                        return HeadStep::Http09Response;
+                    }
+                    let Some((line, ll)) = first_line(v) else {
+                        if self.to_client.fin {
+                            return HeadStep::Http09Response;
+                        }
+                        return HeadStep::NeedMore { drop: 0 };
+                    };
+                    return match parse_status_line(line) {
+                        Some(sl) if !sl.invalid => {
+                            head_end(v, StartLine::Status(sl, ll), ll, scan_from, s)
+                        }
+                        _ => HeadStep::Http09Response,
+                    };
                 }
                 if !may_start_status(v) {
                     if resync {
@@ -468,6 +512,9 @@ impl HttpConnection {
         data: &[u8],
     ) -> usize {
         let max = ctx.settings.max_header_bytes;
+        if dir == Direction::ToClient && !self.to_server.buf.is_empty() {
+            self.settle_versionless_request(ctx, true);
+        }
         let d = self.dir_mut(dir);
         let garbage = d.garbage;
         if d.buf.is_empty() {
@@ -601,6 +648,33 @@ impl HttpConnection {
                 }
             }
         }
+    }
+
+    /// A versionless request line waits in the client's head buffer for the
+    /// byte that tells HTTP/0.9 from a versionless request with fields (see
+    /// `scan`). It is settled as a whole HTTP/0.9 request when the reply to
+    /// it starts (`reply`: only if no earlier request waits for one), when
+    /// the direction ends, or before a gap.
+    fn settle_versionless_request(&mut self, ctx: &mut HttpContext<'_>, reply: bool) {
+        if self.to_server.phase != Phase::Start
+            || self.to_server.buf.is_empty()
+            || (reply && self.first_unanswered().is_some())
+        {
+            return;
+        }
+        let buf = std::mem::take(&mut self.to_server.buf);
+        let line = first_line(&buf)
+            .filter(|&(_, ll)| ll == buf.len())
+            .and_then(|(line, ll)| Some((parse_request_line(line)?, ll)))
+            .filter(|(rl, _)| rl.version == HttpVersion::Http09);
+        let Some((rl, ll)) = line else {
+            self.to_server.buf = buf;
+            return;
+        };
+        self.to_server.clear_buf();
+        let ts = self.to_server.msg_ts;
+        Self::head_parsed(ctx, ll);
+        self.on_head(ctx, ts, &buf, StartLine::Request(rl, ll), None);
     }
 
     /// A head block over `max_header_bytes`: keep what the start line says,
@@ -773,10 +847,13 @@ impl HttpConnection {
                     annot.anomaly(Anomaly::NonStandardVersion);
                 }
                 let mut headers = Headers::default();
-                let info = if rl.version == HttpVersion::Http09 {
+                let info = if rl.version == HttpVersion::Http09 && head.len() <= ll {
                     headers = Headers::after_start_line(head.get(..ll).unwrap_or_default());
                     HeadInfo::default()
                 } else {
+                    if rl.version == HttpVersion::Http09 {
+                        annot.anomaly(Anomaly::MissingVersion);
+                    }
                     parse_header_block(head, ll, fields, &mut headers, s, &mut annot)
                 };
                 ctx.stats.header_fields_dropped = ctx
@@ -1110,6 +1187,10 @@ impl HttpConnection {
                 }
             }
             Phase::Start | Phase::Resync => {
+                if dir == Direction::ToServer {
+                    // A whole line before the gap is a whole request.
+                    self.settle_versionless_request(ctx, false);
+                }
                 let d = self.dir_mut(dir);
                 let was_start = d.phase == Phase::Start;
                 let garbage = d.garbage;
@@ -1195,12 +1276,20 @@ impl HttpConnection {
             }
             Phase::Start | Phase::Resync => {
                 let was_start = d.phase == Phase::Start;
+                if dir == Direction::ToServer {
+                    self.settle_versionless_request(ctx, false);
+                }
+                let waiting_09 = self
+                    .first_unanswered()
+                    .and_then(|i| self.pending.get(i))
+                    .is_some_and(|p| p.http09);
+                let d = self.dir_mut(dir);
                 // A reply's first line held back until it was complete is
                 // judged now that no more will come (HTTP/0.9 body or junk).
                 if dir == Direction::ToClient
                     && was_start
                     && !d.buf.is_empty()
-                    && !may_start_status(&d.buf)
+                    && (!may_start_status(&d.buf) || waiting_09)
                 {
                     let held = std::mem::take(&mut d.buf);
                     d.clear_buf();
@@ -1545,12 +1634,13 @@ mod tests {
             }
             conn.finish(&mut ctx, Timestamp(ts.0 + 1_000_000));
             let (req, resp) = (left[0].request.as_ref(), left[0].response.as_ref());
-            let http09 = head.ends_with(b"/old\r\n");
             assert!(
                 req.unwrap().pending_text && req.unwrap().method.is_empty(),
                 "{head:?}"
             );
-            assert_eq!(resp.unwrap().pending_text, !http09);
+            // The versionless request's reply has a status line, so it is
+            // a full response too.
+            assert!(resp.unwrap().pending_text, "{head:?}");
             let mut finished: Vec<Exchange> = left.iter().map(|e| *e.clone()).collect();
             for e in &mut finished {
                 crate::http1::finish_decoding(e, &mut stats);
@@ -1835,6 +1925,109 @@ mod tests {
         ]);
         assert_eq!(summary(&ex), ["GET /zeek.html null"]);
         assert_eq!(ex[0].response.as_ref().unwrap().body.data, b"plain body");
+    }
+
+    /// RFC 9112 §2.3, §4: a versionless request line followed by fields is
+    /// not HTTP/0.9; its fields are kept, and a reply with a status line is
+    /// a full response, however the bytes were cut.
+    #[test]
+    fn versionless_request_with_fields_keeps_them_and_its_full_response() {
+        let req = b"GET /nv?q=1\r\nHost: h.example\r\nUser-Agent: probe/1\r\n\r\n";
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        for piece in [1, 7, req.len()] {
+            let mut acts: Vec<Action> = req.chunks(piece).map(|c| d(C, c)).collect();
+            acts.push(d(S, resp));
+            acts.push(d(C, b"GET /next HTTP/1.1\r\n\r\n"));
+            acts.push(d(S, OK0));
+            let (ex, st) = run(&acts);
+            assert_eq!(
+                summary(&ex),
+                ["GET /nv?q=1 200", "GET /next 200"],
+                "{piece}"
+            );
+            let r = ex[0].request.as_ref().unwrap();
+            assert_eq!(r.version, HttpVersion::Http09);
+            assert_eq!(r.host.as_deref(), Some("h.example"));
+            assert_eq!(r.headers.get("user-agent"), Some(&b"probe/1"[..]));
+            assert_eq!(ex[0].anomalies, [Anomaly::MissingVersion], "{piece}");
+            let rs = ex[0].response.as_ref().unwrap();
+            assert_eq!(
+                (rs.version, rs.body.data.as_slice()),
+                (HttpVersion::Http11, &b"ok"[..])
+            );
+            assert!(ex[1].anomalies.is_empty());
+            assert_eq!(
+                st.head_bytes,
+                (req.len() + resp.len() - 2 + 22 + OK0.len()) as u64
+            );
+        }
+        // A field with blanks before its colon counts as a field too.
+        let (ex, _) = run(&[
+            d(
+                C,
+                b"POST /nv\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+            ),
+            d(S, OK0),
+        ]);
+        assert_eq!(summary(&ex), ["POST /nv 200"]);
+        assert_eq!(
+            ex[0].anomalies,
+            [Anomaly::WhitespaceBeforeColon, Anomaly::MissingVersion]
+        );
+    }
+
+    /// The negative twin: a line alone is HTTP/0.9, unflagged; its reply is
+    /// a full response only when it starts with a valid status line.
+    #[test]
+    fn versionless_line_alone_stays_http09() {
+        for (reply, status, body) in [
+            (&b"<html>0.9</html>"[..], None, &b"<html>0.9</html>"[..]),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nZ",
+                Some(200),
+                b"Z",
+            ),
+            (
+                b"HTTP/1.1 2x0 nonsense\r\n\r\n",
+                None,
+                b"HTTP/1.1 2x0 nonsense\r\n\r\n",
+            ),
+        ] {
+            let (ex, _) = run(&[d(C, b"GET /old\r\n"), d(S, reply), Action::Fin(S)]);
+            assert_eq!(ex.len(), 1, "{reply:?}");
+            let (rq, rs) = (
+                ex[0].request.as_ref().unwrap(),
+                ex[0].response.as_ref().unwrap(),
+            );
+            assert_eq!(rq.version, HttpVersion::Http09);
+            assert!(rq.headers.is_empty());
+            assert_eq!(
+                (rs.status, rs.body.data.as_slice()),
+                (status, body),
+                "{reply:?}"
+            );
+            assert!(
+                ex[0].anomalies.is_empty(),
+                "{reply:?}: {:?}",
+                ex[0].anomalies
+            );
+            assert!(!ex[0].flags.truncated && !ex[0].flags.unanswered);
+        }
+        // Ended by the client's FIN before any reply: a whole request.
+        let (ex, st) = run(&[d(C, b"GET /old\r\n"), Action::Fin(C)]);
+        assert_eq!(summary(&ex), ["GET /old -"]);
+        assert!(!ex[0].flags.truncated);
+        assert_eq!((st.head_bytes, st.head_bytes_truncated), (10, 0));
+        // A line that is no header field does not make the first one a
+        // versionless HTTP/1.x request, however the bytes are cut.
+        let two = b"GET /a\r\nGET /b\r\n";
+        for piece in [1, 9, two.len()] {
+            let mut acts: Vec<Action> = two.chunks(piece).map(|c| d(C, c)).collect();
+            acts.push(Action::Fin(C));
+            let (ex, _) = run(&acts);
+            assert_eq!(summary(&ex), ["GET /a -", "GET /b -"], "{piece}");
+            assert!(ex.iter().all(|e| e.anomalies.is_empty()), "{piece}");
+        }
     }
 
     #[test]
@@ -2126,7 +2319,7 @@ mod tests {
     /// Every split point of each stream gives the same exchanges as one chunk.
     #[test]
     fn byte_splits_do_not_change_results() {
-        let streams: [(&[u8], &[u8]); 6] = [
+        let streams: [(&[u8], &[u8]); 9] = [
             (
                 b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz",
                 b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x\r\nabc\r\n0\r\nT: 1\r\n\r\nHTTP/1.1 201 C\r\nContent-Length: 2\r\n\r\nok",
@@ -2136,6 +2329,9 @@ mod tests {
             (b"GET / HTTP/1.1\r\n\r\n", b"garbage\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
             (b"GET / HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n", b"HTTP/1.1 2x0 Odd\r\nContent-Length: 1\r\n\r\nZHTTP/1.1 204 No\r\n\r\n"),
             (b"POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\nX: a\0b\r\nContent-Encoding: gzip, gzip\r\n\r\n0\r\n\r\n", b""),
+            (b"GET /nv\r\nHost: h\r\nUser-Agent: u\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            (b"GET /nv\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            (b"GET /nv\r\n\r\n", b"HTTP/1.1 200"),
         ];
         for (c, s) in streams {
             let whole = run(&[d(C, c), d(S, s), Action::Fin(C), Action::Fin(S)]).0;
