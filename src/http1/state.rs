@@ -77,6 +77,63 @@ struct Dir {
     /// The current resync began at bytes that were not a message start
     /// (rather than at a gap or an error): what it skips is garbage.
     garbage: bool,
+    /// The current resync began at a gap that cut a chunked body.
+    cut: Option<ChunkEndWatch>,
+}
+
+/// After a gap cut a chunked body (whose end it may have taken, and the
+/// next message's start with it), what the resynchronisation skips tells
+/// whether the body ended in sight: a last-chunk line (`0`, maybe with
+/// extensions) among the skipped bytes says it did, so the start found
+/// next is the next message's. Skipped bytes without one (blank lines
+/// aside) are the rest of a message whose start the gap took. Fed byte by
+/// byte, so it does not matter how the bytes were cut into reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ChunkEndWatch {
+    line: ChunkLine,
+    end_seen: bool,
+    /// Bytes other than blanks and line ends were skipped.
+    skipped: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum ChunkLine {
+    /// At the start of a line (or of the bytes after the gap).
+    #[default]
+    Start,
+    /// `0`s so far.
+    Zeros,
+    /// After `0`s: an extension, blanks or a CR.
+    Ext,
+    Other,
+}
+
+impl ChunkEndWatch {
+    fn skip(&mut self, bytes: &[u8]) {
+        if self.end_seen {
+            return;
+        }
+        for &b in bytes {
+            self.skipped |= !matches!(b, b'\r' | b'\n' | b' ' | b'\t');
+            self.line = match (self.line, b) {
+                (ChunkLine::Zeros | ChunkLine::Ext, b'\n') => {
+                    self.end_seen = true;
+                    return;
+                }
+                (_, b'\n') => ChunkLine::Start,
+                (ChunkLine::Start | ChunkLine::Zeros, b'0') => ChunkLine::Zeros,
+                (ChunkLine::Zeros, b'\r' | b';' | b' ' | b'\t') | (ChunkLine::Ext, _) => {
+                    ChunkLine::Ext
+                }
+                _ => ChunkLine::Other,
+            };
+        }
+    }
+
+    /// Whether a message start was lost between the cut body and the next start.
+    fn start_lost(&self) -> bool {
+        self.skipped && !self.end_seen
+    }
 }
 
 impl Dir {
@@ -523,6 +580,7 @@ impl HttpConnection {
                 HeadStep::Skip { n, counted } => {
                     let n = n.max(1).min(data.len());
                     Self::skipped_at_start(ctx, counted, garbage, n);
+                    self.watch_skipped(dir, data.get(..n).unwrap_or_default());
                     n
                 }
                 HeadStep::Garbage => {
@@ -533,6 +591,7 @@ impl HttpConnection {
                     0
                 }
                 HeadStep::Head(len, start, fields) => {
+                    self.start_found_after_cut(ctx, dir);
                     self.dir_mut(dir).msg_ts = ts;
                     let head = data.get(..len).unwrap_or_default();
                     if len > max {
@@ -551,6 +610,7 @@ impl HttpConnection {
                     // Only a resync drops bytes here (`drop` is 0 otherwise).
                     let drop = drop.min(data.len());
                     Self::skipped(ctx, garbage, drop);
+                    self.watch_skipped(dir, data.get(..drop).unwrap_or_default());
                     let rest = data.get(drop..).unwrap_or_default();
                     if rest.len() > max {
                         self.too_large(ctx, dir, ts, rest);
@@ -589,6 +649,7 @@ impl HttpConnection {
             let step = match self.scan(dir, &buf, resync, scan_from, ctx.settings) {
                 HeadStep::Head(len, start, fields) => {
                     self.dir_mut(dir).clear_buf();
+                    self.start_found_after_cut(ctx, dir);
                     let head = buf.get(..len).unwrap_or_default();
                     if len > max {
                         self.too_large(ctx, dir, ts, head);
@@ -619,6 +680,9 @@ impl HttpConnection {
                 HeadStep::Skip { n, counted } => {
                     let n = n.max(1).min(d.buf.len());
                     Self::skipped_at_start(ctx, counted, garbage, n);
+                    if let Some(watch) = d.cut.as_mut() {
+                        watch.skip(d.buf.get(..n).unwrap_or_default());
+                    }
                     d.buf.drain(..n);
                     d.scan_from = 0;
                 }
@@ -630,6 +694,9 @@ impl HttpConnection {
                 HeadStep::NeedMore { drop } => {
                     let drop = drop.min(d.buf.len());
                     Self::skipped(ctx, garbage, drop);
+                    if let Some(watch) = d.cut.as_mut() {
+                        watch.skip(d.buf.get(..drop).unwrap_or_default());
+                    }
                     d.buf.drain(..drop);
                     if drop > 0 {
                         d.scan_from = 0;
@@ -675,6 +742,28 @@ impl HttpConnection {
         let ts = self.to_server.msg_ts;
         Self::head_parsed(ctx, ll);
         self.on_head(ctx, ts, &buf, StartLine::Request(rl, ll), None);
+    }
+
+    /// Resynchronisation after a cut chunked body skipped these bytes.
+    fn watch_skipped(&mut self, dir: Direction, bytes: &[u8]) {
+        if let Some(watch) = self.dir_mut(dir).cut.as_mut() {
+            watch.skip(bytes);
+        }
+    }
+
+    /// A message start was found: if the resync it ends began at a gap in a
+    /// chunked body and the skipped bytes were the rest of another message,
+    /// that message's start was lost too, and is accounted as such so the
+    /// messages after it pair with the right partners.
+    fn start_found_after_cut(&mut self, ctx: &mut HttpContext<'_>, dir: Direction) {
+        let lost = self
+            .dir_mut(dir)
+            .cut
+            .take()
+            .is_some_and(|watch| watch.start_lost());
+        if lost {
+            self.lost_message_start(ctx, dir, Annot::default());
+        }
     }
 
     /// A head block over `max_header_bytes`: keep what the start line says,
@@ -1171,6 +1260,7 @@ impl HttpConnection {
                             d.phase = Phase::Resync;
                             d.garbage = false;
                             d.carry.gap = true;
+                            d.cut = Some(ChunkEndWatch::default());
                             ended = true;
                         }
                     }
@@ -1200,6 +1290,9 @@ impl HttpConnection {
                 d.clear_buf();
                 if !was_start {
                     d.carry.gap = true;
+                    if let Some(watch) = d.cut.as_mut() {
+                        watch.skip(&buf);
+                    }
                     Self::skipped(ctx, garbage, buf.len());
                     return;
                 }
@@ -2091,6 +2184,63 @@ mod tests {
         ]);
         assert_eq!(summary(&ex), ["POST / 200"]);
         assert!(ex[0].anomalies.is_empty(), "{:?}", ex[0].anomalies);
+    }
+
+    /// RFC 9112 §9.3: a gap that runs past a chunked body's end and takes
+    /// the next response's head must not hand that response's request the
+    /// one after it.
+    #[test]
+    fn gap_past_a_chunked_body_keeps_responses_paired() {
+        let reqs = d(
+            C,
+            b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n",
+        );
+        let head_a = d(
+            S,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        );
+        let c = b"HTTP/1.1 202 C\r\nContent-Length: 0\r\n\r\n";
+        // Lost: A's last chunks and end, and B's head; B's body is seen.
+        let (ex, _) = run(&[
+            reqs.clone(),
+            head_a.clone(),
+            Action::Gap(S, 40),
+            d(S, b"bbbbb"),
+            d(S, c),
+        ]);
+        assert_eq!(summary(&ex), ["GET /a 200", "GET /b -", "GET /c 202"]);
+        assert!(ex[1].flags.gap && ex[1].flags.unanswered);
+        // The negative twins: the gap ends inside A's body, whose end is
+        // seen; or it ends right where B starts.
+        for after_gap in [&b"lo\r\n0\r\n\r\n"[..], b"\r\n"] {
+            let mut server = after_gap.to_vec();
+            server.extend_from_slice(b"HTTP/1.1 201 B\r\nContent-Length: 0\r\n\r\n");
+            server.extend_from_slice(c);
+            let (ex, _) = run(&[
+                reqs.clone(),
+                head_a.clone(),
+                Action::Gap(S, 9),
+                d(S, &server),
+            ]);
+            assert_eq!(
+                summary(&ex),
+                ["GET /a 200", "GET /b 201", "GET /c 202"],
+                "{after_gap:?}"
+            );
+        }
+        // The same on the client side: the lost request gets a stand-in.
+        let (ex, _) = run(&[
+            d(
+                C,
+                b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+            ),
+            Action::Gap(C, 30),
+            d(C, b"xyz\r\nGET /c HTTP/1.1\r\n\r\n"),
+            d(S, OK0),
+            d(S, b"HTTP/1.1 201 B\r\nContent-Length: 0\r\n\r\n"),
+            d(S, b"HTTP/1.1 202 C\r\nContent-Length: 0\r\n\r\n"),
+        ]);
+        assert_eq!(summary(&ex), ["POST /a 200", "- - 201", "GET /c 202"]);
     }
 
     #[test]
