@@ -541,6 +541,11 @@ pub enum Anomaly {
     /// (a code not three digits from 100): kept as a response with status
     /// `null` and the `parse_error` flag.
     InvalidStatusLine,
+    /// A message after one whose framing was ambiguous (conflicting or
+    /// invalid Content-Length, Transfer-Encoding with Content-Length) on the
+    /// same connection: the two ends may disagree on where it starts, so it
+    /// may be smuggled.
+    AfterAmbiguousFraming,
     /// More than one content coding (`Content-Encoding: gzip, gzip`): never
     /// needed by a legitimate server, a way to hide a body from inspection.
     /// Decoded when all codings are known and there are at most three.

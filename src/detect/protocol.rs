@@ -6,11 +6,15 @@
 //!
 //! OWASP mapping: ambiguous message framing (both Transfer-Encoding and
 //! Content-Length, conflicting or malformed lengths, obfuscated
-//! Transfer-Encoding, obsolete folding, bad chunk sizes) is accepted by some
-//! server in the chain, which is API8:2023 Security Misconfiguration. A
-//! response without a request or bytes before a message are desync symptoms
-//! that a lossy capture also produces: they carry no OWASP category and a
-//! lower confidence.
+//! Transfer-Encoding, obsolete folding, bad chunk sizes, whitespace before a
+//! colon, NUL or bare CR in a field, a request line without its version,
+//! and any message after ambiguous framing) is accepted by some server in
+//! the chain, which is API8:2023 Security Misconfiguration. A response
+//! without a request or bytes before a message are desync symptoms that a
+//! lossy capture also produces, and stacked content codings hide a body
+//! from inspection rather than confuse a server: they carry no OWASP
+//! category and a lower confidence. Anomalies that are no attack (caps, a
+//! broken status line, a coding the sensor cannot undo) have no rule.
 
 use crate::event::{
     epoch_ms, Actor, EndpointRef, Event, EventKind, Evidence, NetEndpoint, Owasp, Severity,
@@ -132,6 +136,17 @@ const RULES: &[Rule] = &[
         why: "A server that reads it as HTTP/0.9 ignores the header fields that a server reading \
               it as HTTP/1.x honours, so the two disagree on the request and on where the next \
               one starts.",
+    },
+    Rule {
+        anomaly: Anomaly::AfterAmbiguousFraming,
+        rule: "protocol.after_ambiguous_framing",
+        severity: Severity::Medium,
+        confidence: 50,
+        owasp: Some(Owasp::SecurityMisconfiguration),
+        title: "HTTP message after ambiguous framing on the same connection",
+        why: "An earlier message on this connection had conflicting or invalid lengths; servers \
+              that framed it differently disagree on where this message starts, which is how a \
+              smuggled request reaches the back end.",
     },
     Rule {
         anomaly: Anomaly::StackedContentEncoding,
@@ -380,7 +395,7 @@ mod tests {
     }
 
     #[test]
-    fn header_and_request_line_indicators_raise_their_rules() {
+    fn evasion_indicators_raise_their_rule_and_caps_raise_none() {
         for (anomaly, rule) in [
             (
                 Anomaly::WhitespaceBeforeColon,
@@ -391,30 +406,29 @@ mod tests {
                 "protocol.nul_or_bare_cr_in_header",
             ),
             (Anomaly::MissingVersion, "protocol.missing_version"),
+            (
+                Anomaly::AfterAmbiguousFraming,
+                "protocol.after_ambiguous_framing",
+            ),
+            (
+                Anomaly::StackedContentEncoding,
+                "protocol.stacked_content_encoding",
+            ),
         ] {
             let mut out = Vec::new();
             check(&exchange(vec![anomaly]), "s", &mut out);
             assert_eq!(out.len(), 1, "{anomaly:?}");
             assert_eq!(out[0].rule, rule);
         }
-    }
-
-    #[test]
-    fn stacked_codings_raise_a_rule_and_an_undecoded_br_body_none() {
+        // A server's broken status line and a coding the sensor cannot
+        // undo (`br`) are not attacks.
         let mut out = Vec::new();
-        check(
-            &exchange(vec![Anomaly::StackedContentEncoding]),
-            "s",
-            &mut out,
-        );
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].rule, "protocol.stacked_content_encoding");
-        out.clear();
-        check(
-            &exchange(vec![Anomaly::UndecodedContentEncoding]),
-            "s",
-            &mut out,
-        );
+        for anomaly in [
+            Anomaly::InvalidStatusLine,
+            Anomaly::UndecodedContentEncoding,
+        ] {
+            check(&exchange(vec![anomaly]), "s", &mut out);
+        }
         assert!(out.is_empty());
     }
 

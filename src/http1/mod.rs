@@ -159,7 +159,7 @@ pub fn finish_decoding(e: &mut Exchange, stats: &mut HttpStats) {
 }
 
 /// Every `Anomaly`, in declaration order: bit `i` of `Annot::anoms` is `ALL_ANOMALIES[i]`.
-const ALL_ANOMALIES: [Anomaly; 24] = [
+const ALL_ANOMALIES: [Anomaly; 25] = [
     Anomaly::GarbageBeforeMessage,
     Anomaly::MalformedHeaders,
     Anomaly::HeadersTooLarge,
@@ -182,9 +182,13 @@ const ALL_ANOMALIES: [Anomaly; 24] = [
     Anomaly::WhitespaceBeforeColon,
     Anomaly::MissingVersion,
     Anomaly::InvalidStatusLine,
+    Anomaly::AfterAmbiguousFraming,
     Anomaly::StackedContentEncoding,
     Anomaly::UndecodedContentEncoding,
 ];
+
+// `Annot` keeps one bit per anomaly in a u32.
+const _: () = assert!(ALL_ANOMALIES.len() <= u32::BITS as usize);
 
 /// Flags and anomalies of one message while it is being parsed: a few bytes
 /// instead of a `Vec`, turned into `ExchangeFlags` and `Exchange::anomalies`
@@ -202,7 +206,6 @@ impl Annot {
         self.anoms |= 1u32 << (a as u32);
     }
 
-    #[cfg(test)]
     pub fn has(&self, a: Anomaly) -> bool {
         self.anoms & (1u32 << (a as u32)) != 0
     }

@@ -19,8 +19,17 @@
 //! answered by that lost response (emitted unanswered, with `gap`), so the
 //! responses after the gap pair with the requests they answer; on the client
 //! side a stand-in request is queued so the lost request's response pairs
-//! with it (emitted with `request: None` and `gap`). This assumes one message
-//! per lost region, which is exact for the common single lost segment.
+//! with it (emitted with `request: None` and `gap`). A gap that cuts a
+//! chunked body may also have taken the next message's start: it did when
+//! the bytes the resync skips hold no last chunk (`ChunkEndWatch`). This
+//! assumes one message per lost region, which is exact for the common
+//! single lost segment.
+//!
+//! A versionless request line waits for the next line: a header field makes
+//! it a versionless HTTP/1.x request (`missing_version`), anything else (or
+//! the reply starting, the direction ending) an HTTP/0.9 one. After
+//! ambiguous framing in one direction, later messages in it are flagged
+//! `after_ambiguous_framing`.
 //!
 //! Byte ledger: each byte given to `on_data` is counted once, in one
 //! `HttpStats` bucket (head, body, tunnel, between messages, resync, garbage,
@@ -215,7 +224,19 @@ pub struct HttpConnection {
     /// Responses lost in a gap while no request was waiting: the request
     /// they answered was lost too, and its gap cancels one of these.
     lost_responses: u8,
+    /// A message in this direction (by `Direction::index`) had ambiguous
+    /// framing: every later one in it is flagged `after_ambiguous_framing`
+    /// (its exchange, then, whichever side it is).
+    ambiguous_framing: [bool; 2],
 }
+
+/// Framing anomalies after which the two ends of a connection may disagree
+/// on where the next message starts.
+const AMBIGUOUS_FRAMING: [Anomaly; 3] = [
+    Anomaly::ConflictingContentLength,
+    Anomaly::InvalidContentLength,
+    Anomaly::TransferEncodingWithContentLength,
+];
 
 /// Whether `rest` starts with a header field (`name:`, blanks allowed
 /// before the colon); `None` until enough of it has arrived to tell.
@@ -275,6 +296,21 @@ impl HttpConnection {
             pending: VecDeque::new(),
             resp: None,
             lost_responses: 0,
+            ambiguous_framing: [false; 2],
+        }
+    }
+
+    /// Flags a message that follows ambiguous framing, and remembers when
+    /// this one's framing is ambiguous (once its own flags are known).
+    fn note_framing(&mut self, dir: Direction, annot: &mut Annot) {
+        let Some(seen) = self.ambiguous_framing.get_mut(dir.index()) else {
+            return;
+        };
+        if *seen {
+            annot.anomaly(Anomaly::AfterAmbiguousFraming);
+        }
+        if AMBIGUOUS_FRAMING.iter().any(|&a| annot.has(a)) {
+            *seen = true;
         }
     }
 
@@ -816,6 +852,7 @@ impl HttpConnection {
                 };
                 let req = build_request(msg_ts, ts, &rl, Headers::default(), false);
                 ctx.stats.requests = ctx.stats.requests.saturating_add(1);
+                self.note_framing(Direction::ToServer, &mut annot);
                 let p = Pending {
                     exchange: self.new_exchange(Some(req)),
                     annot,
@@ -839,6 +876,7 @@ impl HttpConnection {
                 };
                 ctx.stats.responses = ctx.stats.responses.saturating_add(1);
                 status_line_anomalies(&sl, &mut annot);
+                self.note_framing(Direction::ToClient, &mut annot);
                 let paired = self.first_unanswered().is_some();
                 self.resp = Some(Box::new(RespCur {
                     resp: Response {
@@ -958,6 +996,7 @@ impl HttpConnection {
                     // No length, or an invalid one (treated as 0, like Zeek).
                     info.content_length.filter(|&n| n > 0).map(Framing::Length)
                 };
+                self.note_framing(Direction::ToServer, &mut annot);
                 let mut exchange = self.new_exchange(Some(build_request(
                     msg_ts,
                     ts,
@@ -1031,6 +1070,7 @@ impl HttpConnection {
                         None => Some(Framing::Close),
                     }
                 };
+                self.note_framing(Direction::ToClient, &mut annot);
                 let mut resp = Response {
                     ts: msg_ts,
                     end_ts: ts,
@@ -1068,9 +1108,10 @@ impl HttpConnection {
         ctx.stats.responses = ctx.stats.responses.saturating_add(1);
         let paired = self.first_unanswered().is_some();
         let d = &mut self.to_client;
-        let annot = std::mem::take(&mut d.carry);
+        let mut annot = std::mem::take(&mut d.carry);
         d.body = BodyState::default();
         d.phase = Phase::Body(Framing::Close);
+        self.note_framing(Direction::ToClient, &mut annot);
         self.resp = Some(Box::new(RespCur {
             resp: Response {
                 ts,
@@ -2244,6 +2285,68 @@ mod tests {
     }
 
     #[test]
+    fn messages_after_ambiguous_framing_are_flagged() {
+        let (ex, _) = run(&[
+            d(C, b"GET /0 HTTP/1.1\r\n\r\n"),
+            d(S, OK0),
+            d(C, b"POST /a HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 30\r\n\r\nhelloGET /smuggled HTTP/1.1\r\n\r\n"),
+            d(S, OK0),
+            d(S, OK0),
+            d(C, b"GET /later HTTP/1.1\r\n\r\n"),
+            d(S, OK0),
+        ]);
+        assert_eq!(
+            summary(&ex),
+            [
+                "GET /0 200",
+                "POST /a 200",
+                "GET /smuggled 200",
+                "GET /later 200"
+            ]
+        );
+        let after = Anomaly::AfterAmbiguousFraming;
+        assert!(!ex[0].anomalies.contains(&after));
+        assert!(ex[1].anomalies.contains(&Anomaly::ConflictingContentLength));
+        assert!(!ex[1].anomalies.contains(&after));
+        assert_eq!(ex[2].anomalies, [after]);
+        assert_eq!(ex[3].anomalies, [after]);
+        // TE with CL is ambiguous too; a clean connection flags nothing.
+        let (ex, _) = run(&[d(C, b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\nGET /n HTTP/1.1\r\n\r\n")]);
+        assert!(ex[1].anomalies.contains(&after));
+        let (ex, _) = run(&[d(C, b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabcGET /n HTTP/1.1\r\n\r\n")]);
+        assert!(
+            ex.iter().all(|e| e.anomalies.is_empty()),
+            "equal lengths are not a conflict"
+        );
+    }
+
+    #[test]
+    fn stacked_content_encoding_from_several_fields_is_decoded() {
+        let plain = b"{\"secret\":\"hidden twice\"}";
+        let mut once = GzEncoder::new(Vec::new(), Compression::default());
+        once.write_all(plain).unwrap();
+        let mut twice = GzEncoder::new(Vec::new(), Compression::default());
+        twice.write_all(&once.finish().unwrap()).unwrap();
+        let body = twice.finish().unwrap();
+        for fields in [
+            "Content-Encoding: gzip, gzip\r\n",
+            "Content-Encoding: gzip\r\ncontent-encoding: gzip\r\n",
+        ] {
+            let mut resp = format!(
+                "HTTP/1.1 200 OK\r\n{fields}Content-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            resp.extend_from_slice(&body);
+            let (ex, _) = run(&[d(C, b"GET / HTTP/1.1\r\n\r\n"), d(S, &resp)]);
+            let b = &ex[0].response.as_ref().unwrap().body;
+            assert_eq!(b.data, plain, "{fields}");
+            assert_eq!(b.content_encoding.as_deref(), Some("gzip, gzip"));
+            assert_eq!(ex[0].anomalies, [Anomaly::StackedContentEncoding]);
+        }
+    }
+
+    #[test]
     fn request_line_without_uri() {
         let (ex, _) = run(&[d(C, b"GET HTTP/1.1\r\nHost: bro.org\r\n\r\n"), d(S, OK0)]);
         assert_eq!(summary(&ex), ["GET  200"]);
@@ -2477,11 +2580,11 @@ mod tests {
             (b"\r\n.... GET /txt HTTP/1.1\nHost: h\n\n", b"http/1.1 200 OK\nContent-Length: 1\n\nZ"),
             (b"GET /zeek.html\r\n", b"<html>0.9</html>"),
             (b"GET / HTTP/1.1\r\n\r\n", b"garbage\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
-            (b"GET / HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n", b"HTTP/1.1 2x0 Odd\r\nContent-Length: 1\r\n\r\nZHTTP/1.1 204 No\r\n\r\n"),
-            (b"POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\nX: a\0b\r\nContent-Encoding: gzip, gzip\r\n\r\n0\r\n\r\n", b""),
             (b"GET /nv\r\nHost: h\r\nUser-Agent: u\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
             (b"GET /nv\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
             (b"GET /nv\r\n\r\n", b"HTTP/1.1 200"),
+            (b"GET / HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n", b"HTTP/1.1 2x0 Odd\r\nContent-Length: 1\r\n\r\nZHTTP/1.1 204 No\r\n\r\n"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\nX: a\0b\r\nContent-Encoding: gzip, gzip\r\n\r\n0\r\n\r\n", b""),
         ];
         for (c, s) in streams {
             let whole = run(&[d(C, c), d(S, s), Action::Fin(C), Action::Fin(S)]).0;
