@@ -337,6 +337,27 @@ fn main() {
     seed.extend_from_slice(FRAME_SEPARATOR);
     seed.extend_from_slice(&f1);
     w.put("decode", "ipv4-fragments", &seed);
+    // Overlapping fragments: a second copy of bytes 8..24 with other
+    // values (the datagram is dropped), and a teardrop (a last fragment
+    // ending inside the first).
+    let mut evil = l4[8..24].to_vec();
+    evil[4] ^= 0xff;
+    let mut seed = vec![0u8];
+    for (i, f) in [frag(&l4[..16], 0, true), frag(&evil, 1, true), f2.clone()]
+        .iter()
+        .enumerate()
+    {
+        if i > 0 {
+            seed.extend_from_slice(FRAME_SEPARATOR);
+        }
+        seed.extend_from_slice(f);
+    }
+    w.put("decode", "ipv4-fragments-overlap", &seed);
+    let mut seed = vec![0u8];
+    seed.extend_from_slice(&frag(&l4[..24], 0, true));
+    seed.extend_from_slice(FRAME_SEPARATOR);
+    seed.extend_from_slice(&frag(&l4[8..16], 1, false));
+    w.put("decode", "ipv4-fragments-teardrop", &seed);
     // The Ethernet frame inside every mirroring tunnel the decoder unwraps,
     // and VXLAN inside VXLAN (depth 2).
     for (name, wrapped) in [
