@@ -225,6 +225,9 @@ impl BodyState {
                 .min(s.max_body_bytes);
             body.data.reserve_exact(keep);
         }
+        if codings.is_identity() {
+            return BodyState::default();
+        }
         let decoding = s.decode_content && s.max_body_bytes > 0;
         let applied = codings
             .decodable()
@@ -245,7 +248,7 @@ impl BodyState {
             applied,
             stopped: false,
             stacked: codings.stacked(),
-            undecoded: decoding && !codings.is_identity() && codings.decodable().is_none(),
+            undecoded: decoding && codings.decodable().is_none(),
         }
     }
 
@@ -419,15 +422,19 @@ pub(crate) fn finish_pending(body: &mut Body, stats: &mut HttpStats, annot: &mut
 
 /// `gzip`, or the chain as the header lists it: `gzip, deflate`.
 fn applied_names(applied: &Applied) -> Text {
+    let name = |w: &Wrapping| match w {
+        Wrapping::Gzip => Encoding::Gzip.name(),
+        Wrapping::Deflate => Encoding::Deflate.name(),
+    };
+    if let [one] = applied.as_slice() {
+        return Text::const_new(name(one));
+    }
     let mut names = Text::default();
     for (i, w) in applied.as_slice().iter().enumerate() {
         if i > 0 {
             names.push_str(", ");
         }
-        names.push_str(match w {
-            Wrapping::Gzip => Encoding::Gzip.name(),
-            Wrapping::Deflate => Encoding::Deflate.name(),
-        });
+        names.push_str(name(w));
     }
     names
 }

@@ -206,8 +206,24 @@ impl Annot {
         self.anoms |= 1u32 << (a as u32);
     }
 
+    #[cfg(test)]
     pub fn has(&self, a: Anomaly) -> bool {
         self.anoms & (1u32 << (a as u32)) != 0
+    }
+
+    /// The bits of `list`, for [`Annot::has_any`].
+    pub const fn mask(mut list: &[Anomaly]) -> u32 {
+        let mut bits = 0u32;
+        while let [first, rest @ ..] = list {
+            bits |= 1u32 << (*first as u32);
+            list = rest;
+        }
+        bits
+    }
+
+    /// Whether any anomaly of `mask` (see [`Annot::mask`]) is set.
+    pub fn has_any(&self, mask: u32) -> bool {
+        self.anoms & mask != 0
     }
 
     pub fn merge(&mut self, o: Annot) {

@@ -191,6 +191,36 @@ pub(crate) fn parse_request_line(line: &[u8]) -> Option<RequestLine<'_>> {
 /// start line: it comes back `invalid`, with the code if one is there and
 /// the rest of the line as its reason.
 pub(crate) fn parse_status_line(line: &[u8]) -> Option<StatusLine<'_>> {
+    valid_status_line(line).or_else(|| invalid_status_line(line))
+}
+
+/// The common case, a well-formed status line, on its own short path.
+fn valid_status_line(line: &[u8]) -> Option<StatusLine<'_>> {
+    let sp = line.iter().position(|&b| is_ws(b))?;
+    let (version, nonstandard) = parse_version(line.get(..sp)?)?;
+    let rest = trim(line.get(sp..).unwrap_or_default());
+    let code = rest.get(..3)?;
+    if !code.iter().all(u8::is_ascii_digit) || code.first() == Some(&b'0') {
+        return None;
+    }
+    let after = rest.get(3..).unwrap_or_default();
+    if after.first().is_some_and(|&b| !is_ws(b)) {
+        return None;
+    }
+    let status = code.iter().fold(0u16, |a, &d| {
+        a.saturating_mul(10).saturating_add(u16::from(d - b'0'))
+    });
+    Some(StatusLine {
+        version,
+        status: Some(status),
+        reason: trim(after),
+        nonstandard,
+        invalid: false,
+    })
+}
+
+#[cold]
+fn invalid_status_line(line: &[u8]) -> Option<StatusLine<'_>> {
     if !line
         .get(..5)
         .is_some_and(|p| p.eq_ignore_ascii_case(b"HTTP/"))
@@ -217,7 +247,7 @@ pub(crate) fn parse_status_line(line: &[u8]) -> Option<StatusLine<'_>> {
         status,
         reason,
         nonstandard: version.is_none_or(|(_, nonstandard)| nonstandard),
-        invalid: version.is_none() || status.is_none(),
+        invalid: true,
     })
 }
 

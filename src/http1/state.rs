@@ -232,11 +232,11 @@ pub struct HttpConnection {
 
 /// Framing anomalies after which the two ends of a connection may disagree
 /// on where the next message starts.
-const AMBIGUOUS_FRAMING: [Anomaly; 3] = [
+const AMBIGUOUS_FRAMING: u32 = Annot::mask(&[
     Anomaly::ConflictingContentLength,
     Anomaly::InvalidContentLength,
     Anomaly::TransferEncodingWithContentLength,
-];
+]);
 
 /// Whether `rest` starts with a header field (`name:`, blanks allowed
 /// before the colon); `None` until enough of it has arrived to tell.
@@ -309,7 +309,7 @@ impl HttpConnection {
         if *seen {
             annot.anomaly(Anomaly::AfterAmbiguousFraming);
         }
-        if AMBIGUOUS_FRAMING.iter().any(|&a| annot.has(a)) {
+        if annot.has_any(AMBIGUOUS_FRAMING) {
             *seen = true;
         }
     }
