@@ -9,9 +9,12 @@
 //! duplicate and ignored; any other overlap — different bytes for the same
 //! offsets, a fragment reaching past the edge of what was received, or a
 //! last fragment ending inside received data (teardrop) — drops the whole
-//! datagram, as RFC 5722 and Linux (since 4.19) do, and is counted. Hosts
-//! differ in which copy they keep, so there is no reading of such a
-//! datagram the sensor could trust.
+//! datagram and is counted. That is RFC 5722's rule, and what Linux (since
+//! 4.19) does for a fragment that straddles received data; a fragment that
+//! lies wholly inside received data with other bytes Linux drops alone,
+//! keeping the first copy, where other stacks keep the last. Hosts differ
+//! in which copy they keep, so there is no reading of such a datagram the
+//! sensor could trust.
 
 use crate::config::DecodeSettings;
 use crate::exchange::Timestamp;

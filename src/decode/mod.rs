@@ -63,8 +63,8 @@ counters! {
         fragments_duplicate,
         /// Datagrams dropped because a fragment overlapped received bytes
         /// with other values, straddled their edge, or ended inside them
-        /// (teardrop): RFC 5722 / Linux >= 4.19 drop them too, and hosts
-        /// disagree on which copy wins (an evasion indicator).
+        /// (teardrop): RFC 5722 drops them too, and hosts disagree on which
+        /// copy wins (an evasion indicator).
         fragment_overlaps,
         /// Partial datagrams still waiting for fragments when the decoder
         /// finished (end of the capture).
