@@ -425,7 +425,8 @@ pub struct Body {
     pub wire_len: u64,
     /// Bytes after content decoding (equal to `wire_len` without Content-Encoding).
     pub decoded_len: u64,
-    /// `Content-Encoding` that was decoded, if any.
+    /// `Content-Encoding` that was decoded, if any (a chain as listed:
+    /// `gzip, gzip`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content_encoding: Option<Text>,
     /// The decoded body, up to the configured cap; only serialised when the
@@ -482,9 +483,13 @@ pub struct Response {
     pub ts: Timestamp,
     /// Last byte of the body.
     pub end_ts: Timestamp,
+    /// "1.1" when a status line's version did not parse (`invalid_status_line`).
     pub version: HttpVersion,
-    /// 0 when there was no status line (`version` is then "0.9").
-    pub status: u16,
+    /// `None` (JSON `null`) when the reply had no valid status line: an
+    /// HTTP/0.9 reply (`version` "0.9"), bytes without a status line, or a
+    /// line starting `HTTP/` whose code is not three digits from 100
+    /// (`invalid_status_line`).
+    pub status: Option<u16>,
     pub reason: Text,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content_type: Option<Text>,
@@ -590,6 +595,34 @@ pub enum Anomaly {
     /// different content — a TCP evasion indicator. The first copy was kept;
     /// the host may have kept the other (`flow.overlaps_inconsistent`).
     InconsistentRetransmission,
+    /// A NUL or a CR not followed by LF in a header field (RFC 9112 §2.2,
+    /// §5.5): servers that cut the value there and servers that keep it
+    /// see different headers. The field is kept as sent.
+    NulOrBareCrInHeader,
+    /// Whitespace between a field name and its colon (RFC 9112 §5.1 requires
+    /// a 400): `Transfer-Encoding : chunked` is honoured by some servers and
+    /// ignored by others. The name is read without the whitespace.
+    WhitespaceBeforeColon,
+    /// A request line without an HTTP version followed by header fields:
+    /// neither HTTP/0.9 (one line) nor HTTP/1.x. The fields are kept.
+    MissingVersion,
+    /// A reply line starting `HTTP/` whose version or code does not parse
+    /// (a code not three digits from 100): kept as a response with status
+    /// `null` and the `parse_error` flag.
+    InvalidStatusLine,
+    /// A message after one whose framing was ambiguous (conflicting or
+    /// invalid Content-Length, Transfer-Encoding with Content-Length) on the
+    /// same connection: the two ends may disagree on where it starts, so it
+    /// may be smuggled.
+    AfterAmbiguousFraming,
+    /// More than one content coding (`Content-Encoding: gzip, gzip`): never
+    /// needed by a legitimate server, a way to hide a body from inspection.
+    /// Decoded when all codings are known and there are at most three.
+    StackedContentEncoding,
+    /// A body whose Content-Encoding was not decoded (an unknown coding
+    /// such as `br`, or more than three codings): `data` holds the bytes
+    /// as sent.
+    UndecodedContentEncoding,
 }
 
 /// Flags every consumer checks before trusting an exchange.
@@ -701,15 +734,9 @@ impl Serialize for Exchange {
             m.serialize_entry("method", &r.method)?;
             m.serialize_entry("uri", &r.uri)?;
         }
-        // An HTTP/0.9 exchange reports status 0, as Zeek does; bytes without
-        // a status line answering an HTTP/1.x request (a non-HTTP server, or a
-        // 0.9 reply the client did not ask for) have no status to report.
-        let request_09 = self
-            .request
-            .as_ref()
-            .is_some_and(|r| r.version == HttpVersion::Http09);
-        let has_status = |r: &&Response| r.version != HttpVersion::Http09 || request_09;
-        if let Some(r) = self.response.as_ref().filter(has_status) {
+        // A response without a status line (HTTP/0.9, a non-HTTP server)
+        // has status `null`; an exchange without a response has none.
+        if let Some(r) = &self.response {
             m.serialize_entry("status", &r.status)?;
         }
         m.serialize_entry("request", &self.request)?;
@@ -906,6 +933,42 @@ mod tests {
     fn timestamp_serialises_as_epoch_seconds() {
         let ts = Timestamp::from_secs_nanos(1_258_577_884, 844_000_000);
         assert_eq!(serde_json::to_string(&ts).unwrap(), "1258577884.844");
+    }
+
+    /// No status line is `null`, not 0, at the top and in the response;
+    /// no response at all is no `status`.
+    #[test]
+    fn a_reply_without_status_line_has_status_null() {
+        let response = |status: Option<u16>| Response {
+            ts: Timestamp(2),
+            end_ts: Timestamp(3),
+            version: HttpVersion::Http09,
+            status,
+            reason: Text::default(),
+            content_type: None,
+            headers: Headers::default(),
+            body: Body::default(),
+            pending_text: false,
+        };
+        let mut e = Exchange {
+            flow_id: 1,
+            client: "10.0.0.1:1000".parse().unwrap(),
+            server: "10.0.0.2:80".parse().unwrap(),
+            request: None,
+            response: Some(response(None)),
+            tunnel: false,
+            flags: ExchangeFlags::default(),
+            anomalies: Vec::new(),
+        };
+        let json = |e: &Exchange| serde_json::to_value(e).unwrap();
+        let v = json(&e);
+        assert!(v["status"].is_null() && v.as_object().unwrap().contains_key("status"));
+        assert!(v["response"]["status"].is_null());
+        e.response = Some(response(Some(200)));
+        assert_eq!(json(&e)["status"], 200);
+        assert_eq!(json(&e)["response"]["status"], 200);
+        e.response = None;
+        assert!(!json(&e).as_object().unwrap().contains_key("status"));
     }
 
     #[test]

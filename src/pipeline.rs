@@ -493,6 +493,7 @@ impl Live {
                     // the draining workers rather than be dropped.
                     reader.policy = QueuePolicy::Block;
                     reader.flush_batches();
+                    reader.decoder.finish();
                     let stats = reader.snapshot(source.as_mut());
                     hub.publish(slot, &stats);
                     stats
@@ -810,6 +811,7 @@ impl Reader {
     }
 
     fn finish(mut self) -> Stats {
+        self.decoder.finish();
         self.stats.decode = std::mem::take(&mut self.decoder.stats);
         self.stats
     }
@@ -1383,6 +1385,7 @@ impl InlineEngine {
 
     /// Ends all flows and returns the counters.
     pub fn finish(mut self, out: &mut Exchanges) -> Stats {
+        self.decoder.finish();
         self.table.flush_all(out);
         Stats {
             decode: self.decoder.stats.clone(),

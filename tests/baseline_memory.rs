@@ -62,7 +62,7 @@ fn exchange(actor: u32, endpoint: u32, object: u32, secs: u64) -> Exchange {
             ts: Timestamp::from_secs_nanos(secs, 0),
             end_ts: Timestamp::from_secs_nanos(secs, 0),
             version: HttpVersion::Http11,
-            status: 200,
+            status: Some(200),
             reason: "OK".into(),
             content_type: None,
             headers: Headers::default(),

@@ -25,7 +25,8 @@
 //! the corpus ships (its jsonl or Zeek).
 //!
 //! * **Sensor.** Each output line is one exchange. `method`/`uri` are present
-//!   iff the exchange has a request, `status` iff it has a response.
+//!   iff the exchange has a request, `status` iff it has a response (`null`,
+//!   i.e. `None`, when the response had no status line).
 //! * **tshark** (`<trace>.tshark.jsonl`): the `kind == "request"` lines only
 //!   (tshark's truth is "one object per request"), keyed
 //!   `(method, uri, status_code)`; `status_code` is `null` for an unanswered
@@ -56,7 +57,9 @@
 //!   `#fields` line (full ASCII logs) or the single plain header line
 //!   (`zeek-cut -m` output); `#` lines and the `### BTest` line are skipped;
 //!   fields are tab-separated; `-` is unset (`None`) and `(empty)` the empty
-//!   string. Only those of `method`, `uri`, `status_code` that the log kept
+//!   string; a `status_code` of `0` is Zeek's mark for a reply without a
+//!   status line (HTTP/0.9), which the sensor writes as `status: null`, so
+//!   it is `None` too. Only those of `method`, `uri`, `status_code` that the log kept
 //!   are compared: the others are blanked on both sides (e.g. the `261-*`
 //!   logs keep `method … uri`, `invalid-content-ranges` only `status_code`).
 //!   Zeek logs the URI *percent-decoded* and *log-escaped*, so the sensor's
@@ -451,7 +454,9 @@ fn parse_zeek_log(text: &str) -> Result<ZeekTruth, String> {
     let mut keys = Vec::new();
     for row in &raw_rows {
         let status = match si.map(|i| row[i]) {
-            None | Some("-") => None,
+            // 0 is Zeek's status for a reply without a status line
+            // (HTTP/0.9), which the sensor reports as `null`.
+            None | Some("-") | Some("0") => None,
             Some(s) => Some(
                 s.parse::<u16>()
                     .map_err(|_| format!("bad status_code {s:?}"))?,
@@ -604,9 +609,8 @@ fn sensor_exchange(v: &Value) -> Result<SensorExchange, String> {
     {
         return Err(format!("method/uri do not match request: {v}"));
     }
-    // A reply without a status line to an HTTP/1.x request has no status.
-    let status_line = v["response"]["version"] != "0.9" || v["request"]["version"] == "0.9";
-    if (has_response && status_line) != status.is_some() {
+    // `status` is there iff a response is, `null` when it had no status line.
+    if has_response != v.get("status").is_some() {
         return Err(format!("status does not match response: {v}"));
     }
     Ok(SensorExchange {
@@ -1430,10 +1434,11 @@ fn zeek_log_parsing() {
                 X\tC1\tGET\t/a\t200\n\
                 X\tC2\t-\t-\t400\n\
                 X\tC3\tGET\t(empty)\t-\n\
+                X\tC4\tGET\t/09\t0\n\
                 #close X\n";
     let z = parse_zeek_log(full).unwrap();
-    assert_eq!(z.n_rows, 3);
-    assert_eq!(z.n_with_method, Some(2));
+    assert_eq!(z.n_rows, 4);
+    assert_eq!(z.n_with_method, Some(3));
     assert_eq!(
         z.columns,
         Columns {
@@ -1449,6 +1454,8 @@ fn zeek_log_parsing() {
             (s("GET"), s("/a"), Some(200)),
             (None, None, Some(400)),
             (s("GET"), s(""), None),
+            // Zeek's 0 for an HTTP/0.9 reply is the sensor's null.
+            (s("GET"), s("/09"), None),
         ])
     );
 
@@ -1515,6 +1522,22 @@ fn sensor_views() {
             (None, None, None),
             (None, None, Some(400))
         ])
+    );
+    // A response without a status line: `status` is there, `null`.
+    let http09 = line(
+        serde_json::json!({"method": "GET", "uri": "/09", "status": null,
+        "request": {}, "response": {}}),
+    );
+    assert_eq!((http09.method, http09.status), (s("GET"), None));
+    assert!(
+        sensor_exchange(&serde_json::json!({"method": "GET", "uri": "/",
+        "request": {}, "response": {}}))
+        .is_err()
+    );
+    assert!(
+        sensor_exchange(&serde_json::json!({"method": "GET", "uri": "/",
+        "status": null, "request": {}, "response": null}))
+        .is_err()
     );
     assert!(sensor_exchange(&serde_json::json!({"method": "GET", "request": null})).is_err());
     assert!(sensor_exchange(&serde_json::json!({"status": 200, "request": null})).is_err());

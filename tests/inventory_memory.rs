@@ -73,7 +73,7 @@ fn exchange(path: &str, client: u32, ts: u64, body: &str) -> Exchange {
             ts: Timestamp(ts),
             end_ts: Timestamp(ts),
             version: HttpVersion::Http11,
-            status: 200,
+            status: Some(200),
             reason: Text::from("OK"),
             content_type: Some(Text::from("application/json")),
             headers: Headers::default(),
@@ -187,7 +187,7 @@ fn inventory_memory_is_bounded() {
         }
         let mut ex = exchange(&path, (i % 60_000) as u32, i, "{}");
         if let Some(r) = ex.response.as_mut() {
-            r.status = 404;
+            r.status = Some(404);
         }
         inv.observe(&ex, &ExchangeFacts::default());
         if i == 199_999 || i == 399_999 {

@@ -337,6 +337,27 @@ fn main() {
     seed.extend_from_slice(FRAME_SEPARATOR);
     seed.extend_from_slice(&f1);
     w.put("decode", "ipv4-fragments", &seed);
+    // Overlapping fragments: a second copy of bytes 8..24 with other
+    // values (the datagram is dropped), and a teardrop (a last fragment
+    // ending inside the first).
+    let mut evil = l4[8..24].to_vec();
+    evil[4] ^= 0xff;
+    let mut seed = vec![0u8];
+    for (i, f) in [frag(&l4[..16], 0, true), frag(&evil, 1, true), f2.clone()]
+        .iter()
+        .enumerate()
+    {
+        if i > 0 {
+            seed.extend_from_slice(FRAME_SEPARATOR);
+        }
+        seed.extend_from_slice(f);
+    }
+    w.put("decode", "ipv4-fragments-overlap", &seed);
+    let mut seed = vec![0u8];
+    seed.extend_from_slice(&frag(&l4[..24], 0, true));
+    seed.extend_from_slice(FRAME_SEPARATOR);
+    seed.extend_from_slice(&frag(&l4[8..16], 1, false));
+    w.put("decode", "ipv4-fragments-teardrop", &seed);
     // The Ethernet frame inside every mirroring tunnel the decoder unwraps,
     // and VXLAN inside VXLAN (depth 2).
     for (name, wrapped) in [
@@ -494,6 +515,39 @@ fn main() {
             &format!("post-{name}"),
             &stream_seed(&post, b"HTTP/1.1 204 No Content\r\n\r\n"),
         );
+    }
+
+    // Stacked codings (undone last first, deferred as a chain) and a gzip
+    // body of two members, chunked: each direction fed in pieces must give
+    // what it gives whole.
+    let gz = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    let zl = |data: &[u8]| {
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    let members = [gz(&json[..200]), gz(&json[200..])].concat();
+    for (name, enc, body) in [
+        ("gzip-gzip", "gzip, gzip", gz(&gz(&json))),
+        ("deflate-gzip", "deflate, gzip", gz(&zl(&json))),
+        ("gzip-members", "gzip", members),
+    ] {
+        let client = b"GET /api/users HTTP/1.1\r\nHost: a\r\n\r\n".to_vec();
+        let mut server = format!(
+            "HTTP/1.1 200 OK\r\nContent-Encoding: {enc}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        .into_bytes();
+        for part in body.chunks(50) {
+            server.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+            server.extend_from_slice(part);
+            server.extend_from_slice(b"\r\n");
+        }
+        server.extend_from_slice(b"0\r\n\r\n");
+        w.put("http1_stream", &format!("chunked-{name}"), &stream_seed(&client, &server));
     }
 
     // -------------------------------------------------------- reassembly

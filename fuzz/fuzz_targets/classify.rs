@@ -69,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
             ts: Timestamp(0),
             end_ts: Timestamp(0),
             version: HttpVersion::Http11,
-            status: 200,
+            status: Some(200),
             reason: "OK".into(),
             content_type: ct.map(Into::into),
             headers,

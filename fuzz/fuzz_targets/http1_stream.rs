@@ -30,7 +30,7 @@ fn summary(ex: &[Exchange]) -> Vec<String> {
             });
             let rs = e.response.as_ref().map(|r| {
                 format!(
-                    "{} {:?} {:?} {:?}",
+                    "{:?} {:?} {:?} {:?}",
                     r.status, r.headers, r.body.data, r.body.decoded_len
                 )
             });

@@ -261,7 +261,7 @@ impl<'e> Facts<'e> {
     }
 
     pub fn status(&self) -> Option<u16> {
-        self.response.map(|r| r.status).filter(|s| *s != 0)
+        self.response.and_then(|r| r.status)
     }
 
     /// 2xx.
@@ -473,7 +473,8 @@ fn password_hash(hasher: &SecretHasher, password: &str) -> [u8; 16] {
 /// The credentials a (successful or redirecting) response hands out.
 fn issued(response: Option<&Response>, hasher: &SecretHasher) -> Issued {
     let mut out = Issued::default();
-    let Some(response) = response.filter(|r| (200..400).contains(&r.status)) else {
+    let Some(response) = response.filter(|r| r.status.is_some_and(|s| (200..400).contains(&s)))
+    else {
         return out;
     };
     let digest = |value: &str| {

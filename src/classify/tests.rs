@@ -80,7 +80,7 @@ fn exchange(
             ts: Timestamp(2),
             end_ts: Timestamp(2),
             version: HttpVersion::Http11,
-            status: 200,
+            status: Some(200),
             reason: "OK".into(),
             content_type: Some("application/json".into()),
             headers: headers(resp_headers),

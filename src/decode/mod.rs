@@ -53,10 +53,22 @@ counters! {
         ip_fragments,
         /// Datagrams rebuilt from fragments.
         fragments_reassembled,
-        /// Fragments dropped: table full, overlapping/invalid, timed out, or
-        /// inside a tunnel whose outer datagram was itself reassembled.
+        /// Fragments dropped: table full, overlapping/invalid, timed out, left
+        /// incomplete at the end, or inside a tunnel whose outer datagram was
+        /// itself reassembled (a dropped partial datagram counts once).
         fragments_dropped,
         fragments_timed_out,
+        /// Fragments that repeated bytes already received, byte for byte
+        /// (retransmissions): ignored.
+        fragments_duplicate,
+        /// Datagrams dropped because a fragment overlapped received bytes
+        /// with other values, straddled their edge, or ended inside them
+        /// (teardrop): RFC 5722 drops them too, and hosts disagree on which
+        /// copy wins (an evasion indicator).
+        fragment_overlaps,
+        /// Partial datagrams still waiting for fragments when the decoder
+        /// finished (end of the capture).
+        fragments_incomplete_at_end,
         /// VXLAN headers decapsulated.
         vxlan,
         /// GENEVE headers decapsulated.
@@ -184,6 +196,14 @@ impl Decoder {
         self.stats.fragments_timed_out += expired;
         self.stats.fragments_dropped += expired;
     }
+
+    /// The capture ended: partial datagrams will never complete; they are
+    /// dropped and counted (`fragments_incomplete_at_end`).
+    pub fn finish(&mut self) {
+        let left = self.defrag.finish();
+        self.stats.fragments_incomplete_at_end += left;
+        self.stats.fragments_dropped += left;
+    }
 }
 
 /// Decodes from the network layer down. Called again by `tunnel` for an inner
@@ -262,6 +282,15 @@ fn decode_net<'a>(
                 tcp_segment(ctx.stats, src, dst, datagram, datagram.len())
             }
             FragmentOutcome::Pending => None,
+            FragmentOutcome::Duplicate => {
+                stats.fragments_duplicate += 1;
+                None
+            }
+            FragmentOutcome::Overlap => {
+                stats.fragment_overlaps += 1;
+                stats.fragments_dropped += 1;
+                None
+            }
             FragmentOutcome::Dropped => {
                 stats.fragments_dropped += 1;
                 None

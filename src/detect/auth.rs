@@ -93,7 +93,10 @@ impl Authentication {
             return;
         };
         let issued = !f.issued.is_empty();
-        if issued && (200..400).contains(&response.status) && self.issuing.len() < 10_000 {
+        if issued
+            && response.status.is_some_and(|s| (200..400).contains(&s))
+            && self.issuing.len() < 10_000
+        {
             self.issuing.insert(f.key.clone());
         }
         let failed = login_failed(response, issued, self.issuing.contains(&f.key));
@@ -356,7 +359,7 @@ fn login_failed(response: &crate::exchange::Response, issued: bool, endpoint_iss
     if issued {
         return false;
     }
-    let status = response.status;
+    let status = response.status.unwrap_or(0);
     if matches!(status, 401 | 403) {
         return true;
     }

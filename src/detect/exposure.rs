@@ -129,12 +129,12 @@ pub fn verbose_errors(f: &Facts<'_>, out: &mut Vec<Finding>) {
                 format!(
                     "{} answered {} with an internal error detail ({:?}) in the body.",
                     f.key,
-                    response.status,
+                    f.status().unwrap_or(0),
                     marker.trim()
                 ),
                 f.key.to_string(),
             )
-            .counts(&[("status", u64::from(response.status))]),
+            .counts(&[("status", u64::from(f.status().unwrap_or(0)))]),
         );
     }
 }

@@ -6,11 +6,15 @@
 //!
 //! OWASP mapping: ambiguous message framing (both Transfer-Encoding and
 //! Content-Length, conflicting or malformed lengths, obfuscated
-//! Transfer-Encoding, obsolete folding, bad chunk sizes) is accepted by some
-//! server in the chain, which is API8:2023 Security Misconfiguration. A
-//! response without a request or bytes before a message are desync symptoms
-//! that a lossy capture also produces: they carry no OWASP category and a
-//! lower confidence.
+//! Transfer-Encoding, obsolete folding, bad chunk sizes, whitespace before a
+//! colon, NUL or bare CR in a field, a request line without its version,
+//! and any message after ambiguous framing) is accepted by some server in
+//! the chain, which is API8:2023 Security Misconfiguration. A response
+//! without a request or bytes before a message are desync symptoms that a
+//! lossy capture also produces, and stacked content codings hide a body
+//! from inspection rather than confuse a server: they carry no OWASP
+//! category and a lower confidence. Anomalies that are no attack (caps, a
+//! broken status line, a coding the sensor cannot undo) have no rule.
 
 use crate::event::{
     epoch_ms, Actor, EndpointRef, Event, EventKind, Evidence, NetEndpoint, Owasp, Severity,
@@ -98,6 +102,61 @@ const RULES: &[Rule] = &[
         title: "HTTP header with obsolete line folding",
         why: "RFC 9112 forbids folded headers; servers that unfold them and servers that do not \
               see different headers, which hides Transfer-Encoding from one of them.",
+    },
+    Rule {
+        anomaly: Anomaly::WhitespaceBeforeColon,
+        rule: "protocol.whitespace_before_colon",
+        severity: Severity::High,
+        confidence: 70,
+        owasp: Some(Owasp::SecurityMisconfiguration),
+        title: "HTTP header with whitespace before the colon",
+        why:
+            "RFC 9112 requires a 400 for `Name : value`, yet some servers strip the space and use \
+              the field: `Transfer-Encoding : chunked` is then framing for one server and an \
+              unknown header for the next (request smuggling).",
+    },
+    Rule {
+        anomaly: Anomaly::NulOrBareCrInHeader,
+        rule: "protocol.nul_or_bare_cr_in_header",
+        severity: Severity::Medium,
+        confidence: 60,
+        owasp: Some(Owasp::SecurityMisconfiguration),
+        title: "HTTP header with a NUL or a bare CR",
+        why: "Servers that end a field at a NUL or a lone CR and servers that keep the bytes read \
+              different headers; a bare CR is also read as a line end by some, which hides a \
+              header from the others.",
+    },
+    Rule {
+        anomaly: Anomaly::MissingVersion,
+        rule: "protocol.missing_version",
+        severity: Severity::Medium,
+        confidence: 60,
+        owasp: Some(Owasp::SecurityMisconfiguration),
+        title: "HTTP request line without a version, followed by header fields",
+        why: "A server that reads it as HTTP/0.9 ignores the header fields that a server reading \
+              it as HTTP/1.x honours, so the two disagree on the request and on where the next \
+              one starts.",
+    },
+    Rule {
+        anomaly: Anomaly::AfterAmbiguousFraming,
+        rule: "protocol.after_ambiguous_framing",
+        severity: Severity::Medium,
+        confidence: 50,
+        owasp: Some(Owasp::SecurityMisconfiguration),
+        title: "HTTP message after ambiguous framing on the same connection",
+        why: "An earlier message on this connection had conflicting or invalid lengths; servers \
+              that framed it differently disagree on where this message starts, which is how a \
+              smuggled request reaches the back end.",
+    },
+    Rule {
+        anomaly: Anomaly::StackedContentEncoding,
+        rule: "protocol.stacked_content_encoding",
+        severity: Severity::Medium,
+        confidence: 50,
+        owasp: None,
+        title: "HTTP body compressed several times",
+        why: "No legitimate client or server needs `Content-Encoding: gzip, gzip`; stacking \
+              codings hides a body from inspection that decodes only one layer.",
     },
     Rule {
         anomaly: Anomaly::InconsistentRetransmission,
@@ -189,7 +248,7 @@ pub fn check(exchange: &Exchange, sensor: &str, out: &mut Vec<Event>) {
         uri: req
             .map(|r| r.uri.chars().take(2048).collect())
             .unwrap_or_default(),
-        status: resp.map(|r| r.status),
+        status: resp.and_then(|r| r.status),
         request_headers: req.map(|r| redacted(&r.headers)).unwrap_or_default(),
         response_headers: resp.map(|r| redacted(&r.headers)).unwrap_or_default(),
         request_body: None,
@@ -242,9 +301,11 @@ pub fn check(exchange: &Exchange, sensor: &str, out: &mut Vec<Event>) {
         } else {
             format!("{method} {host}{path}")
         };
-        let status = resp.map_or("no response was seen".to_owned(), |r| {
-            format!("the server answered {}", r.status)
-        });
+        let status = match resp.map(|r| r.status) {
+            None => "no response was seen".to_owned(),
+            Some(None) => "the server's reply had no valid status line".to_owned(),
+            Some(Some(code)) => format!("the server answered {code}"),
+        };
         event.text.what_happened = format!(
             "{} from {} to {target}: {indicators} protocol anomal{} on this exchange, \
              {cl} Content-Length and {te} Transfer-Encoding header field{}; {status}.",
@@ -331,6 +392,44 @@ mod tests {
             &mut again,
         );
         assert_eq!(again[0].id, e.id);
+    }
+
+    #[test]
+    fn evasion_indicators_raise_their_rule_and_caps_raise_none() {
+        for (anomaly, rule) in [
+            (
+                Anomaly::WhitespaceBeforeColon,
+                "protocol.whitespace_before_colon",
+            ),
+            (
+                Anomaly::NulOrBareCrInHeader,
+                "protocol.nul_or_bare_cr_in_header",
+            ),
+            (Anomaly::MissingVersion, "protocol.missing_version"),
+            (
+                Anomaly::AfterAmbiguousFraming,
+                "protocol.after_ambiguous_framing",
+            ),
+            (
+                Anomaly::StackedContentEncoding,
+                "protocol.stacked_content_encoding",
+            ),
+        ] {
+            let mut out = Vec::new();
+            check(&exchange(vec![anomaly]), "s", &mut out);
+            assert_eq!(out.len(), 1, "{anomaly:?}");
+            assert_eq!(out[0].rule, rule);
+        }
+        // A server's broken status line and a coding the sensor cannot
+        // undo (`br`) are not attacks.
+        let mut out = Vec::new();
+        for anomaly in [
+            Anomaly::InvalidStatusLine,
+            Anomaly::UndecodedContentEncoding,
+        ] {
+            check(&exchange(vec![anomaly]), "s", &mut out);
+        }
+        assert!(out.is_empty());
     }
 
     #[test]

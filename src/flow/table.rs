@@ -738,7 +738,10 @@ mod tests {
         let c = conn(1009);
         let next = 1 + REQ.len() as u32;
         t.process(&seg(&c, false, 20, 1, next, ACK, RESP), &mut out);
-        assert_eq!(out.last().unwrap().response.as_ref().unwrap().status, 200);
+        assert_eq!(
+            out.last().unwrap().response.as_ref().unwrap().status,
+            Some(200)
+        );
         t.flush_all(&mut out);
         assert_eq!(t.memory_bytes(), 0, "every flow's charge is given back");
     }
@@ -801,7 +804,7 @@ mod tests {
         );
         assert_eq!(out.len(), 1);
         let e = &out[0];
-        assert_eq!(e.response.as_ref().unwrap().status, 200);
+        assert_eq!(e.response.as_ref().unwrap().status, Some(200));
         assert!(e.flags.truncated);
         assert_eq!(t.stats().flows_closed, 1);
         assert_eq!(t.open_flows(), 0);
@@ -831,7 +834,7 @@ mod tests {
             &mut out,
         );
         assert_eq!(out.len(), 2);
-        assert_eq!(out[1].response.as_ref().unwrap().status, 200);
+        assert_eq!(out[1].response.as_ref().unwrap().status, Some(200));
     }
 
     /// The byte ledgers once every flow ended: each captured payload byte

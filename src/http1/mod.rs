@@ -159,7 +159,7 @@ pub fn finish_decoding(e: &mut Exchange, stats: &mut HttpStats) {
 }
 
 /// Every `Anomaly`, in declaration order: bit `i` of `Annot::anoms` is `ALL_ANOMALIES[i]`.
-const ALL_ANOMALIES: [Anomaly; 18] = [
+const ALL_ANOMALIES: [Anomaly; 25] = [
     Anomaly::GarbageBeforeMessage,
     Anomaly::MalformedHeaders,
     Anomaly::HeadersTooLarge,
@@ -178,7 +178,17 @@ const ALL_ANOMALIES: [Anomaly; 18] = [
     Anomaly::PendingRequestsOverflow,
     Anomaly::NonStandardVersion,
     Anomaly::InconsistentRetransmission,
+    Anomaly::NulOrBareCrInHeader,
+    Anomaly::WhitespaceBeforeColon,
+    Anomaly::MissingVersion,
+    Anomaly::InvalidStatusLine,
+    Anomaly::AfterAmbiguousFraming,
+    Anomaly::StackedContentEncoding,
+    Anomaly::UndecodedContentEncoding,
 ];
+
+// `Annot` keeps one bit per anomaly in a u32.
+const _: () = assert!(ALL_ANOMALIES.len() <= u32::BITS as usize);
 
 /// Flags and anomalies of one message while it is being parsed: a few bytes
 /// instead of a `Vec`, turned into `ExchangeFlags` and `Exchange::anomalies`
@@ -199,6 +209,21 @@ impl Annot {
     #[cfg(test)]
     pub fn has(&self, a: Anomaly) -> bool {
         self.anoms & (1u32 << (a as u32)) != 0
+    }
+
+    /// The bits of `list`, for [`Annot::has_any`].
+    pub const fn mask(mut list: &[Anomaly]) -> u32 {
+        let mut bits = 0u32;
+        while let [first, rest @ ..] = list {
+            bits |= 1u32 << (*first as u32);
+            list = rest;
+        }
+        bits
+    }
+
+    /// Whether any anomaly of `mask` (see [`Annot::mask`]) is set.
+    pub fn has_any(&self, mask: u32) -> bool {
+        self.anoms & mask != 0
     }
 
     pub fn merge(&mut self, o: Annot) {

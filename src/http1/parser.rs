@@ -35,10 +35,14 @@ pub(crate) struct RequestLine<'a> {
 /// A parsed status line, borrowing from the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct StatusLine<'a> {
+    /// HTTP/1.1 when the version token does not parse (`invalid` then).
     pub version: HttpVersion,
-    pub status: u16,
+    /// `None` when the line has no valid code (`invalid` then).
+    pub status: Option<u16>,
     pub reason: &'a [u8],
     pub nonstandard: bool,
+    /// Starts with `HTTP/` but is not a valid status line.
+    pub invalid: bool,
 }
 
 /// The line at the start of `v` without its line ending, and the length
@@ -181,29 +185,69 @@ pub(crate) fn parse_request_line(line: &[u8]) -> Option<RequestLine<'_>> {
     })
 }
 
-/// Status line `HTTP/x.y SP 3DIGIT [SP reason]`, version in any case.
+/// Status line `HTTP/x.y SP 3DIGIT [SP reason]`, version in any case. A
+/// line that starts with `HTTP/` but is not one (a code that is not three
+/// digits from 100, a version that does not parse) is still the reply's
+/// start line: it comes back `invalid`, with the code if one is there and
+/// the rest of the line as its reason.
 pub(crate) fn parse_status_line(line: &[u8]) -> Option<StatusLine<'_>> {
+    valid_status_line(line).or_else(|| invalid_status_line(line))
+}
+
+/// The common case, a well-formed status line, on its own short path.
+fn valid_status_line(line: &[u8]) -> Option<StatusLine<'_>> {
     let sp = line.iter().position(|&b| is_ws(b))?;
     let (version, nonstandard) = parse_version(line.get(..sp)?)?;
     let rest = trim(line.get(sp..).unwrap_or_default());
     let code = rest.get(..3)?;
-    if !code.iter().all(u8::is_ascii_digit) {
+    if !code.iter().all(u8::is_ascii_digit) || code.first() == Some(&b'0') {
         return None;
     }
     let after = rest.get(3..).unwrap_or_default();
-    if let Some(&b) = after.first() {
-        if !is_ws(b) {
-            return None;
-        }
+    if after.first().is_some_and(|&b| !is_ws(b)) {
+        return None;
     }
     let status = code.iter().fold(0u16, |a, &d| {
         a.saturating_mul(10).saturating_add(u16::from(d - b'0'))
     });
     Some(StatusLine {
         version,
-        status,
+        status: Some(status),
         reason: trim(after),
         nonstandard,
+        invalid: false,
+    })
+}
+
+#[cold]
+fn invalid_status_line(line: &[u8]) -> Option<StatusLine<'_>> {
+    if !line
+        .get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"HTTP/"))
+    {
+        return None;
+    }
+    let sp = line.iter().position(|&b| is_ws(b)).unwrap_or(line.len());
+    let version = parse_version(line.get(..sp).unwrap_or_default());
+    let rest = trim(line.get(sp..).unwrap_or_default());
+    let code = rest
+        .get(..3)
+        .filter(|c| c.iter().all(u8::is_ascii_digit) && c.first().is_some_and(|&d| d != b'0'));
+    let after = match code {
+        Some(_) => rest.get(3..).unwrap_or_default(),
+        None => rest,
+    };
+    let code_ends = after.first().is_none_or(|&b| is_ws(b));
+    let status = code
+        .filter(|_| code_ends)
+        .map(|c| c.iter().fold(0u16, |a, &d| a * 10 + u16::from(d - b'0')));
+    let reason = if status.is_some() { trim(after) } else { rest };
+    Some(StatusLine {
+        version: version.map_or(HttpVersion::Http11, |(v, _)| v),
+        status,
+        reason,
+        nonstandard: version.is_none_or(|(_, nonstandard)| nonstandard),
+        invalid: true,
     })
 }
 
@@ -343,26 +387,89 @@ pub(crate) struct HeadInfo {
     pub cl_invalid: bool,
     pub te_present: bool,
     pub te_chunked: bool,
-    pub encoding: Encoding,
+    pub codings: Codings,
     pub upgrade: bool,
 }
 
-/// Content-Encoding the body decoder understands.
+/// A content coding the body decoder understands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) enum Encoding {
     #[default]
-    Identity,
     Gzip,
     Deflate,
 }
 
 impl Encoding {
-    pub fn name(self) -> Option<&'static str> {
+    pub fn name(self) -> &'static str {
         match self {
-            Encoding::Identity => None,
-            Encoding::Gzip => Some("gzip"),
-            Encoding::Deflate => Some("deflate"),
+            Encoding::Gzip => "gzip",
+            Encoding::Deflate => "deflate",
         }
+    }
+}
+
+/// Most content codings decoded on one body; a longer chain is not decoded.
+pub(crate) const MAX_CODINGS: usize = 3;
+
+/// The content codings of a body in the order they were applied (the
+/// Content-Encoding list, several fields joined in order), `identity` left
+/// out. Decoding undoes them last first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Codings {
+    known: [Encoding; MAX_CODINGS],
+    /// Codings named, `identity` excluded, known or not (saturating).
+    count: u8,
+    /// A coding the decoder does not understand (`br`, `zstd`, ...).
+    unknown: bool,
+}
+
+impl Codings {
+    #[cfg(test)]
+    pub fn from_list(list: &[Encoding]) -> Codings {
+        let mut c = Codings::default();
+        for &e in list {
+            c.push(Some(e));
+        }
+        c
+    }
+
+    /// The codings of one Content-Encoding value.
+    #[cfg(test)]
+    pub fn parse(value: &[u8]) -> Codings {
+        let mut info = HeadInfo::default();
+        content_encoding(&mut info, value);
+        info.codings
+    }
+
+    fn push(&mut self, coding: Option<Encoding>) {
+        match coding {
+            Some(e) => {
+                if let Some(slot) = self.known.get_mut(usize::from(self.count)) {
+                    *slot = e;
+                }
+            }
+            None => self.unknown = true,
+        }
+        self.count = self.count.saturating_add(1);
+    }
+
+    /// No coding at all (or only `identity`).
+    pub fn is_identity(&self) -> bool {
+        self.count == 0
+    }
+
+    /// More than one coding: flagged whether or not it is decoded.
+    pub fn stacked(&self) -> bool {
+        self.count > 1
+    }
+
+    /// The codings to undo, in the order they were applied, when every one
+    /// is known and there are at most `MAX_CODINGS`; `None` otherwise.
+    pub fn decodable(&self) -> Option<&[Encoding]> {
+        if self.unknown {
+            return None;
+        }
+        self.known.get(..usize::from(self.count))
     }
 }
 
@@ -425,15 +532,22 @@ fn transfer_encoding(info: &mut HeadInfo, value: &[u8], annot: &mut Annot) {
     }
 }
 
+/// Adds the codings of one Content-Encoding field to `info.codings`.
 fn content_encoding(info: &mut HeadInfo, value: &[u8]) {
-    let v = trim(value);
-    info.encoding = if v.eq_ignore_ascii_case(b"gzip") || v.eq_ignore_ascii_case(b"x-gzip") {
-        Encoding::Gzip
-    } else if v.eq_ignore_ascii_case(b"deflate") {
-        Encoding::Deflate
-    } else {
-        Encoding::Identity
-    };
+    for part in value.split(|&b| b == b',') {
+        let p = trim(part);
+        if p.is_empty() || p.eq_ignore_ascii_case(b"identity") {
+            continue;
+        }
+        let coding = if p.eq_ignore_ascii_case(b"gzip") || p.eq_ignore_ascii_case(b"x-gzip") {
+            Some(Encoding::Gzip)
+        } else if p.eq_ignore_ascii_case(b"deflate") {
+            Some(Encoding::Deflate)
+        } else {
+            None
+        };
+        info.codings.push(coding);
+    }
 }
 
 /// Notes what framing needs from one field.
@@ -573,7 +687,8 @@ fn push_field(
 
 /// Line-by-line header parsing for what httparse refuses: obs-fold lines are
 /// joined to the previous value, lines without a colon are skipped, names
-/// with trailing spaces are trimmed; each case is flagged.
+/// with trailing spaces are trimmed (and still used for framing, as lenient
+/// servers do), NUL and bare CR are kept; each case is flagged.
 fn parse_lenient(
     block: &[u8],
     headers: &mut Headers,
@@ -593,6 +708,11 @@ fn parse_lenient(
         rest = rest.get(n..).unwrap_or_default();
         if line.is_empty() {
             break;
+        }
+        // Only blocks httparse refused get here, so this is no extra pass
+        // over well-formed heads; httparse refuses both bytes.
+        if memchr::memchr2(0, b'\r', line).is_some() {
+            annot.anomaly(Anomaly::NulOrBareCrInHeader);
         }
         if line.first().is_some_and(|&b| is_ws(b)) {
             if have {
@@ -619,11 +739,14 @@ fn parse_lenient(
         };
         let raw_name = line.get(..colon).unwrap_or_default();
         let name = trim(raw_name);
-        if name.is_empty() || name.len() != raw_name.len() || !name.iter().all(|&b| is_tchar(b)) {
+        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
             annot.anomaly(Anomaly::MalformedHeaders);
             if name.is_empty() {
                 continue;
             }
+        }
+        if raw_name.last().is_some_and(|&b| is_ws(b)) {
+            annot.anomaly(Anomaly::WhitespaceBeforeColon);
         }
         cur_name = name;
         cur_val.clear();
@@ -798,14 +921,38 @@ mod tests {
     fn status_lines() {
         let s = parse_status_line(b"HTTP/1.1 200 OK").unwrap();
         assert_eq!(
-            (s.status, s.reason, s.nonstandard),
-            (200, &b"OK"[..], false)
+            (s.status, s.reason, s.nonstandard, s.invalid),
+            (Some(200), &b"OK"[..], false, false)
         );
         let s = parse_status_line(b"http/1.1 200 OK").unwrap();
-        assert!(s.nonstandard);
-        assert_eq!(parse_status_line(b"HTTP/1.0 404").unwrap().status, 404);
-        assert!(parse_status_line(b"HTTP/1.1 20 OK").is_none());
+        assert!(s.nonstandard && !s.invalid);
+        let s = parse_status_line(b"HTTP/1.0 404").unwrap();
+        assert_eq!((s.status, s.invalid), (Some(404), false));
         assert!(parse_status_line(b"HTTX/1.1 200 OK").is_none());
+        assert!(parse_status_line(b"HTTP").is_none());
+        // Starts like a status line but is not one: still the reply's
+        // start line, without a status.
+        for (line, reason) in [
+            (&b"HTTP/1.1 20 OK"[..], &b"20 OK"[..]),
+            (b"HTTP/1.1 abc OK", b"abc OK"),
+            (b"HTTP/1.1 200OK", b"200OK"),
+            (b"HTTP/1.1 099 Low", b"099 Low"),
+            (b"HTTP/1.1", b""),
+        ] {
+            let s = parse_status_line(line).unwrap();
+            assert_eq!(
+                (s.status, s.invalid, s.reason),
+                (None, true, reason),
+                "{line:?}"
+            );
+            assert_eq!(s.version, HttpVersion::Http11);
+        }
+        // A broken version keeps a valid code (as Zeek reads it).
+        let s = parse_status_line(b"HTTP/!.4 206 Partial").unwrap();
+        assert_eq!(
+            (s.status, s.invalid, s.nonstandard, s.reason),
+            (Some(206), true, true, &b"Partial"[..])
+        );
     }
 
     #[test]

@@ -255,10 +255,11 @@ fn check(line: &str, ex: &[Exchange], stats: &HttpStats, next: &mut usize) -> Re
                     r.uri.to_string()
                 }
             });
-            let status = e
-                .response
-                .as_ref()
-                .map_or("-".to_string(), |r| r.status.to_string());
+            let status = match e.response.as_ref().map(|r| r.status) {
+                None => "-".to_string(),
+                Some(None) => "null".to_string(),
+                Some(Some(code)) => code.to_string(),
+            };
             let got = format!("{method} {uri} {status}");
             let want = format!("{} {} {}", arg(0), arg(1), arg(2));
             if got != want {

@@ -19,8 +19,17 @@
 //! answered by that lost response (emitted unanswered, with `gap`), so the
 //! responses after the gap pair with the requests they answer; on the client
 //! side a stand-in request is queued so the lost request's response pairs
-//! with it (emitted with `request: None` and `gap`). This assumes one message
-//! per lost region, which is exact for the common single lost segment.
+//! with it (emitted with `request: None` and `gap`). A gap that cuts a
+//! chunked body may also have taken the next message's start: it did when
+//! the bytes the resync skips hold no last chunk (`ChunkEndWatch`). This
+//! assumes one message per lost region, which is exact for the common
+//! single lost segment.
+//!
+//! A versionless request line waits for the next line: a header field makes
+//! it a versionless HTTP/1.x request (`missing_version`), anything else (or
+//! the reply starting, the direction ending) an HTTP/0.9 one. After
+//! ambiguous framing in one direction, the next message in it is flagged
+//! `after_ambiguous_framing`.
 //!
 //! Byte ledger: each byte given to `on_data` is counted once, in one
 //! `HttpStats` bucket (head, body, tunnel, between messages, resync, garbage,
@@ -31,7 +40,7 @@
 
 use super::body::{advance, BodyState, Chunk, Framing, Step};
 use super::parser::{
-    find_head_end, first_line, head_scan_resume, may_start_request, may_start_status,
+    find_head_end, first_line, head_scan_resume, is_tchar, may_start_request, may_start_status,
     parse_header_block, parse_request_line, parse_status_line, parse_strict_block, percent_decode,
     scan_request_start, scan_status_start, split_target_at, HeadInfo, RequestLine, Scan,
     StatusLine, StrictBlock,
@@ -77,6 +86,63 @@ struct Dir {
     /// The current resync began at bytes that were not a message start
     /// (rather than at a gap or an error): what it skips is garbage.
     garbage: bool,
+    /// The current resync began at a gap that cut a chunked body.
+    cut: Option<ChunkEndWatch>,
+}
+
+/// After a gap cut a chunked body (whose end it may have taken, and the
+/// next message's start with it), what the resynchronisation skips tells
+/// whether the body ended in sight: a last-chunk line (`0`, maybe with
+/// extensions) among the skipped bytes says it did, so the start found
+/// next is the next message's. Skipped bytes without one (blank lines
+/// aside) are the rest of a message whose start the gap took. Fed byte by
+/// byte, so it does not matter how the bytes were cut into reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ChunkEndWatch {
+    line: ChunkLine,
+    end_seen: bool,
+    /// Bytes other than blanks and line ends were skipped.
+    skipped: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum ChunkLine {
+    /// At the start of a line (or of the bytes after the gap).
+    #[default]
+    Start,
+    /// `0`s so far.
+    Zeros,
+    /// After `0`s: an extension, blanks or a CR.
+    Ext,
+    Other,
+}
+
+impl ChunkEndWatch {
+    fn skip(&mut self, bytes: &[u8]) {
+        if self.end_seen {
+            return;
+        }
+        for &b in bytes {
+            self.skipped |= !matches!(b, b'\r' | b'\n' | b' ' | b'\t');
+            self.line = match (self.line, b) {
+                (ChunkLine::Zeros | ChunkLine::Ext, b'\n') => {
+                    self.end_seen = true;
+                    return;
+                }
+                (_, b'\n') => ChunkLine::Start,
+                (ChunkLine::Start | ChunkLine::Zeros, b'0') => ChunkLine::Zeros,
+                (ChunkLine::Zeros, b'\r' | b';' | b' ' | b'\t') | (ChunkLine::Ext, _) => {
+                    ChunkLine::Ext
+                }
+                _ => ChunkLine::Other,
+            };
+        }
+    }
+
+    /// Whether a message start was lost between the cut body and the next start.
+    fn start_lost(&self) -> bool {
+        self.skipped && !self.end_seen
+    }
 }
 
 impl Dir {
@@ -175,6 +241,45 @@ pub struct HttpConnection {
     /// Responses lost in a gap while no request was waiting: the request
     /// they answered was lost too, and its gap cancels one of these.
     lost_responses: u8,
+    /// The last message in this direction (by `Direction::index`) had
+    /// ambiguous framing: the next one is flagged `after_ambiguous_framing`
+    /// (its exchange, then, whichever side it is).
+    ambiguous_framing: [bool; 2],
+}
+
+/// Framing anomalies after which the two ends of a connection may disagree
+/// on where the next message starts.
+const AMBIGUOUS_FRAMING: u32 = Annot::mask(&[
+    Anomaly::ConflictingContentLength,
+    Anomaly::InvalidContentLength,
+    Anomaly::TransferEncodingWithContentLength,
+]);
+
+/// Whether `rest` starts with a header field (`name:`, blanks allowed
+/// before the colon); `None` until enough of it has arrived to tell.
+fn starts_with_field(rest: &[u8]) -> Option<bool> {
+    let name = rest.iter().take_while(|&&b| is_tchar(b)).count();
+    let blanks = rest
+        .get(name..)?
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    match rest.get(name.saturating_add(blanks)) {
+        None => None,
+        Some(b':') => Some(name > 0),
+        Some(_) => Some(false),
+    }
+}
+
+/// Flags of a status line that is not clean.
+fn status_line_anomalies(sl: &StatusLine<'_>, annot: &mut Annot) {
+    if sl.nonstandard {
+        annot.anomaly(Anomaly::NonStandardVersion);
+    }
+    if sl.invalid {
+        annot.anomaly(Anomaly::InvalidStatusLine);
+        annot.parse_error = true;
+    }
 }
 
 fn target<'a>(
@@ -208,7 +313,25 @@ impl HttpConnection {
             pending: VecDeque::new(),
             resp: None,
             lost_responses: 0,
+            ambiguous_framing: [false; 2],
         }
+    }
+
+    /// Flags a message that follows ambiguous framing, and remembers when
+    /// this one's framing is ambiguous (once its own flags are known).
+    fn note_framing(&mut self, dir: Direction, annot: &mut Annot) {
+        let Some(seen) = self.ambiguous_framing.get_mut(dir.index()) else {
+            return;
+        };
+        // The message right after is the one the two ends may read
+        // differently (the smuggled one); one ambiguous itself is flagged
+        // for that already. Flagging every later message too would turn
+        // one attempt into an event per request of a long connection.
+        let ambiguous = annot.has_any(AMBIGUOUS_FRAMING);
+        if *seen && !ambiguous {
+            annot.anomaly(Anomaly::AfterAmbiguousFraming);
+        }
+        *seen = ambiguous;
     }
 
     /// Heap bytes this connection holds: partial heads, decoders, queued
@@ -414,8 +537,20 @@ impl HttpConnection {
                 };
                 match parse_request_line(line) {
                     None => garbage,
+                    // Without a version the next line decides: a header
+                    // field (a versionless HTTP/1.x request) or anything
+                    // else (an HTTP/0.9 line). Until it shows, the line
+                    // waits; the server's reply or the end of the direction
+                    // settles it as 0.9 (`settle_versionless_request`).
                     Some(rl) if rl.version == HttpVersion::Http09 => {
-                        HeadStep::Head(ll, StartLine::Request(rl, ll), None)
+                        match starts_with_field(v.get(ll..).unwrap_or_default()) {
+                            Some(true) => head_end(v, StartLine::Request(rl, ll), ll, scan_from, s),
+                            Some(false) => HeadStep::Head(ll, StartLine::Request(rl, ll), None),
+                            None if self.to_server.fin => {
+                                HeadStep::Head(ll, StartLine::Request(rl, ll), None)
+                            }
+                            None => HeadStep::NeedMore { drop: 0 },
+                        }
                     }
                     Some(rl) => head_end(v, StartLine::Request(rl, ll), ll, scan_from, s),
                 }
@@ -424,7 +559,23 @@ impl HttpConnection {
                 let idx = self.first_unanswered();
                 let waiting = idx.and_then(|i| self.pending.get(i));
                 if !resync && waiting.is_some_and(|p| p.http09) {
-                    return HeadStep::Http09Response;
+                    // A versionless request answered with a valid status
+                    // line got an HTTP/1.x response (RFC 9112 §2.3, §4).
+                    if !may_start_status(v) {
+                        return HeadStep::Http09Response;
+                    }
+                    let Some((line, ll)) = first_line(v) else {
+                        if self.to_client.fin {
+                            return HeadStep::Http09Response;
+                        }
+                        return HeadStep::NeedMore { drop: 0 };
+                    };
+                    return match parse_status_line(line) {
+                        Some(sl) if !sl.invalid => {
+                            head_end(v, StartLine::Status(sl, ll), ll, scan_from, s)
+                        }
+                        _ => HeadStep::Http09Response,
+                    };
                 }
                 if !may_start_status(v) {
                     if resync {
@@ -491,6 +642,9 @@ impl HttpConnection {
         data: &[u8],
     ) -> usize {
         let max = ctx.settings.max_header_bytes;
+        if dir == Direction::ToClient && !self.to_server.buf.is_empty() {
+            self.settle_versionless_request(ctx, true);
+        }
         let d = self.dir_mut(dir);
         let garbage = d.garbage;
         if d.buf.is_empty() {
@@ -499,6 +653,7 @@ impl HttpConnection {
                 HeadStep::Skip { n, counted } => {
                     let n = n.max(1).min(data.len());
                     Self::skipped_at_start(ctx, counted, garbage, n);
+                    self.watch_skipped(dir, data.get(..n).unwrap_or_default());
                     n
                 }
                 HeadStep::Garbage => {
@@ -509,6 +664,7 @@ impl HttpConnection {
                     0
                 }
                 HeadStep::Head(len, start, fields) => {
+                    self.start_found_after_cut(ctx, dir);
                     self.dir_mut(dir).msg_ts = ts;
                     let head = data.get(..len).unwrap_or_default();
                     if len > max {
@@ -527,6 +683,7 @@ impl HttpConnection {
                     // Only a resync drops bytes here (`drop` is 0 otherwise).
                     let drop = drop.min(data.len());
                     Self::skipped(ctx, garbage, drop);
+                    self.watch_skipped(dir, data.get(..drop).unwrap_or_default());
                     let rest = data.get(drop..).unwrap_or_default();
                     if rest.len() > max {
                         self.too_large(ctx, dir, ts, rest);
@@ -565,6 +722,7 @@ impl HttpConnection {
             let step = match self.scan(dir, &buf, resync, scan_from, ctx.settings) {
                 HeadStep::Head(len, start, fields) => {
                     self.dir_mut(dir).clear_buf();
+                    self.start_found_after_cut(ctx, dir);
                     let head = buf.get(..len).unwrap_or_default();
                     if len > max {
                         self.too_large(ctx, dir, ts, head);
@@ -595,6 +753,9 @@ impl HttpConnection {
                 HeadStep::Skip { n, counted } => {
                     let n = n.max(1).min(d.buf.len());
                     Self::skipped_at_start(ctx, counted, garbage, n);
+                    if let Some(watch) = d.cut.as_mut() {
+                        watch.skip(d.buf.get(..n).unwrap_or_default());
+                    }
                     d.buf.drain(..n);
                     d.scan_from = 0;
                 }
@@ -606,6 +767,9 @@ impl HttpConnection {
                 HeadStep::NeedMore { drop } => {
                     let drop = drop.min(d.buf.len());
                     Self::skipped(ctx, garbage, drop);
+                    if let Some(watch) = d.cut.as_mut() {
+                        watch.skip(d.buf.get(..drop).unwrap_or_default());
+                    }
                     d.buf.drain(..drop);
                     if drop > 0 {
                         d.scan_from = 0;
@@ -623,6 +787,55 @@ impl HttpConnection {
                     return;
                 }
             }
+        }
+    }
+
+    /// A versionless request line waits in the client's head buffer for the
+    /// byte that tells HTTP/0.9 from a versionless request with fields (see
+    /// `scan`). It is settled as a whole HTTP/0.9 request when the reply to
+    /// it starts (`reply`: only if no earlier request waits for one), when
+    /// the direction ends, or before a gap.
+    fn settle_versionless_request(&mut self, ctx: &mut HttpContext<'_>, reply: bool) {
+        if self.to_server.phase != Phase::Start
+            || self.to_server.buf.is_empty()
+            || (reply && self.first_unanswered().is_some())
+        {
+            return;
+        }
+        let buf = std::mem::take(&mut self.to_server.buf);
+        let line = first_line(&buf)
+            .filter(|&(_, ll)| ll == buf.len())
+            .and_then(|(line, ll)| Some((parse_request_line(line)?, ll)))
+            .filter(|(rl, _)| rl.version == HttpVersion::Http09);
+        let Some((rl, ll)) = line else {
+            self.to_server.buf = buf;
+            return;
+        };
+        self.to_server.clear_buf();
+        let ts = self.to_server.msg_ts;
+        Self::head_parsed(ctx, ll);
+        self.on_head(ctx, ts, &buf, StartLine::Request(rl, ll), None);
+    }
+
+    /// Resynchronisation after a cut chunked body skipped these bytes.
+    fn watch_skipped(&mut self, dir: Direction, bytes: &[u8]) {
+        if let Some(watch) = self.dir_mut(dir).cut.as_mut() {
+            watch.skip(bytes);
+        }
+    }
+
+    /// A message start was found: if the resync it ends began at a gap in a
+    /// chunked body and the skipped bytes were the rest of another message,
+    /// that message's start was lost too, and is accounted as such so the
+    /// messages after it pair with the right partners.
+    fn start_found_after_cut(&mut self, ctx: &mut HttpContext<'_>, dir: Direction) {
+        let lost = self
+            .dir_mut(dir)
+            .cut
+            .take()
+            .is_some_and(|watch| watch.start_lost());
+        if lost {
+            self.lost_message_start(ctx, dir, Annot::default());
         }
     }
 
@@ -676,6 +889,7 @@ impl HttpConnection {
                 };
                 let req = build_request(msg_ts, ts, &rl, Headers::default(), false);
                 ctx.stats.requests = ctx.stats.requests.saturating_add(1);
+                self.note_framing(Direction::ToServer, &mut annot);
                 let p = Pending {
                     exchange: self.new_exchange(Some(req)),
                     annot,
@@ -698,6 +912,8 @@ impl HttpConnection {
                     return false;
                 };
                 ctx.stats.responses = ctx.stats.responses.saturating_add(1);
+                status_line_anomalies(&sl, &mut annot);
+                self.note_framing(Direction::ToClient, &mut annot);
                 let paired = self.first_unanswered().is_some();
                 self.resp = Some(Box::new(RespCur {
                     resp: Response {
@@ -795,10 +1011,13 @@ impl HttpConnection {
                     annot.anomaly(Anomaly::NonStandardVersion);
                 }
                 let mut headers = Headers::default();
-                let info = if rl.version == HttpVersion::Http09 {
+                let info = if rl.version == HttpVersion::Http09 && head.len() <= ll {
                     headers = Headers::after_start_line(head.get(..ll).unwrap_or_default());
                     HeadInfo::default()
                 } else {
+                    if rl.version == HttpVersion::Http09 {
+                        annot.anomaly(Anomaly::MissingVersion);
+                    }
                     parse_header_block(head, ll, fields, &mut headers, s, &mut annot)
                 };
                 ctx.stats.header_fields_dropped = ctx
@@ -814,6 +1033,7 @@ impl HttpConnection {
                     // No length, or an invalid one (treated as 0, like Zeek).
                     info.content_length.filter(|&n| n > 0).map(Framing::Length)
                 };
+                self.note_framing(Direction::ToServer, &mut annot);
                 let mut exchange = self.new_exchange(Some(build_request(
                     msg_ts,
                     ts,
@@ -823,7 +1043,7 @@ impl HttpConnection {
                 )));
                 ctx.stats.requests = ctx.stats.requests.saturating_add(1);
                 self.to_server.body = match (framing, exchange.request.as_mut()) {
-                    (Some(_), Some(req)) => BodyState::new(info.encoding, s, &mut req.body),
+                    (Some(_), Some(req)) => BodyState::new(info.codings, s, &mut req.body),
                     _ => BodyState::default(),
                 };
                 let p = Pending {
@@ -849,9 +1069,7 @@ impl HttpConnection {
                 let d = &mut self.to_client;
                 let mut annot = std::mem::take(&mut d.carry);
                 let msg_ts = d.msg_ts;
-                if sl.nonstandard {
-                    annot.anomaly(Anomaly::NonStandardVersion);
-                }
+                status_line_anomalies(&sl, &mut annot);
                 let mut headers = Headers::default();
                 let info = parse_header_block(head, ll, fields, &mut headers, s, &mut annot);
                 ctx.stats.header_fields_dropped = ctx
@@ -859,7 +1077,8 @@ impl HttpConnection {
                     .header_fields_dropped
                     .saturating_add(u64::from(headers.dropped));
                 d.phase = Phase::Start;
-                if (100..200).contains(&sl.status) && sl.status != 101 {
+                let code = sl.status;
+                if code.is_some_and(|c| (100..200).contains(&c) && c != 101) {
                     // Interim: the request still waits for its final response.
                     ctx.stats.interim_responses = ctx.stats.interim_responses.saturating_add(1);
                     d.carry.merge(annot);
@@ -869,8 +1088,10 @@ impl HttpConnection {
                 let idx = self.first_unanswered();
                 let req = idx.and_then(|i| self.pending.get(i));
                 let (head_req, connect) = req.map_or((false, false), |p| (p.head, p.connect));
-                let tunnel = sl.status == 101 || (connect && (200..300).contains(&sl.status));
-                let framing = if head_req || sl.status == 204 || sl.status == 304 || tunnel {
+                let success = code.is_some_and(|c| (200..300).contains(&c));
+                let tunnel = code == Some(101) || (connect && success);
+                let no_body = matches!(code, Some(204 | 304));
+                let framing = if head_req || no_body || tunnel {
                     None
                 } else if info.te_chunked {
                     if info.content_length.is_some() || info.cl_invalid {
@@ -886,6 +1107,7 @@ impl HttpConnection {
                         None => Some(Framing::Close),
                     }
                 };
+                self.note_framing(Direction::ToClient, &mut annot);
                 let mut resp = Response {
                     ts: msg_ts,
                     end_ts: ts,
@@ -902,7 +1124,7 @@ impl HttpConnection {
                 }
                 let d = &mut self.to_client;
                 d.body = match framing {
-                    Some(_) => BodyState::new(info.encoding, s, &mut resp.body),
+                    Some(_) => BodyState::new(info.codings, s, &mut resp.body),
                     None => BodyState::default(),
                 };
                 self.resp = Some(Box::new(RespCur {
@@ -923,15 +1145,16 @@ impl HttpConnection {
         ctx.stats.responses = ctx.stats.responses.saturating_add(1);
         let paired = self.first_unanswered().is_some();
         let d = &mut self.to_client;
-        let annot = std::mem::take(&mut d.carry);
+        let mut annot = std::mem::take(&mut d.carry);
         d.body = BodyState::default();
         d.phase = Phase::Body(Framing::Close);
+        self.note_framing(Direction::ToClient, &mut annot);
         self.resp = Some(Box::new(RespCur {
             resp: Response {
                 ts,
                 end_ts: ts,
                 version: HttpVersion::Http09,
-                status: 0,
+                status: None,
                 reason: Text::default(),
                 content_type: None,
                 headers: Headers::default(),
@@ -1115,6 +1338,7 @@ impl HttpConnection {
                             d.phase = Phase::Resync;
                             d.garbage = false;
                             d.carry.gap = true;
+                            d.cut = Some(ChunkEndWatch::default());
                             ended = true;
                         }
                     }
@@ -1131,6 +1355,10 @@ impl HttpConnection {
                 }
             }
             Phase::Start | Phase::Resync => {
+                if dir == Direction::ToServer {
+                    // A whole line before the gap is a whole request.
+                    self.settle_versionless_request(ctx, false);
+                }
                 let d = self.dir_mut(dir);
                 let was_start = d.phase == Phase::Start;
                 let garbage = d.garbage;
@@ -1140,6 +1368,9 @@ impl HttpConnection {
                 d.clear_buf();
                 if !was_start {
                     d.carry.gap = true;
+                    if let Some(watch) = d.cut.as_mut() {
+                        watch.skip(&buf);
+                    }
                     Self::skipped(ctx, garbage, buf.len());
                     return;
                 }
@@ -1216,12 +1447,20 @@ impl HttpConnection {
             }
             Phase::Start | Phase::Resync => {
                 let was_start = d.phase == Phase::Start;
+                if dir == Direction::ToServer {
+                    self.settle_versionless_request(ctx, false);
+                }
+                let waiting_09 = self
+                    .first_unanswered()
+                    .and_then(|i| self.pending.get(i))
+                    .is_some_and(|p| p.http09);
+                let d = self.dir_mut(dir);
                 // A reply's first line held back until it was complete is
                 // judged now that no more will come (HTTP/0.9 body or junk).
                 if dir == Direction::ToClient
                     && was_start
                     && !d.buf.is_empty()
-                    && !may_start_status(&d.buf)
+                    && (!may_start_status(&d.buf) || waiting_09)
                 {
                     let held = std::mem::take(&mut d.buf);
                     d.clear_buf();
@@ -1493,9 +1732,10 @@ mod tests {
                     "{} {} {}",
                     e.request.as_ref().map_or("-", |r| r.method.as_str()),
                     e.request.as_ref().map_or("-", |r| r.uri.as_str()),
-                    e.response
-                        .as_ref()
-                        .map_or("-".into(), |r| r.status.to_string())
+                    e.response.as_ref().map_or("-".into(), |r| match r.status {
+                        Some(code) => code.to_string(),
+                        None => "null".into(),
+                    })
                 )
             })
             .collect()
@@ -1565,12 +1805,13 @@ mod tests {
             }
             conn.finish(&mut ctx, Timestamp(ts.0 + 1_000_000));
             let (req, resp) = (left[0].request.as_ref(), left[0].response.as_ref());
-            let http09 = head.ends_with(b"/old\r\n");
             assert!(
                 req.unwrap().pending_text && req.unwrap().method.is_empty(),
                 "{head:?}"
             );
-            assert_eq!(resp.unwrap().pending_text, !http09);
+            // The versionless request's reply has a status line, so it is
+            // a full response too.
+            assert!(resp.unwrap().pending_text, "{head:?}");
             let mut finished: Vec<Exchange> = left.iter().map(|e| *e.clone()).collect();
             for e in &mut finished {
                 crate::http1::finish_decoding(e, &mut stats);
@@ -1840,7 +2081,7 @@ mod tests {
             d(S, b"<html>hi</html>\n"),
             Action::Fin(S),
         ]);
-        assert_eq!(summary(&ex), ["GET /zeek.html 0"]);
+        assert_eq!(summary(&ex), ["GET /zeek.html null"]);
         let r = ex[0].response.as_ref().unwrap();
         assert_eq!(
             (r.version, r.body.data.as_slice()),
@@ -1853,8 +2094,293 @@ mod tests {
             d(S, b"plain body"),
             Action::Fin(S),
         ]);
-        assert_eq!(summary(&ex), ["GET /zeek.html 0"]);
+        assert_eq!(summary(&ex), ["GET /zeek.html null"]);
         assert_eq!(ex[0].response.as_ref().unwrap().body.data, b"plain body");
+    }
+
+    /// RFC 9112 §2.3, §4: a versionless request line followed by fields is
+    /// not HTTP/0.9; its fields are kept, and a reply with a status line is
+    /// a full response, however the bytes were cut.
+    #[test]
+    fn versionless_request_with_fields_keeps_them_and_its_full_response() {
+        let req = b"GET /nv?q=1\r\nHost: h.example\r\nUser-Agent: probe/1\r\n\r\n";
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        for piece in [1, 7, req.len()] {
+            let mut acts: Vec<Action> = req.chunks(piece).map(|c| d(C, c)).collect();
+            acts.push(d(S, resp));
+            acts.push(d(C, b"GET /next HTTP/1.1\r\n\r\n"));
+            acts.push(d(S, OK0));
+            let (ex, st) = run(&acts);
+            assert_eq!(
+                summary(&ex),
+                ["GET /nv?q=1 200", "GET /next 200"],
+                "{piece}"
+            );
+            let r = ex[0].request.as_ref().unwrap();
+            assert_eq!(r.version, HttpVersion::Http09);
+            assert_eq!(r.host.as_deref(), Some("h.example"));
+            assert_eq!(r.headers.get("user-agent"), Some(&b"probe/1"[..]));
+            assert_eq!(ex[0].anomalies, [Anomaly::MissingVersion], "{piece}");
+            let rs = ex[0].response.as_ref().unwrap();
+            assert_eq!(
+                (rs.version, rs.body.data.as_slice()),
+                (HttpVersion::Http11, &b"ok"[..])
+            );
+            assert!(ex[1].anomalies.is_empty());
+            assert_eq!(
+                st.head_bytes,
+                (req.len() + resp.len() - 2 + 22 + OK0.len()) as u64
+            );
+        }
+        // A field with blanks before its colon counts as a field too.
+        let (ex, _) = run(&[
+            d(
+                C,
+                b"POST /nv\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+            ),
+            d(S, OK0),
+        ]);
+        assert_eq!(summary(&ex), ["POST /nv 200"]);
+        assert_eq!(
+            ex[0].anomalies,
+            [Anomaly::WhitespaceBeforeColon, Anomaly::MissingVersion]
+        );
+    }
+
+    /// The negative twin: a line alone is HTTP/0.9, unflagged; its reply is
+    /// a full response only when it starts with a valid status line.
+    #[test]
+    fn versionless_line_alone_stays_http09() {
+        for (reply, status, body) in [
+            (&b"<html>0.9</html>"[..], None, &b"<html>0.9</html>"[..]),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nZ",
+                Some(200),
+                b"Z",
+            ),
+            (
+                b"HTTP/1.1 2x0 nonsense\r\n\r\n",
+                None,
+                b"HTTP/1.1 2x0 nonsense\r\n\r\n",
+            ),
+        ] {
+            let (ex, _) = run(&[d(C, b"GET /old\r\n"), d(S, reply), Action::Fin(S)]);
+            assert_eq!(ex.len(), 1, "{reply:?}");
+            let (rq, rs) = (
+                ex[0].request.as_ref().unwrap(),
+                ex[0].response.as_ref().unwrap(),
+            );
+            assert_eq!(rq.version, HttpVersion::Http09);
+            assert!(rq.headers.is_empty());
+            assert_eq!(
+                (rs.status, rs.body.data.as_slice()),
+                (status, body),
+                "{reply:?}"
+            );
+            assert!(
+                ex[0].anomalies.is_empty(),
+                "{reply:?}: {:?}",
+                ex[0].anomalies
+            );
+            assert!(!ex[0].flags.truncated && !ex[0].flags.unanswered);
+        }
+        // Ended by the client's FIN before any reply: a whole request.
+        let (ex, st) = run(&[d(C, b"GET /old\r\n"), Action::Fin(C)]);
+        assert_eq!(summary(&ex), ["GET /old -"]);
+        assert!(!ex[0].flags.truncated);
+        assert_eq!((st.head_bytes, st.head_bytes_truncated), (10, 0));
+        // A line that is no header field does not make the first one a
+        // versionless HTTP/1.x request, however the bytes are cut.
+        let two = b"GET /a\r\nGET /b\r\n";
+        for piece in [1, 9, two.len()] {
+            let mut acts: Vec<Action> = two.chunks(piece).map(|c| d(C, c)).collect();
+            acts.push(Action::Fin(C));
+            let (ex, _) = run(&acts);
+            assert_eq!(summary(&ex), ["GET /a -", "GET /b -"], "{piece}");
+            assert!(ex.iter().all(|e| e.anomalies.is_empty()), "{piece}");
+        }
+    }
+
+    #[test]
+    fn invalid_status_line_is_a_response_with_parse_error() {
+        let (ex, st) = run(&[
+            d(C, b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"),
+            d(S, b"HTTP/1.1 abc Odd\r\nContent-Length: 3\r\n\r\nxyz"),
+            d(S, b"HTTP/1.1 204 No Content\r\n\r\n"),
+        ]);
+        assert_eq!(summary(&ex), ["GET /a null", "GET /b 204"]);
+        let r = ex[0].response.as_ref().unwrap();
+        assert_eq!((r.status, r.reason.as_str()), (None, "abc Odd"));
+        assert_eq!(r.body.data, b"xyz");
+        assert!(ex[0].flags.parse_error && !ex[0].flags.unanswered);
+        assert!(ex[0].anomalies.contains(&Anomaly::InvalidStatusLine));
+        assert_eq!((st.parse_errors, st.unanswered_requests), (1, 0));
+        assert!(ex[1].anomalies.is_empty() && !ex[1].flags.parse_error);
+        // A valid line with an odd version keeps its code.
+        let (ex, _) = run(&[
+            d(C, b"GET / HTTP/1.1\r\n\r\n"),
+            d(S, b"HTTP/!.4 206 Partial\r\nContent-Length: 0\r\n\r\n"),
+        ]);
+        assert_eq!(summary(&ex), ["GET / 206"]);
+        assert!(ex[0].flags.parse_error);
+    }
+
+    #[test]
+    fn header_whitespace_before_colon_nul_and_bare_cr_are_flagged() {
+        // `Transfer-Encoding : chunked`: read as chunked (the lenient
+        // servers' reading) and flagged.
+        let (ex, _) = run(&[d(
+            C,
+            b"POST /a HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+        )]);
+        assert_eq!(summary(&ex), ["POST /a -", "GET /b -"]);
+        assert_eq!(ex[0].request.as_ref().unwrap().body.data, b"abc");
+        assert_eq!(ex[0].anomalies, [Anomaly::WhitespaceBeforeColon]);
+        for block in [
+            &b"X-A: a\0b\r\n"[..],
+            b"X-A: a\rTransfer-Encoding: chunked\r\n",
+        ] {
+            let mut head = b"GET / HTTP/1.1\r\n".to_vec();
+            head.extend_from_slice(block);
+            head.extend_from_slice(b"\r\n");
+            let (ex, _) = run(&[d(C, &head), d(S, OK0)]);
+            assert_eq!(summary(&ex), ["GET / 200"], "{block:?}");
+            assert_eq!(ex[0].anomalies, [Anomaly::NulOrBareCrInHeader], "{block:?}");
+            let value = ex[0].request.as_ref().unwrap().headers.get("x-a").unwrap();
+            assert!(
+                value.starts_with(b"a") && value.len() > 2,
+                "kept as sent: {value:?}"
+            );
+        }
+        // The negative twins: the usual spellings are not flagged.
+        let (ex, _) = run(&[
+            d(
+                C,
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nX: a b\t c\r\n\r\n0\r\n\r\n",
+            ),
+            d(S, b"HTTP/1.1 200 OK\nContent-Length: 0\n\n"),
+        ]);
+        assert_eq!(summary(&ex), ["POST / 200"]);
+        assert!(ex[0].anomalies.is_empty(), "{:?}", ex[0].anomalies);
+    }
+
+    /// RFC 9112 §9.3: a gap that runs past a chunked body's end and takes
+    /// the next response's head must not hand that response's request the
+    /// one after it.
+    #[test]
+    fn gap_past_a_chunked_body_keeps_responses_paired() {
+        let reqs = d(
+            C,
+            b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n",
+        );
+        let head_a = d(
+            S,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        );
+        let c = b"HTTP/1.1 202 C\r\nContent-Length: 0\r\n\r\n";
+        // Lost: A's last chunks and end, and B's head; B's body is seen.
+        let (ex, _) = run(&[
+            reqs.clone(),
+            head_a.clone(),
+            Action::Gap(S, 40),
+            d(S, b"bbbbb"),
+            d(S, c),
+        ]);
+        assert_eq!(summary(&ex), ["GET /a 200", "GET /b -", "GET /c 202"]);
+        assert!(ex[1].flags.gap && ex[1].flags.unanswered);
+        // The negative twins: the gap ends inside A's body, whose end is
+        // seen; or it ends right where B starts.
+        for after_gap in [&b"lo\r\n0\r\n\r\n"[..], b"\r\n"] {
+            let mut server = after_gap.to_vec();
+            server.extend_from_slice(b"HTTP/1.1 201 B\r\nContent-Length: 0\r\n\r\n");
+            server.extend_from_slice(c);
+            let (ex, _) = run(&[
+                reqs.clone(),
+                head_a.clone(),
+                Action::Gap(S, 9),
+                d(S, &server),
+            ]);
+            assert_eq!(
+                summary(&ex),
+                ["GET /a 200", "GET /b 201", "GET /c 202"],
+                "{after_gap:?}"
+            );
+        }
+        // The same on the client side: the lost request gets a stand-in.
+        let (ex, _) = run(&[
+            d(
+                C,
+                b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+            ),
+            Action::Gap(C, 30),
+            d(C, b"xyz\r\nGET /c HTTP/1.1\r\n\r\n"),
+            d(S, OK0),
+            d(S, b"HTTP/1.1 201 B\r\nContent-Length: 0\r\n\r\n"),
+            d(S, b"HTTP/1.1 202 C\r\nContent-Length: 0\r\n\r\n"),
+        ]);
+        assert_eq!(summary(&ex), ["POST /a 200", "- - 201", "GET /c 202"]);
+    }
+
+    #[test]
+    fn messages_after_ambiguous_framing_are_flagged() {
+        let (ex, _) = run(&[
+            d(C, b"GET /0 HTTP/1.1\r\n\r\n"),
+            d(S, OK0),
+            d(C, b"POST /a HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 30\r\n\r\nhelloGET /smuggled HTTP/1.1\r\n\r\n"),
+            d(S, OK0),
+            d(S, OK0),
+            d(C, b"GET /later HTTP/1.1\r\n\r\n"),
+            d(S, OK0),
+        ]);
+        assert_eq!(
+            summary(&ex),
+            [
+                "GET /0 200",
+                "POST /a 200",
+                "GET /smuggled 200",
+                "GET /later 200"
+            ]
+        );
+        let after = Anomaly::AfterAmbiguousFraming;
+        assert!(!ex[0].anomalies.contains(&after));
+        assert!(ex[1].anomalies.contains(&Anomaly::ConflictingContentLength));
+        assert!(!ex[1].anomalies.contains(&after));
+        assert_eq!(ex[2].anomalies, [after]);
+        assert!(ex[3].anomalies.is_empty(), "only the message right after");
+        // TE with CL is ambiguous too; a clean connection flags nothing.
+        let (ex, _) = run(&[d(C, b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\nGET /n HTTP/1.1\r\n\r\n")]);
+        assert!(ex[1].anomalies.contains(&after));
+        let (ex, _) = run(&[d(C, b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabcGET /n HTTP/1.1\r\n\r\n")]);
+        assert!(
+            ex.iter().all(|e| e.anomalies.is_empty()),
+            "equal lengths are not a conflict"
+        );
+    }
+
+    #[test]
+    fn stacked_content_encoding_from_several_fields_is_decoded() {
+        let plain = b"{\"secret\":\"hidden twice\"}";
+        let mut once = GzEncoder::new(Vec::new(), Compression::default());
+        once.write_all(plain).unwrap();
+        let mut twice = GzEncoder::new(Vec::new(), Compression::default());
+        twice.write_all(&once.finish().unwrap()).unwrap();
+        let body = twice.finish().unwrap();
+        for fields in [
+            "Content-Encoding: gzip, gzip\r\n",
+            "Content-Encoding: gzip\r\ncontent-encoding: gzip\r\n",
+        ] {
+            let mut resp = format!(
+                "HTTP/1.1 200 OK\r\n{fields}Content-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            resp.extend_from_slice(&body);
+            let (ex, _) = run(&[d(C, b"GET / HTTP/1.1\r\n\r\n"), d(S, &resp)]);
+            let b = &ex[0].response.as_ref().unwrap().body;
+            assert_eq!(b.data, plain, "{fields}");
+            assert_eq!(b.content_encoding.as_deref(), Some("gzip, gzip"));
+            assert_eq!(ex[0].anomalies, [Anomaly::StackedContentEncoding]);
+        }
     }
 
     #[test]
@@ -2083,7 +2609,7 @@ mod tests {
     /// Every split point of each stream gives the same exchanges as one chunk.
     #[test]
     fn byte_splits_do_not_change_results() {
-        let streams: [(&[u8], &[u8]); 4] = [
+        let streams: [(&[u8], &[u8]); 9] = [
             (
                 b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz",
                 b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x\r\nabc\r\n0\r\nT: 1\r\n\r\nHTTP/1.1 201 C\r\nContent-Length: 2\r\n\r\nok",
@@ -2091,6 +2617,11 @@ mod tests {
             (b"\r\n.... GET /txt HTTP/1.1\nHost: h\n\n", b"http/1.1 200 OK\nContent-Length: 1\n\nZ"),
             (b"GET /zeek.html\r\n", b"<html>0.9</html>"),
             (b"GET / HTTP/1.1\r\n\r\n", b"garbage\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            (b"GET /nv\r\nHost: h\r\nUser-Agent: u\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            (b"GET /nv\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            (b"GET /nv\r\n\r\n", b"HTTP/1.1 200"),
+            (b"GET / HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n", b"HTTP/1.1 2x0 Odd\r\nContent-Length: 1\r\n\r\nZHTTP/1.1 204 No\r\n\r\n"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\nX: a\0b\r\nContent-Encoding: gzip, gzip\r\n\r\n0\r\n\r\n", b""),
         ];
         for (c, s) in streams {
             let whole = run(&[d(C, c), d(S, s), Action::Fin(C), Action::Fin(S)]).0;

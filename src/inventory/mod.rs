@@ -385,7 +385,7 @@ impl Inventory {
                 .collect::<String>()
                 .to_ascii_uppercase(),
         );
-        let status = ex.response.as_ref().map(|r| r.status);
+        let status = ex.response.as_ref().and_then(|r| r.status);
         let max_methods = s.max_methods_per_path;
         let max_nodes = s.max_path_nodes as u64;
         // Near the cap, new segments fold into their position's overflow
@@ -661,10 +661,10 @@ pub fn outcome(ex: &Exchange) -> Outcome {
         return Outcome::Unanswered;
     };
     match r.status {
-        404 | 410 => Outcome::NotFound,
-        401 | 403 => Outcome::Rejected,
-        400 | 422 | 200 if says_not_found(&r.body.data) => Outcome::NotFound,
-        200..=399 => Outcome::Success,
+        Some(404 | 410) => Outcome::NotFound,
+        Some(401 | 403) => Outcome::Rejected,
+        Some(400 | 422 | 200) if says_not_found(&r.body.data) => Outcome::NotFound,
+        Some(200..=399) => Outcome::Success,
         _ => Outcome::Error,
     }
 }
@@ -698,10 +698,10 @@ fn response_kind(ex: &Exchange) -> ResponseKind {
     let Some(r) = &ex.response else {
         return ResponseKind::Other;
     };
-    if (300..400).contains(&r.status) {
+    if r.status.is_some_and(|s| (300..400).contains(&s)) {
         return ResponseKind::Redirect;
     }
-    if r.status == 204 || r.body.wire_len == 0 {
+    if r.status == Some(204) || r.body.wire_len == 0 {
         return ResponseKind::Empty;
     }
     let ct = r

@@ -50,7 +50,7 @@ pub(crate) fn exchange(
             ts: Timestamp(ts * 1_000_000_000 + 1),
             end_ts: Timestamp(ts * 1_000_000_000 + 1),
             version: HttpVersion::Http11,
-            status,
+            status: Some(status),
             reason: Text::from("X"),
             content_type: Some(Text::from("application/json")),
             headers: Headers::default(),
