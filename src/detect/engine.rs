@@ -156,9 +156,9 @@ pub struct Detectors {
     /// Hashes of tokens seen issued in responses, per host; and when the
     /// first was seen (tokens issued before that could not have been).
     issued: HashMap<String, (u64, HashSet<[u8; 16]>)>,
-    /// Tokens already checked against the weak-secret list.
+    /// Weak-secret checks (budgeted, each token once).
     #[serde(skip)]
-    weak_checked: HashMap<[u8; 16], Option<&'static str>>,
+    tokens: crate::identity::tokens::Tokens,
     /// (rule, subject) already reported, with repeats. Not part of the
     /// snapshot: after a restart a finding is reported again, with the same
     /// stable id, so downstream de-duplication still holds.
@@ -178,7 +178,10 @@ impl Detectors {
             sprays: HashMap::new(),
             login_endpoints: HashMap::new(),
             issued: HashMap::new(),
-            weak_checked: HashMap::new(),
+            tokens: crate::identity::tokens::Tokens::new(
+                limits.hasher.clone(),
+                crate::identity::tokens::TokenSettings::default(),
+            ),
             reported: BTreeMap::new(),
             next_sweep_secs: 0,
             behavior: Behavior::new(BehaviorLimits {
@@ -490,13 +493,10 @@ impl Detectors {
             self.emit(view, actor, finding, out);
         }
         let hash = token_hash(&view_token(view));
-        let weak = *self
-            .weak_checked
-            .entry(hash)
-            .or_insert_with(|| jwt.weak_hs256_secret());
-        if self.weak_checked.len() > 100_000 {
-            self.weak_checked.clear();
-        }
+        let weak = match self.tokens.judge(&view.host(), jwt, now).weak_secret {
+            crate::identity::tokens::WeakSecretCheck::Found { secret, .. } => Some(secret),
+            _ => None,
+        };
         if let Some(secret) = weak {
             let finding = Finding {
                 rule: "detect.jwt.weak_secret",
