@@ -184,8 +184,8 @@ impl Wordlist {
         self.text.get(start as usize..end as usize)
     }
 
-    /// The index of `secret`, if the list has it (tests and benches).
-    pub fn position(&self, secret: &str) -> Option<SecretIndex> {
+    #[cfg(test)]
+    fn position(&self, secret: &str) -> Option<SecretIndex> {
         (0..self.ends.len())
             .filter_map(|i| u32::try_from(i).ok().map(SecretIndex))
             .find(|&i| self.get(i) == Some(secret))
@@ -453,16 +453,13 @@ fn check512(states: &States512, blocks: &[[u8; 128]], expected: &[u64; 8], words
     state.iter().zip(expected).take(words).all(|(a, b)| a == b)
 }
 
-/// The secret of the list `jwt` is signed with, trying the whole list (no
-/// budget, no cache: callers on the packet path go through
-/// `identity::tokens`).
-pub fn find_secret(jwt: &Jwt) -> Option<&'static str> {
-    PreparedToken::new(jwt)?.find().map(SecretIndex::secret)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn find_secret(jwt: &Jwt) -> Option<&'static str> {
+        PreparedToken::new(jwt)?.find().map(SecretIndex::secret)
+    }
     use crate::jwt::{sign_hmac, sign_hs256};
     use serde_json::json;
 

@@ -141,6 +141,11 @@ pub enum Unjudged {
     NoProfile,
     /// The issuer was seen issuing too few tokens yet.
     TooFewIssued { issued: u64, needed: u32 },
+    /// The token differs from the profile, but the profile could not learn
+    /// everything the issuer issued (a cap was reached: see
+    /// `names_not_indexed`, `shapes_not_learned`), so the difference may be
+    /// what it missed.
+    ProfileIncomplete,
 }
 
 /// The token's time claims against packet time, with the clock skew and
@@ -574,6 +579,18 @@ impl Tokens {
             };
             return (provenance, None);
         };
+        let incomplete = self
+            .profiles
+            .get(index as usize)
+            .is_some_and(|p| p.incomplete);
+        if incomplete && !found.is_empty() {
+            let provenance = if tampered {
+                Provenance::Suspicious
+            } else {
+                Provenance::Unjudged(Unjudged::ProfileIncomplete)
+            };
+            return (provenance, Some(index));
+        }
         let mut differs = !found.is_empty();
         reasons.extend(found);
         if !differs && !tampered {
@@ -672,6 +689,8 @@ struct Profile {
     claim_names: Names,
     header_names: Names,
     families: Vec<Family>,
+    /// Some issued token could not be learned in full (a cap was reached).
+    incomplete: bool,
 }
 
 /// Tokens of one algorithm, `typ` and set of header names.
@@ -818,6 +837,7 @@ impl Profile {
             claim_names: Names::new(MAX_CLAIM_NAMES),
             header_names: Names::new(MAX_HEADER_NAMES),
             families: Vec::new(),
+            incomplete: false,
         }
     }
 
@@ -855,6 +875,7 @@ impl Profile {
         let claims = self.claim_names.learn(token.claim_names());
         let (Some(header_mask), Some(claims)) = (header, claims) else {
             counters.names_not_indexed += 1;
+            self.incomplete = true;
             return;
         };
         let alg = token.algorithm();
@@ -882,6 +903,7 @@ impl Profile {
         };
         let Some(family) = family else {
             counters.shapes_not_learned += 1;
+            self.incomplete = true;
             return;
         };
         family.claims_ever |= claims;
@@ -909,7 +931,10 @@ impl Profile {
         match (shape, token.lifetime_secs()) {
             (Some(shape), Some(lifetime)) => shape.lifetimes.learn(lifetime),
             (Some(_), None) => {}
-            (None, _) => counters.shapes_not_learned += 1,
+            (None, _) => {
+                counters.shapes_not_learned += 1;
+                self.incomplete = true;
+            }
         }
     }
 
@@ -1468,8 +1493,7 @@ impl EnforcementEvidence {
 pub struct TokenChecking<K> {
     endpoints: HashMap<K, EnforcementEvidence>,
     max_endpoints: usize,
-    /// Observations of endpoints not tracked (the table was full).
-    pub endpoints_not_tracked: u64,
+    endpoints_not_tracked: u64,
 }
 
 impl<K: Hash + Eq> TokenChecking<K> {
@@ -1523,6 +1547,12 @@ impl<K: Hash + Eq> TokenChecking<K> {
         self.enforcement(endpoint).0 == Enforcement::ChecksTokens
     }
 
+    /// Observations of endpoints not tracked (the table was full).
+    pub fn endpoints_not_tracked(&self) -> u64 {
+        self.endpoints_not_tracked
+    }
+
+    /// Bytes of the table (keys counted by their inline size).
     pub fn memory_bytes(&self) -> usize {
         self.endpoints.capacity() * (size_of::<(K, EnforcementEvidence)>() + 1)
     }
@@ -2190,6 +2220,23 @@ mod tests {
         );
         assert_eq!(tokens.counters().names_not_indexed, 1);
         assert!(tokens.memory_bytes() > 0);
+        // "a" missed part of what it issues: a token unlike what it learned
+        // is not accused, one like it is still consistent.
+        tokens.learn_issued("a", &access("y", T0 + 1), None, T0 + 1);
+        tokens.learn_issued("a", &access("z", T0 + 2), None, T0 + 2);
+        let unlike = sign(json!({"alg": "HS256"}), json!({"sub": "w"}));
+        let judged = tokens.judge("a", &unlike, T0 + 10);
+        assert_eq!(
+            judged.provenance,
+            Provenance::Unjudged(Unjudged::ProfileIncomplete)
+        );
+        assert!(judged.reasons.is_empty());
+        assert_eq!(
+            tokens
+                .judge("a", &access("old", T0 - 100), T0 + 10)
+                .provenance,
+            Provenance::Consistent
+        );
     }
 
     #[test]
@@ -2286,7 +2333,7 @@ mod tests {
         for key in ["a", "b", "c", "a"] {
             checking.observe(key, PresentedCredential::Anonymous, 200);
         }
-        assert_eq!(checking.endpoints_not_tracked, 1);
+        assert_eq!(checking.endpoints_not_tracked(), 1);
         assert_eq!(checking.enforcement("a").1.anonymous_successes, 2);
         assert_eq!(checking.enforcement("c").0, Enforcement::Unknown);
         assert!(checking.memory_bytes() > 0);
