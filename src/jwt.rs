@@ -1,69 +1,103 @@
-//! JSON Web Tokens as the sensor sees them: decoded, never trusted. The
-//! sensor cannot verify a token (it does not know the key), but it can tell
-//! when a server accepted one it should not have: `alg: none`, an expiry in
-//! the past, or an HS256 signature made with a secret from a list of
-//! well-known weak ones (anyone can forge those).
+//! JSON Web Tokens as the sensor sees them: decoded, never trusted. This is
+//! the one place tokens are taken apart; what the sensor concludes about a
+//! token (issued by the API or not, signed with a guessable secret, accepted
+//! where it should not be) lives in `identity::tokens` and
+//! `identity::jwt_secrets`.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used))]
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Map, Value};
-use sha2::Sha256;
+use sha2::{Sha256, Sha384, Sha512};
 
 /// Longer tokens are not decoded (no real JWT is this large).
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
-/// Secrets tried against HS256 tokens: defaults from tutorials, frameworks
-/// and jwt.io, and the classic weak passwords (the kind of list APIClarity
-/// and jwt_tool ship).
-pub const WEAK_SECRETS: &[&str] = &[
-    "secret",
-    "your-256-bit-secret",
-    "your-secret-key",
-    "secretkey",
-    "secret_key",
-    "secret-key",
-    "mysecret",
-    "my_secret",
-    "mysecretkey",
-    "supersecret",
-    "topsecret",
-    "s3cr3t",
-    "secret123",
-    "jwt",
-    "jwtsecret",
-    "jwt_secret",
-    "jwt-secret",
-    "jwtkey",
-    "key",
-    "private",
-    "privatekey",
-    "password",
-    "password123",
-    "passw0rd",
-    "changeme",
-    "changeit",
-    "default",
-    "admin",
-    "administrator",
-    "test",
-    "testing",
-    "token",
-    "hmac",
-    "hs256",
-    "123456",
-    "12345678",
-    "1234567890",
-    "qwerty",
-    "letmein",
-    "welcome",
-    "shhhhh",
-    "gottacatchemall",
-    "notasecret",
-    "example",
-    "abc123",
-];
+/// The `alg` header as a closed set: the registered JWS algorithms, the
+/// header missing, and everything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum Alg {
+    /// `none`, in any case: no signature at all.
+    None,
+    Hs256,
+    Hs384,
+    Hs512,
+    Rs256,
+    Rs384,
+    Rs512,
+    Ps256,
+    Ps384,
+    Ps512,
+    Es256,
+    Es384,
+    Es512,
+    EdDsa,
+    /// No `alg` header, or one that is not a string.
+    Missing,
+    /// A string that is none of the above (`hs256`, `HS265`, …).
+    Other,
+}
+
+impl Alg {
+    fn parse(alg: Option<&str>) -> Alg {
+        let Some(alg) = alg else {
+            return Alg::Missing;
+        };
+        if alg.eq_ignore_ascii_case("none") {
+            return Alg::None;
+        }
+        match alg {
+            "HS256" => Alg::Hs256,
+            "HS384" => Alg::Hs384,
+            "HS512" => Alg::Hs512,
+            "RS256" => Alg::Rs256,
+            "RS384" => Alg::Rs384,
+            "RS512" => Alg::Rs512,
+            "PS256" => Alg::Ps256,
+            "PS384" => Alg::Ps384,
+            "PS512" => Alg::Ps512,
+            "ES256" => Alg::Es256,
+            "ES384" => Alg::Es384,
+            "ES512" => Alg::Es512,
+            "EdDSA" => Alg::EdDsa,
+            _ => Alg::Other,
+        }
+    }
+
+    /// The registered name (`HS256`), or `missing` / `other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alg::None => "none",
+            Alg::Hs256 => "HS256",
+            Alg::Hs384 => "HS384",
+            Alg::Hs512 => "HS512",
+            Alg::Rs256 => "RS256",
+            Alg::Rs384 => "RS384",
+            Alg::Rs512 => "RS512",
+            Alg::Ps256 => "PS256",
+            Alg::Ps384 => "PS384",
+            Alg::Ps512 => "PS512",
+            Alg::Es256 => "ES256",
+            Alg::Es384 => "ES384",
+            Alg::Es512 => "ES512",
+            Alg::EdDsa => "EdDSA",
+            Alg::Missing => "missing",
+            Alg::Other => "other",
+        }
+    }
+
+    /// HS256/HS384/HS512: signed with a shared secret, which a wordlist can guess.
+    pub fn is_hmac(self) -> bool {
+        matches!(self, Alg::Hs256 | Alg::Hs384 | Alg::Hs512)
+    }
+}
+
+impl std::fmt::Display for Alg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A decoded token.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,12 +137,50 @@ impl Jwt {
 
     /// The `alg` header, as written.
     pub fn alg(&self) -> &str {
-        self.header.get("alg").and_then(Value::as_str).unwrap_or("")
+        self.header_str("alg").unwrap_or("")
+    }
+
+    /// The `alg` header as one of the known algorithms.
+    pub fn algorithm(&self) -> Alg {
+        Alg::parse(self.header_str("alg"))
     }
 
     /// `alg: none` (any case) or an empty signature: an unsigned token.
     pub fn is_unsigned(&self) -> bool {
         self.alg().eq_ignore_ascii_case("none") || self.signature.is_empty()
+    }
+
+    /// A string header field (`typ`, `kid`, `cty`, …).
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header.get(name).and_then(Value::as_str)
+    }
+
+    /// The `kid` header: which of the issuer's keys signed the token.
+    pub fn kid(&self) -> Option<&str> {
+        self.header_str("kid")
+    }
+
+    /// The `typ` header (`JWT`, `at+jwt`, …).
+    pub fn typ(&self) -> Option<&str> {
+        self.header_str("typ")
+    }
+
+    /// `header.payload` as written: what the signature covers.
+    pub fn signing_input(&self) -> &str {
+        &self.signing_input
+    }
+
+    /// The header segment as written (base64url): identical headers give
+    /// identical segments, so it names a signing configuration.
+    pub fn header_segment(&self) -> &str {
+        self.signing_input
+            .split_once('.')
+            .map_or(self.signing_input.as_str(), |(header, _)| header)
+    }
+
+    /// The decoded signature bytes (empty for an unsigned token).
+    pub fn signature(&self) -> &[u8] {
+        &self.signature
     }
 
     pub fn claim_str(&self, name: &str) -> Option<&str> {
@@ -119,12 +191,44 @@ impl Jwt {
         self.claim_str("sub")
     }
 
-    /// `exp` in Unix seconds.
-    pub fn expires_at(&self) -> Option<u64> {
-        self.claims.get("exp").and_then(|v| {
+    /// A NumericDate claim (`exp`, `iat`, `nbf`) in Unix seconds; fractions
+    /// are dropped, negative or non-numeric values read as absent.
+    pub fn numeric_date(&self, name: &str) -> Option<u64> {
+        self.claims.get(name).and_then(|v| {
             v.as_u64()
                 .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
         })
+    }
+
+    /// `exp` in Unix seconds.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.numeric_date("exp")
+    }
+
+    /// `iat` in Unix seconds.
+    pub fn issued_at(&self) -> Option<u64> {
+        self.numeric_date("iat")
+    }
+
+    /// `nbf` in Unix seconds.
+    pub fn not_before(&self) -> Option<u64> {
+        self.numeric_date("nbf")
+    }
+
+    /// `exp − iat`: how long the issuer lets the token live (`None` without
+    /// both, or when `exp` precedes `iat`).
+    pub fn lifetime_secs(&self) -> Option<u64> {
+        self.expires_at()?.checked_sub(self.issued_at()?)
+    }
+
+    /// The claim names, in the decoder's order.
+    pub fn claim_names(&self) -> impl Iterator<Item = &str> {
+        self.claims.keys().map(String::as_str)
+    }
+
+    /// The header field names, in the decoder's order.
+    pub fn header_names(&self) -> impl Iterator<Item = &str> {
+        self.header.keys().map(String::as_str)
     }
 
     /// Whether the token had expired at `now_secs` (a token without `exp` never does).
@@ -169,21 +273,6 @@ impl Jwt {
                 "admin" | "administrator" | "root" | "superuser" | "superadmin" | "staff" | "owner"
             ) || r.ends_with(":admin")
                 || r.starts_with("admin:")
-        })
-    }
-
-    /// The weak secret an HS256 token is signed with, if it is one of `WEAK_SECRETS`.
-    pub fn weak_hs256_secret(&self) -> Option<&'static str> {
-        if !self.alg().eq_ignore_ascii_case("HS256") || self.signature.len() != 32 {
-            return None;
-        }
-        WEAK_SECRETS.iter().copied().find(|secret| {
-            Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-                .map(|mut mac| {
-                    mac.update(self.signing_input.as_bytes());
-                    mac.verify_slice(&self.signature).is_ok()
-                })
-                .unwrap_or(false)
         })
     }
 }
@@ -237,17 +326,31 @@ pub fn bearer_token(authorization: &[u8]) -> Option<&str> {
 
 /// Signs `header.claims` with HS256 and `secret` (tests and fixtures).
 pub fn sign_hs256(header: &Value, claims: &Value, secret: &str) -> String {
+    sign_hmac(Alg::Hs256, header, claims, secret.as_bytes())
+}
+
+/// Signs `header.claims` with an HMAC algorithm and `secret` (tests,
+/// fixtures, benches); any other `alg` gives an unsigned token.
+pub fn sign_hmac(alg: Alg, header: &Value, claims: &Value, secret: &[u8]) -> String {
     let input = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string()),
         URL_SAFE_NO_PAD.encode(claims.to_string())
     );
-    let signature = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-        .map(|mut mac| {
-            mac.update(input.as_bytes());
-            mac.finalize().into_bytes().to_vec()
-        })
-        .unwrap_or_default();
+    fn mac<M: Mac + KeyInit>(secret: &[u8], input: &str) -> Vec<u8> {
+        <M as KeyInit>::new_from_slice(secret)
+            .map(|mut mac| {
+                mac.update(input.as_bytes());
+                mac.finalize().into_bytes().to_vec()
+            })
+            .unwrap_or_default()
+    }
+    let signature = match alg {
+        Alg::Hs256 => mac::<Hmac<Sha256>>(secret, &input),
+        Alg::Hs384 => mac::<Hmac<Sha384>>(secret, &input),
+        Alg::Hs512 => mac::<Hmac<Sha512>>(secret, &input),
+        _ => Vec::new(),
+    };
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
 }
 
@@ -276,14 +379,51 @@ mod tests {
     }
 
     #[test]
-    fn weak_secret_is_found_and_a_strong_one_is_not() {
-        let weak = hs256(json!({"sub": "x"}), "secret");
-        assert_eq!(
-            Jwt::decode(&weak).unwrap().weak_hs256_secret(),
-            Some("secret")
+    fn accessors_read_header_times_and_names() {
+        let t = sign_hmac(
+            Alg::Hs384,
+            &json!({"alg": "HS384", "typ": "at+jwt", "kid": "k1"}),
+            &json!({"sub": "bob", "iat": 1_000, "nbf": 1_000, "exp": 1_900.5}),
+            b"k",
         );
-        let strong = hs256(json!({"sub": "x"}), "k9$Lq2!vR7@pZ4#mW8^tY1&cB6*nF3");
-        assert_eq!(Jwt::decode(&strong).unwrap().weak_hs256_secret(), None);
+        let jwt = Jwt::decode(&t).unwrap();
+        assert_eq!(jwt.algorithm(), Alg::Hs384);
+        assert!(jwt.algorithm().is_hmac());
+        assert_eq!(jwt.signature().len(), 48);
+        assert_eq!((jwt.kid(), jwt.typ()), (Some("k1"), Some("at+jwt")));
+        assert_eq!(
+            (jwt.issued_at(), jwt.not_before()),
+            (Some(1_000), Some(1_000))
+        );
+        assert_eq!(jwt.lifetime_secs(), Some(900));
+        let mut names: Vec<&str> = jwt.claim_names().collect();
+        names.sort_unstable();
+        assert_eq!(names, ["exp", "iat", "nbf", "sub"]);
+        assert_eq!(jwt.header_names().count(), 3);
+        assert!(t.starts_with(jwt.header_segment()));
+        assert_eq!(t.rsplit_once('.').unwrap().0, jwt.signing_input());
+        // exp before iat: no lifetime rather than a wrapped one.
+        let odd = sign_hs256(&json!({"alg": "HS256"}), &json!({"iat": 10, "exp": 5}), "k");
+        assert_eq!(Jwt::decode(&odd).unwrap().lifetime_secs(), None);
+    }
+
+    #[test]
+    fn algorithms_are_a_closed_set() {
+        let alg = |a: Value| {
+            let t = format!(
+                "{}.{}.c2ln",
+                URL_SAFE_NO_PAD.encode(json!({ "alg": a }).to_string()),
+                URL_SAFE_NO_PAD.encode("{}")
+            );
+            Jwt::decode(&t).unwrap().algorithm()
+        };
+        assert_eq!(alg(json!("RS256")), Alg::Rs256);
+        assert_eq!(alg(json!("EdDSA")), Alg::EdDsa);
+        assert_eq!(alg(json!("nOnE")), Alg::None);
+        assert_eq!(alg(json!("hs256")), Alg::Other);
+        assert_eq!(alg(json!(7)), Alg::Missing);
+        assert!(!Alg::Rs256.is_hmac());
+        assert_eq!(Alg::Ps512.to_string(), "PS512");
     }
 
     #[test]
@@ -295,7 +435,7 @@ mod tests {
         );
         let jwt = Jwt::decode(&none).unwrap();
         assert!(jwt.is_unsigned());
-        assert_eq!(jwt.weak_hs256_secret(), None);
+        assert_eq!(jwt.algorithm(), Alg::None);
         let upper = none.replacen(
             &URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
             &URL_SAFE_NO_PAD.encode(r#"{"alg":"NoNe"}"#),

@@ -58,7 +58,7 @@ fn family(rule: &str) -> Option<&'static str> {
         "detect.auth.brute_force" => "brute_force",
         "detect.scanner.not_found_burst" | "detect.scanner.tool_user_agent" => "scanner",
         "detect.jwt.alg_none_accepted" => "jwt_alg_none",
-        "detect.jwt.weak_secret" | "detect.jwt.unissued_privileged_token" => "jwt_weak_secret",
+        "detect.jwt.weak_secret" | "detect.jwt.forged_token_accepted" => "jwt_weak_secret",
         "detect.jwt.expired_accepted" => "jwt_expired",
         r if r.starts_with("detect.injection.") => "injection",
         "detect.authz.bola_enumeration" | "detect.authz.bola_foreign_object" => "bola",

@@ -500,25 +500,41 @@ fn issued(response: Option<&Response>, hasher: &SecretHasher) -> Issued {
             }
         }
     }
-    // Tokens in the body (`token`, `access_token`, …) start with `eyJ`.
-    let mut rest = response.body.data.as_slice();
-    while let Some(at) = memchr::memmem::find(rest, b"eyJ") {
+    // Tokens in the body under a token-like name (`token`,
+    // `access_token`, …), or a body that is only the token. A JWT anywhere
+    // else may be one a client stored and reads back (a forged one, say):
+    // not something the API issued.
+    let body = response.body.data.as_slice();
+    for found in crate::identity::tokens::jwts_in(body) {
         if out.jwts.len() >= MAX_ISSUED {
             break;
         }
-        let tail = rest.get(at..).unwrap_or_default();
-        let len = tail
-            .iter()
-            .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')))
-            .unwrap_or(tail.len());
-        if let Some(token) = tail.get(..len).and_then(|t| std::str::from_utf8(t).ok()) {
-            if let Some(jwt) = Jwt::decode(token) {
-                out.jwts.push((jwt, digest(token)));
-            }
+        let named = found.field.is_some_and(is_token_field);
+        let alone = found.field.is_none() && body.len() <= found.token.len() + 64;
+        if !(named || alone) {
+            continue;
         }
-        rest = tail.get(len.max(1)..).unwrap_or_default();
+        if let Some(jwt) = Jwt::decode(found.token) {
+            out.jwts.push((jwt, digest(found.token)));
+        }
     }
     out
+}
+
+/// Whether a JSON key or cookie name is where an API hands out a token.
+fn is_token_field(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "token",
+        "jwt",
+        "access",
+        "auth",
+        "session",
+        "bearer",
+        "credential",
+    ]
+    .iter()
+    .any(|w| name.contains(w))
 }
 
 /// Attack payloads in the parameters (values and names), one per kind.

@@ -293,6 +293,7 @@ fn detect_limits(settings: &Settings, sensor: &str) -> DetectLimits {
     let defaults = DetectLimits::default();
     DetectLimits {
         sensor: sensor.to_owned(),
+        hasher: SecretHasher::new(&settings.classify),
         baseline: crate::baseline::learned::BaselineLimits {
             learn_exchanges: d.learn_exchanges,
             learn_secs: d.learn_secs,

@@ -63,6 +63,16 @@ crate::counters! {
         incidents_opened,
         /// Unreadable baseline snapshots set aside at start.
         baseline_corrupt,
+        /// Issued tokens not profiled (issuer cap) or whose shape found no
+        /// room; endpoints whose token checking is not learned (cap).
+        tokens_not_profiled,
+        token_endpoints_not_tracked,
+        /// Presented tokens checked against the whole secret wordlist, and
+        /// those not checked: the per-second budget was spent, or one check
+        /// would cost more than the burst.
+        weak_secret_checks,
+        weak_secret_not_checked_budget,
+        weak_secret_not_checked_too_costly,
     }
 }
 
@@ -70,6 +80,8 @@ crate::counters! {
 #[derive(Debug, Clone)]
 pub struct DetectLimits {
     pub sensor: String,
+    /// Keys the token memory (the redaction key).
+    pub hasher: crate::identity::SecretHasher,
     pub baseline: BaselineLimits,
     pub scanner: ScannerLimits,
     pub auth: AuthLimits,
@@ -79,6 +91,7 @@ impl Default for DetectLimits {
     fn default() -> Self {
         DetectLimits {
             sensor: "apisensor".into(),
+            hasher: crate::identity::SecretHasher::default(),
             baseline: BaselineLimits::default(),
             scanner: ScannerLimits::default(),
             auth: AuthLimits::default(),
@@ -133,7 +146,7 @@ impl Detectors {
             baselines: Baselines::new(limits.baseline.clone()),
             scanners: Scanners::new(limits.scanner),
             authentication: Authentication::new(limits.auth),
-            tokens: Tokens::default(),
+            tokens: Tokens::new(limits.hasher.clone()),
             authorization: Authorization::default(),
             hosts: Hosts::default(),
             reporter: Reporter::new(&limits.sensor),
@@ -208,6 +221,12 @@ impl Detectors {
             + self.authentication.actors_refused
             + self.tokens.refused
             + self.authorization.refused;
+        let tokens = self.tokens.counters();
+        stats.tokens_not_profiled = tokens.issuers_not_profiled + tokens.shapes_not_learned;
+        stats.token_endpoints_not_tracked = self.tokens.endpoints_not_tracked();
+        stats.weak_secret_checks = tokens.weak_full_checks;
+        stats.weak_secret_not_checked_budget = tokens.weak_not_checked_budget;
+        stats.weak_secret_not_checked_too_costly = tokens.weak_not_checked_too_costly;
         stats
     }
 

@@ -4,6 +4,15 @@
 //! (`classify.redaction_key_hex`, else a random one per process), so a hash
 //! in an event (an API-key principal, the password a spraying campaign
 //! tried) cannot be reversed with a dictionary by whoever reads the event.
+//!
+//! `tokens`: what the API issues (per-issuer token profiles) and what a
+//! presented token is (issued, consistent, or suspicious and why), and which
+//! endpoints are shown to check tokens. `jwt_secrets`: the embedded public
+//! wordlist of JWT secrets and the HMAC check against it. Tokens are decoded
+//! in `crate::jwt` only.
+
+pub mod jwt_secrets;
+pub mod tokens;
 
 pub mod credentials;
 pub mod principal;
