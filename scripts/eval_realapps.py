@@ -236,6 +236,7 @@ def score_detection(binary: str, config: str, pcap: str, truth: dict, requests: 
     detections = [e for e in events if e.get("kind") == "detection"]
     incidents = [e for e in events if e.get("kind") == "incident"]
     benign = {a["address"] for a in truth["benign_actors"]}
+    roles = {a["address"]: a["role"] for a in truth["benign_actors"]}
     campaign_rows = []
     attributed = set()
     for c in truth["campaigns"]:
@@ -250,7 +251,8 @@ def score_detection(binary: str, config: str, pcap: str, truth: dict, requests: 
         campaign_rows.append({
             "id": c["id"], "family": c["family"], "outcome": c["outcome"], "actors": c["actors"],
             "detected": bool(mine), "rules": dict(Counter(e["rule"] for e in mine)), "owasp": cats,
-            "acceptable_category": ok_cat, "delay_s": None if first is None else round(first - c["start"], 1),
+            "acceptable_category": ok_cat,
+            "delay_s": None if first is None else max(0.0, round(first - c["start"], 1)) + 0.0,
             "events": len(mine), "incidents": len({e["id"] for e in inc}),
         })
     benign_events = [e for e in detections if e.get("actor", {}).get("ip") in benign]
@@ -264,6 +266,8 @@ def score_detection(binary: str, config: str, pcap: str, truth: dict, requests: 
         "incidents": len({e["id"] for e in benign_incidents}),
         "false_alarms_per_10k": round(len(benign_events) / benign_exchanges * 10000, 2) if benign_exchanges else None,
         "rules": dict(Counter(f'{e["rule"]} ({e.get("severity")})' for e in benign_events)),
+        "by_actor": dict(Counter(f'{e["rule"]} on {roles.get(e["actor"]["ip"], "?")} ({e["actor"]["ip"]})'
+                                 for e in benign_events)),
         "actors": len({e["actor"]["ip"] for e in benign_events}),
     }
     outside = {"events": len(other), "rules": dict(Counter(e["rule"] for e in other))}
@@ -316,11 +320,60 @@ def print_app(name, source, inv_rows, camp_rows, benign, outside, accept):
           f"incidents: {benign['incidents']}; false alarms per 10,000 benign exchanges: {fmt(benign['false_alarms_per_10k'], 2)}")
     if benign["rules"]:
         print("- benign events by rule: " + ", ".join(f"{k}: {v}" for k, v in sorted(benign["rules"].items())))
+        print("- benign events by actor: " + ", ".join(f"{k}: {v}" for k, v in sorted(benign["by_actor"].items())))
     print(f"- attacker-address events outside every campaign window: {outside['events']}"
           + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(outside["rules"].items())) + ")" if outside["rules"] else ""))
     print("\n### Acceptance (issue 24)\n")
     for k, v in accept.items():
         print(f"- {k}: {'pass' if v else 'FAIL'}")
+
+
+def print_overview(summary: dict) -> None:
+    print("\n## Overview\n")
+    print("| application | precision 1/5/10/20 min | recall 1/5/10/20 min | campaigns detected | acceptable category "
+          "| max events per campaign | benign events (>= medium) | false alarms / 10k benign |")
+    print("|---|---|---|---|---|---:|---|---:|")
+    for app, s in summary.items():
+        cuts = [r for r in s["inventory"] if r["cut"] != "whole"]
+        camps = s["campaigns"]
+        b = s["benign"]
+        print(f"| {app} | {' / '.join(fmt(r['precision'], 2) for r in cuts)} | "
+              f"{' / '.join(fmt(r['recall'], 2) for r in cuts)} | {sum(c['detected'] for c in camps)}/{len(camps)} | "
+              f"{sum(c['detected'] and c['acceptable_category'] for c in camps)}/{len(camps)} | "
+              f"{max((c['events'] for c in camps), default=0)} | {b['events']} ({b['events_medium_or_higher']}) | "
+              f"{fmt(b['false_alarms_per_10k'], 2)} |")
+
+
+def self_test() -> None:
+    """The matching rules on small cases (python3 scripts/eval_realapps.py --self-test)."""
+    r = Route("GET", "/api/v1/items/{id}")
+    assert r.matches_template("GET", "/api/v1/items/{uuid}")
+    assert r.matches_template("GET", "/api/v1/items/{uuid}/")
+    assert not r.matches_template("GET", "/api/v1/items/abc")
+    assert not r.matches_template("PUT", "/api/v1/items/{uuid}")
+    assert not r.matches_template("GET", "/api/v1/{name}/{uuid}")
+    badge = Route("GET", "/badge/{key}/{sig}/{tag}.{fmt}")
+    assert badge.matches_template("GET", "/badge/{name}/{token}/{tag}")
+    assert not badge.matches_template("GET", "/badge/{name}/{token}/prod.svg")
+    assert badge.matches_request("GET", split("/badge/dave/Xy-1/prod.svg"))
+    assert not badge.matches_request("GET", split("/badge/dave/Xy-1/prod"))
+    anym = Route("*", "/accounts/login/")
+    assert anym.matches_template("POST", "/accounts/login") and anym.matches_request("GET", split("/accounts/login/"))
+    routes = [Route("GET", "/{id}"), Route("GET", "/login"), Route("GET", "/api/v2/links/{id}/stats")]
+    assert route_for(routes, "GET", "/login").path == "/login"
+    assert route_for(routes, "GET", "/x7Yz2a?utm=1").path == "/{id}"
+    assert route_for(routes, "GET", "/api/v2/links/abc/stat") is None
+    assert split("/") == [""] and split("/a/b/") == ["a", "b"] and split("/a?b=/c") == ["a"]
+    with tempfile.TemporaryDirectory() as tmp:
+        header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+        recs = [(t, struct.pack("<IIII", t, 0, 4, 4) + b"abcd") for t in (100, 130, 170)]
+        raw = os.path.join(tmp, "x.pcap")
+        with open(raw, "wb") as f:
+            f.write(header + b"".join(r for _, r in recs))
+        h, got = read_pcap(raw)
+        assert h == header and [t for t, _ in got] == [100.0, 130.0, 170.0]
+        assert write_cut(os.path.join(tmp, "c.pcap"), h, got, 160.0) == 2
+    print("self-test passed")
 
 
 def main() -> int:
@@ -331,7 +384,11 @@ def main() -> int:
     ap.add_argument("--json", default=os.path.join(ROOT, "target", "realapps-eval", "summary.json"))
     ap.add_argument("--grace", type=float, default=120.0, help="seconds after a campaign's end still credited to it")
     ap.add_argument("--strict", action="store_true", help="exit 1 when an acceptance threshold fails")
+    ap.add_argument("--self-test", action="store_true", help="check the matching rules and the pcap cutter, then exit")
     args = ap.parse_args()
+    if args.self_test:
+        self_test()
+        return 0
     if not os.access(args.binary, os.X_OK):
         print(f"{args.binary} not found: run `cargo build --release` first", file=sys.stderr)
         return 2
@@ -366,6 +423,7 @@ def main() -> int:
                             "outside_campaigns": outside, "acceptance": accept,
                             "capture_seconds": round(records[-1][0] - records[0][0], 1), "packets": len(records),
                             "routes": len(routes), "events_total": n_events}
+    print_overview(summary)
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(summary, f, indent=1)
