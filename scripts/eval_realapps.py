@@ -337,8 +337,8 @@ def print_overview(summary: dict) -> None:
         cuts = [r for r in s["inventory"] if r["cut"] != "whole"]
         camps = s["campaigns"]
         b = s["benign"]
-        print(f"| {app} | {' / '.join(fmt(r['precision'], 2) for r in cuts)} | "
-              f"{' / '.join(fmt(r['recall'], 2) for r in cuts)} | {sum(c['detected'] for c in camps)}/{len(camps)} | "
+        print(f"| {app} | {' / '.join(fmt(r['precision']) for r in cuts)} | "
+              f"{' / '.join(fmt(r['recall']) for r in cuts)} | {sum(c['detected'] for c in camps)}/{len(camps)} | "
               f"{sum(c['detected'] and c['acceptable_category'] for c in camps)}/{len(camps)} | "
               f"{max((c['events'] for c in camps), default=0)} | {b['events']} ({b['events_medium_or_higher']}) | "
               f"{fmt(b['false_alarms_per_10k'], 2)} |")
