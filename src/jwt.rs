@@ -267,13 +267,7 @@ impl Jwt {
 
     /// Whether a role claim names a privileged role.
     pub fn is_privileged(&self) -> bool {
-        self.roles().iter().any(|r| {
-            matches!(
-                r.as_str(),
-                "admin" | "administrator" | "root" | "superuser" | "superadmin" | "staff" | "owner"
-            ) || r.ends_with(":admin")
-                || r.starts_with("admin:")
-        })
+        self.roles().iter().any(|r| is_privileged_role(r))
     }
 }
 
@@ -352,6 +346,17 @@ pub fn sign_hmac(alg: Alg, header: &Value, claims: &Value, secret: &[u8]) -> Str
         _ => Vec::new(),
     };
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+/// Whether a role name (a claim, a field of a user record) is an
+/// administrator's.
+pub fn is_privileged_role(role: &str) -> bool {
+    let r = role.trim().to_ascii_lowercase();
+    matches!(
+        r.as_str(),
+        "admin" | "administrator" | "root" | "superuser" | "superadmin" | "staff" | "owner"
+    ) || r.ends_with(":admin")
+        || r.starts_with("admin:")
 }
 
 #[cfg(test)]

@@ -25,6 +25,22 @@ const MAX_PARAMS: usize = 512;
 const MAX_JSON_DEPTH: usize = 32;
 /// Tokens taken from one response body at most.
 const MAX_ISSUED: usize = 8;
+/// Fields that identify whom a JSON object describes.
+pub const IDENTITY_FIELDS: &[&str] = &[
+    "id",
+    "uuid",
+    "user_id",
+    "userid",
+    "username",
+    "user_name",
+    "email",
+    "sub",
+    "login",
+];
+/// Response bodies larger than this are not searched for the principal,
+/// and the JSON objects looked at in one.
+const MAX_SEARCHED_BODY_BYTES: usize = 256 * 1024;
+const MAX_SEARCHED_OBJECTS: usize = 200;
 
 /// Where a parameter came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,6 +280,29 @@ impl<'e> Facts<'e> {
         self.response.and_then(|r| r.status)
     }
 
+    /// Whether the JSON answer describes the request's principal (an
+    /// object whose id, name or e-mail names it): the API acted as that
+    /// principal, so it honoured the credentials. Parses the body: call it
+    /// only when the answer matters (a suspicious token).
+    pub fn response_names_principal(&self) -> bool {
+        let (Some(p), Some(response)) = (&self.principal, self.response) else {
+            return false;
+        };
+        let body = &response.body.data;
+        let json = matches!(
+            body.iter().find(|b| !b.is_ascii_whitespace()),
+            Some(b'{' | b'[')
+        );
+        if !json || body.len() > MAX_SEARCHED_BODY_BYTES {
+            return false;
+        }
+        let Ok(value) = serde_json::from_slice::<Value>(body) else {
+            return false;
+        };
+        let mut budget = MAX_SEARCHED_OBJECTS;
+        names_principal(&value, p, 0, &mut budget)
+    }
+
     /// 2xx.
     pub fn succeeded(&self) -> bool {
         self.status().is_some_and(|s| (200..300).contains(&s))
@@ -311,6 +350,14 @@ impl<'e> Facts<'e> {
         // `../` collapsed by a decoder would hide traversal.
         let raw = self.request.uri.as_str();
         let path = raw.split(['?', '#']).next().unwrap_or_default();
+        // An absolute-form target (`http://host:port/path`, as proxies get
+        // it): the scheme and authority are not path segments.
+        let path = match path.split_once("://") {
+            Some((scheme, rest)) if !scheme.contains('/') => {
+                rest.find('/').and_then(|i| rest.get(i..)).unwrap_or("/")
+            }
+            _ => path,
+        };
         let segments: Vec<String> = path
             .split('/')
             .filter(|s| !s.is_empty())
@@ -343,7 +390,9 @@ impl<'e> Facts<'e> {
         if content_type.contains("json") || body.data.first() == Some(&b'{') {
             if let Ok(value) = serde_json::from_slice::<Value>(&body.data) {
                 let mut found = Vec::new();
-                json_params(&value, &mut String::new(), 0, &mut found);
+                let mut skipped = 0;
+                json_params(&value, &mut String::new(), 0, &mut found, &mut skipped);
+                self.params_skipped += skipped;
                 for (name, value) in found {
                     self.push(ParamSource::Json, name, value);
                 }
@@ -426,8 +475,17 @@ impl<'e> Facts<'e> {
     }
 }
 
-fn json_params(value: &Value, path: &mut String, depth: usize, out: &mut Vec<(String, String)>) {
-    if depth > MAX_JSON_DEPTH || out.len() >= MAX_PARAMS {
+/// JSON leaves as (path, value); those past `MAX_PARAMS` or deeper than
+/// `MAX_JSON_DEPTH` are counted in `skipped` instead.
+fn json_params(
+    value: &Value,
+    path: &mut String,
+    depth: usize,
+    out: &mut Vec<(String, String)>,
+    skipped: &mut u64,
+) {
+    if depth > MAX_JSON_DEPTH {
+        *skipped += 1;
         return;
     }
     match value {
@@ -440,9 +498,9 @@ fn json_params(value: &Value, path: &mut String, depth: usize, out: &mut Vec<(St
                 path.push_str(key);
                 // Keys are client-controlled too (`{"$ne": …}`).
                 if key.starts_with('$') {
-                    out.push((path.clone(), key.clone()));
+                    push_leaf(out, skipped, path.clone(), key.clone());
                 }
-                json_params(child, path, depth + 1, out);
+                json_params(child, path, depth + 1, out, skipped);
                 path.truncate(len);
             }
         }
@@ -450,14 +508,47 @@ fn json_params(value: &Value, path: &mut String, depth: usize, out: &mut Vec<(St
             let len = path.len();
             path.push_str("[]");
             for item in items {
-                json_params(item, path, depth + 1, out);
+                json_params(item, path, depth + 1, out, skipped);
             }
             path.truncate(len);
         }
-        Value::String(s) => out.push((path.clone(), s.clone())),
-        Value::Number(n) => out.push((path.clone(), n.to_string())),
-        Value::Bool(b) => out.push((path.clone(), b.to_string())),
+        Value::String(s) => push_leaf(out, skipped, path.clone(), s.clone()),
+        Value::Number(n) => push_leaf(out, skipped, path.clone(), n.to_string()),
+        Value::Bool(b) => push_leaf(out, skipped, path.clone(), b.to_string()),
         Value::Null => {}
+    }
+}
+
+fn push_leaf(out: &mut Vec<(String, String)>, skipped: &mut u64, name: String, value: String) {
+    if out.len() >= MAX_PARAMS {
+        *skipped += 1;
+    } else {
+        out.push((name, value));
+    }
+}
+
+fn names_principal(value: &Value, p: &Principal, depth: usize, budget: &mut usize) -> bool {
+    if depth > 3 || *budget == 0 {
+        return false;
+    }
+    match value {
+        Value::Object(map) => {
+            *budget -= 1;
+            map.iter().any(|(k, v)| {
+                IDENTITY_FIELDS.contains(&k.to_ascii_lowercase().as_str())
+                    && match v {
+                        Value::String(s) => p.is_named(s),
+                        Value::Number(n) => p.is_named(&n.to_string()),
+                        _ => false,
+                    }
+            }) || map
+                .values()
+                .any(|v| names_principal(v, p, depth + 1, budget))
+        }
+        Value::Array(items) => items
+            .iter()
+            .any(|v| names_principal(v, p, depth + 1, budget)),
+        _ => false,
     }
 }
 

@@ -132,11 +132,13 @@ impl Analysis {
     }
 
     pub fn observe(&mut self, exchange: &Exchange) {
-        let mut inventory_facts = match &self.classifier {
+        let (mut inventory_facts, data) = match &self.classifier {
             Some(classifier) => facts_of(classifier, exchange, &mut self.classify_stats),
-            None => ExchangeFacts::from_exchange_basic(exchange),
+            None => (
+                ExchangeFacts::from_exchange_basic(exchange),
+                ResponseData::default(),
+            ),
         };
-        let data = response_data(&inventory_facts);
         let facts = Facts::new(
             exchange,
             data,
@@ -316,17 +318,18 @@ fn unlisted(raw: &EndpointKey) -> Located {
     }
 }
 
-/// What the detectors need from the classifier's findings in the response.
-fn response_data(facts: &ExchangeFacts) -> ResponseData {
-    let mut types: Vec<String> = facts
-        .response_sensitive
+/// What the detectors need from the classifier's findings in the
+/// response: how many sensitive values (every record of a list counts)
+/// and of which types.
+fn response_data(findings: &[Finding]) -> ResponseData {
+    let mut types: Vec<String> = findings
         .iter()
-        .map(|h| h.data_type.clone())
+        .map(|f| f.data_type.as_str().to_owned())
         .collect();
     types.sort();
     types.dedup();
     ResponseData {
-        sensitive_values: facts.response_sensitive.len() as u64,
+        sensitive_values: findings.iter().map(|f| u64::from(f.values)).sum(),
         sensitive_types: types,
     }
 }
@@ -337,7 +340,7 @@ fn facts_of(
     classifier: &Classifier,
     exchange: &Exchange,
     stats: &mut ClassifyStats,
-) -> ExchangeFacts {
+) -> (ExchangeFacts, ResponseData) {
     let found = classifier.classify_exchange(exchange);
     stats.merge(&found.stats);
     let hits = |findings: &[Finding]| -> Vec<SensitiveHit> {
@@ -363,13 +366,15 @@ fn facts_of(
             })
             .unwrap_or_default()
     };
-    ExchangeFacts {
+    let data = response_data(&found.response);
+    let facts = ExchangeFacts {
         path_payload: false,
         request_sensitive: hits(&found.request),
         response_sensitive: hits(&found.response),
         request_fields: fields(&found.request_shape),
         response_fields: fields(&found.response_shape),
-    }
+    };
+    (facts, data)
 }
 
 /// Bytes of each redacted body kept in evidence.

@@ -8,6 +8,7 @@
 
 use super::sketch::{Distinct, Population, Quantiles};
 use crate::analysis::facts::{ActorKey, Facts, ParamSource};
+use crate::inventory::template::Outcome;
 use crate::inventory::EndpointKey;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -156,10 +157,11 @@ impl EndpointBaseline {
         self.principal_calls >= 5 && self.self_named_calls * 10 >= self.principal_calls * 9
     }
 
-    /// Objects here are private: used by the principal that used them
-    /// first, rarely by others (judged over `others` principals).
+    /// Objects here are private: never served to anonymous callers, used
+    /// by the principal that used them first and rarely by others (judged
+    /// over `others` principals).
     pub fn private_objects(&self, others: u64, others_foreign: u64) -> bool {
-        others >= 5 && others_foreign * 10 <= others
+        self.anonymous_successes == 0 && others >= 5 && others_foreign * 10 <= others
     }
 }
 
@@ -228,6 +230,8 @@ pub struct Baselines {
     /// many successful responses: the baseline for endpoints too new to have one.
     pub api_types: BTreeMap<String, u64>,
     pub api_successes: u64,
+    /// Most sensitive values one successful response carried.
+    pub largest_sensitive_response: u64,
     pub exchanges: u64,
     pub first_secs: Option<u64>,
     #[serde(skip)]
@@ -292,16 +296,37 @@ impl Baselines {
         shrink(&mut self.actor_endpoints);
     }
 
-    /// The actor's state on the facts' endpoint, created if there is room.
-    pub fn actor_endpoint(&mut self, facts: &Facts<'_>) -> Option<&mut ActorEndpoint> {
-        let pair = (facts.who.clone(), facts.key.clone());
+    /// The facts' endpoint baseline, created if the cap leaves room (a
+    /// refusal is counted).
+    pub fn endpoint_mut(&mut self, key: &EndpointKey) -> Option<&mut EndpointBaseline> {
+        endpoint_entry(
+            &mut self.endpoints,
+            self.limits.max_endpoints,
+            &mut self.endpoints_not_tracked,
+            key,
+        )
+    }
+
+    /// The endpoint's baseline and the actor's state on it together,
+    /// each created if its cap leaves room.
+    pub fn pair_mut(
+        &mut self,
+        f: &Facts<'_>,
+    ) -> Option<(&mut EndpointBaseline, &mut ActorEndpoint)> {
+        let endpoint = endpoint_entry(
+            &mut self.endpoints,
+            self.limits.max_endpoints,
+            &mut self.endpoints_not_tracked,
+            &f.key,
+        )?;
+        let pair = (f.who.clone(), f.key.clone());
         if !self.actor_endpoints.contains_key(&pair)
             && self.actor_endpoints.len() >= self.limits.max_actor_endpoints
         {
             self.actors_refused += 1;
             return None;
         }
-        Some(self.actor_endpoints.entry(pair).or_default())
+        Some((endpoint, self.actor_endpoints.entry(pair).or_default()))
     }
 
     /// Adds one exchange to what was learned (after it was judged).
@@ -309,15 +334,19 @@ impl Baselines {
     pub fn learn(&mut self, f: &Facts<'_>, privilege: Option<bool>) {
         self.exchanges += 1;
         self.first_secs.get_or_insert(f.now);
-        if !self.endpoints.contains_key(&f.key) && self.endpoints.len() >= self.limits.max_endpoints
-        {
-            self.endpoints_not_tracked += 1;
-            return;
-        }
-        let success = f.succeeded();
+        // Redirects count: a short link's answer is one; a redirect to the
+        // login page is a refusal (see `inventory::outcome`).
+        let success = f.outcome == Outcome::Success;
         let rejected = f.rejected();
         let anonymous = f.anonymous();
-        let e = self.endpoints.entry(f.key.clone()).or_default();
+        let Some(e) = endpoint_entry(
+            &mut self.endpoints,
+            self.limits.max_endpoints,
+            &mut self.endpoints_not_tracked,
+            &f.key,
+        ) else {
+            return;
+        };
         e.first_secs.get_or_insert(f.now);
         e.exchanges += 1;
         if let Some(status) = f.status() {
@@ -387,6 +416,8 @@ impl Baselines {
             }
         }
         self.api_successes += 1;
+        self.largest_sensitive_response =
+            self.largest_sensitive_response.max(f.data.sensitive_values);
     }
 
     /// Counts the facts' request (and the sensitive values its answer
@@ -432,6 +463,19 @@ pub struct MinuteCounts {
     pub requests_peak: Option<u64>,
     pub sensitive: u64,
     pub sensitive_peak: Option<u64>,
+}
+
+fn endpoint_entry<'a>(
+    endpoints: &'a mut HashMap<EndpointKey, EndpointBaseline>,
+    max: usize,
+    not_tracked: &mut u64,
+    key: &EndpointKey,
+) -> Option<&'a mut EndpointBaseline> {
+    if !endpoints.contains_key(key) && endpoints.len() >= max {
+        *not_tracked += 1;
+        return None;
+    }
+    Some(endpoints.entry(key.clone()).or_default())
 }
 
 /// Gives memory back after many entries left (a retained map keeps its capacity).

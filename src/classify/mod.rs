@@ -251,6 +251,9 @@ pub struct Finding {
     pub field: String,
     /// 0-100.
     pub confidence: u8,
+    /// Values found under this field (every element of an array counts):
+    /// a 400-record export is 400 values, not one.
+    pub values: u32,
 }
 
 /// JSON type of a body field, refined for common string formats. The
@@ -412,6 +415,7 @@ impl Classifier {
             location: Location::Body,
             field: key.to_string(),
             confidence: c,
+            values: 1,
         })
     }
 
@@ -705,6 +709,7 @@ impl Sink {
             .find(|f| f.data_type == t && f.location == loc && f.field == field)
         {
             f.confidence = f.confidence.max(conf);
+            f.values = f.values.saturating_add(1);
             return;
         }
         if self.findings.len() >= MAX_FINDINGS_PER_SIDE {
@@ -716,6 +721,7 @@ impl Sink {
             location: loc,
             field,
             confidence: conf,
+            values: 1,
         });
     }
 }

@@ -72,10 +72,198 @@ const MAX_RESTRICTED: usize = 10_000;
 /// Object ids whose owner is remembered, over every path.
 const MAX_OWNED: usize = 1_000_000;
 
-/// Adds a principal to a bounded set.
-fn mark(set: &mut BTreeSet<String>, principal: &str) {
-    if set.len() < MAX_PRINCIPALS && !set.contains(principal) {
-        set.insert(principal.to_owned());
+/// Responses read per principal looking for one that describes it, their
+/// size, and the JSON objects looked at in one.
+const MAX_DESCRIPTION_TRIES: u8 = 64;
+const MAX_DESCRIBED_BODY_BYTES: usize = 256 * 1024;
+const MAX_DESCRIBED_OBJECTS: usize = 1000;
+/// Boolean fields that say an account is privileged.
+const ADMIN_FLAGS: &[&str] = &[
+    "is_superuser",
+    "issuperuser",
+    "is_admin",
+    "isadmin",
+    "is_staff",
+    "isstaff",
+    "superuser",
+    "admin",
+    "staff",
+];
+/// Fields that hold an account's role(s).
+const ROLE_FIELDS: &[&str] = &[
+    "role",
+    "roles",
+    "account_type",
+    "accounttype",
+    "user_type",
+    "usertype",
+];
+
+/// Ids taken from one creation answer at most.
+const MAX_CREATED_IDS: usize = 64;
+
+/// The ids of the objects a creation answer describes.
+fn created_ids(value: &serde_json::Value, depth: usize, out: &mut Vec<String>) {
+    use serde_json::Value;
+    if depth > 2 || out.len() >= MAX_CREATED_IDS {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            for key in ["id", "uuid", "_id"] {
+                match map.get(key) {
+                    Some(Value::String(s)) if !s.is_empty() && s.len() <= 128 => {
+                        out.push(s.clone());
+                    }
+                    Some(Value::Number(n)) => out.push(n.to_string()),
+                    _ => {}
+                }
+            }
+            if let Some(data) = map.get("data") {
+                created_ids(data, depth + 1, out);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                created_ids(item, depth + 1, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether `value` (or an object in it) describes `p` as privileged.
+fn description(
+    value: &serde_json::Value,
+    p: &crate::identity::Principal,
+    depth: usize,
+    budget: &mut usize,
+) -> Option<bool> {
+    use serde_json::Value;
+    if depth > 3 || *budget == 0 {
+        return None;
+    }
+    match value {
+        Value::Object(map) => {
+            *budget -= 1;
+            let names_caller = map.iter().any(|(k, v)| {
+                crate::analysis::facts::IDENTITY_FIELDS.contains(&k.to_ascii_lowercase().as_str())
+                    && match v {
+                        Value::String(s) => p.is_named(s),
+                        Value::Number(n) => p.is_named(&n.to_string()),
+                        _ => false,
+                    }
+            });
+            if names_caller {
+                let mut verdict = None;
+                for (k, v) in map {
+                    let k = k.to_ascii_lowercase();
+                    if ADMIN_FLAGS.contains(&k.as_str()) {
+                        if let Value::Bool(b) = v {
+                            verdict = Some(verdict.unwrap_or(false) || *b);
+                        }
+                    } else if ROLE_FIELDS.contains(&k.as_str()) {
+                        let roles: Vec<&str> = match v {
+                            Value::String(s) => vec![s.as_str()],
+                            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+                            _ => continue,
+                        };
+                        let admin = roles.iter().any(|r| crate::jwt::is_privileged_role(r));
+                        verdict = Some(verdict.unwrap_or(false) || admin);
+                    }
+                }
+                if verdict.is_some() {
+                    return verdict;
+                }
+            }
+            map.values()
+                .find_map(|v| description(v, p, depth + 1, budget))
+        }
+        Value::Array(items) => items
+            .iter()
+            .find_map(|v| description(v, p, depth + 1, budget)),
+        _ => None,
+    }
+}
+
+/// Principals remembered per function, allowed or refused; a function
+/// more principals are allowed is not an administrator's.
+const MAX_CALLERS: usize = 64;
+const MAX_ADMINS: usize = 8;
+
+/// Who was allowed and who refused one function.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Callers {
+    allowed: BTreeSet<String>,
+    refused: BTreeSet<String>,
+}
+
+impl Callers {
+    /// (principal, privileged) for everyone this function says something
+    /// about: when a few principals were allowed it and others refused
+    /// (and never allowed), the first are privileged, the others not.
+    fn verdicts(&self) -> Vec<(String, bool)> {
+        let allowed: Vec<&String> = self
+            .allowed
+            .iter()
+            .filter(|q| !self.refused.contains(*q))
+            .collect();
+        let denied: Vec<&String> = self
+            .refused
+            .iter()
+            .filter(|q| !self.allowed.contains(*q))
+            .collect();
+        if allowed.is_empty() || denied.is_empty() || allowed.len() > MAX_ADMINS {
+            return Vec::new();
+        }
+        allowed
+            .into_iter()
+            .map(|q| (q.clone(), true))
+            .chain(denied.into_iter().map(|q| (q.clone(), false)))
+            .collect()
+    }
+}
+
+/// Per principal: restricted functions it is allowed, and refused.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Verdicts {
+    counts: HashMap<String, (u32, u32)>,
+}
+
+impl Verdicts {
+    fn add(&mut self, principal: &str, privileged: bool) {
+        if !self.counts.contains_key(principal) && self.counts.len() >= MAX_PRINCIPALS {
+            return;
+        }
+        let c = self.counts.entry(principal.to_owned()).or_default();
+        if privileged {
+            c.0 += 1;
+        } else {
+            c.1 += 1;
+        }
+    }
+
+    fn withdraw(&mut self, principal: &str, privileged: bool) {
+        if let Some(c) = self.counts.get_mut(principal) {
+            if privileged {
+                c.0 = c.0.saturating_sub(1);
+            } else {
+                c.1 = c.1.saturating_sub(1);
+            }
+            if *c == (0, 0) {
+                self.counts.remove(principal);
+            }
+        }
+    }
+
+    /// Refused on any restricted function: not privileged, whatever else
+    /// it was allowed (that may be the flaw).
+    fn of(&self, principal: &str) -> Option<bool> {
+        match self.counts.get(principal) {
+            Some((_, refused)) if *refused > 0 => Some(false),
+            Some((allowed, _)) if *allowed > 0 => Some(true),
+            _ => None,
+        }
     }
 }
 
@@ -84,17 +272,25 @@ fn mark(set: &mut BTreeSet<String>, principal: &str) {
 /// baseline snapshot; recent refusals are not.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Authorization {
-    /// Principals seen succeeding on restricted endpoints (or with a
-    /// privileged role claim), and principals refused there.
-    privileged: BTreeSet<String>,
-    unprivileged: BTreeSet<String>,
-    /// Endpoints some principal was refused on (403) while another succeeded.
+    /// What restricted functions say about each principal.
+    verdicts: Verdicts,
+    /// Principals seen (bounded), to tell a function only a few use.
+    principals: BTreeSet<String>,
+    /// Functions (endpoints without object ids) restricted now.
     restricted: BTreeSet<EndpointKey>,
-    /// Per endpoint: principals that succeeded and that were refused (small).
-    callers: HashMap<EndpointKey, (BTreeSet<String>, BTreeSet<String>)>,
+    /// Per function: principals allowed and refused (403) there.
+    callers: HashMap<EndpointKey, Callers>,
     /// Object owners shared by the methods of one path: (host, template)
     /// and value → owning principal, and whether others used it too.
     owners: HashMap<(String, String), HashMap<String, (String, bool)>>,
+    /// Principals' privilege as responses describing them said, and how
+    /// many responses were read looking for it.
+    described: HashMap<String, bool>,
+    #[serde(skip)]
+    description_tries: HashMap<String, u8>,
+    /// Per host: ids of objects a principal's request created (from the
+    /// answers to its POSTs and PUTs), with that principal.
+    created: HashMap<String, HashMap<String, String>>,
     /// Object ids remembered over every path (bounded by `MAX_OWNED`).
     owned: usize,
     /// Restricted endpoints each principal was refused on, recently.
@@ -109,26 +305,47 @@ impl Authorization {
     /// or it was seen succeeding where others are refused.
     pub fn privileged(&self, f: &Facts<'_>) -> Option<bool> {
         let p = f.principal.as_ref()?;
-        if f.jwt().is_some_and(|j| j.is_privileged()) || self.privileged.contains(&p.id) {
+        if let Some(described) = self.described.get(&p.id) {
+            return Some(*described);
+        }
+        if f.jwt().is_some_and(|j| j.is_privileged()) {
             return Some(true);
         }
-        let roles = f.jwt().is_some_and(|j| !j.roles().is_empty());
-        (roles || self.unprivileged.contains(&p.id)).then_some(false)
+        if f.jwt().is_some_and(|j| !j.roles().is_empty()) {
+            return Some(false);
+        }
+        self.verdicts.of(&p.id)
+    }
+
+    /// An endpoint only a few principals (other than `principal`) were
+    /// ever allowed, on an API many principals use: an administrator's.
+    fn administrative(&self, key: &EndpointKey, principal: &str) -> bool {
+        self.callers.get(key).is_some_and(|c| {
+            let others = c.allowed.iter().filter(|q| *q != principal).count();
+            others > 0 && others <= MAX_ADMINS && self.principals.len() >= others * 4
+        })
     }
 
     /// Judges one exchange; returns what is known of its principal's
     /// privilege (for the baselines).
+    /// `bad_token`: the request's token is one the API should refuse
+    /// (expired, forged), so a refusal is about the token, not the function.
     pub fn observe(
         &mut self,
         f: &Facts<'_>,
+        bad_token: bool,
         baselines: &mut Baselines,
         out: &mut Vec<Finding>,
     ) -> Option<bool> {
         // Judged on what was known before this exchange taught anything.
         let privilege = self.privileged(f);
-        self.learn_privilege(f);
+        self.describe(f);
+        self.learn_created(f);
+        if !bad_token {
+            self.learn_privilege(f);
+            self.function_level(f, privilege, baselines, out);
+        }
         let privileged = privilege == Some(true);
-        self.function_level(f, privilege, baselines, out);
         if !privileged {
             self.enumeration(f, baselines, out);
             self.foreign_objects(f, baselines, out);
@@ -138,17 +355,103 @@ impl Authorization {
         privilege
     }
 
+    /// Learns a principal's privilege from a response that describes it:
+    /// an object whose id, name or e-mail names the caller, with a role or
+    /// an admin flag (`/users/me`, a user list the caller is in). Each
+    /// principal's responses are read until one describes it, at most
+    /// `MAX_DESCRIPTION_TRIES` of them.
+    fn describe(&mut self, f: &Facts<'_>) {
+        let (Some(p), Some(response)) = (&f.principal, f.response) else {
+            return;
+        };
+        if !f.succeeded() || self.described.contains_key(&p.id) {
+            return;
+        }
+        let body = &response.body.data;
+        let json = matches!(
+            body.iter().find(|b| !b.is_ascii_whitespace()),
+            Some(b'{' | b'[')
+        );
+        if !json || body.len() > MAX_DESCRIBED_BODY_BYTES {
+            return;
+        }
+        if !self.description_tries.contains_key(&p.id)
+            && self.description_tries.len() >= MAX_PRINCIPALS
+        {
+            self.refused += 1;
+            return;
+        }
+        let tries = self.description_tries.entry(p.id.clone()).or_default();
+        if *tries >= MAX_DESCRIPTION_TRIES {
+            return;
+        }
+        *tries += 1;
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return;
+        };
+        let mut budget = MAX_DESCRIBED_OBJECTS;
+        if let Some(privileged) = description(&value, p, 0, &mut budget) {
+            if self.described.len() < MAX_PRINCIPALS {
+                self.described.insert(p.id.clone(), privileged);
+            }
+        }
+    }
+
+    /// Remembers the ids in a successful POST's or PUT's JSON answer (`id`,
+    /// `uuid`, `_id`, at the top, under `data`, or in a list) as objects
+    /// its principal created.
+    fn learn_created(&mut self, f: &Facts<'_>) {
+        let (Some(p), Some(response)) = (&f.principal, f.response) else {
+            return;
+        };
+        let writes = matches!(f.request.method.as_str(), "POST" | "PUT");
+        let body = &response.body.data;
+        if !writes || !f.succeeded() || body.len() > MAX_DESCRIBED_BODY_BYTES {
+            return;
+        }
+        if !matches!(
+            body.iter().find(|b| !b.is_ascii_whitespace()),
+            Some(b'{' | b'[')
+        ) {
+            return;
+        }
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return;
+        };
+        let mut ids = Vec::new();
+        created_ids(&value, 0, &mut ids);
+        let host = f.key.host.as_str();
+        if !self.created.contains_key(host) && self.created.len() >= MAX_RESTRICTED {
+            self.refused += 1;
+            return;
+        }
+        let created = self.created.entry(host.to_owned()).or_default();
+        for id in ids {
+            if self.owned >= MAX_OWNED {
+                self.refused += 1;
+                break;
+            }
+            if created.insert(id, p.id.clone()).is_none() {
+                self.owned += 1;
+            }
+        }
+    }
+
     /// Learns which functions are restricted and who may use them. Only
     /// endpoints without object ids in their path count: a 403 on
     /// `/items/{id}` is usually about the object (someone else's item),
-    /// one on `/admin/users` about the function.
+    /// one on `/admin/users` about the function. A function is restricted
+    /// while a few principals are allowed it and others refused it (and
+    /// never allowed); what that says about each principal is withdrawn
+    /// when it stops holding (the refused one succeeds after all: its token
+    /// had expired).
     fn learn_privilege(&mut self, f: &Facts<'_>) {
         let Some(p) = &f.principal else { return };
-        if f.jwt().is_some_and(|j| j.is_privileged()) {
-            mark(&mut self.privileged, &p.id);
+        if self.principals.len() < MAX_PRINCIPALS {
+            self.principals.insert(p.id.clone());
         }
         let forbidden = f.status() == Some(403);
-        if !(f.succeeded() || forbidden) || !f.values.is_empty() {
+        if !(f.succeeded() || forbidden) {
             return;
         }
         if !self.callers.contains_key(&f.key) && self.callers.len() >= MAX_RESTRICTED {
@@ -156,34 +459,29 @@ impl Authorization {
             return;
         }
         let callers = self.callers.entry(f.key.clone()).or_default();
+        let before = callers.verdicts();
         let set = if forbidden {
-            &mut callers.1
+            &mut callers.refused
         } else {
-            &mut callers.0
+            &mut callers.allowed
         };
-        if set.len() >= 64 || !set.insert(p.id.clone()) {
+        if set.len() >= MAX_CALLERS || !set.insert(p.id.clone()) || !f.values.is_empty() {
             return;
         }
-        // A principal allowed here and refused never, or refused and
-        // allowed never, on a function some are refused and others allowed.
-        let (ok, refused) = (&callers.0, &callers.1);
-        let allowed: Vec<&String> = ok.iter().filter(|q| !refused.contains(*q)).collect();
-        let denied: Vec<&String> = refused.iter().filter(|q| !ok.contains(*q)).collect();
-        if allowed.is_empty() || denied.is_empty() {
+        let after = callers.verdicts();
+        if before == after {
             return;
         }
-        if self.restricted.len() < MAX_RESTRICTED {
+        for (principal, privileged) in &before {
+            self.verdicts.withdraw(principal, *privileged);
+        }
+        for (principal, privileged) in &after {
+            self.verdicts.add(principal, *privileged);
+        }
+        if after.is_empty() {
+            self.restricted.remove(&f.key);
+        } else if self.restricted.len() < MAX_RESTRICTED {
             self.restricted.insert(f.key.clone());
-        }
-        for q in denied {
-            mark(&mut self.unprivileged, q);
-        }
-        for q in allowed {
-            // Refused on another function: not an administrator, whatever
-            // it was allowed here (that may be the flaw).
-            if !self.unprivileged.contains(q) {
-                mark(&mut self.privileged, q);
-            }
         }
     }
 
@@ -199,37 +497,40 @@ impl Authorization {
         out: &mut Vec<Finding>,
     ) {
         let Some(p) = &f.principal else { return };
-        if f.status() == Some(403) {
+        if f.rejected() {
             if !self.refusals.contains_key(&p.id) && self.refusals.len() >= MAX_PRINCIPALS {
                 self.refused += 1;
                 return;
             }
-            let r = self.refusals.entry(p.id.clone()).or_default();
+            // Out of the map while it is judged against the callers.
+            let mut r = self.refusals.remove(&p.id).unwrap_or_default();
             if r.iter().all(|(_, k)| *k != f.key) {
                 r.push_back((f.now, f.key.clone()));
             }
-            trim(r, f.now, FUNCTION_PROBE_WINDOW_SECS, |(t, _)| *t);
+            trim(&mut r, f.now, FUNCTION_PROBE_WINDOW_SECS, |(t, _)| *t);
             let restricted = r
                 .iter()
-                .filter(|(_, k)| self.restricted.contains(k))
+                .filter(|(_, k)| self.restricted.contains(k) || self.administrative(k, &p.id))
                 .count();
-            if r.len() >= FUNCTION_PROBE_MIN_ENDPOINTS && restricted > 0 {
-                let examples: Vec<String> = r.iter().take(10).map(|(_, k)| k.to_string()).collect();
+            let functions = r.len();
+            let examples: Vec<String> = r.iter().take(10).map(|(_, k)| k.to_string()).collect();
+            self.refusals.insert(p.id.clone(), r);
+            if functions >= FUNCTION_PROBE_MIN_ENDPOINTS && restricted >= 2 {
                 out.push(
                     Finding::new(
                         RuleId::FunctionLevel,
                         75,
                         format!(
-                            "{} was refused (403) on {} different functions within {FUNCTION_PROBE_WINDOW_SECS} seconds, {restricted} of them used by privileged principals: {}.",
+                            "{} was refused on {} different functions within {FUNCTION_PROBE_WINDOW_SECS} seconds, {restricted} of them used only by privileged principals or a few others: {}.",
                             f.actor_label(),
-                            r.len(),
+                            functions,
                             examples.join(", ")
                         ),
                         format!("attempts|{}", f.who),
                     )
                     .severity(Severity::Medium)
                     .title("Principal tried administrative functions and was refused".into())
-                    .counts(&[("functions", r.len() as u64)]),
+                    .counts(&[("functions", functions as u64)]),
                 );
             }
             return;
@@ -237,13 +538,16 @@ impl Authorization {
         if !f.succeeded() || privilege != Some(false) {
             return;
         }
-        let privileged_callers = self.callers.get(&f.key).map_or(0, |(ok, refused)| {
-            ok.iter()
-                .filter(|q| **q != p.id && !refused.contains(*q) && self.privileged.contains(*q))
+        let privileged_callers = self.callers.get(&f.key).map_or(0, |c| {
+            c.allowed
+                .iter()
+                .filter(|q| **q != p.id && !c.refused.contains(*q))
+                .filter(|q| self.verdicts.of(q) == Some(true))
                 .count() as u64
         });
-        // Administrative functions are called rarely: a few calls suffice,
-        // once the API as a whole and the endpoint have been watched a while.
+        // Administrative functions are called rarely, by few principals: a
+        // few calls by privileged ones (and none by others) suffice, once
+        // the API as a whole and the endpoint have been watched a while.
         let limits = &baselines.limits;
         let watched = |first: Option<u64>| {
             first.is_some_and(|t| f.now.saturating_sub(t) >= limits.learn_secs)
@@ -254,7 +558,9 @@ impl Authorization {
             .endpoint(&f.key)
             .filter(|e| api_learned && watched(e.first_secs))
             .filter(|e| {
-                e.unprivileged_successes == 0 && e.privileged_successes >= MIN_PRIVILEGED_CALLS
+                e.unprivileged_successes == 0
+                    && e.privileged_successes >= MIN_PRIVILEGED_CALLS
+                    && self.administrative(&f.key, &p.id)
             })
             .map(|e| e.privileged_successes);
         let what = if let Some(calls) = only_privileged {
@@ -293,24 +599,31 @@ impl Authorization {
         }
         let learn_actors = baselines.limits.learn_actors;
         let now = f.now;
-        let Some(mine) = baselines.actor_endpoint(f) else {
+        let Some((e, mine)) = baselines.pair_mut(f) else {
             return;
         };
         mine.last_secs = now;
+        // Objects the actor created itself (a bulk import read back) are
+        // not someone else's to enumerate.
+        let created = self.created.get(f.key.host.as_str());
+        let own = |value: &str| {
+            f.principal
+                .as_ref()
+                .zip(created.and_then(|c| c.get(value)))
+                .is_some_and(|(p, creator)| *creator == p.id)
+        };
         let mut changed = false;
-        for v in &f.values {
+        for v in f.values.iter().filter(|v| !own(&v.value)) {
             changed |= mine.objects.insert(v.value.as_bytes());
         }
         let estimate = mine.objects.estimate();
         let previous = mine.objects_estimate;
         if changed && previous != Some(estimate) {
             mine.objects_estimate = Some(estimate);
-        }
-        let e = baselines.endpoints.entry(f.key.clone()).or_default();
-        if changed && previous != Some(estimate) {
             e.objects_per_actor.moved(previous, estimate);
         }
-        if e.objects_per_actor.actors() <= learn_actors || estimate < ENUMERATION_MIN_OBJECTS {
+        let actors = e.objects_per_actor.actors();
+        if actors <= learn_actors || estimate < ENUMERATION_MIN_OBJECTS {
             return;
         }
         let Some(p99) = e.objects_per_actor.quantile_excluding(0.99, Some(estimate)) else {
@@ -320,7 +633,7 @@ impl Authorization {
             if baselines.enumerators.len() < 100_000 {
                 baselines.enumerators.insert(f.who.clone());
             }
-            let refused = !f.succeeded();
+            let refused = f.outcome != Outcome::Success;
             let mut finding = Finding::new(
                 RuleId::BolaEnumeration,
                 80,
@@ -328,7 +641,7 @@ impl Authorization {
                     "{} named about {estimate} different objects through {}; 99% of the other {} clients named at most {p99}.{}",
                     f.actor_label(),
                     f.key,
-                    e.objects_per_actor.actors().saturating_sub(1),
+                    actors.saturating_sub(1),
                     if refused { " The last was refused." } else { "" }
                 ),
                 format!("{}|{}", f.key, f.who),
@@ -362,6 +675,7 @@ impl Authorization {
         }
         let me = p.id.clone();
         let enumerator = baselines.enumerators.contains(&f.who);
+        let created = self.created.get(f.key.host.as_str());
         let owners = self.owners.entry(path).or_default();
         let mut foreign = 0u64;
         for v in &f.values {
@@ -391,23 +705,24 @@ impl Authorization {
                 }
                 Some(_) => {}
                 None if room => {
-                    // A value naming a principal is that principal's.
-                    let owner = if p.is_named(&value) || !enumerator {
-                        me.clone()
-                    } else {
-                        continue;
+                    // Its creator's, when its creation was seen; a value
+                    // naming a principal is that principal's.
+                    let creator = created.and_then(|c| c.get(&value));
+                    let owner = match creator {
+                        Some(creator) if !p.is_named(&value) => creator.clone(),
+                        _ if p.is_named(&value) || !enumerator => me.clone(),
+                        _ => continue,
                     };
+                    if owner != me {
+                        foreign += 1;
+                    }
                     owners.insert(value, (owner, false));
                     self.owned += 1;
                 }
                 None => {}
             }
         }
-        let e = baselines.endpoints.entry(f.key.clone()).or_default();
-        let Some(mine) = baselines
-            .actor_endpoints
-            .get_mut(&(f.who.clone(), f.key.clone()))
-        else {
+        let Some((e, mine)) = baselines.pair_mut(f) else {
             return;
         };
         if !mine.owner_seen {
@@ -423,7 +738,7 @@ impl Authorization {
             e.principals_foreign += 1;
         }
         if foreign > 0 && private && mine.foreign_objects >= FOREIGN_MIN_OBJECTS {
-            let refused = !f.succeeded();
+            let refused = f.outcome != Outcome::Success;
             let mut finding = Finding::new(
                 RuleId::BolaForeignObject,
                 75,

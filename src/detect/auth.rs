@@ -25,8 +25,10 @@ pub struct AuthLimits {
     pub spraying_min_usernames: usize,
     pub spraying_min_ips: usize,
     /// Distinct endpoints that require credentials a client must be
-    /// refused on, without credentials, within `probe_window_secs`.
+    /// refused on, without credentials, within `probe_window_secs`, and
+    /// refusals in all.
     pub probe_min_endpoints: usize,
+    pub probe_min_refusals: usize,
     pub probe_window_secs: u64,
     /// Clients (and passwords) tracked at once; beyond, refused and counted.
     pub max_actors: usize,
@@ -40,7 +42,8 @@ impl Default for AuthLimits {
             brute_force_min_failures: 10,
             spraying_min_usernames: 10,
             spraying_min_ips: 3,
-            probe_min_endpoints: 5,
+            probe_min_endpoints: 3,
+            probe_min_refusals: 6,
             probe_window_secs: 300,
             max_actors: 100_000,
         }
@@ -52,6 +55,9 @@ struct LoginWindow {
     attempts: VecDeque<u64>,
     failures: VecDeque<(u64, String)>,
 }
+
+/// Refusals remembered per probing client.
+const MAX_PROBES_KEPT: usize = 256;
 
 #[derive(Debug, Default)]
 struct ProbeWindow {
@@ -228,8 +234,12 @@ impl Authentication {
             return;
         };
         let shown = e.learned(&baselines.limits, f.now) && e.requires_credentials();
-        let implied =
-            e.always_credentialed(&baselines.limits, f.now) && f.data.sensitive_values > 0;
+        // Public endpoints are often called with credentials by logged-in
+        // clients; an anonymous answer is a finding there only when it
+        // hands out sensitive data or changed something.
+        let writes = !matches!(f.request.method.as_str(), "GET" | "HEAD" | "OPTIONS");
+        let implied = e.always_credentialed(&baselines.limits, f.now)
+            && (f.data.sensitive_values > 0 || writes);
         if !(shown || implied) {
             return;
         }
@@ -246,8 +256,10 @@ impl Authentication {
                     e.exchanges,
                     if shown {
                         format!(" and the {} earlier calls without them were refused", e.anonymous_rejected)
-                    } else {
+                    } else if f.data.sensitive_values > 0 {
                         format!(", from {} principals, and this answer carried {} sensitive values", e.principals_seen.estimate(), f.data.sensitive_values)
+                    } else {
+                        format!(", from {} principals, and this call changed data", e.principals_seen.estimate())
                     }
                 ),
                 format!("{}|{}", f.key, f.who),
@@ -283,33 +295,34 @@ impl Authentication {
         if !requires {
             return;
         }
-        if probe.refused.iter().all(|(_, k)| *k != f.key) {
-            probe.refused.push_back((now, f.key.clone()));
+        probe.refused.push_back((now, f.key.clone()));
+        if probe.refused.len() > MAX_PROBES_KEPT {
+            probe.refused.pop_front();
         }
         trim(&mut probe.refused, now, window, |(t, _)| *t);
         let user_of_the_api = probe
             .last_credentialed_success
             .is_some_and(|t| now.saturating_sub(t) <= window);
-        let endpoints = probe.refused.len();
-        if endpoints >= self.limits.probe_min_endpoints && !user_of_the_api {
-            let examples: Vec<String> = probe
-                .refused
-                .iter()
-                .take(10)
-                .map(|(_, k)| k.to_string())
-                .collect();
+        let distinct: BTreeSet<&EndpointKey> = probe.refused.iter().map(|(_, k)| k).collect();
+        let endpoints = distinct.len();
+        let refusals = probe.refused.len();
+        if endpoints >= self.limits.probe_min_endpoints
+            && refusals >= self.limits.probe_min_refusals
+            && !user_of_the_api
+        {
+            let examples: Vec<String> = distinct.iter().take(10).map(|k| k.to_string()).collect();
             out.push(
                 Finding::new(
                     RuleId::UnauthenticatedProbing,
                     75,
                     format!(
-                        "{} called {endpoints} endpoints that require credentials without any within {window} seconds and was refused each time, e.g. {}.",
+                        "{} called {endpoints} endpoints that require credentials without any, {refusals} times within {window} seconds, and was refused each time, e.g. {}.",
                         f.actor_label(),
                         examples.join(", ")
                     ),
                     ip.to_string(),
                 )
-                .counts(&[("endpoints", endpoints as u64)])
+                .counts(&[("endpoints", endpoints as u64), ("refusals", refusals as u64)])
                 .attribute("endpoints", serde_json::json!(examples)),
             );
         }
@@ -339,8 +352,8 @@ impl Authentication {
     }
 }
 
-/// Endpoints that require credentials, or (not learned yet) whose calls
-/// nearly all carried them.
+/// Endpoints that require credentials, are always called with them, or
+/// (not learned yet) whose successful calls carried them.
 fn requires_or_mostly_credentialed(
     e: &crate::baseline::learned::EndpointBaseline,
     limits: &BaselineLimits,
@@ -349,7 +362,9 @@ fn requires_or_mostly_credentialed(
     if e.anonymous_successes > 0 {
         return false;
     }
-    e.requires_credentials() || (!e.learned(limits, now) && e.credentialed_successes > 0)
+    e.requires_credentials()
+        || e.always_credentialed(limits, now)
+        || (!e.learned(limits, now) && e.credentialed_successes > 0)
 }
 
 /// Whether a login answer means failure. Where the endpoint has been seen
@@ -360,7 +375,9 @@ fn login_failed(response: &crate::exchange::Response, issued: bool, endpoint_iss
         return false;
     }
     let status = response.status.unwrap_or(0);
-    if matches!(status, 401 | 403) {
+    // Any client error: wrong password, unknown account, or a password the
+    // API's rules reject before checking it (all attempts that failed).
+    if (400..500).contains(&status) {
         return true;
     }
     if endpoint_issues && (200..300).contains(&status) {

@@ -32,6 +32,10 @@ const ERROR_MARKERS: &[&str] = &[
     "werkzeug debugger",
 ];
 
+/// Largest responses (in sensitive values) a client may receive in a minute
+/// before its volume is judged.
+const LARGEST_RESPONSES_PER_MINUTE: u64 = 5;
+
 /// Sensitive types this endpoint (or the API) rarely returns, in a
 /// successful response.
 pub fn unusual_types(f: &Facts<'_>, baselines: &Baselines, out: &mut Vec<Finding>) {
@@ -48,10 +52,13 @@ pub fn unusual_types(f: &Facts<'_>, baselines: &Baselines, out: &mut Vec<Finding
         None if api_learned => (&baselines.api_types, baselines.api_successes, "the API's"),
         None => return,
     };
+    // A response handing out credentials (a login) carries tokens by design.
+    let issues_tokens = !f.issued.jwts.is_empty();
     let new: Vec<&String> = f
         .data
         .sensitive_types
         .iter()
+        .filter(|t| !(issues_tokens && t.as_str() == "jwt"))
         .filter(|t| types.get(*t).copied().unwrap_or(0) * 100 <= successes)
         .collect();
     if new.is_empty() {
@@ -86,13 +93,22 @@ pub fn volume(f: &Facts<'_>, minute: &MinuteCounts, baselines: &Baselines, out: 
     let p999 = population
         .quantile_excluding(0.999, minute.sensitive_peak)
         .unwrap_or(0);
-    if minute.sensitive >= (p999 * 10).max(50) {
+    // Far above the other clients, and more than a few of the largest
+    // responses the API gives (an administrator reading the user list once
+    // is not a dump; reading it a hundred times a minute is).
+    let largest = baselines
+        .largest_sensitive_response
+        .max(f.data.sensitive_values);
+    let bar = (p999 * 10)
+        .max(50)
+        .max(largest * LARGEST_RESPONSES_PER_MINUTE);
+    if minute.sensitive >= bar {
         out.push(
             Finding::new(
                 RuleId::SensitiveVolume,
                 75,
                 format!(
-                    "{} received {} sensitive values within one minute (last from {}); the other clients' highest minute was {p999}.",
+                    "{} received {} sensitive values within one minute (last from {}); the other clients' highest minute was {p999}, the largest single response {largest}.",
                     f.actor_label(),
                     minute.sensitive,
                     f.key

@@ -175,10 +175,17 @@ impl Detectors {
         self.scanners.observe(f, found);
         let scanner = self.scanners.is_scanner(&f.client_ip);
         self.authentication.observe(f, &self.baselines, found);
-        self.tokens.observe(f, &self.baselines, found);
-        let privilege = self.authorization.observe(f, &mut self.baselines, found);
+        let bad_token = self.tokens.observe(f, &self.baselines, found);
+        let privilege = self
+            .authorization
+            .observe(f, bad_token, &mut self.baselines, found);
         if let Some(minute) = self.baselines.count_minute(f) {
-            resource::rate(f, &minute, &self.baselines, found);
+            // Administrators and their batch jobs page through everything;
+            // the sensitive data they receive is still judged (a stolen
+            // administrator account dumping every user is a breach).
+            if privilege != Some(true) {
+                resource::rate(f, &minute, &self.baselines, found);
+            }
             exposure::volume(f, &minute, &self.baselines, found);
         }
         exposure::unusual_types(f, &self.baselines, found);
@@ -187,9 +194,11 @@ impl Detectors {
         resource::oversized(f, &self.baselines, found);
         self.hosts
             .observe(f, self.limits.baseline.learn_exchanges, found);
-        // Scanners and attack payloads are not what the API normally sees:
-        // learning from them would make the next attack look normal.
-        if !scanner && f.payloads.is_empty() {
+        // Scanners, attack payloads and whatever raised a finding are not
+        // what the API normally sees: learning from them would make the
+        // next attack look normal (one anonymous success on an endpoint
+        // that requires credentials would make it look public).
+        if !scanner && f.payloads.is_empty() && self.findings.is_empty() {
             self.baselines.learn(f, privilege);
         }
         for finding in self.findings.drain(..) {

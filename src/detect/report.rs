@@ -32,6 +32,9 @@ pub struct Finding {
     pub subject: String,
     /// `count` of the event (requests it summarises), when not 1.
     pub count: Option<u64>,
+    /// About the API itself, not the client whose exchange showed it (a
+    /// weak signing key): the event names no actor.
+    pub about_api: bool,
 }
 
 impl Finding {
@@ -46,7 +49,13 @@ impl Finding {
             attributes: Vec::new(),
             subject,
             count: None,
+            about_api: false,
         }
+    }
+
+    pub fn about_api(mut self) -> Finding {
+        self.about_api = true;
+        self
     }
 
     pub fn counts(mut self, counts: &[(&'static str, u64)]) -> Finding {
@@ -129,16 +138,20 @@ impl Reporter {
         );
         event.owasp = Some(rule.owasp);
         event.confidence = finding.confidence;
-        event.actor = Some(f.actor());
+        if !finding.about_api {
+            event.actor = Some(f.actor());
+        }
         event.endpoint = Some(EndpointRef {
             host: f.key.host.to_string(),
             method: f.key.method.to_string(),
             path: f.key.template.to_string(),
         });
-        event.src_endpoint = Some(NetEndpoint {
-            ip: f.exchange.client.ip(),
-            port: f.exchange.client.port(),
-        });
+        if !finding.about_api {
+            event.src_endpoint = Some(NetEndpoint {
+                ip: f.exchange.client.ip(),
+                port: f.exchange.client.port(),
+            });
+        }
         event.dst_endpoint = Some(NetEndpoint {
             ip: f.exchange.server.ip(),
             port: f.exchange.server.port(),

@@ -23,12 +23,12 @@ use crate::analysis::facts::Facts;
 use crate::baseline::learned::Baselines;
 use crate::event::Severity;
 use crate::identity::tokens::{
-    Enforcement, PresentedCredential, Provenance, Suspicion, TokenChecking, TokenCounters,
-    TokenJudgement, TokenSettings, Tokens as Profiles, Validity, WeakSecretCheck,
+    Enforcement, PresentedCredential, Provenance, Suspicion, TokenChecking, TokenCondition,
+    TokenCounters, TokenJudgement, TokenSettings, Tokens as Profiles, Validity, WeakSecretCheck,
 };
 use crate::identity::SecretHasher;
 use crate::inventory::EndpointKey;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 
 /// Window of refused forgery attempts per client.
@@ -36,9 +36,12 @@ const ATTEMPT_WINDOW_SECS: u64 = 600;
 /// Refused forged tokens (or distinct principals' expired tokens) per
 /// client in the window.
 const MIN_ATTEMPTS: usize = 2;
+/// Seconds before `exp` within which a refusal may be the token's expiry.
+const EXPIRING_SECS: u64 = 30;
 /// Clients tracked for attempts; endpoints whose token checking is learned.
 const MAX_CLIENTS: usize = 100_000;
 const MAX_ENDPOINTS: usize = 10_000;
+const MAX_REFUSED_TOKENS: usize = 65_536;
 
 #[derive(Debug, Default)]
 struct Attempts {
@@ -51,6 +54,8 @@ pub struct Tokens {
     profiles: Profiles,
     checking: TokenChecking<EndpointKey>,
     attempts: HashMap<IpAddr, Attempts>,
+    /// Digests of tokens the API refused (emptied when full).
+    refused_tokens: HashSet<[u8; 16]>,
     pub refused: u64,
 }
 
@@ -60,6 +65,7 @@ impl Tokens {
             profiles: Profiles::new(hasher, TokenSettings::default()),
             checking: TokenChecking::new(MAX_ENDPOINTS),
             attempts: HashMap::new(),
+            refused_tokens: HashSet::new(),
             refused: 0,
         }
     }
@@ -72,7 +78,15 @@ impl Tokens {
         self.checking.endpoints_not_tracked()
     }
 
-    pub fn observe(&mut self, f: &Facts<'_>, baselines: &Baselines, out: &mut Vec<Finding>) {
+    /// Judges the request's token (and learns the response's); returns
+    /// whether the token is one the API should not honour (expired,
+    /// unsigned, forged): its refusals say nothing about authorization.
+    pub fn observe(
+        &mut self,
+        f: &Facts<'_>,
+        baselines: &Baselines,
+        out: &mut Vec<Finding>,
+    ) -> bool {
         let host = f.key.host.as_str();
         for (jwt, _) in &f.issued.jwts {
             let check = self.profiles.learn_issued(host, jwt, f.jwt(), f.now);
@@ -93,6 +107,7 @@ impl Tokens {
                         ),
                         host.to_owned(),
                     )
+                    .about_api()
                     .title("API signs its tokens with a publicly known secret".into()),
                 );
             }
@@ -108,30 +123,55 @@ impl Tokens {
             self.checking.observe(&f.key, presented, status);
         }
         let Some(judgement) = judgement else {
-            return;
+            return false;
         };
-        if f.succeeded() {
+        let forged = !forgery(&judgement).is_empty();
+        let expired = matches!(judgement.validity, Validity::Expired { .. });
+        let digest = f.credentials.jwt_digest;
+        if f.succeeded() && (forged || expired) {
+            // Honoured: the endpoint is shown to reject bad tokens or
+            // anonymous callers, or its answer is about the token's
+            // principal, or (an expired token) it is always called with
+            // credentials and the API refused this very token before. An
+            // endpoint merely called with tokens may ignore them (public
+            // endpoints called by logged-in clients).
+            let endpoint = baselines.endpoint(&f.key);
             let enforced = matches!(
                 enforcement,
                 Enforcement::ChecksTokens | Enforcement::RequiresCredential
-            ) || baselines.endpoint(&f.key).is_some_and(|e| {
-                !e.optional_credentials()
-                    && (e.checks_credentials()
-                        || e.requires_credentials()
-                        || e.always_credentialed(&baselines.limits, f.now))
+            ) || endpoint.is_some_and(|e| {
+                !e.optional_credentials() && (e.checks_credentials() || e.requires_credentials())
             });
-            if enforced {
+            let refused_before = digest.is_some_and(|d| self.refused_tokens.contains(&d))
+                && endpoint.is_some_and(|e| e.always_credentialed(&baselines.limits, f.now));
+            if enforced || refused_before || f.response_names_principal() {
                 accepted(f, &judgement, out);
+            } else if forged {
+                // Served by an endpoint that may ignore tokens: still an
+                // attempt (clients do not send forged tokens by mistake).
+                self.attempt(f, &judgement, forged, out);
             }
         } else if f.rejected() {
-            self.refused_attempt(f, &judgement, out);
+            if let Some(d) = digest {
+                if self.refused_tokens.len() >= MAX_REFUSED_TOKENS {
+                    self.refused_tokens.clear();
+                }
+                self.refused_tokens.insert(d);
+            }
+            self.attempt(f, &judgement, forged, out);
         }
+        // A token about to expire may have expired by the API's clock.
+        let expiring = f
+            .jwt()
+            .and_then(|jwt| jwt.expires_at())
+            .is_some_and(|exp| exp <= f.now.saturating_add(EXPIRING_SECS));
+        forged || expiring || judgement.condition() != TokenCondition::LooksValid
     }
 
-    /// A refused token that is forged, or one of several principals'
-    /// expired tokens from one client.
-    fn refused_attempt(&mut self, f: &Facts<'_>, j: &TokenJudgement, out: &mut Vec<Finding>) {
-        let (Some(digest), true) = (f.credentials.jwt_digest, j.has_strong_reason()) else {
+    /// A forged token refused or served without being honoured, or one of
+    /// several principals' expired tokens from one client.
+    fn attempt(&mut self, f: &Facts<'_>, j: &TokenJudgement, forged: bool, out: &mut Vec<Finding>) {
+        let (Some(digest), true) = (f.credentials.jwt_digest, forged) else {
             if !matches!(j.validity, Validity::Expired { .. }) {
                 return;
             }
@@ -151,9 +191,9 @@ impl Tokens {
                     RuleId::JwtForgeryAttempts,
                     80,
                     format!(
-                        "{} presented {forged} forged tokens within {ATTEMPT_WINDOW_SECS} seconds ({}); the API refused them ({}).",
+                        "{} presented {forged} forged tokens within {ATTEMPT_WINDOW_SECS} seconds ({}); the last was answered {} without the API acting on it.",
                         f.actor_label(),
-                        describe(&j.reasons),
+                        describe(&forgery(j)),
                         f.status().unwrap_or(0)
                     ),
                     f.client_ip.to_string(),
@@ -216,7 +256,9 @@ impl Tokens {
 /// Findings for a token an enforcing endpoint accepted.
 fn accepted(f: &Facts<'_>, j: &TokenJudgement, out: &mut Vec<Finding>) {
     let status = f.status().unwrap_or(0);
-    let subject = format!("{}|{}", f.key.host, f.who);
+    // Per client address: a forger names whichever principals it likes,
+    // and one forger is one finding.
+    let subject = format!("{}|{}", f.key.host, f.client_ip);
     let alg = f.jwt().map_or("", |jwt| jwt.alg());
     if j.reasons
         .iter()
@@ -248,31 +290,37 @@ fn accepted(f: &Facts<'_>, j: &TokenJudgement, out: &mut Vec<Finding>) {
             .counts(&[("expired_for_secs", expired_for_secs)]),
         );
     }
-    let weak = j.reasons.iter().find_map(|r| match r {
-        Suspicion::WeakSecret { secret, .. } => Some(*secret),
+    // A token signed with a listed secret the API's own tokens are not
+    // signed with, or one it never issued while the sensor watched (with a
+    // guessable key anyone can mint tokens): minted, and accepted.
+    let forged = forgery(j);
+    let weak = forged.iter().find_map(|r| match r {
+        Suspicion::WeakSecret { secret, issuer_key } => Some((*secret, *issuer_key)),
         _ => None,
     });
-    if let Some(secret) = weak {
-        out.push(Finding::new(
-            RuleId::JwtWeakSecret,
-            99,
-            format!(
-                "{} called {} with a {alg} JWT whose signature verifies with the publicly listed secret {}, and the API answered {status}.",
-                f.actor_label(),
-                f.key,
-                mask(secret)
-            ),
-            f.key.host.to_string(),
-        ));
+    if let Some((secret, issuer_key)) = weak {
+        out.push(
+            Finding::new(
+                RuleId::JwtWeakSecret,
+                95,
+                format!(
+                    "{} called {} with a {alg} JWT the API never issued, signed with the publicly listed secret {}{}, and the API answered {status}.",
+                    f.actor_label(),
+                    f.key,
+                    mask(secret),
+                    if issuer_key { " (the API's own key)" } else { "" }
+                ),
+                subject.clone(),
+            )
+            .title("Token minted with a publicly known secret accepted".into())
+            .attribute("reasons", serde_json::json!(j.reasons)),
+        );
     }
-    let forged: Vec<&Suspicion> = j
-        .reasons
-        .iter()
-        .filter(|r| r.is_strong())
+    let reasons: Vec<Suspicion> = forged
+        .into_iter()
         .filter(|r| !matches!(r, Suspicion::Unsigned { .. } | Suspicion::WeakSecret { .. }))
         .collect();
-    if j.provenance == Provenance::Suspicious && !forged.is_empty() {
-        let reasons: Vec<Suspicion> = forged.iter().map(|r| (*r).clone()).collect();
+    if weak.is_none() && j.provenance == Provenance::Suspicious && !reasons.is_empty() {
         out.push(
             Finding::new(
                 RuleId::JwtForgedAccepted,
@@ -288,6 +336,27 @@ fn accepted(f: &Facts<'_>, j: &TokenJudgement, out: &mut Vec<Finding>) {
             .attribute("reasons", serde_json::json!(reasons)),
         );
     }
+}
+
+/// What says a token was forged: strong suspicions, except that a token
+/// signed with the API's own (listed) key is forged only when something
+/// else shows the API never issued it (unseen while the sensor watched,
+/// a shape or validity the API never gives).
+fn forgery(j: &TokenJudgement) -> Vec<Suspicion> {
+    let minted = j.provenance != Provenance::Issued
+        && j.reasons.iter().any(|r| match r {
+            Suspicion::UnseenWhileWatching { .. } => true,
+            Suspicion::WeakSecret { .. } => false,
+            other => other.is_strong(),
+        });
+    j.reasons
+        .iter()
+        .filter(|r| match r {
+            Suspicion::WeakSecret { issuer_key, .. } => !issuer_key || minted,
+            other => other.is_strong(),
+        })
+        .cloned()
+        .collect()
 }
 
 /// A secret in event text: enough to recognise it, not to paste it.
@@ -320,6 +389,12 @@ fn describe(reasons: &[Suspicion]) -> String {
                 format!("lifetime {presented_secs} s the API does not give")
             }
             Suspicion::IatInFuture { .. } => "issued in the future".into(),
+            Suspicion::ExpiresBeyondIssued {
+                remaining_secs,
+                longest_issued_secs,
+            } => format!(
+                "valid for {remaining_secs} s more, the API's own tokens for at most {longest_issued_secs} s"
+            ),
             Suspicion::UnseenWhileWatching { .. } => "never seen issued".into(),
         })
         .collect();

@@ -204,6 +204,12 @@ pub enum Suspicion {
     },
     /// `iat` later than packet time beyond skew and the issuer's clock.
     IatInFuture { iat: u64, now: u64 },
+    /// Valid for longer from now than any token the issuer was seen
+    /// issuing is valid from its issuance (forgers pick far-off `exp`s).
+    ExpiresBeyondIssued {
+        remaining_secs: u64,
+        longest_issued_secs: u64,
+    },
     /// Shaped like the issuer's tokens and issued (by its `iat`) while the
     /// sensor watched the issuer, yet never seen issued. Weak on its own:
     /// the sensor may have missed the response that carried it.
@@ -593,11 +599,31 @@ impl Tokens {
         }
         let mut differs = !found.is_empty();
         reasons.extend(found);
+        let skew = self.settings.clock_skew_secs;
+        let profile = self.profiles.get(index as usize);
+        let longest = profile.map_or(0, |p| p.longest_validity(token));
+        let exp = token.expires_at();
+        // Without `iat` the lifetime is unknown (with it, `LifetimeDiffers`
+        // says the same): the validity left bounds it instead.
+        if let (Some(exp), true, None) = (exp, longest > 0, token.issued_at()) {
+            let remaining = exp.saturating_sub(now_secs);
+            let allowed = longest.saturating_add(skew);
+            if remaining > allowed.saturating_add(allowed / 10) {
+                reasons.push(Suspicion::ExpiresBeyondIssued {
+                    remaining_secs: remaining,
+                    longest_issued_secs: longest,
+                });
+                differs = true;
+            }
+        }
         if !differs && !tampered {
-            let skew = self.settings.clock_skew_secs;
-            if let (Some(iat), Some(profile)) =
-                (token.issued_at(), self.profiles.get(index as usize))
-            {
+            // Without `iat`, the issue time is at least `exp` minus the
+            // longest validity the issuer gives.
+            let iat = token.issued_at().or_else(|| {
+                exp.filter(|_| longest > 0)
+                    .map(|exp| exp.saturating_sub(longest.saturating_add(skew)))
+            });
+            if let (Some(iat), Some(profile)) = (iat, profile) {
                 let forgotten = self.forgotten_until.max(profile.watching_since);
                 if iat >= forgotten.saturating_add(skew) && iat <= now_secs.saturating_add(skew) {
                     reasons.push(Suspicion::UnseenWhileWatching {
@@ -710,6 +736,9 @@ struct Family {
 struct Shape {
     claims: u64,
     lifetimes: Lifetimes,
+    /// The longest `exp` minus packet time seen at issuance: the lifetime
+    /// of tokens without `iat`, and a bound on any presented token's.
+    longest_validity: u64,
 }
 
 #[derive(Default)]
@@ -917,17 +946,21 @@ impl Profile {
                 }
             }
         }
-        let shape = match family.shapes.iter().position(|s| s.claims == claims) {
+        let mut shape = match family.shapes.iter().position(|s| s.claims == claims) {
             Some(i) => family.shapes.get_mut(i),
             None if family.shapes.len() < settings.max_shapes_per_family => {
                 family.shapes.push(Shape {
                     claims,
                     lifetimes: Lifetimes::default(),
+                    longest_validity: 0,
                 });
                 family.shapes.last_mut()
             }
             None => None,
         };
+        if let (Some(shape), Some(exp)) = (shape.as_deref_mut(), token.expires_at()) {
+            shape.longest_validity = shape.longest_validity.max(exp.saturating_sub(now_secs));
+        }
         match (shape, token.lifetime_secs()) {
             (Some(shape), Some(lifetime)) => shape.lifetimes.learn(lifetime),
             (Some(_), None) => {}
@@ -939,6 +972,27 @@ impl Profile {
     }
 
     /// How `token` differs from what this issuer issues (empty: it does not).
+    /// The longest validity the issuer gave tokens of this one's family
+    /// and claim names (of its family, when none has its claim names); 0
+    /// when unknown.
+    fn longest_validity(&self, token: &Jwt) -> u64 {
+        let alg = token.algorithm();
+        let (claims, _) = self.claim_names.mask(token.claim_names());
+        let shapes = self
+            .families
+            .iter()
+            .filter(|f| f.alg == alg)
+            .flat_map(|f| f.shapes.iter());
+        let exact = shapes
+            .clone()
+            .filter(|s| s.claims == claims)
+            .map(|s| s.longest_validity)
+            .max();
+        exact
+            .or_else(|| shapes.map(|s| s.longest_validity).max())
+            .unwrap_or(0)
+    }
+
     fn compare(&self, token: &Jwt, settings: &TokenSettings) -> Vec<Suspicion> {
         let mut reasons = Vec::new();
         let skew = settings.clock_skew_secs;
@@ -1636,6 +1690,7 @@ mod tests {
                 Suspicion::ClaimsDiffer { .. } => "claims",
                 Suspicion::LifetimeDiffers { .. } => "lifetime",
                 Suspicion::IatInFuture { .. } => "iat_in_future",
+                Suspicion::ExpiresBeyondIssued { .. } => "expires_beyond_issued",
                 Suspicion::UnseenWhileWatching { .. } => "unseen_while_watching",
             })
             .collect()
@@ -1672,6 +1727,35 @@ mod tests {
         assert_eq!(again.weak_secret, WeakSecretCheck::NotFound);
         assert_eq!(tokens.counters().weak_full_checks, 2);
         assert_eq!(tokens.counters().weak_cached, 1);
+    }
+
+    /// Tokens without `iat` (FastAPI's `exp` + `sub`): a forged one valid
+    /// far longer than any issued is flagged, one shaped and timed like the
+    /// issued ones but issued (by its `exp`) while the sensor watched is
+    /// unseen; an old one from before watching began is consistent.
+    #[test]
+    fn tokens_without_iat_are_judged_by_their_expiry() {
+        let short = |sub: &str, exp: u64| {
+            sign(
+                json!({"alg": "HS256", "typ": "JWT"}),
+                json!({"sub": sub, "exp": exp}),
+            )
+        };
+        let mut tokens = Tokens::new(SecretHasher::default(), TokenSettings::default());
+        for (i, user) in ["alice", "bob", "carol"].iter().enumerate() {
+            let at = T0 + i as u64 * 10;
+            tokens.learn_issued(API, &short(user, at + 180), None, at);
+        }
+        let now = T0 + 600;
+        let far = tokens.judge(API, &short("admin", now + 3600), now);
+        assert_eq!(kinds(&far), ["expires_beyond_issued"]);
+        assert!(far.has_strong_reason());
+        let unseen = tokens.judge(API, &short("admin", now + 170), now);
+        assert_eq!(kinds(&unseen), ["unseen_while_watching"]);
+        assert!(!unseen.has_strong_reason());
+        // Twin: issued before the sensor watched (expiring soon after it began).
+        let old = tokens.judge(API, &short("dave", T0 + 100), T0 + 20);
+        assert_eq!(old.provenance, Provenance::Consistent, "{:?}", old.reasons);
     }
 
     #[test]

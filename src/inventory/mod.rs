@@ -402,10 +402,11 @@ impl Inventory {
         let success = status.is_some_and(|s| (200..300).contains(&s));
         let client = client_digest(ex);
         let json_keys = top_level_keys(&facts.response_fields);
+        let outcome = outcome(ex);
         let sample = Sample {
             method: &method,
             client,
-            outcome: outcome(ex),
+            outcome,
             kind: response_kind(ex),
             json_keys: &json_keys,
         };
@@ -413,6 +414,7 @@ impl Inventory {
             ts: req.ts,
             client_hash: u64::from(client),
             status,
+            outcome,
             request_content_type: req.content_type.as_deref(),
             response_content_type: ex.response.as_ref().and_then(|r| r.content_type.as_deref()),
             query: query
@@ -567,12 +569,6 @@ impl Inventory {
         profile: &Profile,
         node: &Node,
     ) -> PathClass {
-        let successes: u64 = profile
-            .statuses
-            .iter()
-            .filter(|(s, _)| (200..400).contains(*s))
-            .map(|(_, n)| *n)
-            .sum();
         if !trusted {
             PathClass::UntrustedHost
         } else if node.probes > 0 && node.probes >= node.evidence.hits {
@@ -587,7 +583,7 @@ impl Inventory {
             PathClass::Documentation
         } else if method == "HEAD" || method == "OPTIONS" {
             PathClass::AutomaticMethod
-        } else if successes == 0 {
+        } else if profile.successes == 0 {
             PathClass::Unconfirmed
         } else {
             PathClass::Api
@@ -663,10 +659,23 @@ pub fn outcome(ex: &Exchange) -> Outcome {
     match r.status {
         Some(404 | 410) => Outcome::NotFound,
         Some(401 | 403) => Outcome::Rejected,
+        // Web frameworks send anonymous callers to the login page.
+        Some(300..=399) if redirects_to_login(r) => Outcome::Rejected,
         Some(400 | 422 | 200) if says_not_found(&r.body.data) => Outcome::NotFound,
         Some(200..=399) => Outcome::Success,
         _ => Outcome::Error,
     }
+}
+
+/// Whether a redirect goes to a login page.
+fn redirects_to_login(r: &crate::exchange::Response) -> bool {
+    r.headers.get("location").is_some_and(|l| {
+        let l = String::from_utf8_lossy(l).to_ascii_lowercase();
+        let path = l.split(['?', '#']).next().unwrap_or_default();
+        ["login", "signin", "sign-in", "sign_in", "/auth"]
+            .iter()
+            .any(|w| path.contains(w))
+    })
 }
 
 /// Whether a (short) body says the requested thing does not exist.
@@ -688,6 +697,13 @@ fn says_not_found(body: &[u8]) -> bool {
             "doesn't exist",
             "no such",
             "unknown ",
+            "could not be found",
+            "cannot be found",
+            "can't be found",
+            "404 |",
+            "404 -",
+            "error 404",
+            ">404<",
         ]
         .iter()
         .any(|p| text.contains(p))

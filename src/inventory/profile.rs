@@ -348,7 +348,10 @@ fn add_to_set(set: &mut BTreeSet<Text>, key: &str, cap: usize, budget: &mut Budg
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Profile {
     pub requests: u64,
+    /// Answers that said the thing does not exist (404, 410, or a page or
+    /// error body saying so), and successful answers (not those).
     pub not_found: u64,
+    pub successes: u64,
     /// Status code → responses; 0 counts requests without a response.
     pub statuses: BTreeMap<u16, u64>,
     pub request_content_types: BTreeMap<Text, u64>,
@@ -377,6 +380,7 @@ pub struct Observation<'a> {
     pub ts: Timestamp,
     pub client_hash: u64,
     pub status: Option<u16>,
+    pub outcome: super::template::Outcome,
     pub request_content_type: Option<&'a str>,
     pub response_content_type: Option<&'a str>,
     pub query: Vec<(&'a str, FieldType)>,
@@ -401,9 +405,8 @@ impl Profile {
     pub fn observe(&mut self, o: &Observation<'_>, caps: &Caps, budget: &mut Budget) {
         self.requests += 1;
         let status = o.status.unwrap_or(0);
-        if status == 404 {
-            self.not_found += 1;
-        }
+        self.not_found += u64::from(o.outcome == super::template::Outcome::NotFound);
+        self.successes += u64::from(o.outcome == super::template::Outcome::Success);
         *self.statuses.entry(status).or_default() += 1;
         self.first_seen = Some(self.first_seen.map_or(o.ts, |t| t.min(o.ts)));
         self.last_seen = Some(self.last_seen.map_or(o.ts, |t| t.max(o.ts)));
@@ -480,6 +483,7 @@ impl Profile {
         let caps = Caps::MERGE;
         self.requests += o.requests;
         self.not_found += o.not_found;
+        self.successes += o.successes;
         for (k, v) in &o.statuses {
             *self.statuses.entry(*k).or_default() += v;
         }

@@ -663,8 +663,17 @@ fn values_among(literals: &BTreeMap<Text, Node>, rules: &Rules) -> Vec<Text> {
         .iter()
         .filter(|(_, n)| n.evidence.hits >= 2 && n.evidence.clients() <= 2)
         .count();
-    let spread =
-        median <= 2 && position_clients >= 2 && few_each && reread >= rules.param_min_distinct;
+    // Or, before anything was re-read: a larger group, nearly one client
+    // per value and none shared by more than two (each user following
+    // their own link), which routes called for the first time are not.
+    let most = per_value.last().copied().unwrap_or(0);
+    let own_each = confirmed >= rules.param_min_distinct + 3
+        && most <= 2
+        && position_clients + 2 >= confirmed as u64;
+    let spread = median <= 2
+        && position_clients >= 2
+        && few_each
+        && (reread >= rules.param_min_distinct || own_each);
     let many = many && (position_clients <= 1 || few_each);
     if !(many || spread) {
         return Vec::new();
