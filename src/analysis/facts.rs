@@ -648,3 +648,7 @@ fn payloads(params: &[Param]) -> Vec<Payload> {
     found.sort_by_key(|p| p.kind);
     found
 }
+
+#[cfg(test)]
+#[path = "facts_tests.rs"]
+mod tests;

@@ -21,6 +21,9 @@ pub mod rules;
 pub mod scanner;
 pub mod tokens;
 
+#[cfg(test)]
+pub(crate) mod tests;
+
 use crate::analysis::facts::Facts;
 use crate::baseline::learned::{BaselineLimits, Baselines};
 use crate::event::Event;

@@ -1,0 +1,1510 @@
+//! Each rule of [`super::rules`] with its benign twin, run the way
+//! `Analysis::observe` runs them: the classifier reads the exchange, its
+//! facts are worked out once, a real inventory gives the endpoint (the
+//! learned template) and the object ids, and [`Detectors::observe`] judges.
+//! Events are checked for their rule, their endpoint (the template, never
+//! the raw path) and their actor; twins must raise nothing at all.
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use super::{DetectLimits, Detectors};
+use crate::analysis::facts::{ClientAddress, Facts, FactsContext, ResponseData};
+use crate::classify::{BodyShape, Classifier};
+use crate::config::{ClassifySettings, InventorySettings};
+use crate::event::{Event, Severity};
+use crate::exchange::{Body, Exchange, Headers, HttpVersion, Request, Response, Text, Timestamp};
+use crate::identity::{IdentityBook, SecretHasher};
+use crate::inventory::{EndpointKey, ExchangeFacts, Inventory, Located, SensitiveHit};
+use crate::jwt::sign_hs256;
+use serde_json::{json, Value};
+
+/// Packet time of the first exchange of every scenario (Unix seconds).
+/// A whole minute, so scenarios can place requests in minutes of packet time.
+pub(crate) const T0: u64 = 1_700_000_040;
+
+/// One exchange to build: a request from `client` and, unless the status
+/// is 0, its answer. Times are seconds after [`T0`].
+#[derive(Debug, Clone)]
+pub(crate) struct Call {
+    client: String,
+    method: String,
+    uri: String,
+    host: String,
+    headers: Vec<(String, String)>,
+    body: String,
+    status: u16,
+    reply_headers: Vec<(String, String)>,
+    reply: String,
+    reply_len: Option<u64>,
+    secs: u64,
+}
+
+/// A request from `client` (an IP address) with a 200 `{}` answer at [`T0`].
+pub(crate) fn call(client: &str, method: &str, uri: &str) -> Call {
+    Call {
+        client: client.to_owned(),
+        method: method.to_owned(),
+        uri: uri.to_owned(),
+        host: "api.test".to_owned(),
+        headers: Vec::new(),
+        body: String::new(),
+        status: 200,
+        reply_headers: Vec::new(),
+        reply: "{}".to_owned(),
+        reply_len: None,
+        secs: 0,
+    }
+}
+
+pub(crate) fn get(client: &str, uri: &str) -> Call {
+    call(client, "GET", uri)
+}
+
+impl Call {
+    /// Seconds after [`T0`].
+    pub(crate) fn at(mut self, secs: u64) -> Call {
+        self.secs = secs;
+        self
+    }
+
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Call {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub(crate) fn bearer(self, token: &str) -> Call {
+        self.header("Authorization", &format!("Bearer {token}"))
+    }
+
+    pub(crate) fn host(mut self, host: &str) -> Call {
+        self.host = host.to_owned();
+        self
+    }
+
+    /// A JSON request body.
+    pub(crate) fn json(mut self, body: &str) -> Call {
+        self.body = body.to_owned();
+        self.header("Content-Type", "application/json")
+    }
+
+    /// A form-encoded request body.
+    pub(crate) fn form(mut self, body: &str) -> Call {
+        self.body = body.to_owned();
+        self.header("Content-Type", "application/x-www-form-urlencoded")
+    }
+
+    /// The answer's status; 0 = no answer seen.
+    pub(crate) fn status(mut self, status: u16) -> Call {
+        self.status = status;
+        self
+    }
+
+    /// The answer's (JSON) body.
+    pub(crate) fn reply(mut self, body: &str) -> Call {
+        self.reply = body.to_owned();
+        self
+    }
+
+    pub(crate) fn reply_header(mut self, name: &str, value: &str) -> Call {
+        self.reply_headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The answer's size on the wire (its captured body stays as given).
+    pub(crate) fn reply_len(mut self, bytes: u64) -> Call {
+        self.reply_len = Some(bytes);
+        self
+    }
+
+    pub(crate) fn exchange(&self) -> Exchange {
+        let headers = |fields: &[(String, String)]| {
+            let mut h = Headers::with_capacity(fields.len(), 256);
+            for (n, v) in fields {
+                h.push(n.as_bytes(), v.as_bytes(), 64, 1 << 16);
+            }
+            h
+        };
+        let content_type = self
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| Text::from(v.as_str()));
+        let body = |data: &str, wire: Option<u64>| Body {
+            wire_len: wire.unwrap_or(data.len() as u64),
+            decoded_len: data.len() as u64,
+            data: data.as_bytes().to_vec(),
+            ..Body::default()
+        };
+        // Path and query as the HTTP parser splits them (absolute-form too).
+        let target = self.uri.split('#').next().unwrap_or_default();
+        let (path, query) = crate::http1::parser::split_target_at(target.as_bytes());
+        let path = target.get(path).unwrap_or_default();
+        let query = query.and_then(|q| target.get(q));
+        let secs = T0 + self.secs;
+        Exchange {
+            flow_id: self.secs,
+            client: format!("{}:40000", self.client).parse().unwrap(),
+            server: "10.9.9.9:80".parse().unwrap(),
+            request: Some(Request {
+                ts: Timestamp::from_secs_nanos(secs, 0),
+                end_ts: Timestamp::from_secs_nanos(secs, 0),
+                method: self.method.as_str().into(),
+                uri: self.uri.as_str().into(),
+                path: path.into(),
+                query: query.map(Text::from),
+                version: HttpVersion::Http11,
+                host: Some(self.host.as_str().into()),
+                content_type,
+                headers: headers(&self.headers),
+                body: body(&self.body, None),
+                pending_text: false,
+            }),
+            response: (self.status != 0).then(|| Response {
+                ts: Timestamp::from_secs_nanos(secs, 1_000_000),
+                end_ts: Timestamp::from_secs_nanos(secs, 2_000_000),
+                version: HttpVersion::Http11,
+                status: self.status,
+                reason: "".into(),
+                content_type: Some("application/json".into()),
+                headers: headers(&self.reply_headers),
+                body: body(&self.reply, self.reply_len),
+                pending_text: false,
+            }),
+            tunnel: false,
+            flags: Default::default(),
+            anomalies: Vec::new(),
+        }
+    }
+}
+
+/// An HS256 token with a key no dictionary has.
+pub(crate) fn token(claims: Value) -> String {
+    sign_hs256(
+        &json!({"alg": "HS256", "typ": "JWT"}),
+        &claims,
+        "k-9f3a-7c1e-strong-and-random-0b55",
+    )
+}
+
+/// A user's token: `sub`, a `role` and a matching `email`.
+pub(crate) fn user_token(sub: &str, role: &str) -> String {
+    token(json!({"sub": sub, "role": role, "email": format!("{sub}@example.com")}))
+}
+
+/// The analysis stage cut down to what the detectors need, wired as
+/// `Analysis::observe` wires it.
+pub(crate) struct Harness {
+    pub(crate) detectors: Detectors,
+    inventory: Inventory,
+    classifier: Classifier,
+    hasher: SecretHasher,
+    identities: IdentityBook,
+    client_address: ClientAddress,
+}
+
+impl Harness {
+    pub(crate) fn new() -> Harness {
+        Harness::with(Detectors::new(DetectLimits::default()))
+    }
+
+    pub(crate) fn with(detectors: Detectors) -> Harness {
+        Harness {
+            detectors,
+            inventory: Inventory::new(&InventorySettings::default()),
+            classifier: Classifier::new(&ClassifySettings::default()),
+            hasher: SecretHasher::default(),
+            identities: IdentityBook::default(),
+            client_address: ClientAddress::default(),
+        }
+    }
+
+    /// Judges one exchange; returns the events it raised.
+    pub(crate) fn observe(&mut self, call: &Call) -> Vec<Event> {
+        let exchange = call.exchange();
+        let mut inventory_facts = classify(&self.classifier, &exchange);
+        let data = response_data(&inventory_facts);
+        let mut facts = Facts::new(
+            &exchange,
+            data,
+            FactsContext {
+                hasher: &self.hasher,
+                identities: &mut self.identities,
+                client_address: &self.client_address,
+            },
+        )
+        .unwrap();
+        inventory_facts.path_payload = facts.path_payload();
+        // Where the inventory's caps refuse a path, `Analysis` files it
+        // under one endpoint per host and method.
+        let located = self
+            .inventory
+            .observe(&exchange, &inventory_facts)
+            .unwrap_or_else(|| Located {
+                key: EndpointKey {
+                    template: Text::from("/{unlisted}"),
+                    ..facts.key.clone()
+                },
+                values: Vec::new(),
+            });
+        facts.locate(located);
+        let mut out = Vec::new();
+        let verdict = self.detectors.observe(&facts, &mut out);
+        if verdict.scanner {
+            self.inventory
+                .mark_scanner(crate::inventory::client_digest(&exchange));
+        }
+        out
+    }
+
+    /// Judges every exchange in order; returns all events raised.
+    pub(crate) fn run(&mut self, calls: impl IntoIterator<Item = Call>) -> Vec<Event> {
+        calls.into_iter().flat_map(|c| self.observe(&c)).collect()
+    }
+}
+
+/// What `Analysis` hands the inventory: the classifier's findings and the
+/// JSON field shapes of both bodies.
+fn classify(classifier: &Classifier, exchange: &Exchange) -> ExchangeFacts {
+    let found = classifier.classify_exchange(exchange);
+    let hits = |findings: &[crate::classify::Finding]| -> Vec<SensitiveHit> {
+        findings
+            .iter()
+            .map(|f| SensitiveHit {
+                data_type: f.data_type.as_str().to_owned(),
+                category: f.data_type.category().as_str().to_owned(),
+                location: f.location.as_str().to_owned(),
+                field: f.field.clone(),
+                confidence: f.confidence,
+            })
+            .collect()
+    };
+    let fields = |shape: &Option<BodyShape>| -> Vec<(String, String)> {
+        shape
+            .as_ref()
+            .map(|s| {
+                s.fields
+                    .iter()
+                    .map(|(path, kind)| (path.clone(), kind.as_str().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    ExchangeFacts {
+        path_payload: false,
+        request_sensitive: hits(&found.request),
+        response_sensitive: hits(&found.response),
+        request_fields: fields(&found.request_shape),
+        response_fields: fields(&found.response_shape),
+    }
+}
+
+/// What the detectors get from the classifier's findings in the response.
+fn response_data(facts: &ExchangeFacts) -> ResponseData {
+    let mut types: Vec<String> = facts
+        .response_sensitive
+        .iter()
+        .map(|h| h.data_type.clone())
+        .collect();
+    types.sort();
+    types.dedup();
+    ResponseData {
+        sensitive_values: facts.response_sensitive.len() as u64,
+        sensitive_types: types,
+    }
+}
+
+/// Runs `calls` through a fresh harness.
+pub(crate) fn run(calls: impl IntoIterator<Item = Call>) -> Vec<Event> {
+    Harness::new().run(calls)
+}
+
+pub(crate) fn rules(events: &[Event]) -> Vec<&str> {
+    events.iter().map(|e| e.rule.as_str()).collect()
+}
+
+/// "METHOD host/template" of an event.
+fn endpoint(e: &Event) -> String {
+    let ep = e.endpoint.as_ref().unwrap();
+    format!("{} {}{}", ep.method, ep.host, ep.path)
+}
+
+fn actor_ip(e: &Event) -> String {
+    e.actor.as_ref().unwrap().ip.unwrap().to_string()
+}
+
+fn principal(e: &Event) -> Option<&str> {
+    e.actor.as_ref().unwrap().principal.as_deref()
+}
+
+/// Asserts exactly one event of `rule`, and returns it.
+#[track_caller]
+fn only<'a>(events: &'a [Event], rule: &str) -> &'a Event {
+    assert_eq!(rules(events), vec![rule], "{}", describe(events));
+    &events[0]
+}
+
+/// Asserts there are no events.
+#[track_caller]
+fn none(events: &[Event]) {
+    assert!(events.is_empty(), "{}", describe(events));
+}
+
+fn describe(events: &[Event]) -> String {
+    events
+        .iter()
+        .map(|e| format!("{} at {}: {}", e.rule, endpoint(e), e.text.what_happened))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The address and token of user `n` (`user{n}`, role `user`).
+fn user(n: u64) -> (String, String) {
+    (
+        format!("10.0.1.{}", n + 1),
+        user_token(&format!("user{n}"), "user"),
+    )
+}
+
+/// A GET by user `n`, with their token.
+fn user_get(n: u64, uri: &str) -> Call {
+    let (ip, token) = user(n);
+    get(&ip, uri).bearer(&token)
+}
+
+// ---------------------------------------------------------------- injection
+
+#[test]
+fn injection_is_reported_once_per_actor_and_kind_at_the_template() {
+    let attacker = "10.0.0.66";
+    let events = run([
+        get(attacker, "/api/items/5?q=%27%20OR%201%3D1--").at(10),
+        // The same kind again, on another raw path: a repeat.
+        get(attacker, "/api/items/6?q=1%27%20or%20%271%27%3D%271").at(11),
+        get(attacker, "/api/items/7?q=%3Cscript%3Ealert(1)%3C/script%3E").at(12),
+        // Another actor with the first payload: its own event.
+        get("10.0.0.67", "/api/items/8?q=%27%20OR%201%3D1--").at(13),
+    ]);
+    assert_eq!(
+        rules(&events),
+        [
+            "detect.injection.sql",
+            "detect.injection.xss",
+            "detect.injection.sql"
+        ],
+        "{}",
+        describe(&events)
+    );
+    for e in &events {
+        assert_eq!(endpoint(e), "GET api.test/api/items/{id}");
+        assert_eq!(e.attributes["parameter"], "q");
+    }
+    assert_eq!(actor_ip(&events[0]), attacker);
+    assert_eq!(actor_ip(&events[1]), attacker);
+    assert_eq!(actor_ip(&events[2]), "10.0.0.67");
+    assert_eq!(events[0].severity, Severity::High);
+    assert!(
+        events[0].text.what_happened.contains("`q`"),
+        "{}",
+        events[0].text.what_happened
+    );
+}
+
+#[test]
+fn each_injection_kind_raises_its_rule() {
+    let cases = [
+        (
+            call("10.0.0.66", "POST", "/api/login")
+                .json(r#"{"username":"admin","password":{"$ne":null}}"#),
+            "detect.injection.nosql",
+            "POST api.test/api/login",
+        ),
+        (
+            get("10.0.0.66", "/api/ping?host=127.0.0.1%3B%20whoami"),
+            "detect.injection.command",
+            "GET api.test/api/ping",
+        ),
+        (
+            get(
+                "10.0.0.66",
+                "/api/files?name=..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+            ),
+            "detect.injection.path_traversal",
+            "GET api.test/api/files",
+        ),
+        (
+            call("10.0.0.66", "POST", "/api/hooks/12")
+                .json(r#"{"url":"http://169.254.169.254/latest/meta-data/"}"#),
+            "detect.injection.ssrf",
+            "POST api.test/api/hooks/{id}",
+        ),
+    ];
+    for (attack, rule, at) in cases {
+        let events = run([attack]);
+        let e = only(&events, rule);
+        assert_eq!(endpoint(e), at);
+        assert_eq!(actor_ip(e), "10.0.0.66");
+    }
+}
+
+#[test]
+fn benign_values_twin_raises_no_injection() {
+    none(&run([
+        get("10.0.0.5", "/api/search?q=O%27Brien%20rock%20and%20roll").at(1),
+        get("10.0.0.5", "/api/docs?next=../home").at(2),
+        get(
+            "10.0.0.5",
+            "/api/callback?url=https%3A%2F%2Fexample.com%2Fdone%3Fnext%3D%2Fhome",
+        )
+        .at(3),
+        call("10.0.0.5", "POST", "/api/contacts")
+            .json(r#"{"name":"Tom's diner","email":"jane.doe@example.com","note":"cats & dogs"}"#)
+            .at(4),
+    ]));
+}
+
+// ------------------------------------------------------------------ scanner
+
+#[test]
+fn scanner_tool_user_agent_and_its_twin() {
+    let events = run([get("10.0.0.78", "/api/items/3")
+        .header("User-Agent", "sqlmap/1.7.2#stable (https://sqlmap.org)")
+        .at(5)]);
+    let e = only(&events, "detect.scanner.tool_user_agent");
+    assert_eq!(endpoint(e), "GET api.test/api/items/{id}");
+    assert_eq!(actor_ip(e), "10.0.0.78");
+    assert!(e.title.contains("sqlmap"), "{}", e.title);
+    none(&run([
+        get("10.0.0.5", "/api/items/3")
+            .header("User-Agent", "curl/8.4.0")
+            .at(5),
+        get("10.0.0.5", "/api/items/4")
+            .header(
+                "User-Agent",
+                "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0",
+            )
+            .at(6),
+    ]));
+}
+
+#[test]
+fn scanner_not_found_burst_and_its_twins() {
+    let probes = (0..25).map(|i| {
+        get("10.0.0.77", &format!("/files/{}", 100 + i))
+            .status(404)
+            .reply("")
+            .at(i)
+    });
+    let events = run(probes);
+    let e = only(&events, "detect.scanner.not_found_burst");
+    assert_eq!(endpoint(e), "GET api.test/files/{id}");
+    assert_eq!(actor_ip(e), "10.0.0.77");
+    assert_eq!(e.counts["distinct_paths"], 20);
+    // A user following a few stale links while browsing normally.
+    let browsing = (0..60).map(|i| {
+        if i % 15 == 0 {
+            get("10.0.0.5", &format!("/old/{i}")).status(404).at(i)
+        } else {
+            get("10.0.0.5", "/api/items").at(i)
+        }
+    });
+    none(&run(browsing));
+    // The same 25 misses, one a minute: no burst.
+    let slow = (0..25).map(|i| {
+        get("10.0.0.77", &format!("/files/{}", 100 + i))
+            .status(404)
+            .at(i * 61)
+    });
+    none(&run(slow));
+}
+
+// ------------------------------------------------------------------- logins
+
+fn login(ip: &str, user: &str, password: &str, status: u16, reply: &str, t: u64) -> Call {
+    call(ip, "POST", "/api/login")
+        .json(&format!(
+            r#"{{"username":"{user}","password":"{password}"}}"#
+        ))
+        .status(status)
+        .reply(reply)
+        .at(t)
+}
+
+/// A login answer handing out a token, as the API issues them.
+fn issued_reply(sub: &str, iat: u64) -> String {
+    let issued = token(json!({"sub": sub, "role": "user", "iat": iat, "exp": iat + 3600}));
+    format!(r#"{{"ok":true,"token":"{issued}"}}"#)
+}
+
+const LOGIN_FAILED_200: &str = r#"{"ok":false,"error":"invalid credentials"}"#;
+
+#[test]
+fn credential_stuffing_with_200_error_bodies_and_its_typo_twin() {
+    let mut attack = vec![login(
+        "10.0.0.2",
+        "ann",
+        "right",
+        200,
+        &issued_reply("ann", T0),
+        1,
+    )];
+    for i in 0..12 {
+        attack.push(login(
+            "10.0.0.66",
+            &format!("user{i}"),
+            &format!("guess{i}"),
+            200,
+            LOGIN_FAILED_200,
+            10 + i,
+        ));
+    }
+    let events = run(attack);
+    let e = only(&events, "detect.auth.credential_stuffing");
+    assert_eq!(endpoint(e), "POST api.test/api/login");
+    assert_eq!(actor_ip(e), "10.0.0.66");
+    assert_eq!(e.counts["distinct_usernames"], 10);
+    // A person mistyping twice, then getting in.
+    none(&run([
+        login("10.0.0.5", "ann", "wrong1", 200, LOGIN_FAILED_200, 1),
+        login("10.0.0.5", "ann", "wrong2", 200, LOGIN_FAILED_200, 2),
+        login("10.0.0.5", "ann", "right", 200, &issued_reply("ann", T0), 3),
+    ]));
+}
+
+#[test]
+fn brute_force_and_its_twin() {
+    let refused = |ip: &str, pw: &str, t| login(ip, "root", pw, 401, r#"{"error":"nope"}"#, t);
+    let events = run((0..10).map(|i| refused("10.0.0.70", &format!("p{i}"), i)));
+    let e = only(&events, "detect.auth.brute_force");
+    assert_eq!(endpoint(e), "POST api.test/api/login");
+    assert_eq!(actor_ip(e), "10.0.0.70");
+    assert_eq!(e.counts["failed_logins"], 10);
+    // Nine failures on one account stay under the threshold.
+    none(&run(
+        (0..9).map(|i| refused("10.0.0.71", &format!("p{i}"), i))
+    ));
+}
+
+#[test]
+fn password_spraying_and_its_twin() {
+    let refused = |i: u64, pw: &str| {
+        login(
+            &format!("10.0.2.{}", i % 4),
+            &format!("u{i}"),
+            pw,
+            401,
+            r#"{"error":"nope"}"#,
+            i,
+        )
+    };
+    // One password, twelve accounts, four addresses.
+    let events = run((0..12).map(|i| refused(i, "Winter2024!")));
+    let e = only(&events, "detect.auth.password_spraying");
+    assert_eq!(endpoint(e), "POST api.test/api/login");
+    assert_eq!(e.counts["source_addresses"], 4);
+    assert_eq!(e.counts["distinct_usernames"], 10);
+    // Twelve users each mistyping their own password once.
+    none(&run((0..12).map(|i| refused(i, &format!("pw{i}")))));
+}
+
+// ----------------------------------------------------- missing auth, probing
+
+/// 25 calls with credentials by eight users to their own accounts over
+/// 120 s, answered with their email address.
+fn accounts_with_credentials() -> Vec<Call> {
+    (0..25)
+        .map(|i| {
+            let n = i % 8;
+            user_get(n, &format!("/api/accounts/{}", 100 + n))
+                .reply(&format!(
+                    r#"{{"id":{},"email":"user{n}@example.com"}}"#,
+                    100 + n
+                ))
+                .at(i * 5)
+        })
+        .collect()
+}
+
+#[test]
+fn missing_auth_shown_by_refusals_and_its_public_twin() {
+    let mut calls = accounts_with_credentials();
+    // A call without credentials was refused: the endpoint requires them.
+    calls.push(
+        get("10.0.0.40", "/api/accounts/103")
+            .status(401)
+            .reply(r#"{"error":"unauthorized"}"#)
+            .at(60),
+    );
+    let mut h = Harness::new();
+    none(&h.run(calls));
+    let events = h.observe(
+        &get("10.0.0.41", "/api/accounts/105")
+            .reply(r#"{"id":105}"#)
+            .at(130),
+    );
+    let e = only(&events, "detect.auth.missing_auth_accepted");
+    assert_eq!(endpoint(e), "GET api.test/api/accounts/{id}");
+    assert_eq!(actor_ip(e), "10.0.0.41");
+    assert_eq!(principal(e), None);
+    // A public endpoint answers with and without credentials alike.
+    let public = (0..30).map(|i| {
+        let c = if i % 2 == 0 {
+            user_get(i % 8, &format!("/api/products/{i}"))
+        } else {
+            get("10.0.0.42", &format!("/api/products/{i}"))
+        };
+        c.reply(r#"{"name":"tea"}"#).at(i * 5)
+    });
+    let mut h = Harness::new();
+    none(&h.run(public));
+    none(&h.observe(&get("10.0.0.41", "/api/products/3").at(200)));
+}
+
+#[test]
+fn missing_auth_implied_by_sensitive_data_and_its_twin() {
+    let mut h = Harness::new();
+    none(&h.run(accounts_with_credentials()));
+    // Never refused anyone, but always called with credentials by eight
+    // principals: an anonymous caller receiving an email address is wrong.
+    let events = h.observe(
+        &get("10.0.0.41", "/api/accounts/105")
+            .reply(r#"{"id":105,"email":"user5@example.com"}"#)
+            .at(130),
+    );
+    let e = only(&events, "detect.auth.missing_auth_accepted");
+    assert_eq!(endpoint(e), "GET api.test/api/accounts/{id}");
+    assert_eq!(actor_ip(e), "10.0.0.41");
+    // Twin: the same anonymous success without sensitive data.
+    let mut h = Harness::new();
+    none(&h.run(accounts_with_credentials()));
+    none(
+        &h.observe(
+            &get("10.0.0.41", "/api/accounts/105")
+                .reply(r#"{"id":105}"#)
+                .at(130),
+        ),
+    );
+}
+
+#[test]
+#[ignore = "bug: the anonymous success that raised missing_auth_accepted is learned (anonymous_successes), so the endpoint stops requiring credentials and the next anonymous client is not reported"]
+fn missing_auth_is_reported_for_each_anonymous_client() {
+    let mut calls = accounts_with_credentials();
+    calls.push(get("10.0.0.40", "/api/accounts/103").status(401).at(60));
+    let mut h = Harness::new();
+    none(&h.run(calls));
+    let first = h.observe(&get("10.0.0.41", "/api/accounts/105").at(130));
+    only(&first, "detect.auth.missing_auth_accepted");
+    let second = h.observe(&get("10.0.0.42", "/api/accounts/106").at(131));
+    let e = only(&second, "detect.auth.missing_auth_accepted");
+    assert_eq!(actor_ip(e), "10.0.0.42");
+}
+
+/// Six endpoints, each used successfully with credentials by user 0.
+fn credentialed_endpoints() -> Vec<Call> {
+    [
+        "orders", "invoices", "payments", "messages", "settings", "contacts",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, name)| {
+        user_get(0, &format!("/api/{name}"))
+            .reply(&format!(r#"{{"{name}":[],"total_{name}":0}}"#))
+            .at(i as u64)
+    })
+    .collect()
+}
+
+#[test]
+fn unauthenticated_probing_and_its_logged_out_user_twin() {
+    let names = [
+        "orders", "invoices", "payments", "messages", "settings", "contacts",
+    ];
+    let refused = |ip: &str, name: &str, t| {
+        get(ip, &format!("/api/{name}"))
+            .status(401)
+            .reply(r#"{"error":"unauthorized"}"#)
+            .at(t)
+    };
+    let mut h = Harness::new();
+    none(&h.run(credentialed_endpoints()));
+    let events = h.run(
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| refused("10.0.0.50", n, 20 + i as u64)),
+    );
+    let e = only(&events, "detect.auth.unauthenticated_probing");
+    assert_eq!(endpoint(e), "GET api.test/api/settings");
+    assert_eq!(actor_ip(e), "10.0.0.50");
+    assert_eq!(e.counts["endpoints"], 5);
+    // The user whose session ended: refused without credentials on the
+    // endpoints it was just using.
+    let mut h = Harness::new();
+    none(&h.run(credentialed_endpoints()));
+    let (ip, _) = user(0);
+    none(
+        &h.run(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| refused(&ip, n, 20 + i as u64)),
+        ),
+    );
+}
+
+// ---------------------------------------------------------------------- JWT
+
+fn unsigned(claims: Value) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    )
+}
+
+#[test]
+fn jwt_alg_none_accepted_and_its_refused_twin() {
+    let forged = unsigned(json!({"sub": "mallory", "role": "admin"}));
+    let events = run([get("10.0.0.9", "/api/admin/users")
+        .bearer(&forged)
+        .reply("[]")
+        .at(10)]);
+    let e = only(&events, "detect.jwt.alg_none_accepted");
+    assert_eq!(endpoint(e), "GET api.test/api/admin/users");
+    assert_eq!(actor_ip(e), "10.0.0.9");
+    assert_eq!(principal(e), Some("mallory"));
+    none(&run([get("10.0.0.8", "/api/admin/users")
+        .bearer(&forged)
+        .status(401)
+        .reply("")
+        .at(10)]));
+}
+
+/// `/api/me`, checked: eight users with valid tokens, one bad token refused.
+/// `/api/catalog`, public: anonymous calls succeed.
+fn me_and_catalog() -> Vec<Call> {
+    let mut calls: Vec<Call> = (0..8)
+        .map(|n| {
+            let (ip, _) = user(n);
+            let valid = token(json!({"sub": format!("user{n}"), "exp": T0 + 3600}));
+            get(&ip, "/api/me").bearer(&valid).at(n)
+        })
+        .collect();
+    calls.push(
+        get("10.0.0.30", "/api/me")
+            .bearer("not-a-token")
+            .status(401)
+            .at(9),
+    );
+    calls.extend((0..5).map(|i| get("10.0.0.31", "/api/catalog").at(10 + i)));
+    calls
+}
+
+#[test]
+fn jwt_expired_accepted_only_where_credentials_are_checked() {
+    let expired = token(json!({"sub": "user3", "exp": T0 + 10}));
+    let mut h = Harness::new();
+    none(&h.run(me_and_catalog()));
+    let events = h.observe(&get("10.0.1.4", "/api/me").bearer(&expired).at(100));
+    let e = only(&events, "detect.jwt.expired_accepted");
+    assert_eq!(endpoint(e), "GET api.test/api/me");
+    assert_eq!(actor_ip(e), "10.0.1.4");
+    assert_eq!(principal(e), Some("user3"));
+    assert_eq!(e.counts["expired_for_secs"], 90);
+    // Twins: a public endpoint that ignores the token, and the same token
+    // within the clock skew.
+    let mut h = Harness::new();
+    none(&h.run(me_and_catalog()));
+    none(&h.observe(&get("10.0.1.4", "/api/catalog").bearer(&expired).at(100)));
+    none(&h.observe(&get("10.0.1.4", "/api/me").bearer(&expired).at(13)));
+}
+
+#[test]
+fn jwt_weak_secret_and_its_twin() {
+    let weak = sign_hs256(
+        &json!({"alg": "HS256", "typ": "JWT"}),
+        &json!({"sub": "eve"}),
+        "secret",
+    );
+    let events = run([get("10.0.0.6", "/api/me").bearer(&weak).at(10)]);
+    let e = only(&events, "detect.jwt.weak_secret");
+    assert_eq!(endpoint(e), "GET api.test/api/me");
+    assert_eq!(principal(e), Some("eve"));
+    none(&run([get("10.0.0.6", "/api/me")
+        .bearer(&token(json!({"sub": "eve"})))
+        .at(10)]));
+}
+
+/// Three logins, each handing out a one-hour token.
+fn three_logins() -> Vec<Call> {
+    ["ann", "bo", "cy"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            login(
+                &format!("10.0.0.{}", 2 + i),
+                name,
+                "right",
+                200,
+                &issued_reply(name, T0 + i as u64),
+                i as u64,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn jwt_forged_accepted_and_its_twins() {
+    let mut h = Harness::new();
+    none(&h.run(three_logins()));
+    // Twins: an issued token, and a token of the issued shape from a login
+    // this sensor did not see.
+    let issued = token(json!({"sub": "ann", "role": "user", "iat": T0, "exp": T0 + 3600}));
+    none(&h.observe(&get("10.0.0.2", "/api/me").bearer(&issued).at(20)));
+    let unseen = token(json!({"sub": "dee", "role": "user", "iat": T0 + 5, "exp": T0 + 3605}));
+    none(&h.observe(&get("10.0.0.7", "/api/me").bearer(&unseen).at(21)));
+    // Another claim set and a ten-year lifetime: not what the API issues.
+    let forged = token(json!({
+        "sub": "ann", "role": "user", "admin": true, "iat": T0, "exp": T0 + 315_360_000
+    }));
+    let events = h.observe(&get("10.0.0.66", "/api/me").bearer(&forged).at(30));
+    let e = only(&events, "detect.jwt.forged_token_accepted");
+    assert_eq!(endpoint(e), "GET api.test/api/me");
+    assert_eq!(actor_ip(e), "10.0.0.66");
+    assert_eq!(e.attributes["differences"], json!(["claims", "lifetime"]));
+}
+
+#[test]
+fn jwt_forgery_attempts_and_their_twin() {
+    // Two different unsigned tokens, both refused.
+    let attempts = [
+        unsigned(json!({"sub": "admin"})),
+        unsigned(json!({"sub": "root"})),
+    ];
+    let events = run(attempts.iter().enumerate().map(|(i, t)| {
+        get("10.0.0.66", "/api/admin/users")
+            .bearer(t)
+            .status(401)
+            .at(i as u64)
+    }));
+    let e = only(&events, "detect.jwt.forgery_attempts");
+    assert_eq!(endpoint(e), "GET api.test/api/admin/users");
+    assert_eq!(actor_ip(e), "10.0.0.66");
+    assert_eq!(e.severity, Severity::Medium);
+    assert_eq!(e.counts["forged_tokens"], 2);
+    // Expired tokens of two principals replayed, refused.
+    let stolen = ["ann", "bo"].map(|s| token(json!({"sub": s, "exp": T0 - 100})));
+    let events = run(stolen.iter().enumerate().map(|(i, t)| {
+        get("10.0.0.67", "/api/me")
+            .bearer(t)
+            .status(401)
+            .at(i as u64)
+    }));
+    let e = only(&events, "detect.jwt.forgery_attempts");
+    assert_eq!(e.counts["principals"], 2);
+    // Twins: a user's own expired token refused three times, and two
+    // well-formed tokens of one principal refused (a revoked session,
+    // then a stale tab) from one address.
+    let own = token(json!({"sub": "ann", "exp": T0 - 100}));
+    none(&run((0..3).map(|i| {
+        get("10.0.0.5", "/api/me").bearer(&own).status(401).at(i)
+    })));
+    let revoked = [T0 + 3600, T0 + 7200].map(|exp| token(json!({"sub": "ann", "exp": exp})));
+    none(&run(revoked.iter().enumerate().map(|(i, t)| {
+        get("10.0.0.5", "/api/me")
+            .bearer(t)
+            .status(401)
+            .at(i as u64)
+    })));
+}
+
+// ----------------------------------------------------------- authorization
+
+/// Users 0..users each read `each` orders of their own.
+fn own_orders(users: u64, each: u64) -> Vec<Call> {
+    let mut calls = Vec::new();
+    for k in 0..each {
+        for u in 0..users {
+            calls.push(
+                user_get(u, &format!("/api/orders/{}", 1000 + u * 10 + k))
+                    .reply(&format!(r#"{{"order":{},"total":3}}"#, 1000 + u * 10 + k))
+                    .at(k * 10 + u),
+            );
+        }
+    }
+    calls
+}
+
+#[test]
+fn bola_enumeration_and_its_twin() {
+    let mut h = Harness::new();
+    none(&h.run(own_orders(8, 3)));
+    let thief = user_token("mallory", "user");
+    let events = h.run((0..60).map(|id| {
+        get("10.0.9.9", &format!("/api/orders/{}", 5000 + id))
+            .bearer(&thief)
+            .at(100 + id)
+    }));
+    let e = only(&events, "detect.authz.bola_enumeration");
+    assert_eq!(endpoint(e), "GET api.test/api/orders/{id}");
+    assert_eq!(principal(e), Some("mallory"));
+    assert_eq!(actor_ip(e), "10.0.9.9");
+    // Twins: many clients, each reading a few objects of their own; and
+    // a catalog every client browses widely, where nobody stands out.
+    none(&run(own_orders(30, 5)));
+    let mut browsing = Vec::new();
+    for k in 0..40 {
+        for c in 0..8 {
+            browsing.push(
+                get(
+                    &format!("10.0.3.{c}"),
+                    &format!("/api/catalog/{}", c * 3 + k),
+                )
+                .at(k),
+            );
+        }
+    }
+    none(&run(browsing));
+}
+
+#[test]
+fn bola_foreign_object_and_its_twin() {
+    let mut h = Harness::new();
+    none(&h.run(own_orders(6, 3)));
+    // The owners read their own objects again.
+    none(&h.run(own_orders(6, 3).into_iter().map(|c| {
+        let secs = c.secs + 60;
+        c.at(secs)
+    })));
+    let mallory = user_token("mallory", "user");
+    let read = |id: u64, t| {
+        get("10.0.9.9", &format!("/api/orders/{id}"))
+            .bearer(&mallory)
+            .at(t)
+    };
+    none(&h.run([read(7000, 200), read(7001, 201)]));
+    let events = h.run([read(1000, 202), read(1011, 203)]);
+    let e = only(&events, "detect.authz.bola_foreign_object");
+    assert_eq!(endpoint(e), "GET api.test/api/orders/{id}");
+    assert_eq!(principal(e), Some("mallory"));
+    assert_eq!(e.counts["foreign_objects"], 2);
+    // Twin: objects everyone reads (articles), read by one more principal.
+    let articles = (0..18).map(|i| {
+        let (n, article) = (i % 6, 500 + i % 4);
+        user_get(n, &format!("/api/articles/{article}")).at(i)
+    });
+    let mut h = Harness::new();
+    none(&h.run(articles));
+    none(&h.run((0..4).map(|k| {
+        get("10.0.9.9", &format!("/api/articles/{}", 500 + k))
+            .bearer(&mallory)
+            .at(100 + k)
+    })));
+}
+
+/// Six users each reading their own profile, named by their email.
+fn own_profiles() -> Vec<Call> {
+    (0..12)
+        .map(|i| {
+            let n = i % 6;
+            user_get(n, &format!("/api/users/user{n}@example.com/profile")).at(i)
+        })
+        .collect()
+}
+
+#[test]
+fn self_service_other_principal_and_its_twin() {
+    let mut h = Harness::new();
+    none(&h.run(own_profiles()));
+    let events = h.observe(&user_get(2, "/api/users/user1@example.com/profile").at(30));
+    let e = only(&events, "detect.authz.self_service_other_principal");
+    assert_eq!(endpoint(e), "GET api.test/api/users/{email}/profile");
+    assert_eq!(principal(e), Some("user2"));
+    none(&h.observe(&user_get(3, "/api/users/user3@example.com/profile").at(31)));
+}
+
+fn role_get(sub: &str, role: &str, uri: &str, status: u16, t: u64) -> Call {
+    get("10.0.0.20", uri)
+        .bearer(&user_token(sub, role))
+        .status(status)
+        .reply("[]")
+        .at(t)
+}
+
+#[test]
+fn function_level_where_others_are_refused_and_its_admin_twin() {
+    let mut h = Harness::new();
+    // `root`'s role is no known administrator name: its privilege is
+    // learned from succeeding where `bob` is refused.
+    none(&h.run([
+        role_get("root", "ops", "/api/admin/users", 200, 1),
+        role_get("bob", "user", "/api/admin/users", 403, 2),
+        role_get("root", "ops", "/api/admin/users", 200, 3),
+        role_get("dana", "admin", "/api/admin/users", 200, 4),
+    ]));
+    let events = h.observe(&role_get("carol", "user", "/api/admin/users", 200, 5));
+    let e = only(&events, "detect.authz.function_level");
+    assert_eq!(endpoint(e), "GET api.test/api/admin/users");
+    assert_eq!(principal(e), Some("carol"));
+    assert_eq!(e.severity, Severity::High);
+}
+
+#[test]
+fn function_level_only_privileged_in_the_baseline_and_its_admin_twin() {
+    let mut h = Harness::new();
+    // Ordinary traffic: ten users on their own items for four minutes.
+    none(&h.run((0..220).map(|i| {
+        let n = i % 10;
+        user_get(n, &format!("/api/items/{}", 100 + n)).at(i)
+    })));
+    // Administrators export twice.
+    none(&h.run([
+        role_get("root", "admin", "/api/admin/export", 200, 10),
+        role_get("dana", "admin", "/api/admin/export", 200, 20),
+    ]));
+    // Twin: an administrator again.
+    none(&h.observe(&role_get("root", "admin", "/api/admin/export", 200, 230)));
+    let events = h.observe(&role_get("carol", "user", "/api/admin/export", 200, 240));
+    let e = only(&events, "detect.authz.function_level");
+    assert_eq!(endpoint(e), "GET api.test/api/admin/export");
+    assert_eq!(principal(e), Some("carol"));
+}
+
+#[test]
+fn function_level_probing_refused_and_its_twin() {
+    let setup = [
+        role_get("root", "ops", "/api/admin/users", 200, 1),
+        role_get("bob", "user", "/api/admin/users", 403, 2),
+    ];
+    let mut h = Harness::new();
+    none(&h.run(setup.clone()));
+    let events = h.run(
+        ["users", "settings", "logs"]
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                role_get(
+                    "eve",
+                    "user",
+                    &format!("/api/admin/{f}"),
+                    403,
+                    10 + i as u64,
+                )
+            }),
+    );
+    let e = only(&events, "detect.authz.function_level");
+    assert_eq!(endpoint(e), "GET api.test/api/admin/logs");
+    assert_eq!(e.severity, Severity::Medium);
+    assert_eq!(e.counts["functions"], 3);
+    assert!(e.title.contains("refused"), "{}", e.title);
+    // Refused on three endpoints none of which is known to be restricted.
+    let mut h = Harness::new();
+    none(&h.run(setup));
+    none(
+        &h.run(
+            ["reports", "exports", "teams"]
+                .iter()
+                .enumerate()
+                .map(|(i, f)| role_get("eve", "user", &format!("/api/{f}"), 403, 10 + i as u64)),
+        ),
+    );
+}
+
+#[test]
+fn mass_assignment_and_its_twins() {
+    let patch = |n: u64, uri: &str, body: &str, t| {
+        let (ip, token) = user(n);
+        call(&ip, "PATCH", uri).bearer(&token).json(body).at(t)
+    };
+    let mut h = Harness::new();
+    none(&h.run((0..25).map(|i| {
+        let n = i % 8;
+        patch(
+            n,
+            &format!("/api/users/{}", 100 + n),
+            r#"{"phone":"555-0100"}"#,
+            i * 5,
+        )
+    })));
+    let events = h.observe(&patch(
+        3,
+        "/api/users/103",
+        r#"{"phone":"555-0100","role":"admin"}"#,
+        200,
+    ));
+    let e = only(&events, "detect.authz.mass_assignment");
+    assert_eq!(endpoint(e), "PATCH api.test/api/users/{id}");
+    assert_eq!(principal(e), Some("user3"));
+    // Twin: `role` on an endpoint whose requests always set it.
+    let mut h = Harness::new();
+    let member = |i: u64| {
+        patch(
+            i % 8,
+            &format!("/api/teams/{}/members", 10 + i % 8),
+            r#"{"user_id":7,"role":"editor"}"#,
+            i * 5,
+        )
+    };
+    none(&h.run((0..26).map(member)));
+}
+
+// ---------------------------------------------------------------- exposure
+
+#[test]
+fn unusual_sensitive_data_and_its_twin() {
+    let profile = |i: u64, extra: &str| {
+        let n = i % 8;
+        user_get(n, "/api/users/me")
+            .reply(&format!(r#"{{"email":"user{n}@example.com"{extra}}}"#))
+            .at(i * 5)
+    };
+    let mut h = Harness::new();
+    none(&h.run((0..25).map(|i| profile(i, ""))));
+    // Twin: the same kind of answer.
+    none(&h.observe(&profile(26, "")));
+    let events = h.observe(&profile(27, r#","card":"4111 1111 1111 1111""#));
+    let e = only(&events, "detect.exposure.unusual_sensitive_data");
+    assert_eq!(endpoint(e), "GET api.test/api/users/me");
+    assert_eq!(principal(e), Some("user3"));
+    assert!(
+        e.text.what_happened.contains("credit_card"),
+        "{}",
+        e.text.what_happened
+    );
+}
+
+/// Ten users reading their own profile three times a minute for two minutes.
+fn profile_readers() -> Vec<Call> {
+    let mut calls = Vec::new();
+    for minute in 0..2 {
+        for n in 0..10 {
+            for k in 0..3 {
+                calls.push(
+                    user_get(n, "/api/users/me")
+                        .reply(&format!(r#"{{"email":"user{n}@example.com"}}"#))
+                        .at(minute * 60 + n * 3 + k),
+                );
+            }
+        }
+    }
+    calls
+}
+
+#[test]
+fn sensitive_volume_and_its_twin() {
+    let mut h = Harness::new();
+    none(&h.run(profile_readers()));
+    // A client paging through every user's record within one minute.
+    let scraper = user_token("mallory", "user");
+    let events = h.run((0..60).map(|page| {
+        get("10.0.9.9", &format!("/api/directory?page={page}"))
+            .bearer(&scraper)
+            .reply(&format!(r#"{{"email":"person{page}@example.com"}}"#))
+            .at(120 + page / 2)
+    }));
+    let e = only(&events, "detect.exposure.sensitive_volume");
+    assert_eq!(endpoint(e), "GET api.test/api/directory");
+    assert_eq!(principal(e), Some("mallory"));
+    assert_eq!(e.counts["sensitive_values_per_minute"], 50);
+    // Twin: the same readers a third minute, one of them twice as often.
+    let mut h = Harness::new();
+    none(&h.run(profile_readers()));
+    none(&h.run((0..10).flat_map(|n| {
+        let reads = if n == 0 { 6 } else { 3 };
+        (0..reads).map(move |k| {
+            user_get(n, "/api/users/me")
+                .reply(&format!(r#"{{"email":"user{n}@example.com"}}"#))
+                .at(120 + n * 5 + k)
+        })
+    })));
+}
+
+#[test]
+#[ignore = "bug: ResponseData.sensitive_values counts classifier findings, de-duplicated per JSON field path, so a 400-record export counts as one value"]
+fn sensitive_volume_of_one_bulk_export() {
+    let mut h = Harness::new();
+    none(&h.run(profile_readers()));
+    let records: Vec<String> = (0..400)
+        .map(|i| format!(r#"{{"email":"person{i}@example.com"}}"#))
+        .collect();
+    let export = format!("[{}]", records.join(","));
+    let events = h.observe(&user_get(3, "/api/users/export").reply(&export).at(130));
+    let e = only(&events, "detect.exposure.sensitive_volume");
+    assert_eq!(e.counts["sensitive_values_per_minute"], 400);
+}
+
+#[test]
+fn verbose_error_and_its_twin() {
+    let events = run([get("10.0.0.5", "/api/orders/17")
+        .status(500)
+        .reply("Traceback (most recent call last):\n  File \"app.py\", line 3")
+        .at(1)]);
+    let e = only(&events, "detect.exposure.verbose_error");
+    assert_eq!(endpoint(e), "GET api.test/api/orders/{id}");
+    assert_eq!(actor_ip(e), "10.0.0.5");
+    none(&run([get("10.0.0.5", "/api/orders/17")
+        .status(500)
+        .reply(r#"{"error":"internal error"}"#)
+        .at(1)]));
+}
+
+// ---------------------------------------------------------------- resources
+
+/// Twelve clients at eight requests a minute for three minutes; client 0
+/// at `busiest` a minute.
+fn steady_clients(busiest: u64) -> Vec<Call> {
+    let mut calls = Vec::new();
+    for minute in 0..3 {
+        for c in 0..12u64 {
+            let n = if c == 0 { busiest } else { 8 };
+            for k in 0..n {
+                calls.push(get(&format!("10.0.2.{c}"), "/api/items").at(minute * 60 + k * 59 / n));
+            }
+        }
+    }
+    calls.sort_by_key(|c| c.secs);
+    calls
+}
+
+#[test]
+fn rate_abuse_and_its_twin() {
+    let mut h = Harness::new();
+    none(&h.run(steady_clients(8)));
+    let events = h.run((0..200).map(|k| get("10.0.2.99", "/api/items").at(180 + k * 59 / 200)));
+    let e = only(&events, "detect.resource.rate_abuse");
+    assert_eq!(endpoint(e), "GET api.test/api/items");
+    assert_eq!(actor_ip(e), "10.0.2.99");
+    assert_eq!(e.counts["requests_per_minute"], 120);
+    // A client that is always this busy, from the start.
+    none(&run(steady_clients(150)));
+}
+
+#[test]
+fn page_size_abuse_and_its_twin() {
+    let page = |n: u64, limit: u64, t| user_get(n, &format!("/api/products?limit={limit}")).at(t);
+    let mut h = Harness::new();
+    none(&h.run((0..30).map(|i| page(i % 8, 20, i))));
+    none(&h.observe(&page(1, 50, 40)));
+    let events = h.observe(&page(2, 100_000, 41));
+    let e = only(&events, "detect.resource.page_size_abuse");
+    assert_eq!(endpoint(e), "GET api.test/api/products");
+    assert_eq!(principal(e), Some("user2"));
+    assert!(e.title.contains("limit=100000"), "{}", e.title);
+    // Without a baseline, only huge pages count.
+    none(&run([page(1, 5000, 1)]));
+    only(
+        &run([page(1, 50_000, 1)]),
+        "detect.resource.page_size_abuse",
+    );
+}
+
+#[test]
+fn oversized_response_and_its_twin() {
+    let report = |i: u64, bytes: u64, t| user_get(i % 8, "/api/report").reply_len(bytes).at(t);
+    let mut h = Harness::new();
+    none(&h.run((0..30).map(|i| report(i, 2_000 + i * 10, i * 5))));
+    none(&h.observe(&report(1, 30_000, 200)));
+    let events = h.observe(&report(2, 5_000_000, 201));
+    let e = only(&events, "detect.resource.oversized_response");
+    assert_eq!(endpoint(e), "GET api.test/api/report");
+    assert_eq!(principal(e), Some("user2"));
+    assert_eq!(e.counts["bytes"], 5_000_000);
+}
+
+// ---------------------------------------------------------------- inventory
+
+#[test]
+fn unknown_host_after_learning_and_its_twins() {
+    let mut h = Harness::new();
+    // Learning names the hosts, including a second one.
+    let mut learning: Vec<Call> = (0..250)
+        .map(|i| user_get(i % 8, "/api/items").at(i))
+        .collect();
+    learning.push(user_get(1, "/api/items").host("admin.api.test").at(10));
+    learning.sort_by_key(|c| c.secs);
+    none(&h.run(learning));
+    none(&h.observe(&user_get(1, "/api/items").host("admin.api.test").at(300)));
+    // A host the server refuses is fine.
+    none(
+        &h.observe(
+            &user_get(1, "/api/items")
+                .host("staging.internal")
+                .status(421)
+                .at(301),
+        ),
+    );
+    let events = h.observe(&user_get(1, "/api/items").host("staging.internal").at(302));
+    let e = only(&events, "detect.inventory.unknown_host");
+    assert_eq!(endpoint(e), "GET staging.internal/api/items");
+    assert_eq!(principal(e), Some("user1"));
+}
+
+const SPEC: &str = r#"
+openapi: 3.0.3
+info: {title: t, version: "1"}
+paths:
+  /api/users/{userId}:
+    get: {responses: {"200": {description: ok}}}
+  /api/v0/users/{userId}:
+    get: {deprecated: true, responses: {"200": {description: ok}}}
+"#;
+
+#[test]
+fn shadow_and_deprecated_api_and_their_twins() {
+    let mut detectors = Detectors::new(DetectLimits::default());
+    detectors.set_spec(crate::inventory::drift::Spec::parse(SPEC, "spec").unwrap());
+    let mut h = Harness::with(detectors);
+    // Documented, and a miss that is no API at all.
+    none(&h.observe(&get("10.0.0.5", "/api/users/42").at(1)));
+    none(&h.observe(&get("10.0.0.5", "/admin.php").status(404).at(2)));
+    let shadow = h.observe(&get("10.0.0.5", "/api/internal/export").at(3));
+    let e = only(&shadow, "detect.inventory.shadow_api");
+    assert_eq!(endpoint(e), "GET api.test/api/internal/export");
+    let deprecated = h.run([
+        get("10.0.0.5", "/api/v0/users/42").at(4),
+        // Another object of the same template: a repeat.
+        get("10.0.0.6", "/api/v0/users/43").at(5),
+    ]);
+    let e = only(&deprecated, "detect.inventory.deprecated_api");
+    assert_eq!(endpoint(e), "GET api.test/api/v0/users/{id}");
+    assert_eq!(actor_ip(e), "10.0.0.5");
+    let method = h.observe(
+        &call("10.0.0.5", "DELETE", "/api/users/42")
+            .status(204)
+            .at(6),
+    );
+    let e = only(&method, "detect.inventory.shadow_api");
+    assert_eq!(endpoint(e), "DELETE api.test/api/users/{id}");
+}
+
+// ------------------------------------------------- snapshot and counters
+
+#[test]
+fn baseline_snapshot_round_trips() {
+    let mut calls = accounts_with_credentials();
+    calls.push(get("10.0.0.40", "/api/accounts/103").status(401).at(60));
+    let mut learned = Harness::new();
+    none(&learned.run(calls));
+    let bytes = learned.detectors.save().unwrap();
+    let anonymous = get("10.0.0.41", "/api/accounts/105")
+        .reply(r#"{"id":105}"#)
+        .at(130);
+    // What was learned judges the next run, in a fresh inventory too.
+    let mut loaded = Detectors::new(DetectLimits::default());
+    loaded.load(&bytes).unwrap();
+    let mut h = Harness::with(loaded);
+    only(&h.observe(&anonymous), "detect.auth.missing_auth_accepted");
+    // Without it the endpoint is unknown.
+    none(&Harness::new().observe(&anonymous));
+    // Garbage and other versions are refused, not half-read.
+    let mut fresh = Detectors::new(DetectLimits::default());
+    assert!(fresh.load(b"not a snapshot").is_err());
+    let other = rmp_serde::to_vec_named(&super::Snapshot {
+        version: super::SNAPSHOT_VERSION + 1,
+        baselines: &learned.detectors.baselines,
+        authorization: &learned.detectors.authorization,
+        authentication: &learned.detectors.authentication,
+        hosts: &learned.detectors.hosts,
+    })
+    .unwrap();
+    let err = fresh.load(&other).unwrap_err();
+    assert!(err.contains("version"), "{err}");
+    // `--baseline-from`: another run's detectors hand over what they learned.
+    let mut adopting = Detectors::new(DetectLimits::default());
+    adopting.adopt(learned.detectors);
+    only(
+        &Harness::with(adopting).observe(&anonymous),
+        "detect.auth.missing_auth_accepted",
+    );
+}
+
+#[test]
+fn events_name_the_template_and_keep_credentials_out_of_evidence() {
+    let events = run([
+        get("10.0.0.1", "/api/items/42?q=%3Cscript%3E&api_key=abc123")
+            .header("Authorization", "Bearer zzz-opaque")
+            .header("User-Agent", "curl/8"),
+    ]);
+    let e = only(&events, "detect.injection.xss");
+    assert_eq!(endpoint(e), "GET api.test/api/items/{id}");
+    assert_eq!(e.owasp, Some(crate::event::Owasp::SecurityMisconfiguration));
+    let src = e.src_endpoint.as_ref().unwrap();
+    assert_eq!((src.ip.to_string(), src.port), ("10.0.0.1".into(), 40000));
+    // The evidence is the exchange itself: the raw target, minus secrets.
+    let ev = &e.evidence[0];
+    assert_eq!(ev.uri, "/api/items/42?q=%3Cscript%3E&api_key=[REDACTED]");
+    assert_eq!(ev.status, Some(200));
+    let header = |name: &str| {
+        ev.request_headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert!(header("Authorization").unwrap().starts_with("[REDACTED"));
+    assert_eq!(header("User-Agent"), Some("curl/8"));
+    assert!(ev.request_body.is_none() && ev.response_body.is_none());
+}
+
+#[test]
+fn stats_count_exchanges_events_and_repeats() {
+    let mut h = Harness::new();
+    let events = h.run([
+        get("10.0.0.66", "/api/items/5?q=%27%20OR%201%3D1--").at(1),
+        get("10.0.0.66", "/api/items/6?q=%27%20OR%202%3D2--").at(2),
+        get("10.0.0.66", "/api/items/7?q=%27%20OR%203%3D3--").at(3),
+    ]);
+    assert_eq!(rules(&events), ["detect.injection.sql"]);
+    let stats = h.detectors.stats();
+    assert_eq!(stats.exchanges, 3);
+    assert_eq!(stats.events, 1);
+    assert_eq!(stats.repeats, 2);
+    // Parameters past the per-request cap are counted.
+    let query: Vec<String> = (0..600).map(|i| format!("p{i}=v")).collect();
+    none(&h.observe(&get("10.0.0.5", &format!("/search?{}", query.join("&"))).at(4)));
+    // 600 query parameters and one path segment, 512 kept.
+    assert_eq!(h.detectors.stats().params_skipped, 600 + 1 - 512);
+}
+
+#[test]
+fn caps_refuse_and_count() {
+    let mut limits = DetectLimits::default();
+    limits.baseline.max_endpoints = 1;
+    limits.scanner.max_clients = 1;
+    let mut h = Harness::with(Detectors::new(limits));
+    none(&h.run([
+        get("10.0.0.1", "/api/items").at(1),
+        get("10.0.0.2", "/api/orders").at(2),
+    ]));
+    let stats = h.detectors.stats();
+    assert_eq!(stats.endpoints_not_tracked, 1);
+    assert!(stats.actors_refused >= 1, "{stats:?}");
+    assert_eq!(h.detectors.baselines.endpoints.len(), 1);
+}
+
+#[test]
+#[ignore = "bug: access.rs enumeration/foreign_objects create endpoint baselines with entry().or_default(), past baseline.max_endpoints and uncounted"]
+fn endpoint_cap_holds_for_endpoints_with_object_ids() {
+    let mut limits = DetectLimits::default();
+    limits.baseline.max_endpoints = 1;
+    let mut h = Harness::with(Detectors::new(limits));
+    none(&h.run([
+        get("10.0.0.1", "/api/items").at(1),
+        user_get(1, "/api/orders/7").at(2),
+        user_get(1, "/api/invoices/8").at(3),
+    ]));
+    assert_eq!(h.detectors.baselines.endpoints.len(), 1);
+    assert_eq!(h.detectors.stats().endpoints_not_tracked, 2);
+}
+
+#[test]
+fn every_rule_is_covered_here() {
+    // Each rule id must appear in a test of this file: a rule added to the
+    // table without a test fails here.
+    let source = include_str!("tests.rs");
+    for rule in super::rules::RuleId::ALL {
+        let id = rule.id();
+        assert!(source.contains(&format!("\"{id}\"")), "{id} has no test");
+    }
+}
