@@ -308,7 +308,7 @@ fn detect_limits(settings: &Settings, sensor: &str) -> DetectLimits {
 
 /// Where an exchange goes when the inventory's caps refused its path: one
 /// endpoint per host and method, so the detectors' state stays bounded.
-fn unlisted(raw: &EndpointKey) -> Located {
+pub(crate) fn unlisted(raw: &EndpointKey) -> Located {
     Located {
         key: EndpointKey {
             template: Text::from("/{unlisted}"),
@@ -336,7 +336,7 @@ fn response_data(findings: &[Finding]) -> ResponseData {
 
 /// What the inventory needs from one exchange, from one classifier pass:
 /// sensitive values found and the JSON field shapes of both bodies.
-fn facts_of(
+pub(crate) fn facts_of(
     classifier: &Classifier,
     exchange: &Exchange,
     stats: &mut ClassifyStats,

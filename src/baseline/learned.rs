@@ -296,15 +296,12 @@ impl Baselines {
         shrink(&mut self.actor_endpoints);
     }
 
-    /// The facts' endpoint baseline, created if the cap leaves room (a
-    /// refusal is counted).
-    pub fn endpoint_mut(&mut self, key: &EndpointKey) -> Option<&mut EndpointBaseline> {
-        endpoint_entry(
-            &mut self.endpoints,
-            self.limits.max_endpoints,
-            &mut self.endpoints_not_tracked,
-            key,
-        )
+    /// Counts an exchange whose endpoint the cap leaves without a
+    /// baseline (once per exchange, whichever detector would have made one).
+    pub fn note_endpoint(&mut self, key: &EndpointKey) {
+        if !self.endpoints.contains_key(key) && self.endpoints.len() >= self.limits.max_endpoints {
+            self.endpoints_not_tracked += 1;
+        }
     }
 
     /// The endpoint's baseline and the actor's state on it together,
@@ -313,12 +310,7 @@ impl Baselines {
         &mut self,
         f: &Facts<'_>,
     ) -> Option<(&mut EndpointBaseline, &mut ActorEndpoint)> {
-        let endpoint = endpoint_entry(
-            &mut self.endpoints,
-            self.limits.max_endpoints,
-            &mut self.endpoints_not_tracked,
-            &f.key,
-        )?;
+        let endpoint = endpoint_entry(&mut self.endpoints, self.limits.max_endpoints, &f.key)?;
         let pair = (f.who.clone(), f.key.clone());
         if !self.actor_endpoints.contains_key(&pair)
             && self.actor_endpoints.len() >= self.limits.max_actor_endpoints
@@ -339,12 +331,7 @@ impl Baselines {
         let success = f.outcome == Outcome::Success;
         let rejected = f.rejected();
         let anonymous = f.anonymous();
-        let Some(e) = endpoint_entry(
-            &mut self.endpoints,
-            self.limits.max_endpoints,
-            &mut self.endpoints_not_tracked,
-            &f.key,
-        ) else {
+        let Some(e) = endpoint_entry(&mut self.endpoints, self.limits.max_endpoints, &f.key) else {
             return;
         };
         e.first_secs.get_or_insert(f.now);
@@ -465,14 +452,14 @@ pub struct MinuteCounts {
     pub sensitive_peak: Option<u64>,
 }
 
+/// The endpoint's baseline, created if the cap leaves room (refusals are
+/// counted by `Baselines::note_endpoint`).
 fn endpoint_entry<'a>(
     endpoints: &'a mut HashMap<EndpointKey, EndpointBaseline>,
     max: usize,
-    not_tracked: &mut u64,
     key: &EndpointKey,
 ) -> Option<&'a mut EndpointBaseline> {
     if !endpoints.contains_key(key) && endpoints.len() >= max {
-        *not_tracked += 1;
         return None;
     }
     Some(endpoints.entry(key.clone()).or_default())

@@ -173,6 +173,7 @@ impl Detectors {
         if f.now >= self.next_sweep_secs {
             self.sweep(f.now);
         }
+        self.baselines.note_endpoint(&f.key);
         let found = &mut self.findings;
         injection::observe(f, found);
         self.scanners.observe(f, found);
