@@ -580,14 +580,20 @@ fn issued(response: Option<&Response>, hasher: &SecretHasher) -> Issued {
         }
         let value = String::from_utf8_lossy(value);
         let first = value.split(';').next().unwrap_or_default();
-        if let Some((_, v)) = first.split_once('=') {
+        if let Some((name, v)) = first.split_once('=') {
             let v = v.trim().trim_matches('"');
             if v.is_empty() {
                 continue;
             }
+            // A session or token cookie hands out a credential; a CSRF
+            // token or a preference does not (Django sets `csrftoken` on
+            // every form, failed logins included).
             match Jwt::decode(v) {
                 Some(jwt) => out.jwts.push((jwt, digest(v))),
-                None => out.cookies.push(digest(v)),
+                None if credentials::is_credential_name(name.trim()) => {
+                    out.cookies.push(digest(v));
+                }
+                None => {}
             }
         }
     }

@@ -31,7 +31,7 @@ pub const PAGING_PARAMS: &[&str] = &[
 
 /// Request fields counted per endpoint at most.
 const MAX_FIELDS: usize = 256;
-/// Sensitive types counted per endpoint (and over the API) at most.
+/// Sensitive types counted per endpoint at most.
 const MAX_TYPES: usize = 256;
 
 /// Limits of the learned state.
@@ -188,6 +188,10 @@ pub struct ActorRate {
     pub sensitive_minute: u64,
     pub sensitive_count: u64,
     pub sensitive_peak: Option<u64>,
+    /// Response body KiB received.
+    pub kib_minute: u64,
+    pub kib_count: u64,
+    pub kib_peak: Option<u64>,
 }
 
 /// Starts `minute` for one per-minute counter (its minute, count and
@@ -201,7 +205,10 @@ pub fn roll_minute(
     if *current == minute {
         return;
     }
-    if *count > 0 {
+    // An actor joins the population with its first finished minute, even
+    // an empty one (most clients receive no sensitive data at all); minute
+    // 0 is the counter's unused start, not a minute it lived through.
+    if *count > 0 || (peak.is_none() && *current != 0) {
         let busiest = peak.unwrap_or(0).max(*count);
         if *peak != Some(busiest) {
             population.moved(*peak, busiest);
@@ -223,13 +230,11 @@ pub struct Baselines {
     /// Per-actor peak requests per minute, over the population.
     pub rate_population: Population,
     pub sensitive_population: Population,
+    /// Per-actor peak response KiB per minute, over the population.
+    pub kib_population: Population,
     /// Actors caught enumerating objects: their first uses of ids do not
     /// make them owners (the real owners coming later are not accused).
     pub enumerators: std::collections::BTreeSet<ActorKey>,
-    /// Sensitive types in successful responses over the whole API, and how
-    /// many successful responses: the baseline for endpoints too new to have one.
-    pub api_types: BTreeMap<String, u64>,
-    pub api_successes: u64,
     /// Most sensitive values one successful response carried.
     pub largest_sensitive_response: u64,
     pub exchanges: u64,
@@ -264,7 +269,11 @@ impl Baselines {
         }
         self.next_sweep_secs = now.saturating_add(60);
         let idle = self.limits.actor_idle_secs;
-        let (rates, sensitive) = (&mut self.rate_population, &mut self.sensitive_population);
+        let (rates, sensitive, kib) = (
+            &mut self.rate_population,
+            &mut self.sensitive_population,
+            &mut self.kib_population,
+        );
         let mut expired = 0;
         self.rates.retain(|_, r| {
             let keep = now.saturating_sub(r.minute.saturating_mul(60)) <= idle;
@@ -275,6 +284,9 @@ impl Baselines {
                 }
                 if let Some(peak) = r.sensitive_peak {
                     sensitive.left(peak);
+                }
+                if let Some(peak) = r.kib_peak {
+                    kib.left(peak);
                 }
             }
             keep
@@ -398,11 +410,7 @@ impl Baselines {
             if e.response_types.len() < MAX_TYPES || e.response_types.contains_key(t) {
                 *e.response_types.entry(t.clone()).or_default() += 1;
             }
-            if self.api_types.len() < MAX_TYPES || self.api_types.contains_key(t) {
-                *self.api_types.entry(t.clone()).or_default() += 1;
-            }
         }
-        self.api_successes += 1;
         self.largest_sensitive_response =
             self.largest_sensitive_response.max(f.data.sensitive_values);
     }
@@ -434,11 +442,26 @@ impl Baselines {
             &mut self.sensitive_population,
         );
         rate.sensitive_count += f.data.sensitive_values;
+        roll_minute(
+            minute,
+            (
+                &mut rate.kib_minute,
+                &mut rate.kib_count,
+                &mut rate.kib_peak,
+            ),
+            &mut self.kib_population,
+        );
+        let bytes = f
+            .response
+            .map_or(0, |r| r.body.wire_len.max(r.body.decoded_len));
+        rate.kib_count += bytes / 1024;
         Some(MinuteCounts {
             requests: rate.count,
             requests_peak: rate.peak,
             sensitive: rate.sensitive_count,
             sensitive_peak: rate.sensitive_peak,
+            kib: rate.kib_count,
+            kib_peak: rate.kib_peak,
         })
     }
 }
@@ -450,6 +473,9 @@ pub struct MinuteCounts {
     pub requests_peak: Option<u64>,
     pub sensitive: u64,
     pub sensitive_peak: Option<u64>,
+    /// Response body KiB.
+    pub kib: u64,
+    pub kib_peak: Option<u64>,
 }
 
 /// The endpoint's baseline, created if the cap leaves room (refusals are

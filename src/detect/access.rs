@@ -191,6 +191,22 @@ fn description(
 const MAX_CALLERS: usize = 64;
 const MAX_ADMINS: usize = 8;
 
+/// Who owns or created an object: a principal, and the address it came
+/// from. One user often holds several credentials (a read-write key, a
+/// read-only key, a browser session) used from one place: they are one
+/// party for ownership.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Party {
+    principal: String,
+    address: std::net::IpAddr,
+}
+
+impl Party {
+    fn is(&self, other: &Party) -> bool {
+        self.principal == other.principal || self.address == other.address
+    }
+}
+
 /// Who was allowed and who refused one function.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Callers {
@@ -282,7 +298,7 @@ pub struct Authorization {
     callers: HashMap<EndpointKey, Callers>,
     /// Object owners shared by the methods of one path: (host, template)
     /// and value → owning principal, and whether others used it too.
-    owners: HashMap<(String, String), HashMap<String, (String, bool)>>,
+    owners: HashMap<(String, String), HashMap<String, (Party, bool)>>,
     /// Principals' privilege as responses describing them said, and how
     /// many responses were read looking for it.
     described: HashMap<String, bool>,
@@ -290,7 +306,7 @@ pub struct Authorization {
     description_tries: HashMap<String, u8>,
     /// Per host: ids of objects a principal's request created (from the
     /// answers to its POSTs and PUTs), with that principal.
-    created: HashMap<String, HashMap<String, String>>,
+    created: HashMap<String, HashMap<String, Party>>,
     /// Object ids remembered over every path (bounded by `MAX_OWNED`).
     owned: usize,
     /// Restricted endpoints each principal was refused on, recently.
@@ -431,7 +447,11 @@ impl Authorization {
                 self.refused += 1;
                 break;
             }
-            if created.insert(id, p.id.clone()).is_none() {
+            let creator = Party {
+                principal: p.id.clone(),
+                address: f.client_ip,
+            };
+            if created.insert(id, creator).is_none() {
                 self.owned += 1;
             }
         }
@@ -610,7 +630,9 @@ impl Authorization {
             f.principal
                 .as_ref()
                 .zip(created.and_then(|c| c.get(value)))
-                .is_some_and(|(p, creator)| *creator == p.id)
+                .is_some_and(|(p, creator)| {
+                    creator.principal == p.id || creator.address == f.client_ip
+                })
         };
         let mut changed = false;
         for v in f.values.iter().filter(|v| !own(&v.value)) {
@@ -673,7 +695,10 @@ impl Authorization {
             self.refused += 1;
             return;
         }
-        let me = p.id.clone();
+        let me = Party {
+            principal: p.id.clone(),
+            address: f.client_ip,
+        };
         let enumerator = baselines.enumerators.contains(&f.who);
         let created = self.created.get(f.key.host.as_str());
         let owners = self.owners.entry(path).or_default();
@@ -682,7 +707,7 @@ impl Authorization {
             let value = v.value.to_string();
             let room = owners.len() < baselines.limits.max_owned_ids && self.owned < MAX_OWNED;
             match owners.get_mut(&value) {
-                Some((owner, _)) if *owner != me && p.is_named(&value) => {
+                Some((owner, _)) if !owner.is(&me) && p.is_named(&value) => {
                     // The value names the caller: it is the caller's, whoever
                     // used it first.
                     *owner = me.clone();
@@ -690,7 +715,7 @@ impl Authorization {
                 Some((owner, _))
                     if baselines
                         .enumerators
-                        .contains(&ActorKey::Principal(owner.clone())) =>
+                        .contains(&ActorKey::Principal(owner.principal.clone())) =>
                 {
                     // Claimed by an enumerator: the first honest user owns
                     // it (another enumerator does not).
@@ -699,7 +724,7 @@ impl Authorization {
                         *owner = me.clone();
                     }
                 }
-                Some((owner, shared)) if *owner != me => {
+                Some((owner, shared)) if !owner.is(&me) => {
                     *shared = true;
                     foreign += 1;
                 }
@@ -713,7 +738,7 @@ impl Authorization {
                         _ if p.is_named(&value) || !enumerator => me.clone(),
                         _ => continue,
                     };
-                    if owner != me {
+                    if !owner.is(&me) {
                         foreign += 1;
                     }
                     owners.insert(value, (owner, false));

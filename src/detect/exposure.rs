@@ -1,8 +1,8 @@
 //! Excessive data exposure: a response carrying sensitive types its
-//! endpoint does not normally return (an endpoint too new to have a
-//! baseline is judged against the whole API), a client receiving far more
-//! sensitive values per minute than any other, and responses exposing
-//! stack traces or database errors.
+//! endpoint (once learned) does not normally return, a client receiving
+//! far more sensitive values per minute than any other (and than a few of
+//! the API's largest responses), and responses exposing stack traces or
+//! database errors.
 
 use super::report::Finding;
 use super::rules::RuleId;
@@ -32,6 +32,10 @@ const ERROR_MARKERS: &[&str] = &[
     "werkzeug debugger",
 ];
 
+/// Response data a client may receive in a minute before its volume is
+/// judged (1 MiB).
+const MIN_DATA_VOLUME_KIB: u64 = 1024;
+
 /// Largest responses (in sensitive values) a client may receive in a minute
 /// before its volume is judged.
 const LARGEST_RESPONSES_PER_MINUTE: u64 = 5;
@@ -42,16 +46,16 @@ pub fn unusual_types(f: &Facts<'_>, baselines: &Baselines, out: &mut Vec<Finding
     if !f.succeeded() || f.data.sensitive_types.is_empty() {
         return;
     }
-    let learn = baselines.limits.learn_exchanges;
-    let endpoint = baselines
+    // Judged against the endpoint's own answers only: what the rest of
+    // the API returns says little about a new endpoint (a ping log lists
+    // client addresses, a form page carries a CSRF token).
+    let Some(e) = baselines
         .endpoint(&f.key)
-        .filter(|e| e.learned(&baselines.limits, f.now));
-    let api_learned = baselines.api_successes >= learn * 10;
-    let (types, successes, whose) = match endpoint {
-        Some(e) => (&e.response_types, e.successes, "its"),
-        None if api_learned => (&baselines.api_types, baselines.api_successes, "the API's"),
-        None => return,
+        .filter(|e| e.learned(&baselines.limits, f.now))
+    else {
+        return;
     };
+    let (types, successes, whose) = (&e.response_types, e.successes, "its");
     // A response handing out credentials (a login) carries tokens by design.
     let issues_tokens = !f.issued.jwts.is_empty();
     let new: Vec<&String> = f
@@ -119,6 +123,42 @@ pub fn volume(f: &Facts<'_>, minute: &MinuteCounts, baselines: &Baselines, out: 
                 ("sensitive_values_per_minute", minute.sensitive),
                 ("population_p999", p999),
             ]),
+        );
+    }
+}
+
+/// Far more response data in one minute than any other client receives,
+/// and than its own busiest minute: bulk download, whatever the data.
+pub fn data_volume(
+    f: &Facts<'_>,
+    minute: &MinuteCounts,
+    baselines: &Baselines,
+    out: &mut Vec<Finding>,
+) {
+    let population = &baselines.kib_population;
+    if population.actors() < baselines.limits.learn_actors * 2 {
+        return;
+    }
+    let p999 = population
+        .quantile_excluding(0.999, minute.kib_peak)
+        .unwrap_or(0);
+    let above_own = minute
+        .kib_peak
+        .is_none_or(|peak| minute.kib >= peak.saturating_mul(4));
+    if minute.kib >= (p999 * 10).max(MIN_DATA_VOLUME_KIB) && above_own {
+        out.push(
+            Finding::new(
+                RuleId::DataVolume,
+                70,
+                format!(
+                    "{} received {} KiB within one minute (last from {}); the other clients' busiest minute was {p999} KiB.",
+                    f.actor_label(),
+                    minute.kib,
+                    f.key
+                ),
+                f.who.to_string(),
+            )
+            .counts(&[("kib_per_minute", minute.kib), ("population_p999_kib", p999)]),
         );
     }
 }

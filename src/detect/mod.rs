@@ -191,6 +191,7 @@ impl Detectors {
                 resource::rate(f, &minute, &self.baselines, found);
             }
             exposure::volume(f, &minute, &self.baselines, found);
+            exposure::data_volume(f, &minute, &self.baselines, found);
         }
         exposure::unusual_types(f, &self.baselines, found);
         exposure::verbose_errors(f, found);

@@ -60,6 +60,7 @@ pub enum RuleId {
     MassAssignment,
     UnusualSensitiveData,
     SensitiveVolume,
+    DataVolume,
     VerboseError,
     RateAbuse,
     PageSizeAbuse,
@@ -74,7 +75,7 @@ use Owasp as O;
 use Severity as S;
 
 impl RuleId {
-    pub const ALL: [RuleId; 32] = [
+    pub const ALL: [RuleId; 33] = [
         RuleId::InjectionSql,
         RuleId::InjectionNoSql,
         RuleId::InjectionCommand,
@@ -100,6 +101,7 @@ impl RuleId {
         RuleId::MassAssignment,
         RuleId::UnusualSensitiveData,
         RuleId::SensitiveVolume,
+        RuleId::DataVolume,
         RuleId::VerboseError,
         RuleId::RateAbuse,
         RuleId::PageSizeAbuse,
@@ -201,6 +203,9 @@ impl RuleId {
             RuleId::SensitiveVolume => rule!("detect.exposure.sensitive_volume", F::Exposure, O::BrokenObjectPropertyLevelAuthorization, S::High, "Client received far more sensitive records than any other",
                 "Bulk access to personal or secret data is how breaches through APIs happen, even when each single response looks legitimate.",
                 "Find which endpoint returns this data in bulk, restrict it to what clients need, and review this client's access."),
+            RuleId::DataVolume => rule!("detect.exposure.data_volume", F::Exposure, O::BrokenObjectPropertyLevelAuthorization, S::High, "Client downloaded far more data than any other",
+                "Pulling a whole collection again and again in a short time is how data leaves through an API with a stolen credential, even when each answer is allowed.",
+                "Check whose credential this is and where it was used from; limit how much one client may fetch per minute, and rotate the credential if it leaked."),
             RuleId::VerboseError => rule!("detect.exposure.verbose_error", F::Exposure, O::SecurityMisconfiguration, S::Medium, "Response exposes a stack trace or internal error",
                 "Stack traces and database errors reveal code paths, file names, versions and queries that help attackers aim their next request.",
                 "Return generic error messages to clients and log the details on the server only."),

@@ -1175,6 +1175,88 @@ fn profile_readers() -> Vec<Call> {
 }
 
 #[test]
+fn data_volume_and_its_twin() {
+    // Ten readers of small answers, then a client pulling a 40 KiB
+    // collection sixty times within a minute (2.4 MiB).
+    let mut h = Harness::new();
+    none(&h.run(profile_readers()));
+    let key = user_token("mallory", "user");
+    let events = h.run((0..60).map(|k| {
+        get("10.0.9.9", "/api/checks")
+            .bearer(&key)
+            .reply("[]")
+            .reply_len(40 * 1024)
+            .at(120 + k / 2)
+    }));
+    let e = only(&events, "detect.exposure.data_volume");
+    assert_eq!(endpoint(e), "GET api.test/api/checks");
+    assert_eq!(actor_ip(e), "10.0.9.9");
+    assert!(e.counts["kib_per_minute"] >= 1024, "{:?}", e.counts);
+    // Twin: the same collection fetched now and then.
+    let mut h = Harness::new();
+    none(&h.run(profile_readers()));
+    none(&h.run((0..6).map(|k| {
+        get("10.0.9.9", "/api/checks")
+            .bearer(&key)
+            .reply("[]")
+            .reply_len(40 * 1024)
+            .at(120 + k * 10)
+    })));
+}
+
+/// One user's several credentials (a read-write key, a read-only key)
+/// used from one address are one party: reading with one what the other
+/// created is not someone else's object.
+#[test]
+fn one_user_with_two_keys_is_not_foreign_and_its_twin() {
+    let mut h = Harness::new();
+    // Six users each create and read their own items with key A, and
+    // read them with key B from the same address.
+    for n in 0..6u64 {
+        let ip = format!("10.0.7.{n}");
+        let (a, b) = (format!("rw-{n}"), format!("ro-{n}"));
+        let id = 500 + n;
+        none(
+            &h.run([
+                get(&ip, &format!("/api/items/{id}"))
+                    .header("X-Api-Key", &a)
+                    .reply(r#"{"id":1}"#)
+                    .at(n * 5),
+                get(&ip, &format!("/api/items/{id}"))
+                    .header("X-Api-Key", &a)
+                    .reply(r#"{"id":1}"#)
+                    .at(n * 5 + 1),
+                get(&ip, &format!("/api/items/{id}"))
+                    .header("X-Api-Key", &b)
+                    .reply(r#"{"id":1}"#)
+                    .at(n * 5 + 2),
+                get(&ip, &format!("/api/items/{}", id + 100))
+                    .header("X-Api-Key", &b)
+                    .reply(r#"{"id":1}"#)
+                    .at(n * 5 + 3),
+                get(&ip, &format!("/api/items/{}", id + 100))
+                    .header("X-Api-Key", &a)
+                    .reply(r#"{"id":1}"#)
+                    .at(n * 5 + 4),
+            ]),
+        );
+    }
+    // Twin: another address using two of those objects is foreign.
+    let events = h.run([
+        get("10.0.9.1", "/api/items/501")
+            .header("X-Api-Key", "thief")
+            .reply(r#"{"id":1}"#)
+            .at(60),
+        get("10.0.9.1", "/api/items/502")
+            .header("X-Api-Key", "thief")
+            .reply(r#"{"id":1}"#)
+            .at(61),
+    ]);
+    let e = only(&events, "detect.authz.bola_foreign_object");
+    assert_eq!(actor_ip(e), "10.0.9.1");
+}
+
+#[test]
 fn sensitive_volume_and_its_twin() {
     let mut h = Harness::new();
     none(&h.run(profile_readers()));

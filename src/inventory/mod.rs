@@ -579,7 +579,7 @@ impl Inventory {
             .is_some_and(|cs| !cs.is_empty() && cs.iter().all(|c| self.scanners.contains(c)))
         {
             PathClass::ScannerOnly
-        } else if is_documentation(path) {
+        } else if is_documentation(path) || is_documentation_page(path, profile) {
             PathClass::Documentation
         } else if method == "HEAD" || method == "OPTIONS" {
             PathClass::AutomaticMethod
@@ -598,6 +598,21 @@ impl Inventory {
 
 fn self_typed(node: &Node) -> Vec<(SegKind, &Node)> {
     node.typed.iter().map(|(k, n)| (*k, n)).collect()
+}
+
+/// A page under `docs` answered with HTML (`/docs/api`): documentation,
+/// where a document API under `/docs/{id}` would answer JSON.
+fn is_documentation_page(path: &str, profile: &Profile) -> bool {
+    let under_docs = path
+        .split('/')
+        .find(|s| !s.is_empty())
+        .is_some_and(|s| s.eq_ignore_ascii_case("docs") || s.eq_ignore_ascii_case("documentation"));
+    let html = profile
+        .response_content_types
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .is_some_and(|(ct, _)| ct.as_str() == "text/html");
+    under_docs && html
 }
 
 /// Framework documentation, specifications, consoles and static assets.

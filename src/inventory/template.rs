@@ -105,6 +105,18 @@ pub fn classify_segment(seg: &str, max_segment_bytes: usize) -> Option<SegKind> 
     None
 }
 
+/// A route beside a parameter by its name: `_health`, `_internal`, a
+/// leading underscore followed by a lower-case word (not a random value
+/// that happens to start with one, like a signature `_PdBTNpn-2`).
+fn reserved_route(seg: &str) -> bool {
+    seg.strip_prefix('_').is_some_and(|rest| {
+        rest.bytes().next().is_some_and(|c| c.is_ascii_lowercase())
+            && rest
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || matches!(c, b'_' | b'-'))
+    })
+}
+
 /// Characters route names are made of. Anything else (whitespace, quotes,
 /// commas, parentheses, non-ASCII...) is in values: titles, names, search
 /// words.
@@ -155,6 +167,28 @@ fn is_token(b: &[u8]) -> bool {
     let charset = |c: &u8| c.is_ascii_alphanumeric() || b"-_+/=.~".contains(c);
     if !b.iter().all(charset) {
         return false;
+    }
+    // Random lower-case keys (base32, `4twjnlbrwgldpkgzsszyua`): long, no
+    // separators, and a digit with far fewer vowels than words have, or
+    // longer than route names run without a separator.
+    let plain = b.iter().all(u8::is_ascii_alphanumeric);
+    if plain && b.len() >= 22 {
+        return true;
+    }
+    if plain && b.iter().any(u8::is_ascii_digit) {
+        let letters = b.iter().filter(|c| c.is_ascii_alphabetic()).count();
+        let vowels = b
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.to_ascii_lowercase(),
+                    b'a' | b'e' | b'i' | b'o' | b'u' | b'y'
+                )
+            })
+            .count();
+        if b.len() >= 20 || vowels * 4 < letters {
+            return true;
+        }
     }
     let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
     let letters = b.iter().filter(|c| c.is_ascii_alphabetic()).count();
@@ -475,7 +509,7 @@ impl Node {
             );
         }
         if let Some(param) = &self.param {
-            let route = (seg.starts_with('_') || !param.evidence.admits(sample))
+            let route = (reserved_route(seg) || !param.evidence.admits(sample))
                 && self.literals.len() < rules.max_children
                 && !rules.at_node_cap;
             if !route {
@@ -528,7 +562,7 @@ impl Node {
     /// twice the traffic since the last look) and learns a parameter when
     /// enough of them are alike values.
     fn maybe_learn(&mut self, rules: &Rules, walked: &mut Walked) {
-        if self.param.is_some() || self.literals.len() < rules.param_min_distinct.max(2) {
+        if self.param.is_some() || self.literals.len() < min_siblings(rules) {
             return;
         }
         if self.looked_at != 0 && self.evidence.hits < self.looked_at.saturating_mul(2) {
@@ -567,7 +601,7 @@ impl Node {
     /// every request, cheap unless the traffic through here doubled).
     pub fn relearn(&mut self, rules: &Rules, walked: &mut Walked) {
         if self.param.is_none()
-            && self.literals.len() >= rules.param_min_distinct.max(2)
+            && self.literals.len() >= min_siblings(rules)
             && self.evidence.hits >= self.looked_at.saturating_mul(2)
         {
             self.maybe_learn(rules, walked);
@@ -610,6 +644,19 @@ impl Node {
     }
 }
 
+/// File names with one extension that make a parameter.
+const MIN_FILE_NAMES: usize = 3;
+
+/// Literal siblings below which no rule can find values.
+fn min_siblings(rules: &Rules) -> usize {
+    rules.param_min_distinct.clamp(2, MIN_FILE_NAMES)
+}
+
+/// Extensions that select a representation of a route rather than name a file.
+const FORMAT_SUFFIXES: &[&str] = &[
+    "json", "xml", "html", "htm", "yaml", "yml", "js", "css", "txt",
+];
+
 /// The literal children that are values of one parameter: the largest group
 /// of alike siblings, when it is large enough and either very large or
 /// spread the way values are (each used by few clients, the position by
@@ -639,7 +686,20 @@ fn values_among(literals: &BTreeMap<Text, Node>, rules: &Rules) -> Vec<Text> {
         return Vec::new();
     };
     let confirmed = largest.len();
-    if confirmed < rules.param_min_distinct {
+    // Or file names: several distinct names with one file extension
+    // (`alice.svg`, `prod.svg`) are values of `{name}.svg`, whoever asked.
+    // Format suffixes are not (`users.json`, `orders.json` are two routes).
+    let extension = |name: &str| {
+        name.rsplit_once('.')
+            .filter(|(stem, ext)| !stem.is_empty() && (1..=5).contains(&ext.len()))
+            .map(|(_, ext)| ext.to_ascii_lowercase())
+            .filter(|ext| !FORMAT_SUFFIXES.contains(&ext.as_str()))
+    };
+    let first_extension = largest.first().and_then(|(n, _)| extension(n));
+    let files = confirmed >= MIN_FILE_NAMES
+        && first_extension.is_some()
+        && largest.iter().all(|(n, _)| extension(n) == first_extension);
+    if confirmed < rules.param_min_distinct && !files {
         return Vec::new();
     }
     let many = confirmed >= rules.param_many_distinct;
@@ -666,14 +726,17 @@ fn values_among(literals: &BTreeMap<Text, Node>, rules: &Rules) -> Vec<Text> {
     // Or, before anything was re-read: a larger group, nearly one client
     // per value and none shared by more than two (each user following
     // their own link), which routes called for the first time are not.
-    let most = per_value.last().copied().unwrap_or(0);
+    // (A few values shared by many, like a `prod` tag every user has,
+    // do not change that.)
+    let most = per_value.get(per_value.len() * 3 / 4).copied().unwrap_or(0);
     let own_each = confirmed >= rules.param_min_distinct + 3
         && most <= 2
         && position_clients + 2 >= confirmed as u64;
-    let spread = median <= 2
-        && position_clients >= 2
-        && few_each
-        && (reread >= rules.param_min_distinct || own_each);
+    let spread = files
+        || median <= 2
+            && position_clients >= 2
+            && few_each
+            && (reread >= rules.param_min_distinct || own_each);
     let many = many && (position_clients <= 1 || few_each);
     if !(many || spread) {
         return Vec::new();

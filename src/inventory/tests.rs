@@ -636,3 +636,154 @@ fn posture_findings_from_facts_and_exchanges() {
     // Same traffic, same findings.
     assert_eq!(inv.posture_findings("s1"), events);
 }
+
+/// File names with one extension under one position are values of a
+/// parameter after three of them, whoever asked; format suffixes of routes
+/// (`users.json`, `orders.json`) stay routes.
+#[test]
+fn file_names_are_values_and_format_suffixes_are_routes() {
+    let mut inv = rules_inventory();
+    let v: Vec<Exchange> = ["alice", "prod", "nightly"]
+        .iter()
+        .cycle()
+        .take(6)
+        .enumerate()
+        .map(|(i, tag)| {
+            exchange(
+                "GET",
+                &format!("/badge/{tag}.svg"),
+                200,
+                &[],
+                "",
+                1,
+                i as u64,
+            )
+        })
+        .collect();
+    feed(&mut inv, &v);
+    let t = templates(&inv);
+    assert_eq!(t.len(), 1, "{t:?}");
+    assert!(t[0].1.starts_with("/badge/{"), "{t:?}");
+    let mut inv = rules_inventory();
+    let v: Vec<Exchange> = ["users", "orders", "invoices"]
+        .iter()
+        .cycle()
+        .take(6)
+        .enumerate()
+        .map(|(i, r)| {
+            exchange(
+                "GET",
+                &format!("/api/{r}.json"),
+                200,
+                &[],
+                "[]",
+                1,
+                i as u64,
+            )
+        })
+        .collect();
+    feed(&mut inv, &v);
+    assert_eq!(templates(&inv).len(), 3, "{:?}", templates(&inv));
+}
+
+/// Before anything is re-read, a larger group of values each followed by
+/// its own client (short links) is a parameter; the same number of routes
+/// each called by many clients is not.
+#[test]
+fn values_each_with_its_own_client_and_popular_routes_twin() {
+    let links = [
+        "qQszSN",
+        "P5XeNv",
+        "kX6ksp",
+        "KXuNvZ",
+        "8LwNmN",
+        "EKswnb",
+        "alice-blog20",
+        "carol-cv50",
+        "mallory-cv25",
+    ];
+    let mut inv = rules_inventory();
+    let v: Vec<Exchange> = links
+        .iter()
+        .enumerate()
+        .map(|(i, l)| exchange("GET", &format!("/{l}"), 302, &[], "", i as u8 + 1, i as u64))
+        .collect();
+    feed(&mut inv, &v);
+    assert_eq!(templates(&inv).len(), 1, "{:?}", templates(&inv));
+    let mut inv = rules_inventory();
+    let mut v = Vec::new();
+    for (i, l) in links.iter().enumerate() {
+        for client in 1..=8u8 {
+            v.push(exchange(
+                "GET",
+                &format!("/{l}"),
+                302,
+                &[],
+                "",
+                client,
+                (i * 10) as u64 + u64::from(client),
+            ));
+        }
+    }
+    feed(&mut inv, &v);
+    assert_eq!(templates(&inv).len(), links.len());
+}
+
+/// Random keys and signatures are values: long lower-case keys without
+/// separators; a leading underscore makes a route (`_search`) only before
+/// a lower-case word, not before a random value.
+#[test]
+fn random_keys_and_underscored_values_and_their_twins() {
+    use template::{classify_segment, SegKind};
+    let c = |s: &str| classify_segment(s, 128);
+    assert_eq!(c("4twjnlbrwgldpkgzsszyua"), Some(SegKind::Token));
+    assert_eq!(c("eleihaylmfrmpqvopzcalw"), Some(SegKind::Token));
+    assert_eq!(c("notificationsettings"), None);
+    assert_eq!(c("healthcheck2"), None);
+    // A parameter learned at /files/{name}: `_search` beside it is a route,
+    // `_PdBTNpn-2` a value.
+    let mut inv = rules_inventory();
+    let mut v = Vec::new();
+    for i in 0..20u64 {
+        v.push(exchange(
+            "GET",
+            &format!("/files/doc-{i}-x"),
+            200,
+            &[],
+            "{\"name\":\"f\"}",
+            (i % 10) as u8 + 1,
+            i,
+        ));
+    }
+    v.push(exchange("GET", "/files/_search", 200, &[], "[]", 1, 30));
+    v.push(exchange(
+        "GET",
+        "/files/_PdBTNpn-2",
+        200,
+        &[],
+        "{\"name\":\"f\"}",
+        2,
+        31,
+    ));
+    feed(&mut inv, &v);
+    let t: Vec<String> = templates(&inv).into_iter().map(|(_, p)| p).collect();
+    assert!(t.contains(&"/files/_search".to_string()), "{t:?}");
+    assert!(!t.iter().any(|p| p.contains("_PdBTNpn")), "{t:?}");
+}
+
+/// A page under `/docs` answered with HTML is documentation, listed apart.
+#[test]
+fn documentation_pages_are_apart() {
+    let mut inv = rules_inventory();
+    let mut page = exchange("GET", "/docs/api", 200, &[], "<html></html>", 1, 1);
+    if let Some(r) = page.response.as_mut() {
+        r.content_type = Some(Text::from("text/html; charset=utf-8"));
+    }
+    feed(&mut inv, &[page]);
+    let snapshot = inv.snapshot();
+    assert!(snapshot.endpoints.is_empty());
+    assert_eq!(
+        snapshot.other.first().map(|e| e.class),
+        Some(PathClass::Documentation)
+    );
+}
