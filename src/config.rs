@@ -133,6 +133,9 @@ impl Default for MemorySettings {
     }
 }
 
+/// The largest IP datagram fragments can rebuild.
+const MAX_DATAGRAM_BYTES: usize = 65_536;
+
 /// How `memory.budget_bytes` is shared out. Fixed fractions, so every cap
 /// follows from the one number an operator sets, and the stages an
 /// attacker reaches first (flows, queues) get a small part: a flood of any
@@ -145,7 +148,9 @@ pub struct MemoryPlan {
     pub flows_bytes: usize,
     /// Exchanges on their way from the workers to the writer: 1/32.
     pub exchanges_in_flight_bytes: usize,
-    /// IP fragments waiting for the rest of their datagram: 1/128.
+    /// IP fragments waiting for the rest of their datagram: 1/32 (a
+    /// datagram may grow to 64 KiB, so this bounds how many are rebuilt
+    /// at once).
     pub fragments_bytes: usize,
     /// Events held in memory before they reach the spool: 1/64.
     pub events_bytes: usize,
@@ -158,7 +163,7 @@ impl MemoryPlan {
         let budget = usize::try_from(budget_bytes).unwrap_or(usize::MAX);
         let flows_bytes = budget / 16;
         let exchanges_in_flight_bytes = budget / 32;
-        let fragments_bytes = budget / 128;
+        let fragments_bytes = budget / 32;
         let events_bytes = budget / 64;
         let analysis_bytes = budget
             .saturating_sub(flows_bytes)
@@ -224,7 +229,7 @@ pub struct DecodeSettings {
 impl Default for DecodeSettings {
     fn default() -> Self {
         DecodeSettings {
-            max_fragmented_datagrams: 1024,
+            max_fragmented_datagrams: 768,
             fragment_timeout_secs: 30,
             decapsulate: true,
             vxlan_ports: vec![4789],
@@ -866,8 +871,11 @@ impl Settings {
     /// Lowers the caps that must fit a share of `memory.budget_bytes` to
     /// it: a small budget shrinks the in-memory event queue with it.
     pub fn fit_memory_plan(&mut self) {
-        let events = self.memory_plan().events_bytes as u64;
-        self.events.queue_max_bytes = self.events.queue_max_bytes.min(events);
+        let plan = self.memory_plan();
+        self.events.queue_max_bytes = self.events.queue_max_bytes.min(plan.events_bytes as u64);
+        // Each datagram in reassembly may grow to IP's 64 KiB.
+        let datagrams = (plan.fragments_bytes / MAX_DATAGRAM_BYTES).max(1);
+        self.decode.max_fragmented_datagrams = self.decode.max_fragmented_datagrams.min(datagrams);
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {

@@ -42,7 +42,11 @@ fn main() -> ExitCode {
 fn load_settings(cli: &Cli) -> Result<Settings> {
     let mut settings = match &cli.config {
         Some(path) => Settings::load(path)?,
-        None => Settings::default(),
+        None => {
+            let mut defaults = Settings::default();
+            defaults.fit_memory_plan();
+            defaults
+        }
     };
     settings.classify.resolve_redaction_key();
     Ok(settings)

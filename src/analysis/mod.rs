@@ -304,6 +304,7 @@ fn detect_limits(settings: &Settings, sensor: &str) -> DetectLimits {
         },
         ..defaults
     }
+    .within(settings.memory_plan().analysis_bytes)
 }
 
 /// Where an exchange goes when the inventory's caps refused its path: one

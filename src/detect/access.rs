@@ -186,6 +186,8 @@ fn description(
     }
 }
 
+/// Functions remembered per principal refused on them recently.
+const MAX_REFUSALS_KEPT: usize = 64;
 /// Principals remembered per function, allowed or refused; a function
 /// more principals are allowed is not an administrator's.
 const MAX_CALLERS: usize = 64;
@@ -525,6 +527,9 @@ impl Authorization {
             // Out of the map while it is judged against the callers.
             let mut r = self.refusals.remove(&p.id).unwrap_or_default();
             if r.iter().all(|(_, k)| *k != f.key) {
+                if r.len() >= MAX_REFUSALS_KEPT {
+                    r.pop_front();
+                }
                 r.push_back((f.now, f.key.clone()));
             }
             trim(&mut r, f.now, FUNCTION_PROBE_WINDOW_SECS, |(t, _)| *t);

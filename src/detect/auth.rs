@@ -56,6 +56,8 @@ struct LoginWindow {
     failures: VecDeque<(u64, String)>,
 }
 
+/// Login attempts (and failures) remembered per client.
+const MAX_LOGINS_KEPT: usize = 256;
 /// Refusals remembered per probing client.
 const MAX_PROBES_KEPT: usize = 256;
 
@@ -127,8 +129,15 @@ impl Authentication {
             return;
         }
         let logins = self.logins.entry(ip).or_default();
+        // Bounded whatever one client sends: the thresholds are tens.
+        if logins.attempts.len() >= MAX_LOGINS_KEPT {
+            logins.attempts.pop_front();
+        }
         logins.attempts.push_back(now);
         if failed {
+            if logins.failures.len() >= MAX_LOGINS_KEPT {
+                logins.failures.pop_front();
+            }
             logins.failures.push_back((now, login.username.clone()));
         }
         trim(&mut logins.attempts, now, window, |t| *t);

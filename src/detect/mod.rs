@@ -102,6 +102,24 @@ impl Default for DetectLimits {
     }
 }
 
+impl DetectLimits {
+    /// The caps on tracked actors, lowered to what the analysis stage's
+    /// share of `memory.budget_bytes` holds: half of it for the baselines
+    /// (about 700 bytes per actor and endpoint), an eighth each for the
+    /// scanner and authentication windows (a few KiB per client at most).
+    /// The inventory has its own byte budget (`inventory.max_profile_bytes`).
+    pub fn within(mut self, analysis_bytes: usize) -> DetectLimits {
+        let fit = |share: usize, per: usize, configured: usize, floor: usize| {
+            (share / per).max(floor).min(configured)
+        };
+        let b = &mut self.baseline;
+        b.max_actor_endpoints = fit(analysis_bytes / 2, 700, b.max_actor_endpoints, 1_000);
+        self.scanner.max_clients = fit(analysis_bytes / 8, 6 * 1024, self.scanner.max_clients, 100);
+        self.auth.max_actors = fit(analysis_bytes / 8, 16 * 1024, self.auth.max_actors, 100);
+        self
+    }
+}
+
 /// What a snapshot holds: everything learned, no windows or counters.
 #[derive(Serialize)]
 struct Snapshot<'a> {

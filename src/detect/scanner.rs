@@ -58,11 +58,19 @@ impl Default for ScannerLimits {
     }
 }
 
+/// One client's window, a few KiB at most whatever it sends: requests
+/// counted per second, not-found paths kept as hashes (a few as text for
+/// the event).
 #[derive(Debug, Default)]
 struct Window {
-    requests: VecDeque<u64>,
-    not_found: VecDeque<(u64, String)>,
+    requests: VecDeque<(u64, u64)>,
+    not_found: VecDeque<(u64, u64)>,
+    examples: Vec<String>,
 }
+
+/// Not-found answers remembered per client, and example paths kept.
+const MAX_NOT_FOUND_KEPT: usize = 256;
+const EXAMPLES: usize = 10;
 
 /// Scanner state: one window per client address.
 #[derive(Debug, Default)]
@@ -134,17 +142,31 @@ impl Scanners {
         }
         let now = f.now;
         let scan = self.windows.entry(ip).or_default();
-        scan.requests.push_back(now);
-        if f.outcome == Outcome::NotFound || f.status() == Some(405) {
-            scan.not_found.push_back((now, f.request.path.to_string()));
+        match scan.requests.back_mut() {
+            Some((second, n)) if *second == now => *n += 1,
+            _ => scan.requests.push_back((now, 1)),
         }
-        trim(&mut scan.requests, now, window, |t| *t);
+        if f.outcome == Outcome::NotFound || f.status() == Some(405) {
+            let path = f.request.path.as_str();
+            let hash = crate::inventory::profile::stable_hash(path.as_bytes());
+            if scan.not_found.len() >= MAX_NOT_FOUND_KEPT {
+                scan.not_found.pop_front();
+            }
+            scan.not_found.push_back((now, hash));
+            if scan.examples.len() < EXAMPLES && !scan.examples.iter().any(|e| e == path) {
+                scan.examples.push(path.to_owned());
+            }
+        }
+        trim(&mut scan.requests, now, window, |(t, _)| *t);
         trim(&mut scan.not_found, now, window, |(t, _)| *t);
-        let distinct: BTreeSet<&str> = scan.not_found.iter().map(|(_, p)| p.as_str()).collect();
+        if scan.not_found.is_empty() {
+            scan.examples.clear();
+        }
+        let distinct: BTreeSet<u64> = scan.not_found.iter().map(|(_, h)| *h).collect();
         let misses = scan.not_found.len();
-        let total = scan.requests.len();
-        if distinct.len() >= self.limits.min_not_found_paths && misses * 2 >= total {
-            let examples: Vec<String> = distinct.iter().take(10).map(|p| (*p).to_owned()).collect();
+        let total: u64 = scan.requests.iter().map(|(_, n)| n).sum();
+        if distinct.len() >= self.limits.min_not_found_paths && misses as u64 * 2 >= total {
+            let examples = scan.examples.clone();
             let distinct_count = distinct.len() as u64;
             flagged |= self.flag(ip);
             out.push(
@@ -161,7 +183,7 @@ impl Scanners {
                 .counts(&[
                     ("not_found", misses as u64),
                     ("distinct_paths", distinct_count),
-                    ("requests", total as u64),
+                    ("requests", total),
                 ])
                 .count(misses as u64)
                 .attribute("examples", serde_json::json!(examples)),
@@ -176,7 +198,7 @@ impl Scanners {
         self.windows.retain(|_, w| {
             w.requests
                 .back()
-                .is_some_and(|t| now.saturating_sub(*t) <= window)
+                .is_some_and(|(t, _)| now.saturating_sub(*t) <= window)
         });
         crate::baseline::learned::shrink(&mut self.windows);
     }

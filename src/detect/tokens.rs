@@ -42,6 +42,8 @@ const EXPIRING_SECS: u64 = 30;
 const MAX_CLIENTS: usize = 100_000;
 const MAX_ENDPOINTS: usize = 10_000;
 const MAX_REFUSED_TOKENS: usize = 65_536;
+/// Forged tokens and principals remembered per client.
+const MAX_ATTEMPTS_KEPT: usize = 256;
 
 #[derive(Debug, Default)]
 struct Attempts {
@@ -181,6 +183,9 @@ impl Tokens {
             return;
         };
         if a.forged.iter().all(|(_, d)| *d != digest) {
+            if a.forged.len() >= MAX_ATTEMPTS_KEPT {
+                a.forged.pop_front();
+            }
             a.forged.push_back((f.now, digest));
         }
         trim(&mut a.forged, f.now, ATTEMPT_WINDOW_SECS, |(t, _)| *t);
@@ -213,6 +218,9 @@ impl Tokens {
             return;
         };
         if a.principals.iter().all(|(_, q)| *q != p) {
+            if a.principals.len() >= MAX_ATTEMPTS_KEPT {
+                a.principals.pop_front();
+            }
             a.principals.push_back((f.now, p));
         }
         trim(&mut a.principals, f.now, ATTEMPT_WINDOW_SECS, |(t, _)| *t);
