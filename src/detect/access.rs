@@ -19,6 +19,7 @@ use super::scanner::trim;
 use crate::analysis::facts::{ActorKey, Facts};
 use crate::baseline::learned::Baselines;
 use crate::event::Severity;
+use crate::exchange::Text;
 use crate::inventory::template::Outcome;
 use crate::inventory::EndpointKey;
 use serde::{Deserialize, Serialize};
@@ -74,7 +75,7 @@ const MAX_OWNED: usize = 1_000_000;
 
 /// Responses read per principal looking for one that describes it, their
 /// size, and the JSON objects looked at in one.
-const MAX_DESCRIPTION_TRIES: u8 = 64;
+const MAX_DESCRIPTION_TRIES: u8 = 16;
 const MAX_DESCRIBED_BODY_BYTES: usize = 256 * 1024;
 const MAX_DESCRIBED_OBJECTS: usize = 1000;
 /// Boolean fields that say an account is privileged.
@@ -300,7 +301,7 @@ pub struct Authorization {
     callers: HashMap<EndpointKey, Callers>,
     /// Object owners shared by the methods of one path: (host, template)
     /// and value → owning principal, and whether others used it too.
-    owners: HashMap<(String, String), HashMap<String, (Party, bool)>>,
+    owners: HashMap<(Text, Text), HashMap<String, (Party, bool)>>,
     /// Principals' privilege as responses describing them said, and how
     /// many responses were read looking for it.
     described: HashMap<String, bool>,
@@ -393,6 +394,13 @@ impl Authorization {
         if !json || body.len() > MAX_DESCRIBED_BODY_BYTES {
             return;
         }
+        // Parsed only when it could say something: part of a privilege
+        // field's name is in it (`is_admin`, `isAdmin`, `superuser`,
+        // `is_staff`, `role`, `roles`).
+        let mentions = |word: &[u8]| memchr::memmem::find(body, word).is_some();
+        if !(mentions(b"dmin") || mentions(b"uperuser") || mentions(b"taff") || mentions(b"ole")) {
+            return;
+        }
         if !self.description_tries.contains_key(&p.id)
             && self.description_tries.len() >= MAX_PRINCIPALS
         {
@@ -469,7 +477,7 @@ impl Authorization {
     /// had expired).
     fn learn_privilege(&mut self, f: &Facts<'_>) {
         let Some(p) = &f.principal else { return };
-        if self.principals.len() < MAX_PRINCIPALS {
+        if self.principals.len() < MAX_PRINCIPALS && !self.principals.contains(&p.id) {
             self.principals.insert(p.id.clone());
         }
         let forbidden = f.status() == Some(403);
@@ -695,7 +703,7 @@ impl Authorization {
         if f.values.is_empty() || matches!(f.outcome, Outcome::NotFound | Outcome::Unanswered) {
             return;
         }
-        let path = (f.key.host.to_string(), f.key.template.to_string());
+        let path = (f.key.host.clone(), f.key.template.clone());
         if !self.owners.contains_key(&path) && self.owners.len() >= MAX_RESTRICTED {
             self.refused += 1;
             return;

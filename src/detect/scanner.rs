@@ -146,7 +146,8 @@ impl Scanners {
             Some((second, n)) if *second == now => *n += 1,
             _ => scan.requests.push_back((now, 1)),
         }
-        if f.outcome == Outcome::NotFound || f.status() == Some(405) {
+        let missed = f.outcome == Outcome::NotFound || f.status() == Some(405);
+        if missed {
             let path = f.request.path.as_str();
             let hash = crate::inventory::profile::stable_hash(path.as_bytes());
             if scan.not_found.len() >= MAX_NOT_FOUND_KEPT {
@@ -161,6 +162,11 @@ impl Scanners {
         trim(&mut scan.not_found, now, window, |(t, _)| *t);
         if scan.not_found.is_empty() {
             scan.examples.clear();
+        }
+        // The burst can only start with a miss (other requests only make
+        // the share of misses smaller).
+        if !missed {
+            return flagged;
         }
         let distinct: BTreeSet<u64> = scan.not_found.iter().map(|(_, h)| *h).collect();
         let misses = scan.not_found.len();
