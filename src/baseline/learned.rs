@@ -261,6 +261,12 @@ impl Baselines {
         self.endpoints.get(key)
     }
 
+    /// The endpoint's baseline once it has enough calls and packet time to
+    /// judge by.
+    pub fn learned_endpoint(&self, key: &EndpointKey, now: u64) -> Option<&EndpointBaseline> {
+        self.endpoint(key).filter(|e| e.learned(&self.limits, now))
+    }
+
     /// Forgets actors quiet for `actor_idle_secs` (checked each minute of
     /// packet time); they leave the population statistics with their values.
     pub fn expire(&mut self, now: u64) {

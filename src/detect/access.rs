@@ -839,12 +839,9 @@ impl Authorization {
         if !f.succeeded() {
             return;
         }
-        let Some(e) = baselines.endpoint(&f.key) else {
+        let Some(e) = baselines.learned_endpoint(&f.key, f.now) else {
             return;
         };
-        if !e.learned(&baselines.limits, f.now) {
-            return;
-        }
         let fields = f.body_field_names();
         let unusual: Vec<&String> = fields
             .iter()

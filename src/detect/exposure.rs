@@ -49,13 +49,10 @@ pub fn unusual_types(f: &Facts<'_>, baselines: &Baselines, out: &mut Vec<Finding
     // Judged against the endpoint's own answers only: what the rest of
     // the API returns says little about a new endpoint (a ping log lists
     // client addresses, a form page carries a CSRF token).
-    let Some(e) = baselines
-        .endpoint(&f.key)
-        .filter(|e| e.learned(&baselines.limits, f.now))
-    else {
+    let Some(e) = baselines.learned_endpoint(&f.key, f.now) else {
         return;
     };
-    let (types, successes, whose) = (&e.response_types, e.successes, "its");
+    let (types, successes) = (&e.response_types, e.successes);
     // A response handing out credentials (a login) carries tokens by design.
     let issues_tokens = !f.issued.jwts.is_empty();
     let new: Vec<&String> = f
@@ -73,7 +70,7 @@ pub fn unusual_types(f: &Facts<'_>, baselines: &Baselines, out: &mut Vec<Finding
             RuleId::UnusualSensitiveData,
             75,
             format!(
-                "{} returned {:?} to {}, types that {whose} {successes} earlier successful responses did not carry.",
+                "{} returned {:?} to {}, types that its {successes} earlier successful responses did not carry.",
                 f.key,
                 new,
                 f.actor_label()

@@ -91,10 +91,7 @@ pub fn oversized(f: &Facts<'_>, baselines: &Baselines, out: &mut Vec<Finding>) {
     if !f.succeeded() {
         return;
     }
-    let Some(e) = baselines
-        .endpoint(&f.key)
-        .filter(|e| e.learned(&baselines.limits, f.now))
-    else {
+    let Some(e) = baselines.learned_endpoint(&f.key, f.now) else {
         return;
     };
     let bytes = f
