@@ -462,30 +462,34 @@ impl Node {
         node.evidence.add(sample);
         for step in steps {
             node.relearn(rules, &mut walked);
-            let (next, label) = node.child(step, sample, rules, &mut walked);
+            let (next, label, counted) = node.child(step, sample, rules, &mut walked);
             labels.push(label);
             node = next;
-            node.evidence.add(sample);
+            if !counted {
+                node.evidence.add(sample);
+            }
         }
         (node, walked)
     }
 
-    /// The child `step` goes to (created if needed), and its label.
+    /// The child `step` goes to (created if needed), its label, and
+    /// whether `sample` is already counted on it (a new sibling is counted
+    /// before its siblings are looked at, so that the look sees it).
     fn child(
         &mut self,
         step: &Step<'_>,
         sample: &Sample<'_>,
         rules: &Rules,
         walked: &mut Walked,
-    ) -> (&mut Node, Label) {
+    ) -> (&mut Node, Label, bool) {
         if self.must_stay(step, rules, walked) {
             walked.capped += 1;
-            return (self, Label::Param(SegKind::Text));
+            return (self, Label::Param(SegKind::Text), false);
         }
         let seg = match *step {
             Step::Typed(kind) => {
                 if self.param.is_some() {
-                    return (self.param_node(), Label::Param(SegKind::Text));
+                    return (self.param_node(), Label::Param(SegKind::Text), false);
                 }
                 if !self.typed.contains_key(&kind) {
                     if rules.at_node_cap {
@@ -494,11 +498,16 @@ impl Node {
                         return (
                             self.overflow.get_or_insert_with(Box::default),
                             Label::Param(SegKind::Text),
+                            false,
                         );
                     }
                     walked.created += 1;
                 }
-                return (self.typed.entry(kind).or_default(), Label::Param(kind));
+                return (
+                    self.typed.entry(kind).or_default(),
+                    Label::Param(kind),
+                    false,
+                );
             }
             Step::Lit(seg) => seg,
         };
@@ -506,6 +515,7 @@ impl Node {
             return (
                 self.literals.entry(Text::from(seg)).or_default(),
                 Label::Lit(Text::from(seg)),
+                false,
             );
         }
         if let Some(param) = &self.param {
@@ -513,7 +523,7 @@ impl Node {
                 && self.literals.len() < rules.max_children
                 && !rules.at_node_cap;
             if !route {
-                return (self.param_node(), Label::Param(SegKind::Text));
+                return (self.param_node(), Label::Param(SegKind::Text), false);
             }
         } else if self.literals.len() >= rules.max_children || rules.at_node_cap {
             if rules.at_node_cap {
@@ -525,20 +535,24 @@ impl Node {
             return (
                 self.overflow.get_or_insert_with(Box::default),
                 Label::Param(SegKind::Text),
+                false,
             );
         } else {
             // A new sibling: time to look at what the siblings are.
             self.looked_at = 0;
         }
-        self.literals.insert(Text::from(seg), Node::default());
+        let mut fresh = Node::default();
+        fresh.evidence.add(sample);
+        self.literals.insert(Text::from(seg), fresh);
         walked.created += 1;
         self.maybe_learn(rules, walked);
         if self.param.is_some() && !self.literals.contains_key(seg) {
-            return (self.param_node(), Label::Param(SegKind::Text));
+            return (self.param_node(), Label::Param(SegKind::Text), true);
         }
         (
             self.literals.entry(Text::from(seg)).or_default(),
             Label::Lit(Text::from(seg)),
+            true,
         )
     }
 

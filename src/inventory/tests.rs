@@ -787,3 +787,31 @@ fn documentation_pages_are_apart() {
         Some(PathClass::Documentation)
     );
 }
+
+/// The sibling that arrives last counts when the siblings are looked at:
+/// eight names each fetched once by its own client make a parameter at the
+/// eighth request (not at some later one), seven do not yet.
+#[test]
+fn the_newest_sibling_counts_when_siblings_are_looked_at() {
+    let names = [
+        "dave", "rupert", "xena", "frank", "chen", "erin", "niaj", "judy",
+    ];
+    let run = |count: usize| {
+        let mut inv = rules_inventory();
+        let v: Vec<Exchange> = names
+            .iter()
+            .take(count)
+            .enumerate()
+            .map(|(i, n)| {
+                let path = format!("/badge/{n}/sig{i}x.svg");
+                exchange("GET", &path, 200, &[], "", i as u8 + 1, i as u64)
+            })
+            .collect();
+        feed(&mut inv, &v);
+        templates(&inv)
+    };
+    let eight = run(8);
+    assert_eq!(eight.len(), 1, "{eight:?}");
+    assert!(eight[0].1.starts_with("/badge/{"), "{eight:?}");
+    assert_eq!(run(7).len(), 7);
+}
