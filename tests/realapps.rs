@@ -1,0 +1,95 @@
+//! Discovery and detection on the real applications of `fixtures/realapps/`
+//! (open-source APIs nobody on the team wrote, driven by scripted users and
+//! labelled attack campaigns): `scripts/eval_realapps.py` scores this build
+//! against each application's route table and ground truth, and this test
+//! holds it to issue 24's acceptance, so that a change that helps one
+//! application and breaks another fails here rather than in the next
+//! measurement.
+//!
+//! Shortfalls that were measured and reported are listed in `KNOWN_SHORT`
+//! with the floor they hold; anything below a floor, or below a threshold
+//! not listed, fails.
+
+mod support;
+
+use serde_json::Value;
+use std::process::Command;
+
+/// (application, inventory cut, precision floor) where the issue's 0.95 is
+/// not met today.
+const KNOWN_SHORT: &[(&str, &str, f64)] = &[
+    // Three badge paths, each fetched once by its owner in the first
+    // minute, stay literal (fixtures/realapps/README.md).
+    ("healthchecks", "1 min", 0.93),
+];
+
+const THRESHOLD: f64 = 0.95;
+
+fn precision_floor(app: &str, cut: &str) -> f64 {
+    KNOWN_SHORT
+        .iter()
+        .find(|(a, c, _)| *a == app && *c == cut)
+        .map_or(THRESHOLD, |(_, _, floor)| *floor)
+}
+
+#[test]
+fn real_applications_meet_the_acceptance_thresholds() {
+    let root = support::repo_root();
+    let json = support::scratch_dir("realapps").join("summary.json");
+    let out = Command::new("python3")
+        .arg(root.join("scripts/eval_realapps.py"))
+        .arg("--binary")
+        .arg(env!("CARGO_BIN_EXE_apisensor"))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("python3 runs (scripts/setup.sh installs it)");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "eval_realapps.py failed: {}\n{report}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let apps = summary.as_object().unwrap();
+    for app in ["fastapi-template", "kutt", "healthchecks"] {
+        assert!(apps.contains_key(app), "{app} was not scored:\n{report}");
+    }
+    let mut failures = Vec::new();
+    for (app, s) in apps {
+        for row in s["inventory"].as_array().unwrap() {
+            let cut = row["cut"].as_str().unwrap();
+            if cut == "whole" {
+                continue;
+            }
+            let precision = row["precision"].as_f64().unwrap_or(0.0);
+            let recall = row["recall"].as_f64().unwrap_or(0.0);
+            if precision < precision_floor(app, cut) {
+                failures.push(format!(
+                    "{app}: inventory precision {precision:.3} at {cut}"
+                ));
+            }
+            if recall < THRESHOLD {
+                failures.push(format!("{app}: inventory recall {recall:.3} at {cut}"));
+            }
+        }
+        for c in s["campaigns"].as_array().unwrap() {
+            let id = c["id"].as_str().unwrap();
+            if c["detected"] != true || c["acceptable_category"] != true {
+                failures.push(format!(
+                    "{app}: campaign {id} not detected with an accepted category"
+                ));
+            }
+            if c["events"].as_u64().unwrap_or(0) > 5 {
+                failures.push(format!("{app}: campaign {id} gave {} events", c["events"]));
+            }
+        }
+        let benign = &s["benign"]["events_medium_or_higher"];
+        if benign.as_u64() != Some(0) {
+            failures.push(format!(
+                "{app}: {benign} events of medium or higher severity on benign actors"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}\n{report}");
+}
