@@ -623,6 +623,11 @@ pub enum Anomaly {
     /// such as `br`, or more than three codings): `data` holds the bytes
     /// as sent.
     UndecodedContentEncoding,
+    /// IP fragments of a segment of this direction overlapped with other
+    /// bytes (or a teardrop end): hosts differ in which copy they keep, so
+    /// the sensor dropped the datagram (RFC 5722) and this message may not
+    /// be what the server read (`decode.fragment_overlaps`).
+    OverlappingFragments,
 }
 
 /// Flags every consumer checks before trusting an exchange.

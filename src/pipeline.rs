@@ -96,6 +96,7 @@ struct Record {
     payload_start: u32,
     payload_len: u32,
     missing_payload: u32,
+    fragment_overlap: bool,
 }
 
 #[derive(Default)]
@@ -134,6 +135,7 @@ impl Batch {
             payload_start,
             payload_len: seg.payload.len() as u32,
             missing_payload: seg.missing_payload,
+            fragment_overlap: seg.fragment_overlap,
         });
     }
 
@@ -1087,6 +1089,7 @@ fn run_worker(ctx: WorkerContext) -> Stats {
                 flags: record.flags,
                 payload,
                 missing_payload: record.missing_payload,
+                fragment_overlap: record.fragment_overlap,
             };
             done.sweep(&mut table, record.clock);
             table.process(&segment, &mut done.fresh);
@@ -1378,6 +1381,7 @@ impl InlineEngine {
             flags: seg.flags,
             payload: seg.payload,
             missing_payload: seg.missing_payload,
+            fragment_overlap: seg.fragment_overlap,
         };
         self.table.advance_to(self.clock, out);
         self.table.process(&segment, out);

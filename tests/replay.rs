@@ -446,3 +446,84 @@ fn tempdir() -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// IPv4 fragments of the request segment, one of them repeating bytes of
+/// another with other content (an IP evasion): the sensor drops that
+/// datagram, counts it, and flags the connection's request when the client
+/// sends it again whole, with a `protocol.overlapping_fragments` event.
+#[test]
+fn overlapping_fragments_flag_the_request_with_an_event() {
+    let dir = tempdir();
+    let conn = Conn::default();
+    let f = Framing::RawIp;
+    let (c, s) = (conn.client_isn + 1, conn.server_isn + 1);
+    // The whole request as one IP packet (RawIp: the frame is the packet).
+    let whole = frame(f, &conn, true, c, s, ACK | PSH, REQUEST);
+    let header_len = usize::from(whole[0] & 0x0f) * 4;
+    let ip_payload = &whole[header_len..];
+    let fragment = |offset: usize, more: bool, data: &[u8]| {
+        let mut h = etherparse::Ipv4Header::new(
+            data.len() as u16,
+            64,
+            etherparse::IpNumber::TCP,
+            [10, 1, 0, 1],
+            [10, 1, 0, 2],
+        )
+        .unwrap();
+        h.identification = 77;
+        h.more_fragments = more;
+        h.fragment_offset = etherparse::IpFragOffset::try_new((offset / 8) as u16).unwrap();
+        let mut out = Vec::new();
+        h.write(&mut out).unwrap();
+        out.extend_from_slice(data);
+        out
+    };
+    let mut evil = ip_payload[24..48].to_vec();
+    evil[4] ^= 0x20; // one letter of the path in another case
+    let req_end = c + REQUEST.len() as u32;
+    let frames = vec![
+        frame(f, &conn, true, c - 1, 0, SYN, b""),
+        frame(f, &conn, false, s - 1, c, SYN | ACK, b""),
+        frame(f, &conn, true, c, s, ACK, b""),
+        fragment(0, true, &ip_payload[..32]),
+        fragment(24, true, &evil),
+        fragment(48, false, &ip_payload[48..]),
+        whole.clone(),
+        frame(f, &conn, false, s, req_end, ACK | PSH, RESPONSE),
+    ];
+    let path = dir.join("overlap.pcap");
+    write_pcap(&path, f, &frames, 1_000_000);
+    let ex = replay(&[&path], &[]);
+    assert_eq!(ex.len(), 1, "{ex:?}");
+    assert_eq!(ex[0]["uri"], "/api/users/42?verbose=1");
+    let anomalies = ex[0]["anomalies"].as_array().unwrap();
+    assert!(
+        anomalies.iter().any(|a| a == "overlapping_fragments"),
+        "{anomalies:?}"
+    );
+    let events = replay(&[&path], &["--events"]);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["rule"] == "protocol.overlapping_fragments"),
+        "{events:?}"
+    );
+    // Twin: the same fragments without the overlap give a clean exchange.
+    let clean = vec![
+        frames[0].clone(),
+        frames[1].clone(),
+        frames[2].clone(),
+        fragment(0, true, &ip_payload[..24]),
+        fragment(24, true, &ip_payload[24..48]),
+        fragment(48, false, &ip_payload[48..]),
+        frames[7].clone(),
+    ];
+    let path = dir.join("clean.pcap");
+    write_pcap(&path, f, &clean, 1_000_000);
+    let ex = replay(&[&path], &[]);
+    assert_eq!(ex.len(), 1, "{ex:?}");
+    assert!(
+        ex[0]["anomalies"].as_array().is_none_or(Vec::is_empty),
+        "{ex:?}"
+    );
+}

@@ -70,6 +70,9 @@ fuzz_target!(|input: FlowInput| {
                     flags: TcpFlags(*flags),
                     payload: &payload.0,
                     missing_payload: u32::from(*missing),
+                    // A bit the decoder never sets (CWR) stands for the
+                    // overlapping-fragments notice, so it is fuzzed too.
+                    fragment_overlap: *flags & 0x80 != 0,
                 };
                 table.process(&seg, &mut out);
             }

@@ -31,6 +31,15 @@ struct DatagramId {
     ip_number: u8,
 }
 
+/// The TCP connection of a datagram dropped for overlapping fragments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct OverlapFlow {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
 pub(super) enum FragmentOutcome {
     /// The datagram is whole; its payload is in `Defragmenter::completed`.
     Complete {
@@ -42,7 +51,11 @@ pub(super) enum FragmentOutcome {
     /// A repeat of bytes already received: ignored.
     Duplicate,
     /// Overlapping fragments (or a teardrop end): the datagram was dropped.
-    Overlap,
+    /// `tcp` names the connection when the datagram carried TCP and its
+    /// first fragment (with the ports) was seen.
+    Overlap {
+        tcp: Option<OverlapFlow>,
+    },
     Dropped,
 }
 
@@ -133,8 +146,9 @@ impl Defragmenter {
             }
             Fit::Duplicate => {}
             Fit::Overlap => {
+                let tcp = tcp_ports(&id, &entry.0, start, payload);
                 self.active.remove(&id);
-                return FragmentOutcome::Overlap;
+                return FragmentOutcome::Overlap { tcp };
             }
         }
         if entry.0.add(offset, more, payload).is_err() {
@@ -173,6 +187,39 @@ impl Defragmenter {
             .retain(|_, (_, last)| now.secs_since(*last) < timeout);
         (before - self.active.len()) as u64
     }
+}
+
+/// The ports of a TCP datagram, from its first fragment: the one just
+/// received or the bytes already held at offset 0.
+fn tcp_ports(
+    id: &DatagramId,
+    buf: &IpDefragBuf,
+    start: usize,
+    payload: &[u8],
+) -> Option<OverlapFlow> {
+    if IpNumber(id.ip_number) != IpNumber::TCP {
+        return None;
+    }
+    let held = buf
+        .sections()
+        .iter()
+        .any(|r| r.start == 0 && r.end >= 4)
+        .then(|| buf.data().get(..4))
+        .flatten();
+    let head = if start == 0 { payload.get(..4) } else { None };
+    let ports = held.or(head)?;
+    let port = |i: usize| {
+        u16::from_be_bytes([
+            ports.get(i).copied().unwrap_or(0),
+            ports.get(i + 1).copied().unwrap_or(0),
+        ])
+    };
+    Some(OverlapFlow {
+        src: id.src,
+        dst: id.dst,
+        src_port: port(0),
+        dst_port: port(2),
+    })
 }
 
 fn fragment_of<'a>(net: &LaxNetSlice<'a>) -> Option<(DatagramId, IpFragOffset, bool, &'a [u8])> {
@@ -262,13 +309,28 @@ mod tests {
 
     /// Feeds raw IPv4 frames; the payload of the segment that came out, if any.
     fn feed(d: &mut Decoder, frames: &[Vec<u8>]) -> Option<Vec<u8>> {
+        feed_with_notices(d, frames).0
+    }
+
+    /// Also the connections (source and destination port) of the notices of
+    /// datagrams dropped for overlapping fragments.
+    fn feed_with_notices(
+        d: &mut Decoder,
+        frames: &[Vec<u8>],
+    ) -> (Option<Vec<u8>>, Vec<(u16, u16)>) {
         let mut out = None;
+        let mut notices = Vec::new();
         for (i, f) in frames.iter().enumerate() {
             if let Some(seg) = d.decode(LinkType::RawIp, Timestamp(i as u64 + 1), f, 0) {
-                out = Some(seg.payload.to_vec());
+                if seg.fragment_overlap {
+                    assert!(seg.payload.is_empty());
+                    notices.push((seg.src_port, seg.dst_port));
+                } else {
+                    out = Some(seg.payload.to_vec());
+                }
             }
         }
-        out
+        (out, notices)
     }
 
     #[test]
@@ -286,7 +348,11 @@ mod tests {
                 frames.swap(0, 1);
             }
             let mut d = Decoder::new(&DecodeSettings::default());
-            assert_eq!(feed(&mut d, &frames), None, "order {order}");
+            let (segment, notices) = feed_with_notices(&mut d, &frames);
+            assert_eq!(segment, None, "order {order}");
+            // Its connection is named (the first fragment held the ports),
+            // so the flow stage can flag it.
+            assert_eq!(notices, [(1234, 80)], "order {order}");
             assert_eq!(d.stats.fragment_overlaps, 1, "order {order}");
             assert_eq!(d.stats.fragments_reassembled, 0, "order {order}");
             // The fragment after the drop starts a new datagram, which
@@ -294,6 +360,18 @@ mod tests {
             d.finish();
             assert_eq!(d.stats.fragments_incomplete_at_end, 1, "order {order}");
         }
+    }
+
+    /// Without the first fragment the connection is unknown: counted only.
+    #[test]
+    fn overlap_without_the_first_fragment_is_counted_without_a_notice() {
+        let tcp = tcp_segment();
+        let mut evil = tcp[24..48].to_vec();
+        evil[0] ^= 0xff;
+        let frames = [fragment(16, true, &tcp[16..48]), fragment(24, true, &evil)];
+        let mut d = Decoder::new(&DecodeSettings::default());
+        assert_eq!(feed_with_notices(&mut d, &frames), (None, Vec::new()));
+        assert_eq!(d.stats.fragment_overlaps, 1);
     }
 
     #[test]

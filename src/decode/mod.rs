@@ -122,6 +122,9 @@ pub struct TcpSegment<'a> {
     pub payload: &'a [u8],
     /// Payload bytes the IP header announced but the capture did not keep.
     pub missing_payload: u32,
+    /// Not a segment but a notice: a datagram of this connection was
+    /// dropped for overlapping fragments (no payload, no flags).
+    pub fragment_overlap: bool,
 }
 
 /// Stateful decoder: counters plus the bounded IP fragment table. One per
@@ -286,10 +289,23 @@ fn decode_net<'a>(
                 stats.fragments_duplicate += 1;
                 None
             }
-            FragmentOutcome::Overlap => {
+            FragmentOutcome::Overlap { tcp } => {
                 stats.fragment_overlaps += 1;
                 stats.fragments_dropped += 1;
-                None
+                // The connection's next message is flagged (an evasion
+                // indicator with an event), when the ports are known.
+                tcp.map(|f| TcpSegment {
+                    src: f.src,
+                    dst: f.dst,
+                    src_port: f.src_port,
+                    dst_port: f.dst_port,
+                    seq: 0,
+                    ack: 0,
+                    flags: TcpFlags(0),
+                    payload: &[],
+                    missing_payload: 0,
+                    fragment_overlap: true,
+                })
             }
             FragmentOutcome::Dropped => {
                 stats.fragments_dropped += 1;
@@ -371,6 +387,7 @@ fn tcp_segment<'a>(
         flags: TcpFlags(flags),
         payload,
         missing_payload: u32::try_from(missing).unwrap_or(u32::MAX),
+        fragment_overlap: false,
     })
 }
 

@@ -169,6 +169,17 @@ const RULES: &[Rule] = &[
               one request while the server reassembles another (TCP evasion).",
     },
     Rule {
+        anomaly: Anomaly::OverlappingFragments,
+        rule: "protocol.overlapping_fragments",
+        severity: Severity::Medium,
+        confidence: 60,
+        owasp: None,
+        title: "IP fragments overlapping with different bytes",
+        why: "Fragments that overlap with other content (or a teardrop end) are reassembled \
+              differently by different hosts: a way to show a monitor one request while the \
+              server reads another (IP evasion). The sensor dropped the datagram.",
+    },
+    Rule {
         anomaly: Anomaly::ResponseWithoutRequest,
         rule: "protocol.response_without_request",
         severity: Severity::Low,
@@ -413,6 +424,10 @@ mod tests {
             (
                 Anomaly::StackedContentEncoding,
                 "protocol.stacked_content_encoding",
+            ),
+            (
+                Anomaly::OverlappingFragments,
+                "protocol.overlapping_fragments",
             ),
         ] {
             let mut out = Vec::new();

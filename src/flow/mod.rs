@@ -163,4 +163,7 @@ pub struct Segment<'a> {
     pub flags: TcpFlags,
     pub payload: &'a [u8],
     pub missing_payload: u32,
+    /// A notice, not data: a datagram of this connection was dropped for
+    /// overlapping IP fragments (see `decode::defrag`).
+    pub fragment_overlap: bool,
 }

@@ -7,7 +7,7 @@
 use super::reassembly::{Chunk, Reassembler, ReassemblyContext};
 use super::{FlowKey, FlowStats, Segment, Side, WorkerLimits};
 use crate::config::{FlowSettings, HttpSettings};
-use crate::exchange::{Direction, Exchanges, Timestamp};
+use crate::exchange::{Anomaly, Direction, Exchanges, Timestamp};
 use crate::http1::{ConnInfo, HttpConnection, HttpContext, HttpStats};
 use hashlink::LinkedHashMap;
 
@@ -30,6 +30,9 @@ struct Flow {
     client_side: Option<Side>,
     /// Created when the first byte of either direction is delivered.
     http: Option<HttpConnection>,
+    /// An evasion indicator seen before any byte was delivered, for the
+    /// first message of that side.
+    pending_evasion: Option<(Side, Anomaly)>,
     /// What the table charged this flow against its memory share, as of
     /// its last segment ([`Flow::footprint`]).
     charged: usize,
@@ -44,7 +47,17 @@ impl Flow {
             dirs: [Reassembler::default(), Reassembler::default()],
             client_side: None,
             http: None,
+            pending_evasion: None,
             charged: 0,
+        }
+    }
+
+    /// Flags the message `side` is sending (or its next one) with an
+    /// evasion indicator found below TCP.
+    fn evasion(&mut self, side: Side, a: Anomaly) {
+        match self.http.as_mut() {
+            Some(http) => http.on_evasion(direction(self.client_side, side), a),
+            None => self.pending_evasion = Some((side, a)),
         }
     }
 
@@ -170,6 +183,13 @@ impl FlowTable {
     /// Idle flows are not swept here: callers run the sweeps due first
     /// ([`FlowTable::next_sweep`]), so each sweep's output can be told apart.
     pub fn process(&mut self, seg: &Segment<'_>, out: &mut Exchanges) {
+        if seg.fragment_overlap {
+            // A notice about a live connection; it never opens one.
+            if let Some(flow) = self.open.get_mut(&seg.key) {
+                flow.evasion(seg.side, Anomaly::OverlappingFragments);
+            }
+            return;
+        }
         self.shared.stats.payload_bytes_in += seg.payload.len() as u64;
         self.shared.stats.snaplen_bytes_in += u64::from(seg.missing_payload);
         let opens_connection = seg.flags.syn() && !seg.flags.ack();
@@ -373,6 +393,7 @@ impl Shared {
             dirs,
             client_side,
             http,
+            pending_evasion,
             ..
         } = flow;
         let [lo_dir, hi_dir] = dirs;
@@ -384,6 +405,7 @@ impl Shared {
             ctx: &mut hctx,
             http,
             client_side,
+            pending_evasion,
             flow_id: *id,
             key: *key,
             ts: seg.ts,
@@ -456,6 +478,7 @@ impl Shared {
             dirs,
             client_side,
             http,
+            pending_evasion,
             ..
         } = &mut flow;
         // Flushed messages take the flow's last packet time, never the time
@@ -464,6 +487,7 @@ impl Shared {
             ctx: &mut hctx,
             http,
             client_side,
+            pending_evasion,
             flow_id: *id,
             key: *key,
             ts: *last_ts,
@@ -491,18 +515,24 @@ struct HttpSink<'c, 'a> {
     ctx: &'c mut HttpContext<'a>,
     http: &'c mut Option<HttpConnection>,
     client_side: &'c mut Option<Side>,
+    pending_evasion: &'c mut Option<(Side, Anomaly)>,
     flow_id: u64,
     key: FlowKey,
     ts: Timestamp,
 }
 
+/// The direction `side` sends in, given which side is the client.
+fn direction(client_side: Option<Side>, side: Side) -> Direction {
+    if client_side == Some(side) {
+        Direction::ToServer
+    } else {
+        Direction::ToClient
+    }
+}
+
 impl HttpSink<'_, '_> {
     fn direction(&self, side: Side) -> Direction {
-        if *self.client_side == Some(side) {
-            Direction::ToServer
-        } else {
-            Direction::ToClient
-        }
+        direction(*self.client_side, side)
     }
 
     fn deliver(&mut self, side: Side, chunk: Chunk<'_>) {
@@ -516,6 +546,11 @@ impl HttpSink<'_, '_> {
                 client: key.sender(client),
                 server: key.sender(client.other()),
             }));
+            if let (Some((early, a)), Some(http)) =
+                (self.pending_evasion.take(), self.http.as_mut())
+            {
+                http.on_evasion(direction(*self.client_side, early), a);
+            }
         }
         let dir = self.direction(side);
         if let Some(http) = self.http.as_mut() {
@@ -530,7 +565,7 @@ impl HttpSink<'_, '_> {
     fn inconsistent_overlap(&mut self, side: Side) {
         let dir = self.direction(side);
         if let Some(http) = self.http.as_mut() {
-            http.on_inconsistent_overlap(dir);
+            http.on_evasion(dir, Anomaly::InconsistentRetransmission);
         }
     }
 
@@ -629,6 +664,7 @@ mod tests {
             flags: TcpFlags(flags),
             payload,
             missing_payload: 0,
+            fragment_overlap: false,
         }
     }
 
@@ -676,6 +712,46 @@ mod tests {
         assert!(e.anomalies.contains(&Anomaly::InconsistentRetransmission));
     }
 
+    /// A notice that a datagram of the connection was dropped for
+    /// overlapping fragments flags the request that side sends next, also
+    /// before any byte was delivered; a notice for an unknown connection
+    /// opens no flow.
+    #[test]
+    fn fragment_overlap_notice_flags_the_next_message_of_its_side() {
+        use crate::exchange::Anomaly;
+        let notice = |c: &Conn, from_client: bool, t: u64| Segment {
+            fragment_overlap: true,
+            ..seg(c, from_client, t, 0, 0, 0, b"")
+        };
+        let mut t = table(16);
+        let mut out = Vec::new();
+        let stranger = conn(999);
+        t.process(&notice(&stranger, true, 1), &mut out);
+        assert_eq!(t.stats().flows_created, 0);
+        let c = conn(1234);
+        let syn = TcpFlags::SYN;
+        t.process(&seg(&c, true, 1, 0, 0, syn, b""), &mut out);
+        t.process(&seg(&c, false, 1, 500, 1, syn | ACK, b""), &mut out);
+        t.process(&notice(&c, true, 1), &mut out);
+        t.process(&seg(&c, true, 1, 1, 501, ACK, REQ), &mut out);
+        let next = 1 + REQ.len() as u32;
+        t.process(&seg(&c, false, 2, 501, next, ACK, RESP), &mut out);
+        // Twin: the next request on the connection is not flagged.
+        let second = next + REQ.len() as u32;
+        t.process(
+            &seg(&c, true, 3, next, 501 + RESP.len() as u32, ACK, REQ),
+            &mut out,
+        );
+        t.process(
+            &seg(&c, false, 3, 501 + RESP.len() as u32, second, ACK, RESP),
+            &mut out,
+        );
+        t.flush_all(&mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out[0].anomalies.contains(&Anomaly::OverlappingFragments));
+        assert!(!out[1].anomalies.contains(&Anomaly::OverlappingFragments));
+    }
+
     #[test]
     fn syn_flood_keeps_the_table_at_its_cap_and_counts_evictions() {
         let mut t = table(1_000);
@@ -697,6 +773,7 @@ mod tests {
                 flags: TcpFlags(TcpFlags::SYN),
                 payload: b"",
                 missing_payload: 0,
+                fragment_overlap: false,
             };
             t.process(&s, &mut out);
             assert!(t.open_flows() <= 1_000);

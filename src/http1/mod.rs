@@ -159,7 +159,7 @@ pub fn finish_decoding(e: &mut Exchange, stats: &mut HttpStats) {
 }
 
 /// Every `Anomaly`, in declaration order: bit `i` of `Annot::anoms` is `ALL_ANOMALIES[i]`.
-const ALL_ANOMALIES: [Anomaly; 25] = [
+const ALL_ANOMALIES: [Anomaly; 26] = [
     Anomaly::GarbageBeforeMessage,
     Anomaly::MalformedHeaders,
     Anomaly::HeadersTooLarge,
@@ -185,6 +185,7 @@ const ALL_ANOMALIES: [Anomaly; 25] = [
     Anomaly::AfterAmbiguousFraming,
     Anomaly::StackedContentEncoding,
     Anomaly::UndecodedContentEncoding,
+    Anomaly::OverlappingFragments,
 ];
 
 // `Annot` keeps one bit per anomaly in a u32.

@@ -1390,10 +1390,11 @@ impl HttpConnection {
         }
     }
 
-    /// Reassembly saw bytes of `dir` retransmitted with different content
-    /// (an evasion indicator): the message being received in that direction
-    /// is flagged, or the next one if none is in progress.
-    pub fn on_inconsistent_overlap(&mut self, dir: Direction) {
+    /// Reassembly or IP defragmentation saw bytes of `dir` sent twice with
+    /// different content (an evasion indicator, `a`): the message being
+    /// received in that direction is flagged, or the next one if none is in
+    /// progress.
+    pub fn on_evasion(&mut self, dir: Direction, a: Anomaly) {
         let HttpConnection {
             to_server,
             to_client,
@@ -1405,7 +1406,6 @@ impl HttpConnection {
             Direction::ToServer => to_server,
             Direction::ToClient => to_client,
         };
-        let a = Anomaly::InconsistentRetransmission;
         if matches!(d.phase, Phase::Body(_)) {
             if let Some((_, annot, _)) = target(dir, pending, resp) {
                 annot.anomaly(a);
