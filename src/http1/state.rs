@@ -88,6 +88,10 @@ struct Dir {
     garbage: bool,
     /// The current resync began at a gap that cut a chunked body.
     cut: Option<ChunkEndWatch>,
+    /// (Responses) a gap took a response's start, and the next start found
+    /// has not been paired yet: how many whole responses the gap took with
+    /// it is unknown (see `pair_after_lost_start`).
+    lost_start: bool,
 }
 
 /// After a gap cut a chunked body (whose end it may have taken, and the
@@ -837,6 +841,31 @@ impl HttpConnection {
         if lost {
             self.lost_message_start(ctx, dir, Annot::default());
         }
+        if dir == Direction::ToClient {
+            self.pair_after_lost_start(ctx);
+        }
+    }
+
+    /// The first response start found after a gap that took a response's
+    /// start. The gap may have taken more whole responses than that one (a
+    /// lost segment holds several small ones), and nothing on the wire says
+    /// how many: with one request still waiting, the response is its
+    /// answer; with several, it answers one of them, unknown which, so none
+    /// is given it (RFC 9112 §9.3: a request must never get the response of
+    /// one after it). They end unanswered with the gap flag, and the
+    /// response is kept without a request.
+    fn pair_after_lost_start(&mut self, ctx: &mut HttpContext<'_>) {
+        if !std::mem::take(&mut self.to_client.lost_start) {
+            return;
+        }
+        if self.pending.iter().filter(|p| !p.answered()).count() < 2 {
+            return;
+        }
+        for p in self.pending.iter_mut().filter(|p| !p.answered()) {
+            p.resp_lost = true;
+            p.annot.gap = true;
+        }
+        self.drain(ctx);
     }
 
     /// A head block over `max_header_bytes`: keep what the start line says,
@@ -966,6 +995,7 @@ impl HttpConnection {
                 {
                     p.resp_lost = true;
                     p.annot.merge(annot);
+                    self.to_client.lost_start = true;
                     self.drain(ctx);
                 } else {
                     self.lost_responses = self.lost_responses.saturating_add(1);
@@ -1142,6 +1172,7 @@ impl HttpConnection {
     }
 
     fn start_09_response(&mut self, ctx: &mut HttpContext<'_>, ts: Timestamp) {
+        self.pair_after_lost_start(ctx);
         ctx.stats.responses = ctx.stats.responses.saturating_add(1);
         let paired = self.first_unanswered().is_some();
         let d = &mut self.to_client;
@@ -2319,6 +2350,36 @@ mod tests {
             d(S, b"HTTP/1.1 202 C\r\nContent-Length: 0\r\n\r\n"),
         ]);
         assert_eq!(summary(&ex), ["POST /a 200", "- - 201", "GET /c 202"]);
+    }
+
+    /// A gap that takes a response's end, the whole next response and the
+    /// start of the one after: the response found next answers one of the
+    /// requests still waiting, unknown which, so none gets it. With one
+    /// request waiting it is that one's (the twin above).
+    #[test]
+    fn gap_taking_several_responses_pairs_no_request_with_a_later_response() {
+        let reqs = d(
+            C,
+            b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\nGET /d HTTP/1.1\r\n\r\n",
+        );
+        let head_a = d(S, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabcde");
+        // Lost: 5 bytes of A's body, B's whole response (38 bytes), C's
+        // head (38 bytes); C's body `ccc` is seen, then D's response.
+        let b = b"HTTP/1.1 201 B\r\nContent-Length: 0\r\n\r\n";
+        let c_head = b"HTTP/1.1 202 C\r\nContent-Length: 3\r\n\r\n";
+        let lost = 5 + b.len() + c_head.len();
+        let (ex, _) = run(&[
+            reqs,
+            head_a,
+            Action::Gap(S, lost as u64),
+            d(S, b"ccc"),
+            d(S, b"HTTP/1.1 204 D\r\nContent-Length: 0\r\n\r\n"),
+        ]);
+        assert_eq!(
+            summary(&ex),
+            ["GET /a 200", "GET /b -", "GET /c -", "GET /d -", "- - 204"]
+        );
+        assert!(ex[1..4].iter().all(|e| e.flags.gap && e.flags.unanswered));
     }
 
     #[test]
