@@ -751,12 +751,30 @@ fn values_among(literals: &BTreeMap<Text, Node>, rules: &Rules) -> Vec<Text> {
             && position_clients >= 2
             && few_each
             && (reread >= rules.param_min_distinct || own_each);
-    let many = many && (position_clients <= 1 || few_each);
+    // Many alike siblings that answer JSON objects of one shape (or share
+    // a sub-resource) are values however popular each is: public content
+    // (articles, products) read by every user. Popular routes answer with
+    // shapes of their own.
+    let structured = largest.iter().all(|(_, n)| !n.evidence.keys.is_empty())
+        || shared_child(&largest, confirmed);
+    let many = many && (position_clients <= 1 || few_each || structured);
     if !(many || spread) {
         return Vec::new();
     }
     largest.extend(literals.iter().filter(|(_, n)| n.evidence.successes == 0));
     largest.into_iter().map(|(name, _)| name.clone()).collect()
+}
+
+/// Whether most of `group` (three quarters) have a child of the same name:
+/// `/articles/a/comments`, `/articles/b/comments`...
+fn shared_child(group: &[(&Text, &Node)], size: usize) -> bool {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, n) in group {
+        for child in n.literals.keys() {
+            *counts.entry(child.as_str()).or_default() += 1;
+        }
+    }
+    counts.values().any(|c| c * 4 >= size * 3)
 }
 
 /// One template path with its parameters, named OpenAPI style.

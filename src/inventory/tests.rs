@@ -815,3 +815,33 @@ fn the_newest_sibling_counts_when_siblings_are_looked_at() {
     assert!(eight[0].1.starts_with("/badge/{"), "{eight:?}");
     assert_eq!(run(7).len(), 7);
 }
+
+/// Public content read by every user (articles by slug): many siblings
+/// answering JSON objects of one shape are values however popular each
+/// is. Twins: as many popular routes answering objects of their own shapes,
+/// or lists, stay routes.
+#[test]
+fn many_popular_values_of_one_shape_and_popular_routes_twin() {
+    let run = |body: &dyn Fn(usize) -> String| {
+        let mut inv = rules_inventory();
+        let mut t = 0;
+        for round in 0..3 {
+            for i in 0..20usize {
+                for client in 1..=30u8 {
+                    t += 1;
+                    let path =
+                        format!("/api/articles/how-to-cook-{i}-{}", ["pasta", "rice"][i % 2]);
+                    let ex = exchange("GET", &path, 200, &[], &body(i), client, t + round);
+                    inv.observe(&ex, &ExchangeFacts::from_exchange_basic(&ex));
+                }
+            }
+        }
+        templates(&inv).len()
+    };
+    let article = |_: usize| r#"{"article":{"slug":"s","title":"t"}}"#.to_string();
+    assert_eq!(run(&article), 1);
+    let own_shape = |i: usize| format!(r#"{{"field{i}":1,"other{i}":2}}"#);
+    assert_eq!(run(&own_shape), 20);
+    let list = |_: usize| "[]".to_string();
+    assert_eq!(run(&list), 20);
+}
