@@ -220,7 +220,9 @@ pub fn observe(f: &Facts<'_>, out: &mut Vec<Finding>) {
                     p.kind.label(),
                     p.sample
                 ),
-                format!("{}|{:?}", f.who, p.kind),
+                // Per address, not per identity: one client trying a
+                // payload with and without its token is one attempt.
+                format!("{}|{:?}", f.client_ip, p.kind),
             )
             .title(format!("{} payload in `{}`", capitalise(p.kind.label()), p.parameter))
             .attribute("parameter", serde_json::Value::String(p.parameter.clone()))

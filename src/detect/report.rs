@@ -5,15 +5,21 @@
 //! name what a finding is about (an actor, an actor and a template, a
 //! host), so one campaign gives one event per rule, not one per raw path.
 
-use super::rules::RuleId;
+use super::rules::{Family, RuleId};
 use crate::analysis::facts::Facts;
 use crate::event::{epoch_ms, EndpointRef, Event, EventKind, Evidence, NetEndpoint, Severity};
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 /// (rule, subject) pairs remembered for de-duplication; when full, the
 /// oldest generation is forgotten (counted), so a finding may be reported
 /// again after a very long time rather than memory grow.
 const MAX_REPORTED: usize = 200_000;
+
+/// Injection events per client address: a scanner or fuzzer tries every
+/// payload kind, and two events (with the tool's own) say what it is; the
+/// other kinds are counted as repeats. A targeted attacker uses one or two.
+const INJECTION_KINDS_PER_ADDRESS: u8 = 2;
 
 /// What a detector found.
 #[derive(Debug, Clone)]
@@ -89,6 +95,8 @@ impl Finding {
 pub struct Reporter {
     sensor: String,
     reported: HashMap<(RuleId, String), u64>,
+    /// Injection events reported per client address (emptied with `reported`).
+    injections: HashMap<IpAddr, u8>,
     /// Events built, repeats counted instead, and times the
     /// de-duplication memory was emptied.
     pub events: u64,
@@ -101,6 +109,7 @@ impl Reporter {
         Reporter {
             sensor: sensor.to_owned(),
             reported: HashMap::new(),
+            injections: HashMap::new(),
             events: 0,
             repeats: 0,
             forgotten: 0,
@@ -116,8 +125,18 @@ impl Reporter {
             self.repeats += 1;
             return;
         }
+        if finding.rule.rule().family == Family::Injection {
+            let reported = self.injections.entry(facts.client_ip).or_default();
+            if *reported >= INJECTION_KINDS_PER_ADDRESS {
+                self.reported.insert(key, 1);
+                self.repeats += 1;
+                return;
+            }
+            *reported += 1;
+        }
         if self.reported.len() >= MAX_REPORTED {
             self.reported.clear();
+            self.injections.clear();
             self.forgotten += 1;
         }
         self.reported.insert(key, 0);

@@ -355,6 +355,40 @@ fn injection_is_reported_once_per_actor_and_kind_at_the_template() {
     );
 }
 
+/// A fuzzer trying every payload kind from one address gives two injection
+/// events (the other kinds are repeats); two addresses with two kinds each
+/// give two each (the twin).
+#[test]
+fn a_fuzzer_gets_two_injection_events_per_address() {
+    let payloads = [
+        "/api/items/5?q=%27%20OR%201%3D1--",
+        "/api/items/6?q=%3Cscript%3Ealert(1)%3C/script%3E",
+        "/api/files?name=..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+        "/api/ping?host=127.0.0.1%3B%20whoami",
+        "/api/fetch?url=http%3A%2F%2F169.254.169.254%2Flatest%2Fmeta-data%2F",
+    ];
+    let fuzzer: Vec<Call> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| get("10.0.0.66", p).at(10 + i as u64))
+        .collect();
+    let events = run(fuzzer);
+    let injections = |events: &[Event]| {
+        events
+            .iter()
+            .filter(|e| e.rule.starts_with("detect.injection."))
+            .count()
+    };
+    assert_eq!(injections(&events), 2, "{}", describe(&events));
+    let two_each: Vec<Call> = payloads[..2]
+        .iter()
+        .chain(&payloads[..2])
+        .enumerate()
+        .map(|(i, p)| get(["10.0.0.66", "10.0.0.67"][i / 2], p).at(10 + i as u64))
+        .collect();
+    assert_eq!(injections(&run(two_each)), 4);
+}
+
 #[test]
 fn each_injection_kind_raises_its_rule() {
     let cases = [
