@@ -421,6 +421,12 @@ impl<'e> Facts<'e> {
             .map(|p| p.value.as_str())
     }
 
+    /// The value of the first of `names` (in that order of preference)
+    /// that the request carries.
+    fn first_param_of(&self, names: &[&str]) -> Option<&str> {
+        names.iter().find_map(|n| self.param(&[n]))
+    }
+
     /// Names of request body fields (JSON leaves' last component, form
     /// names), sorted, each once.
     pub fn body_field_names(&self) -> Vec<String> {
@@ -446,7 +452,7 @@ impl<'e> Facts<'e> {
     /// Basic credentials sent to a login-looking path.
     fn login_attempt(&self, hasher: &SecretHasher) -> Option<LoginAttempt> {
         let password = self.param(&["password", "passwd", "pwd", "pass", "passphrase"]);
-        let username = self.param(&[
+        let username = self.first_param_of(&[
             "username",
             "user",
             "email",
@@ -455,6 +461,12 @@ impl<'e> Facts<'e> {
             "userName",
             "account",
             "userid",
+            "identifier",
+            "handle",
+            "nickname",
+            // Last: a form's `name` beside a password is the account's
+            // (CTFd-style login forms); any of the above wins over it.
+            "name",
         ]);
         if let (Some(user), Some(password)) = (username, password) {
             return Some(LoginAttempt {

@@ -141,6 +141,20 @@ fn params_from_forms_and_unlabelled_json() {
     assert!(f.params.iter().all(|p| p.source == ParamSource::Path));
 }
 
+/// A form's `name` beside a password is the account (CTFd-style login);
+/// a more specific field wins over it (a registration's `email`).
+#[test]
+fn login_account_under_name_and_more_specific_fields_first() {
+    let form = login_of(call("10.0.0.1", "POST", "/login").form("name=Alice&password=x&nonce=1"));
+    assert_eq!(form.unwrap().username, "alice");
+    let both = login_of(
+        call("10.0.0.1", "POST", "/register").form("name=Alice+B&email=alice%40x.org&password=x"),
+    );
+    assert_eq!(both.unwrap().username, "alice@x.org");
+    // Twin: no password field, no login.
+    assert!(login_of(call("10.0.0.1", "POST", "/items").form("name=lamp&price=3")).is_none());
+}
+
 #[test]
 fn login_attempts_from_json_form_and_basic() {
     let json = login_of(

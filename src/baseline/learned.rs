@@ -176,6 +176,11 @@ pub struct ActorEndpoint {
     pub foreign_objects: u64,
     /// Counted among the endpoint's principals.
     pub owner_seen: bool,
+    /// Requests here the API answered with success, and refused (401, 403).
+    #[serde(default)]
+    pub successes: u64,
+    #[serde(default)]
+    pub refusals: u64,
 }
 
 /// One actor's request rate.
@@ -328,8 +333,18 @@ impl Baselines {
         &mut self,
         f: &Facts<'_>,
     ) -> Option<(&mut EndpointBaseline, &mut ActorEndpoint)> {
-        let endpoint = endpoint_entry(&mut self.endpoints, self.limits.max_endpoints, &f.key)?;
-        let pair = (f.who.clone(), f.key.clone());
+        self.pair_mut_at(&f.key, f)
+    }
+
+    /// The same for another key of the exchange's endpoint (its path
+    /// whatever the method, say).
+    pub fn pair_mut_at(
+        &mut self,
+        key: &EndpointKey,
+        f: &Facts<'_>,
+    ) -> Option<(&mut EndpointBaseline, &mut ActorEndpoint)> {
+        let endpoint = endpoint_entry(&mut self.endpoints, self.limits.max_endpoints, key)?;
+        let pair = (f.who.clone(), key.clone());
         if !self.actor_endpoints.contains_key(&pair)
             && self.actor_endpoints.len() >= self.limits.max_actor_endpoints
         {

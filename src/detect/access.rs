@@ -58,6 +58,10 @@ const PRIVILEGED_FIELDS: &[&str] = &[
 /// population comparison, and how far above the population's 99th
 /// percentile it must be.
 const ENUMERATION_MIN_OBJECTS: u64 = 20;
+/// Collections remembered per actor as read (their objects were listed to
+/// it), and actors remembered.
+const LISTED_PER_ACTOR: usize = 16;
+const LISTED_ACTORS: usize = 100_000;
 const ENUMERATION_FACTOR: u64 = 3;
 /// Objects of other principals a principal must have used.
 const FOREIGN_MIN_OBJECTS: u64 = 2;
@@ -315,6 +319,10 @@ pub struct Authorization {
     /// Restricted endpoints each principal was refused on, recently.
     #[serde(skip)]
     refusals: HashMap<String, VecDeque<(u64, EndpointKey)>>,
+    /// Collections (host, template) each actor read successfully: the API
+    /// listed their objects to it.
+    #[serde(skip)]
+    listed: HashMap<ActorKey, Vec<(Text, Text)>>,
     #[serde(skip)]
     pub refused: u64,
 }
@@ -360,6 +368,7 @@ impl Authorization {
         let privilege = self.privileged(f);
         self.describe(f);
         self.learn_created(f);
+        self.learn_listed(f);
         if !bad_token {
             self.learn_privilege(f);
             self.function_level(f, privilege, baselines, out);
@@ -465,6 +474,44 @@ impl Authorization {
                 self.owned += 1;
             }
         }
+    }
+
+    /// Remembers a collection (a GET without object ids) the actor read.
+    fn learn_listed(&mut self, f: &Facts<'_>) {
+        if !f.values.is_empty() || f.request.method != "GET" || f.outcome != Outcome::Success {
+            return;
+        }
+        if !self.listed.contains_key(&f.who) && self.listed.len() >= LISTED_ACTORS {
+            self.listed.clear();
+            self.refused += 1;
+        }
+        let mine = self.listed.entry(f.who.clone()).or_default();
+        let collection = (f.key.host.clone(), f.key.template.clone());
+        if !mine.contains(&collection) {
+            if mine.len() >= LISTED_PER_ACTOR {
+                mine.remove(0);
+            }
+            mine.push(collection);
+        }
+    }
+
+    /// Whether the objects this request names were listed to its actor:
+    /// it read their collection (the template up to its first parameter:
+    /// `/users` for `/users/{id}/solves`) and the API answers with success.
+    /// Following the API's own links is not guessing ids.
+    fn listed_to(&self, f: &Facts<'_>) -> bool {
+        if f.outcome != Outcome::Success {
+            return false;
+        }
+        let template = f.key.template.as_str();
+        let Some(cut) = template.find("/{") else {
+            return false;
+        };
+        let collection = template.get(..cut).unwrap_or_default();
+        self.listed.get(&f.who).is_some_and(|l| {
+            l.iter()
+                .any(|(host, t)| *host == f.key.host && t.as_str() == collection)
+        })
     }
 
     /// Learns which functions are restricted and who may use them. Only
@@ -624,18 +671,28 @@ impl Authorization {
         );
     }
 
-    /// An actor naming far more distinct objects on an endpoint than the
-    /// other clients do, whatever the answers (slow harvesting counts).
+    /// An actor naming far more distinct objects on a path (whatever the
+    /// method: reading and deleting one's own token is one object) than the
+    /// other clients do, whatever the answers (slow harvesting counts). On
+    /// a path no population uses yet, an actor refused (401, 403) on many
+    /// different objects and never answered is sweeping for ones it may use.
     fn enumeration(&mut self, f: &Facts<'_>, baselines: &mut Baselines, out: &mut Vec<Finding>) {
-        if f.values.is_empty() || f.outcome == Outcome::Unanswered {
+        if f.values.is_empty() || f.outcome == Outcome::Unanswered || self.listed_to(f) {
             return;
         }
         let learn_actors = baselines.limits.learn_actors;
         let now = f.now;
-        let Some((e, mine)) = baselines.pair_mut(f) else {
+        let path = EndpointKey {
+            host: f.key.host.clone(),
+            method: Text::from("*"),
+            template: f.key.template.clone(),
+        };
+        let Some((e, mine)) = baselines.pair_mut_at(&path, f) else {
             return;
         };
         mine.last_secs = now;
+        mine.successes += u64::from(f.outcome == Outcome::Success);
+        mine.refusals += u64::from(f.outcome == Outcome::Rejected);
         // Objects the actor created itself (a bulk import read back) are
         // not someone else's to enumerate.
         let created = self.created.get(f.key.host.as_str());
@@ -658,35 +715,56 @@ impl Authorization {
             e.objects_per_actor.moved(previous, estimate);
         }
         let actors = e.objects_per_actor.actors();
-        if actors <= learn_actors || estimate < ENUMERATION_MIN_OBJECTS {
+        if estimate < ENUMERATION_MIN_OBJECTS {
             return;
         }
-        let Some(p99) = e.objects_per_actor.quantile_excluding(0.99, Some(estimate)) else {
+        let compared = if actors > learn_actors {
+            let Some(p99) = e.objects_per_actor.quantile_excluding(0.99, Some(estimate)) else {
+                return;
+            };
+            if estimate < (p99 * ENUMERATION_FACTOR).max(p99 + ENUMERATION_MIN_OBJECTS / 2) {
+                return;
+            }
+            Some(p99)
+        } else if mine.successes == 0 && mine.refusals >= ENUMERATION_MIN_OBJECTS {
+            // Refused, not "not found": the objects exist and are someone
+            // else's (a sweep of paths that do not exist is a scanner's).
+            None
+        } else {
             return;
         };
-        if estimate >= (p99 * ENUMERATION_FACTOR).max(p99 + ENUMERATION_MIN_OBJECTS / 2) {
-            if baselines.enumerators.len() < 100_000 {
-                baselines.enumerators.insert(f.who.clone());
-            }
-            let refused = f.outcome != Outcome::Success;
-            let mut finding = Finding::new(
-                RuleId::BolaEnumeration,
-                80,
-                format!(
-                    "{} named about {estimate} different objects through {}; 99% of the other {} clients named at most {p99}.{}",
-                    f.actor_label(),
-                    f.key,
-                    actors.saturating_sub(1),
-                    if refused { " The last was refused." } else { "" }
-                ),
-                format!("{}|{}", f.key, f.who),
-            )
-            .counts(&[("distinct_objects", estimate), ("population_p99", p99)]);
-            if refused {
-                finding = finding.severity(Severity::Medium);
-            }
-            out.push(finding);
+        if baselines.enumerators.len() < 100_000 {
+            baselines.enumerators.insert(f.who.clone());
         }
+        let refused = f.outcome != Outcome::Success;
+        let what = match compared {
+            Some(p99) => format!(
+                "{} named about {estimate} different objects through {}; 99% of the other {} clients named at most {p99}.{}",
+                f.actor_label(),
+                f.key,
+                actors.saturating_sub(1),
+                if refused { " The last was refused." } else { "" }
+            ),
+            None => format!(
+                "{} named about {estimate} different objects through {} and was refused every one; too few other clients use it to compare.",
+                f.actor_label(),
+                f.key,
+            ),
+        };
+        let mut finding = Finding::new(
+            RuleId::BolaEnumeration,
+            80,
+            what,
+            format!("{}|{}|{}", f.key.host, f.key.template, f.who),
+        )
+        .counts(&[
+            ("distinct_objects", estimate),
+            ("population_p99", compared.unwrap_or(0)),
+        ]);
+        if refused {
+            finding = finding.severity(Severity::Medium);
+        }
+        out.push(finding);
     }
 
     /// Objects other principals used first, on an endpoint whose objects
@@ -700,7 +778,10 @@ impl Authorization {
         out: &mut Vec<Finding>,
     ) {
         let Some(p) = &f.principal else { return };
-        if f.values.is_empty() || matches!(f.outcome, Outcome::NotFound | Outcome::Unanswered) {
+        if f.values.is_empty()
+            || matches!(f.outcome, Outcome::NotFound | Outcome::Unanswered)
+            || self.listed_to(f)
+        {
             return;
         }
         let path = (f.key.host.clone(), f.key.template.clone());

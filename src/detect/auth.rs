@@ -392,11 +392,13 @@ fn login_failed(response: &crate::exchange::Response, issued: bool, endpoint_iss
     if endpoint_issues && (200..300).contains(&status) {
         return true;
     }
+    // A re-rendered login page says it far down (after its head, styles
+    // and navigation); login answers are few, so reading 16 KiB is cheap.
     let body = String::from_utf8_lossy(
         response
             .body
             .data
-            .get(..2048)
+            .get(..16 * 1024)
             .unwrap_or(&response.body.data),
     )
     .to_ascii_lowercase();

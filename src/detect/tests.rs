@@ -550,6 +550,27 @@ fn credential_stuffing_with_200_error_bodies_and_its_typo_twin() {
     ]));
 }
 
+/// A login page re-rendered with its error far down (after a page's
+/// worth of markup) is a failure; twin: the same page without the error.
+#[test]
+fn failed_login_page_with_the_error_far_down() {
+    let page = |error: &str| format!("<html>{}<div>{error}</div></html>", " ".repeat(9_000));
+    let attempts = |error: &str| {
+        run((0..12).map(|i| {
+            call("10.0.0.66", "POST", "/login")
+                .form(&format!("name=user{i}&password=guess{i}"))
+                .reply_header("Content-Type", "text/html")
+                .reply(&page(error))
+                .at(10 + i)
+        }))
+    };
+    only(
+        &attempts("Your username or password is incorrect"),
+        "detect.auth.credential_stuffing",
+    );
+    none(&attempts("Welcome back"));
+}
+
 #[test]
 fn brute_force_and_its_twin() {
     let refused = |ip: &str, pw: &str, t| login(ip, "root", pw, 401, r#"{"error":"nope"}"#, t);
@@ -980,6 +1001,87 @@ fn bola_enumeration_and_its_twin() {
         }
     }
     none(&run(browsing));
+}
+
+/// A mirror that reads a collection and then every object it listed
+/// follows the API's links (twin: the same walk without the list is an
+/// enumeration). The population is the path's whatever the method: users
+/// who each delete a token of their own make a thief's reads of sixty
+/// stand out.
+#[test]
+fn listed_objects_are_followed_not_enumerated_and_methods_share_a_population() {
+    let mirror = user_token("mirror", "user");
+    let walk = |listed: bool| {
+        let mut h = Harness::new();
+        none(&h.run(own_orders(8, 3)));
+        let mut calls = Vec::new();
+        if listed {
+            calls.push(
+                get("10.0.9.9", "/api/orders")
+                    .bearer(&mirror)
+                    .reply(r#"[{"order":1000}]"#)
+                    .at(99),
+            );
+        }
+        calls.extend((0..60).map(|id| {
+            get("10.0.9.9", &format!("/api/orders/{}", 5000 + id))
+                .bearer(&mirror)
+                .reply(r#"{"order":5000,"total":3}"#)
+                .at(100 + id)
+        }));
+        h.run(calls)
+    };
+    none(&walk(true));
+    only(&walk(false), "detect.authz.bola_enumeration");
+    let enumerations = |events: &[Event]| {
+        events
+            .iter()
+            .filter(|e| e.rule == "detect.authz.bola_enumeration")
+            .count()
+    };
+    let mut h = Harness::new();
+    let deletes: Vec<Call> = (0..8)
+        .map(|u| {
+            let (ip, token) = user(u);
+            call(&ip, "DELETE", &format!("/api/tokens/{}", 10 + u))
+                .bearer(&token)
+                .status(204)
+                .at(u)
+        })
+        .collect();
+    none(&h.run(deletes));
+    let thief = user_token("mallory", "user");
+    let events = h.run((0..60).map(|id| {
+        get("10.0.9.9", &format!("/api/tokens/{}", 100 + id))
+            .bearer(&thief)
+            .status(404)
+            .at(100 + id)
+    }));
+    assert_eq!(enumerations(&events), 1, "{}", describe(&events));
+}
+
+/// On a path nobody else uses, an actor refused (403) on every one of many
+/// different objects is sweeping; twins: the same walk answered with
+/// success (its own objects, as far as anyone can tell) is not judged, and
+/// one answered "not found" is a scanner's (its own rule).
+#[test]
+fn refused_sweep_on_an_unused_path_and_its_answered_twin() {
+    let thief = user_token("mallory", "user");
+    let sweep = |status: u16| {
+        run((0..30).map(|id| {
+            get("10.0.9.9", &format!("/api/submissions/{}", 3 * id))
+                .bearer(&thief)
+                .status(status)
+                .at(100 + 2 * id)
+        }))
+    };
+    let events = sweep(403);
+    let e = only(&events, "detect.authz.bola_enumeration");
+    assert_eq!(e.severity, Severity::Medium);
+    none(&sweep(200));
+    assert!(sweep(404)
+        .iter()
+        .all(|e| e.rule != "detect.authz.bola_enumeration"));
 }
 
 #[test]
