@@ -198,7 +198,8 @@ impl<'e> Facts<'e> {
         ctx: FactsContext<'_>,
     ) -> Option<Facts<'e>> {
         let request = exchange.request.as_ref()?;
-        let credentials = credentials::read(request, ctx.hasher);
+        let mut credentials = credentials::read(request, ctx.hasher);
+        let anonymous_sessions = ctx.identities.take_anonymous_sessions(&mut credentials);
         let key = EndpointKey {
             host: crate::inventory::host_of(request, exchange),
             method: request.method.clone(),
@@ -239,6 +240,19 @@ impl<'e> Facts<'e> {
             if !facts.issued.is_empty() {
                 ctx.identities
                     .learn_login(&login.username, &facts.issued.digests());
+            }
+        }
+        // Sessions set for visitors without credentials identify nobody;
+        // a login (or a sign-in flow's step) that succeeds with one may
+        // have made it a real one.
+        let signs_in = facts.login.is_some() || login_path(&facts.request.path);
+        if signs_in && facts.outcome == Outcome::Success {
+            ctx.identities.sessions_logged_in(&anonymous_sessions);
+        } else if !signs_in && facts.anonymous() {
+            // Whatever the status: a refusal sets the visitor's session too.
+            let set = session_cookies(facts.response, ctx.hasher);
+            if !set.is_empty() {
+                ctx.identities.note_anonymous_sessions(&set);
             }
         }
         Some(facts)
@@ -476,15 +490,22 @@ impl<'e> Facts<'e> {
         }
         let user = self.credentials.basic_user.as_ref()?;
         let password = self.credentials.basic_password?;
-        let path = self.request.path.to_ascii_lowercase();
-        let loginish = ["login", "signin", "sign-in", "auth", "token", "session"]
-            .iter()
-            .any(|w| path.contains(w));
-        loginish.then(|| LoginAttempt {
+        login_path(&self.request.path).then(|| LoginAttempt {
             username: user.to_lowercase(),
             password_hash: password,
         })
     }
+}
+
+/// A path of a sign-in flow: a login form, an OAuth callback, a magic
+/// link's verification.
+fn login_path(path: &str) -> bool {
+    let path = path.to_ascii_lowercase();
+    [
+        "login", "signin", "sign-in", "auth", "token", "session", "callback", "verify", "sso",
+    ]
+    .iter()
+    .any(|w| path.contains(w))
 }
 
 /// JSON leaves as (path, value); those past `MAX_PARAMS` or deeper than
@@ -573,6 +594,43 @@ fn password_hash(hasher: &SecretHasher, password: &str) -> [u8; 16] {
     out
 }
 
+/// Calls `f` with the name and value of each cookie the response sets
+/// (at most `MAX_ISSUED`).
+fn for_each_set_cookie(response: &Response, mut f: impl FnMut(&str, &str)) {
+    let set = response
+        .headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case(b"set-cookie"))
+        .take(MAX_ISSUED);
+    for (_, value) in set {
+        let value = String::from_utf8_lossy(value);
+        let first = value.split(';').next().unwrap_or_default();
+        if let Some((name, v)) = first.split_once('=') {
+            let v = v.trim().trim_matches('"');
+            if !v.is_empty() {
+                f(name.trim(), v);
+            }
+        }
+    }
+}
+
+/// Digests of the session-like cookies (not JWTs) a response sets,
+/// whatever its status.
+fn session_cookies(response: Option<&Response>, hasher: &SecretHasher) -> Vec<[u8; 16]> {
+    let mut out = Vec::new();
+    if let Some(response) = response {
+        for_each_set_cookie(response, |name, v| {
+            if Jwt::decode(v).is_none() && credentials::is_credential_name(name) {
+                let d = hasher.digest("credential", v.as_bytes());
+                let mut short = [0u8; 16];
+                short.copy_from_slice(d.get(..16).unwrap_or(&[0u8; 16]));
+                out.push(short);
+            }
+        });
+    }
+    out
+}
+
 /// The credentials a (successful or redirecting) response hands out.
 fn issued(response: Option<&Response>, hasher: &SecretHasher) -> Issued {
     let mut out = Issued::default();
@@ -586,29 +644,16 @@ fn issued(response: Option<&Response>, hasher: &SecretHasher) -> Issued {
         short.copy_from_slice(d.get(..16).unwrap_or(&[0u8; 16]));
         short
     };
-    for (name, value) in response.headers.iter() {
-        if !name.eq_ignore_ascii_case(b"set-cookie") || out.cookies.len() >= MAX_ISSUED {
-            continue;
+    for_each_set_cookie(response, |name, v| {
+        // A session or token cookie hands out a credential; a CSRF token
+        // or a preference does not (Django sets `csrftoken` on every form,
+        // failed logins included).
+        match Jwt::decode(v) {
+            Some(jwt) => out.jwts.push((jwt, digest(v))),
+            None if credentials::is_credential_name(name) => out.cookies.push(digest(v)),
+            None => {}
         }
-        let value = String::from_utf8_lossy(value);
-        let first = value.split(';').next().unwrap_or_default();
-        if let Some((name, v)) = first.split_once('=') {
-            let v = v.trim().trim_matches('"');
-            if v.is_empty() {
-                continue;
-            }
-            // A session or token cookie hands out a credential; a CSRF
-            // token or a preference does not (Django sets `csrftoken` on
-            // every form, failed logins included).
-            match Jwt::decode(v) {
-                Some(jwt) => out.jwts.push((jwt, digest(v))),
-                None if credentials::is_credential_name(name.trim()) => {
-                    out.cookies.push(digest(v));
-                }
-                None => {}
-            }
-        }
-    }
+    });
     // Tokens in the body under a token-like name (`token`,
     // `access_token`, …), or a body that is only the token. A JWT anywhere
     // else may be one a client stored and reads back (a forged one, say):

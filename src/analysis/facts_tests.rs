@@ -463,3 +463,43 @@ fn endpoint_and_outcome_until_and_after_locate() {
     )
     .is_none());
 }
+
+/// A session cookie the API sets for a visitor without credentials (even
+/// on a refusal) identifies nobody: requests presenting only it are
+/// anonymous. Twins: a session set at a login is a credential, and an
+/// anonymous session that a login succeeds with becomes one (frameworks
+/// that keep the session id at login).
+#[test]
+fn anonymous_visitors_sessions_are_not_credentials() {
+    let mut reader = Reader::new();
+    let visit = get("10.0.0.9", "/api/me")
+        .status(403)
+        .reply_header("Set-Cookie", "session=anon-1; Path=/; HttpOnly")
+        .exchange();
+    assert!(reader.read(&visit).anonymous());
+    let again = get("10.0.0.9", "/api/items")
+        .header("Cookie", "session=anon-1")
+        .status(403)
+        .exchange();
+    let f = reader.read(&again);
+    assert!(f.anonymous() && f.principal.is_none());
+    // A login that succeeds with it makes it a credential.
+    let login = call("10.0.0.9", "POST", "/login")
+        .header("Cookie", "session=anon-1")
+        .form("name=alice&password=x")
+        .status(302)
+        .exchange();
+    reader.read(&login);
+    assert!(!reader.read(&again).anonymous());
+    // A session set by a login answer is a credential from the start.
+    let login = call("10.0.0.8", "POST", "/login")
+        .form("name=bob&password=y")
+        .status(302)
+        .reply_header("Set-Cookie", "session=bob-1; Path=/")
+        .exchange();
+    reader.read(&login);
+    let bob = get("10.0.0.8", "/api/items")
+        .header("Cookie", "session=bob-1")
+        .exchange();
+    assert!(!reader.read(&bob).anonymous());
+}

@@ -181,6 +181,9 @@ pub struct ActorEndpoint {
     pub successes: u64,
     #[serde(default)]
     pub refusals: u64,
+    /// Of `objects`, those it neither created nor was listed: guessed.
+    #[serde(default)]
+    pub guessed: Distinct,
 }
 
 /// One actor's request rate.

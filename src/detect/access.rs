@@ -677,9 +677,13 @@ impl Authorization {
     /// a path no population uses yet, an actor refused (401, 403) on many
     /// different objects and never answered is sweeping for ones it may use.
     fn enumeration(&mut self, f: &Facts<'_>, baselines: &mut Baselines, out: &mut Vec<Finding>) {
-        if f.values.is_empty() || f.outcome == Outcome::Unanswered || self.listed_to(f) {
+        if f.values.is_empty() || f.outcome == Outcome::Unanswered {
             return;
         }
+        // Objects the API listed to the actor count in the population (the
+        // path's use) but not against the actor: following links is not
+        // guessing ids.
+        let listed = self.listed_to(f);
         let learn_actors = baselines.limits.learn_actors;
         let now = f.now;
         let path = EndpointKey {
@@ -694,7 +698,8 @@ impl Authorization {
         mine.successes += u64::from(f.outcome == Outcome::Success);
         mine.refusals += u64::from(f.outcome == Outcome::Rejected);
         // Objects the actor created itself (a bulk import read back) are
-        // not someone else's to enumerate.
+        // not someone else's to enumerate; like listed ones they count in
+        // the population, not against the actor.
         let created = self.created.get(f.key.host.as_str());
         let own = |value: &str| {
             f.principal
@@ -705,8 +710,11 @@ impl Authorization {
                 })
         };
         let mut changed = false;
-        for v in f.values.iter().filter(|v| !own(&v.value)) {
+        for v in &f.values {
             changed |= mine.objects.insert(v.value.as_bytes());
+            if !listed && !own(&v.value) {
+                mine.guessed.insert(v.value.as_bytes());
+            }
         }
         let estimate = mine.objects.estimate();
         let previous = mine.objects_estimate;
@@ -715,14 +723,15 @@ impl Authorization {
             e.objects_per_actor.moved(previous, estimate);
         }
         let actors = e.objects_per_actor.actors();
-        if estimate < ENUMERATION_MIN_OBJECTS {
+        let guessed = mine.guessed.estimate();
+        if guessed < ENUMERATION_MIN_OBJECTS {
             return;
         }
         let compared = if actors > learn_actors {
             let Some(p99) = e.objects_per_actor.quantile_excluding(0.99, Some(estimate)) else {
                 return;
             };
-            if estimate < (p99 * ENUMERATION_FACTOR).max(p99 + ENUMERATION_MIN_OBJECTS / 2) {
+            if guessed < (p99 * ENUMERATION_FACTOR).max(p99 + ENUMERATION_MIN_OBJECTS / 2) {
                 return;
             }
             Some(p99)
@@ -739,14 +748,14 @@ impl Authorization {
         let refused = f.outcome != Outcome::Success;
         let what = match compared {
             Some(p99) => format!(
-                "{} named about {estimate} different objects through {}; 99% of the other {} clients named at most {p99}.{}",
+                "{} named about {guessed} different objects through {}; 99% of the other {} clients named at most {p99}.{}",
                 f.actor_label(),
                 f.key,
                 actors.saturating_sub(1),
                 if refused { " The last was refused." } else { "" }
             ),
             None => format!(
-                "{} named about {estimate} different objects through {} and was refused every one; too few other clients use it to compare.",
+                "{} named about {guessed} different objects through {} and was refused every one; too few other clients use it to compare.",
                 f.actor_label(),
                 f.key,
             ),
@@ -758,7 +767,7 @@ impl Authorization {
             format!("{}|{}|{}", f.key.host, f.key.template, f.who),
         )
         .counts(&[
-            ("distinct_objects", estimate),
+            ("distinct_objects", guessed),
             ("population_p99", compared.unwrap_or(0)),
         ]);
         if refused {

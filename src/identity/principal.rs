@@ -11,10 +11,10 @@
 //! is what lets a self-service endpoint (`/users/{u}/...`) be checked: a
 //! caller naming itself uses one of its own names.
 
-use super::credentials::{CredentialKind, Credentials};
+use super::credentials::{Credential, CredentialKind, Credentials};
 use crate::jwt::Jwt;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Claims that may name a user, in the order they are preferred when the
 /// tokens seen do not yet tell them apart.
@@ -170,10 +170,18 @@ pub struct IdentityBook {
     pub hosts_capped: u64,
     /// Login names forgotten when the table was full (it is then emptied).
     pub login_names_reset: u64,
+    /// Digests of session cookies the API set for visitors without
+    /// credentials (Flask, Django and Rails give every visitor a session):
+    /// presenting one proves no identity until a login upgrades it.
+    anonymous_sessions: HashSet<[u8; 16]>,
+    /// Times that set was full and emptied.
+    pub anonymous_sessions_reset: u64,
 }
 
 /// Hosts whose principal claims are learned separately.
 const MAX_CLAIM_HOSTS: usize = 256;
+/// Anonymous visitors' session cookies remembered.
+const MAX_ANONYMOUS_SESSIONS: usize = 100_000;
 
 impl IdentityBook {
     /// The principal of a request to `host` with `credentials`, learning
@@ -235,6 +243,38 @@ impl IdentityBook {
             kind,
             names,
         })
+    }
+
+    /// Takes out the credentials when they are only an anonymous
+    /// visitor's session cookies (the request is anonymous) and returns
+    /// them; usually nothing.
+    pub fn take_anonymous_sessions(&self, credentials: &mut Credentials) -> Vec<Credential> {
+        let anonymous = |c: &Credential| {
+            c.kind == CredentialKind::Session && self.anonymous_sessions.contains(&c.digest)
+        };
+        if !credentials.found.is_empty() && credentials.found.iter().all(anonymous) {
+            std::mem::take(&mut credentials.found)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The API set these session cookies for a visitor without credentials
+    /// (not at a login).
+    pub fn note_anonymous_sessions(&mut self, digests: &[[u8; 16]]) {
+        if self.anonymous_sessions.len() + digests.len() > MAX_ANONYMOUS_SESSIONS {
+            self.anonymous_sessions.clear();
+            self.anonymous_sessions_reset += 1;
+        }
+        self.anonymous_sessions.extend(digests.iter().copied());
+    }
+
+    /// A login succeeded with these sessions: they may now carry the
+    /// identity (frameworks that do not rotate the session at login).
+    pub fn sessions_logged_in(&mut self, sessions: &[Credential]) {
+        for c in sessions {
+            self.anonymous_sessions.remove(&c.digest);
+        }
     }
 
     /// A login by `username` handed out credentials with these digests
