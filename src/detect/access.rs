@@ -23,7 +23,7 @@ use crate::exchange::Text;
 use crate::inventory::template::Outcome;
 use crate::inventory::EndpointKey;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 /// Request properties that only privileged code paths should set.
 const PRIVILEGED_FIELDS: &[&str] = &[
@@ -58,10 +58,12 @@ const PRIVILEGED_FIELDS: &[&str] = &[
 /// population comparison, and how far above the population's 99th
 /// percentile it must be.
 const ENUMERATION_MIN_OBJECTS: u64 = 20;
-/// Collections remembered per actor as read (their objects were listed to
-/// it), and actors remembered.
-const LISTED_PER_ACTOR: usize = 16;
-const LISTED_ACTORS: usize = 100_000;
+/// Object ids remembered as disclosed to actors (all actors together; the
+/// table is emptied when full), ids taken from one answer, and the largest
+/// answer read for them.
+const MAX_DISCLOSED_IDS: usize = 262_144;
+const DISCLOSED_PER_ANSWER: usize = 2048;
+const MAX_DISCLOSING_BODY_BYTES: usize = 512 * 1024;
 const ENUMERATION_FACTOR: u64 = 3;
 /// Objects of other principals a principal must have used.
 const FOREIGN_MIN_OBJECTS: u64 = 2;
@@ -135,6 +137,45 @@ fn created_ids(value: &serde_json::Value, depth: usize, out: &mut Vec<String>) {
         }
         _ => {}
     }
+}
+
+/// The ids of the objects a collection answer lists: `id`, `uuid`, `_id`
+/// or `slug` of objects at the top, in lists, or one level into objects
+/// (`{"data": [...]}`, `{"ciphers": [...]}`).
+fn listed_ids(value: &serde_json::Value, depth: usize, out: &mut Vec<String>) {
+    use serde_json::Value;
+    if depth > 3 || out.len() >= DISCLOSED_PER_ANSWER {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            for key in ["id", "uuid", "_id", "slug"] {
+                match map.get(key) {
+                    Some(Value::String(s)) if !s.is_empty() && s.len() <= 128 => {
+                        out.push(s.clone());
+                    }
+                    Some(Value::Number(n)) => out.push(n.to_string()),
+                    _ => {}
+                }
+            }
+            for child in map.values().filter(|v| v.is_array() || v.is_object()) {
+                listed_ids(child, depth + 1, out);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                listed_ids(item, depth + 1, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn id_hash(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
 }
 
 /// Whether `value` (or an object in it) describes `p` as privileged.
@@ -319,10 +360,12 @@ pub struct Authorization {
     /// Restricted endpoints each principal was refused on, recently.
     #[serde(skip)]
     refusals: HashMap<String, VecDeque<(u64, EndpointKey)>>,
-    /// Collections (host, template) each actor read successfully: the API
-    /// listed their objects to it.
+    /// Hashes of the object ids the API listed to each actor (in answers
+    /// to its reads of collections), and how many are held.
     #[serde(skip)]
-    listed: HashMap<ActorKey, Vec<(Text, Text)>>,
+    disclosed: HashMap<ActorKey, HashSet<u64>>,
+    #[serde(skip)]
+    disclosed_ids: usize,
     #[serde(skip)]
     pub refused: u64,
 }
@@ -368,7 +411,7 @@ impl Authorization {
         let privilege = self.privileged(f);
         self.describe(f);
         self.learn_created(f);
-        self.learn_listed(f);
+        self.learn_disclosed(f);
         if !bad_token {
             self.learn_privilege(f);
             self.function_level(f, privilege, baselines, out);
@@ -476,42 +519,54 @@ impl Authorization {
         }
     }
 
-    /// Remembers a collection (a GET without object ids) the actor read.
-    fn learn_listed(&mut self, f: &Facts<'_>) {
-        if !f.values.is_empty() || f.request.method != "GET" || f.outcome != Outcome::Success {
+    /// Remembers the object ids a collection (a GET without object ids in
+    /// its path) listed to the actor.
+    fn learn_disclosed(&mut self, f: &Facts<'_>) {
+        let Some(response) = f.response else { return };
+        let body = &response.body.data;
+        if !f.values.is_empty()
+            || f.request.method != "GET"
+            || f.outcome != Outcome::Success
+            || body.len() > MAX_DISCLOSING_BODY_BYTES
+            || !matches!(
+                body.iter().find(|b| !b.is_ascii_whitespace()),
+                Some(b'{' | b'[')
+            )
+        {
             return;
         }
-        if !self.listed.contains_key(&f.who) && self.listed.len() >= LISTED_ACTORS {
-            self.listed.clear();
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return;
+        };
+        let mut ids = Vec::new();
+        listed_ids(&value, 0, &mut ids);
+        if ids.is_empty() {
+            return;
+        }
+        if self.disclosed_ids + ids.len() > MAX_DISCLOSED_IDS {
+            self.disclosed.clear();
+            self.disclosed_ids = 0;
             self.refused += 1;
         }
-        let mine = self.listed.entry(f.who.clone()).or_default();
-        let collection = (f.key.host.clone(), f.key.template.clone());
-        if !mine.contains(&collection) {
-            if mine.len() >= LISTED_PER_ACTOR {
-                mine.remove(0);
+        let mine = self.disclosed.entry(f.who.clone()).or_default();
+        for id in ids {
+            if mine.insert(id_hash(&id)) {
+                self.disclosed_ids += 1;
             }
-            mine.push(collection);
         }
     }
 
-    /// Whether the objects this request names were listed to its actor:
-    /// it read their collection (the template up to its first parameter:
-    /// `/users` for `/users/{id}/solves`) and the API answers with success.
-    /// Following the API's own links is not guessing ids.
+    /// Whether every object this request names was listed to its actor
+    /// and the API answers with success: following the API's own links is
+    /// not guessing ids.
     fn listed_to(&self, f: &Facts<'_>) -> bool {
-        if f.outcome != Outcome::Success {
-            return false;
-        }
-        let template = f.key.template.as_str();
-        let Some(cut) = template.find("/{") else {
-            return false;
-        };
-        let collection = template.get(..cut).unwrap_or_default();
-        self.listed.get(&f.who).is_some_and(|l| {
-            l.iter()
-                .any(|(host, t)| *host == f.key.host && t.as_str() == collection)
-        })
+        f.outcome == Outcome::Success
+            && !f.values.is_empty()
+            && self.disclosed.get(&f.who).is_some_and(|ids| {
+                f.values
+                    .iter()
+                    .all(|v| ids.contains(&id_hash(v.value.as_str())))
+            })
     }
 
     /// Learns which functions are restricted and who may use them. Only
@@ -787,12 +842,13 @@ impl Authorization {
         out: &mut Vec<Finding>,
     ) {
         let Some(p) = &f.principal else { return };
-        if f.values.is_empty()
-            || matches!(f.outcome, Outcome::NotFound | Outcome::Unanswered)
-            || self.listed_to(f)
-        {
+        if f.values.is_empty() || matches!(f.outcome, Outcome::NotFound | Outcome::Unanswered) {
             return;
         }
+        // Objects the API listed to the caller are not used behind their
+        // owner's back (a mirror of public profiles); ownership is still
+        // learned from the call (an owner reading what its list gave it).
+        let listed = self.listed_to(f);
         let path = (f.key.host.clone(), f.key.template.clone());
         if !self.owners.contains_key(&path) && self.owners.len() >= MAX_RESTRICTED {
             self.refused += 1;
@@ -849,6 +905,9 @@ impl Authorization {
                 }
                 None => {}
             }
+        }
+        if listed {
+            foreign = 0;
         }
         let Some((e, mine)) = baselines.pair_mut(f) else {
             return;

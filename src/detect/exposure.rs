@@ -160,6 +160,25 @@ pub fn data_volume(
     }
 }
 
+/// Whether `marker` occurs in `text` with some detail: not only as the
+/// name of an empty JSON field (Bitwarden-style error models carry
+/// `"exceptionStackTrace": null` in every error).
+fn carries_detail(text: &str, marker: &str) -> bool {
+    text.match_indices(marker).any(|(at, m)| {
+        let rest = text.get(at + m.len()..).unwrap_or_default();
+        let Some(value) = rest
+            .strip_prefix('"')
+            .and_then(|r| r.trim_start().strip_prefix(':'))
+        else {
+            return true;
+        };
+        let value = value.trim_start();
+        !["null", "\"\"", "[]", "{}"]
+            .iter()
+            .any(|empty| value.starts_with(empty))
+    })
+}
+
 /// A stack trace or database error in a response body.
 pub fn verbose_errors(f: &Facts<'_>, out: &mut Vec<Finding>) {
     let Some(response) = f.response else {
@@ -174,7 +193,7 @@ pub fn verbose_errors(f: &Facts<'_>, out: &mut Vec<Finding>) {
         .get(..8192)
         .unwrap_or(&response.body.data);
     let text = String::from_utf8_lossy(head).to_ascii_lowercase();
-    if let Some(marker) = ERROR_MARKERS.iter().find(|m| text.contains(*m)) {
+    if let Some(marker) = ERROR_MARKERS.iter().find(|m| carries_detail(&text, m)) {
         out.push(
             Finding::new(
                 RuleId::VerboseError,

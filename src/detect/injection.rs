@@ -88,10 +88,12 @@ const SIGNATURES: &[(PayloadKind, &str)] = &[
         PayloadKind::NoSql,
         r#"\$where\s*[:=]|\bthis\.\w+\s*==|;\s*return\s+true"#,
     ),
-    // A shell separator or substitution, then a command.
+    // A shell separator or substitution, then a command ending where a
+    // shell word ends (base64 text such as `|lS+ga…` in an encrypted
+    // field is not `ls`).
     (
         PayloadKind::Command,
-        r#"(;|\||\|\||&&|\$\(|`)\s*(cat|id|whoami|uname|ls|wget|curl|nc|ncat|bash|sh|zsh|ping|nslookup|sleep|rm|chmod|python\d?|perl|powershell|cmd)\b"#,
+        r#"(;|\||\|\||&&|\$\(|`)\s*(cat|id|whoami|uname|ls|wget|curl|nc|ncat|bash|sh|zsh|ping|nslookup|sleep|rm|chmod|python\d?|perl|powershell|cmd)(\s|$|[;|&<>)`])"#,
     ),
     (
         PayloadKind::Command,
@@ -330,6 +332,9 @@ mod tests {
             "https://example.com/callback?next=/home",
             "I love <b>bold</b> text",
             "ls -la is a command",
+            // An encrypted field (Bitwarden EncString): base64 parts
+            // joined by `|`, one starting `lS+`.
+            "2.xJypVXeLS4SuuLIgi8+Xyg==|lS+gaSQrKufXrpP2DII+fgI65FRAO1dTClJTSY41tGo=|GOwyBHsxxMg=",
             "jane.doe@example.com",
             "550e8400-e29b-41d4-a716-446655440000",
             "The onerror handler",

@@ -33,6 +33,11 @@ use std::net::IpAddr;
 
 /// Window of refused forgery attempts per client.
 const ATTEMPT_WINDOW_SECS: u64 = 600;
+/// How long after `exp` JWT libraries accept a token by default: Rust's
+/// jsonwebtoken and Spring 60 s, .NET's JwtBearer 5 minutes. An expired
+/// token honoured within it is the library's clock-skew allowance.
+const LIBRARY_LEEWAY_SECS: u64 = 300;
+
 /// Refused forged tokens (or distinct principals' expired tokens) per
 /// client in the window.
 const MIN_ATTEMPTS: usize = 2;
@@ -128,7 +133,10 @@ impl Tokens {
             return false;
         };
         let forged = !forgery(&judgement).is_empty();
-        let expired = matches!(judgement.validity, Validity::Expired { .. });
+        // Accepted within the leeway JWT libraries allow by default, an
+        // expired token says the API is configured, not broken.
+        let expired = matches!(judgement.validity,
+            Validity::Expired { expired_for_secs } if expired_for_secs > LIBRARY_LEEWAY_SECS);
         let digest = f.credentials.jwt_digest;
         if f.succeeded() && (forged || expired) {
             // Honoured: the endpoint is shown to reject bad tokens or
