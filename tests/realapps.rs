@@ -6,9 +6,9 @@
 //! application and breaks another fails here rather than in the next
 //! measurement.
 //!
-//! Shortfalls that were measured and reported are listed in `KNOWN_SHORT`
-//! with the floor they hold; anything below a floor, or below a threshold
-//! not listed, fails.
+//! Shortfalls that were measured and reported are listed (`KNOWN_SHORT`,
+//! `KNOWN_MISSED`, `KNOWN_BENIGN_EVENTS`) with the floor they hold;
+//! anything worse, or below a threshold not listed, fails.
 
 mod support;
 
@@ -22,6 +22,22 @@ const KNOWN_SHORT: &[(&str, &str, f64)] = &[
     // minute, stay literal (fixtures/realapps/README.md).
     ("healthchecks", "1 min", 0.93),
 ];
+
+/// Campaigns of the two held-out applications not detected with an
+/// accepted category today (README, "Real applications").
+const KNOWN_MISSED: &[(&str, &str)] = &[
+    ("ctfd", "ct-bola-foreign"),
+    ("ctfd", "ct-bola-account"),
+    ("ctfd", "ct-exposure-volume"),
+    ("vaultwarden", "vw-pw-spray"),
+    ("vaultwarden", "vw-missing-auth"),
+    ("vaultwarden", "vw-bola-account"),
+];
+
+/// Medium-or-higher events on benign actors allowed today: CTFd's
+/// scoreboard mirror, whose bursts read every profile (rate and
+/// sensitive volume).
+const KNOWN_BENIGN_EVENTS: &[(&str, u64)] = &[("ctfd", 2)];
 
 const THRESHOLD: f64 = 0.95;
 
@@ -52,7 +68,13 @@ fn real_applications_meet_the_acceptance_thresholds() {
     );
     let summary: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let apps = summary.as_object().unwrap();
-    for app in ["fastapi-template", "kutt", "healthchecks"] {
+    for app in [
+        "fastapi-template",
+        "kutt",
+        "healthchecks",
+        "ctfd",
+        "vaultwarden",
+    ] {
         assert!(apps.contains_key(app), "{app} was not scored:\n{report}");
     }
     let mut failures = Vec::new();
@@ -75,7 +97,8 @@ fn real_applications_meet_the_acceptance_thresholds() {
         }
         for c in s["campaigns"].as_array().unwrap() {
             let id = c["id"].as_str().unwrap();
-            if c["detected"] != true || c["acceptable_category"] != true {
+            let known = KNOWN_MISSED.contains(&(app.as_str(), id));
+            if !known && (c["detected"] != true || c["acceptable_category"] != true) {
                 failures.push(format!(
                     "{app}: campaign {id} not detected with an accepted category"
                 ));
@@ -85,7 +108,11 @@ fn real_applications_meet_the_acceptance_thresholds() {
             }
         }
         let benign = &s["benign"]["events_medium_or_higher"];
-        if benign.as_u64() != Some(0) {
+        let allowed = KNOWN_BENIGN_EVENTS
+            .iter()
+            .find(|(a, _)| *a == app)
+            .map_or(0, |(_, n)| *n);
+        if benign.as_u64().is_none_or(|n| n > allowed) {
             failures.push(format!(
                 "{app}: {benign} events of medium or higher severity on benign actors"
             ));

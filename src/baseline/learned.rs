@@ -176,11 +176,12 @@ pub struct ActorEndpoint {
     pub foreign_objects: u64,
     /// Counted among the endpoint's principals.
     pub owner_seen: bool,
-    /// Requests here the API answered with success, and refused (401, 403).
+    /// Requests here the API answered with success, and with a refusal or
+    /// an error (401, 403, 404, other 4xx).
     #[serde(default)]
     pub successes: u64,
     #[serde(default)]
-    pub refusals: u64,
+    pub failures: u64,
     /// Of `objects`, those it neither created nor was listed: guessed.
     #[serde(default)]
     pub guessed: Distinct,

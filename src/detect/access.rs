@@ -729,8 +729,9 @@ impl Authorization {
     /// An actor naming far more distinct objects on a path (whatever the
     /// method: reading and deleting one's own token is one object) than the
     /// other clients do, whatever the answers (slow harvesting counts). On
-    /// a path no population uses yet, an actor refused (401, 403) on many
-    /// different objects and never answered is sweeping for ones it may use.
+    /// a path no population uses yet, a logged-in actor failing (refused,
+    /// not found, an error) on many different objects and never answered is
+    /// sweeping for ones it may use.
     fn enumeration(&mut self, f: &Facts<'_>, baselines: &mut Baselines, out: &mut Vec<Finding>) {
         if f.values.is_empty() || f.outcome == Outcome::Unanswered {
             return;
@@ -751,7 +752,10 @@ impl Authorization {
         };
         mine.last_secs = now;
         mine.successes += u64::from(f.outcome == Outcome::Success);
-        mine.refusals += u64::from(f.outcome == Outcome::Rejected);
+        mine.failures += u64::from(matches!(
+            f.outcome,
+            Outcome::Rejected | Outcome::NotFound | Outcome::Error
+        ));
         // Objects the actor created itself (a bulk import read back) are
         // not someone else's to enumerate; like listed ones they count in
         // the population, not against the actor.
@@ -790,9 +794,12 @@ impl Authorization {
                 return;
             }
             Some(p99)
-        } else if mine.successes == 0 && mine.refusals >= ENUMERATION_MIN_OBJECTS {
-            // Refused, not "not found": the objects exist and are someone
-            // else's (a sweep of paths that do not exist is a scanner's).
+        } else if f.principal.is_some()
+            && mine.successes == 0
+            && mine.failures >= ENUMERATION_MIN_OBJECTS
+        {
+            // A logged-in caller: an anonymous sweep of ids that do not
+            // exist is a scanner's.
             None
         } else {
             return;

@@ -21,6 +21,11 @@ const MAX_REPORTED: usize = 200_000;
 /// other kinds are counted as repeats. A targeted attacker uses one or two.
 const INJECTION_KINDS_PER_ADDRESS: u8 = 2;
 
+/// Authorization events per client address: one actor trying other users'
+/// objects through every endpoint that has them gives one event per
+/// endpoint; three say what it does, the others are counted as repeats.
+const AUTHORIZATION_EVENTS_PER_ADDRESS: u8 = 3;
+
 /// What a detector found.
 #[derive(Debug, Clone)]
 pub struct Finding {
@@ -95,8 +100,9 @@ impl Finding {
 pub struct Reporter {
     sensor: String,
     reported: HashMap<(RuleId, String), u64>,
-    /// Injection events reported per client address (emptied with `reported`).
-    injections: HashMap<IpAddr, u8>,
+    /// Injection and authorization events reported per client address
+    /// (emptied with `reported`).
+    per_address: HashMap<(Family, IpAddr), u8>,
     /// Events built, repeats counted instead, and times the
     /// de-duplication memory was emptied.
     pub events: u64,
@@ -109,7 +115,7 @@ impl Reporter {
         Reporter {
             sensor: sensor.to_owned(),
             reported: HashMap::new(),
-            injections: HashMap::new(),
+            per_address: HashMap::new(),
             events: 0,
             repeats: 0,
             forgotten: 0,
@@ -125,9 +131,18 @@ impl Reporter {
             self.repeats += 1;
             return;
         }
-        if finding.rule.rule().family == Family::Injection {
-            let reported = self.injections.entry(facts.client_ip).or_default();
-            if *reported >= INJECTION_KINDS_PER_ADDRESS {
+        let family = finding.rule.rule().family;
+        let cap = match family {
+            Family::Injection => Some(INJECTION_KINDS_PER_ADDRESS),
+            Family::Authorization if !finding.about_api => Some(AUTHORIZATION_EVENTS_PER_ADDRESS),
+            _ => None,
+        };
+        if let Some(cap) = cap {
+            let reported = self
+                .per_address
+                .entry((family, facts.client_ip))
+                .or_default();
+            if *reported >= cap {
                 self.reported.insert(key, 1);
                 self.repeats += 1;
                 return;
@@ -136,7 +151,7 @@ impl Reporter {
         }
         if self.reported.len() >= MAX_REPORTED {
             self.reported.clear();
-            self.injections.clear();
+            self.per_address.clear();
             self.forgotten += 1;
         }
         self.reported.insert(key, 0);

@@ -1061,10 +1061,11 @@ fn listed_objects_are_followed_not_enumerated_and_methods_share_a_population() {
     assert_eq!(enumerations(&events), 1, "{}", describe(&events));
 }
 
-/// On a path nobody else uses, an actor refused (403) on every one of many
-/// different objects is sweeping; twins: the same walk answered with
-/// success (its own objects, as far as anyone can tell) is not judged, and
-/// one answered "not found" is a scanner's (its own rule).
+/// On a path nobody else uses, a logged-in actor refused (403) or told
+/// "not found" on every one of many different objects is sweeping; twins:
+/// the same walk answered with success (its own objects, as far as anyone
+/// can tell) is not judged, and an anonymous not-found sweep is a
+/// scanner's (its own rule).
 #[test]
 fn refused_sweep_on_an_unused_path_and_its_answered_twin() {
     let thief = user_token("mallory", "user");
@@ -1082,7 +1083,42 @@ fn refused_sweep_on_an_unused_path_and_its_answered_twin() {
     none(&sweep(200));
     assert!(sweep(404)
         .iter()
+        .any(|e| e.rule == "detect.authz.bola_enumeration"));
+    let anonymous = run((0..30).map(|id| {
+        get("10.0.9.8", &format!("/api/submissions/{}", 3 * id))
+            .status(404)
+            .at(100 + 2 * id)
+    }));
+    assert!(anonymous
+        .iter()
         .all(|e| e.rule != "detect.authz.bola_enumeration"));
+}
+
+/// One address sweeping five paths gives three authorization events (the
+/// rest are repeats); five addresses sweeping one path each give five.
+#[test]
+fn authorization_events_are_capped_per_address() {
+    let thief = user_token("mallory", "user");
+    let sweeps = |address: &dyn Fn(u64) -> String| {
+        let calls: Vec<Call> = (0..5u64)
+            .flat_map(|path| {
+                let ip = address(path);
+                let thief = thief.clone();
+                (0..25u64).map(move |id| {
+                    get(&ip, &format!("/api/thing{path}/{}", 3 * id))
+                        .bearer(&thief)
+                        .status(403)
+                        .at(100 + 50 * path + id)
+                })
+            })
+            .collect();
+        run(calls)
+            .iter()
+            .filter(|e| e.rule == "detect.authz.bola_enumeration")
+            .count()
+    };
+    assert_eq!(sweeps(&|_| "10.0.9.9".to_string()), 3);
+    assert_eq!(sweeps(&|p| format!("10.0.9.{}", 10 + p)), 5);
 }
 
 #[test]

@@ -192,7 +192,12 @@ fn is_token(b: &[u8]) -> bool {
     }
     let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
     let letters = b.iter().filter(|c| c.is_ascii_alphabetic()).count();
-    if digits < 2 || letters < 2 {
+    // Base64url of 16 random bytes (22 characters) has no digit one time
+    // in eight; that long, frequent case changes are enough.
+    let long_mixed_case = b.len() >= 20
+        && b.iter().any(u8::is_ascii_uppercase)
+        && b.iter().any(u8::is_ascii_lowercase);
+    if letters < 2 || (digits < 2 && !long_mixed_case) {
         return false;
     }
     let class = |c: u8| match c {
@@ -746,7 +751,12 @@ fn values_among(literals: &BTreeMap<Text, Node>, rules: &Rules) -> Vec<Text> {
     let own_each = confirmed >= rules.param_min_distinct + 3
         && most <= 2
         && position_clients + 2 >= confirmed as u64;
+    // Alike siblings under which the same sub-resource recurs
+    // (`/icons/a.example/icon.png`, `/icons/b.example/icon.png`): routes
+    // rarely share their subtrees.
+    let shared = confirmed >= rules.param_min_distinct && shared_child(&largest, confirmed);
     let spread = files
+        || shared
         || median <= 2
             && position_clients >= 2
             && few_each

@@ -739,6 +739,9 @@ fn random_keys_and_underscored_values_and_their_twins() {
     assert_eq!(c("4twjnlbrwgldpkgzsszyua"), Some(SegKind::Token));
     assert_eq!(c("eleihaylmfrmpqvopzcalw"), Some(SegKind::Token));
     assert_eq!(c("notificationsettings"), None);
+    // Random base64url without digits; a long kebab-case route name.
+    assert_eq!(c("fkgQo-V_RBelIIZncXZhzg"), Some(SegKind::Token));
+    assert_eq!(c("notification-settings-page"), None);
     assert_eq!(c("healthcheck2"), None);
     // A parameter learned at /files/{name}: `_search` beside it is a route,
     // `_PdBTNpn-2` a value.
@@ -844,4 +847,33 @@ fn many_popular_values_of_one_shape_and_popular_routes_twin() {
     assert_eq!(run(&own_shape), 20);
     let list = |_: usize| "[]".to_string();
     assert_eq!(run(&list), 20);
+}
+
+/// Alike siblings under which the same sub-resource recurs are values
+/// from five on (`/icons/{name}/icon.png`); twin: five routes each with a
+/// subtree of its own stay routes.
+#[test]
+fn siblings_sharing_a_sub_resource_are_values_and_their_twin() {
+    let run = |child: &dyn Fn(usize) -> String| {
+        let mut inv = rules_inventory();
+        let hosts = [
+            "a.example.io",
+            "b.example.net",
+            "c.example.org",
+            "d.corp.example",
+            "e.example.com",
+        ];
+        let v: Vec<Exchange> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let path = format!("/icons/{h}/{}", child(i));
+                exchange("GET", &path, 200, &[], "", 1, i as u64)
+            })
+            .collect();
+        feed(&mut inv, &v);
+        templates(&inv).len()
+    };
+    assert_eq!(run(&|_| "icon.png".to_string()), 1);
+    assert_eq!(run(&|i| format!("page{i}")), 5);
 }
