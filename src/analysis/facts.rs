@@ -614,6 +614,15 @@ fn for_each_set_cookie(response: &Response, mut f: impl FnMut(&str, &str)) {
     }
 }
 
+/// The keyed digest a credential value is known by (as a request's
+/// credentials are: `identity::credentials`).
+fn credential_digest(hasher: &SecretHasher, value: &str) -> [u8; 16] {
+    let d = hasher.digest("credential", value.trim().as_bytes());
+    let mut short = [0u8; 16];
+    short.copy_from_slice(d.get(..16).unwrap_or(&[0u8; 16]));
+    short
+}
+
 /// Digests of the session-like cookies (not JWTs) a response sets,
 /// whatever its status.
 fn session_cookies(response: Option<&Response>, hasher: &SecretHasher) -> Vec<[u8; 16]> {
@@ -621,10 +630,7 @@ fn session_cookies(response: Option<&Response>, hasher: &SecretHasher) -> Vec<[u
     if let Some(response) = response {
         for_each_set_cookie(response, |name, v| {
             if Jwt::decode(v).is_none() && credentials::is_credential_name(name) {
-                let d = hasher.digest("credential", v.as_bytes());
-                let mut short = [0u8; 16];
-                short.copy_from_slice(d.get(..16).unwrap_or(&[0u8; 16]));
-                out.push(short);
+                out.push(credential_digest(hasher, v));
             }
         });
     }
@@ -638,12 +644,7 @@ fn issued(response: Option<&Response>, hasher: &SecretHasher) -> Issued {
     else {
         return out;
     };
-    let digest = |value: &str| {
-        let d = hasher.digest("credential", value.trim().as_bytes());
-        let mut short = [0u8; 16];
-        short.copy_from_slice(d.get(..16).unwrap_or(&[0u8; 16]));
-        short
-    };
+    let digest = |value: &str| credential_digest(hasher, value);
     for_each_set_cookie(response, |name, v| {
         // A session or token cookie hands out a credential; a CSRF token
         // or a preference does not (Django sets `csrftoken` on every form,

@@ -117,15 +117,7 @@ fn created_ids(value: &serde_json::Value, depth: usize, out: &mut Vec<String>) {
     }
     match value {
         Value::Object(map) => {
-            for key in ["id", "uuid", "_id"] {
-                match map.get(key) {
-                    Some(Value::String(s)) if !s.is_empty() && s.len() <= 128 => {
-                        out.push(s.clone());
-                    }
-                    Some(Value::Number(n)) => out.push(n.to_string()),
-                    _ => {}
-                }
-            }
+            push_ids(map, &["id", "uuid", "_id"], out);
             if let Some(data) = map.get("data") {
                 created_ids(data, depth + 1, out);
             }
@@ -139,6 +131,23 @@ fn created_ids(value: &serde_json::Value, depth: usize, out: &mut Vec<String>) {
     }
 }
 
+/// The values of an object's id fields named `keys` (strings up to 128
+/// bytes, numbers).
+fn push_ids(
+    map: &serde_json::Map<String, serde_json::Value>,
+    keys: &[&str],
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    for key in keys {
+        match map.get(*key) {
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= 128 => out.push(s.clone()),
+            Some(Value::Number(n)) => out.push(n.to_string()),
+            _ => {}
+        }
+    }
+}
+
 /// The ids of the objects a collection answer lists: `id`, `uuid`, `_id`
 /// or `slug` of objects at the top, in lists, or one level into objects
 /// (`{"data": [...]}`, `{"ciphers": [...]}`).
@@ -149,15 +158,7 @@ fn listed_ids(value: &serde_json::Value, depth: usize, out: &mut Vec<String>) {
     }
     match value {
         Value::Object(map) => {
-            for key in ["id", "uuid", "_id", "slug"] {
-                match map.get(key) {
-                    Some(Value::String(s)) if !s.is_empty() && s.len() <= 128 => {
-                        out.push(s.clone());
-                    }
-                    Some(Value::Number(n)) => out.push(n.to_string()),
-                    _ => {}
-                }
-            }
+            push_ids(map, &["id", "uuid", "_id", "slug"], out);
             for child in map.values().filter(|v| v.is_array() || v.is_object()) {
                 listed_ids(child, depth + 1, out);
             }
