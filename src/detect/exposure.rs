@@ -193,7 +193,12 @@ pub fn verbose_errors(f: &Facts<'_>, out: &mut Vec<Finding>) {
         .get(..8192)
         .unwrap_or(&response.body.data);
     let text = String::from_utf8_lossy(head).to_ascii_lowercase();
-    if let Some(marker) = ERROR_MARKERS.iter().find(|m| carries_detail(&text, m)) {
+    // `contains` first: its SIMD search is several times faster than the
+    // `match_indices` walk, and almost no answer has a marker at all.
+    if let Some(marker) = ERROR_MARKERS
+        .iter()
+        .find(|m| text.contains(*m) && carries_detail(&text, m))
+    {
         out.push(
             Finding::new(
                 RuleId::VerboseError,
