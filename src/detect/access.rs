@@ -58,13 +58,13 @@ const PRIVILEGED_FIELDS: &[&str] = &[
 /// population comparison, and how far above the population's 99th
 /// percentile it must be.
 const ENUMERATION_MIN_OBJECTS: u64 = 20;
+const ENUMERATION_FACTOR: u64 = 3;
 /// Object ids remembered as disclosed to actors (all actors together; the
 /// table is emptied when full), ids taken from one answer, and the largest
 /// answer read for them.
 const MAX_DISCLOSED_IDS: usize = 262_144;
 const DISCLOSED_PER_ANSWER: usize = 2048;
 const MAX_DISCLOSING_BODY_BYTES: usize = 512 * 1024;
-const ENUMERATION_FACTOR: u64 = 3;
 /// Objects of other principals a principal must have used.
 const FOREIGN_MIN_OBJECTS: u64 = 2;
 /// Distinct restricted endpoints a principal must be refused on, in the window.
