@@ -303,6 +303,11 @@ pub struct Evidence {
     /// Hashed top-level keys of successful JSON responses.
     keys: Vec<u32>,
     clients: Distinct,
+    /// Clients that got a successful answer: the spread of values over
+    /// clients is judged on them alone, so that one client's refused
+    /// probes beside another's pages do not look like several users each
+    /// with their own values.
+    served: Distinct,
 }
 
 impl Evidence {
@@ -313,6 +318,7 @@ impl Evidence {
             return;
         }
         self.successes += 1;
+        self.served.insert(client_hash(s.client), CLIENTS_EXACT);
         self.methods |= method_bit(s.method);
         self.kinds |= s.kind.bit();
         for k in s.json_keys {
@@ -333,6 +339,7 @@ impl Evidence {
             }
         }
         self.clients.merge(&o.clients, CLIENTS_EXACT);
+        self.served.merge(&o.served, CLIENTS_EXACT);
     }
 
     /// Distinct clients (estimated beyond `CLIENTS_EXACT`).
@@ -722,12 +729,15 @@ fn values_among(literals: &BTreeMap<Text, Node>, rules: &Rules) -> Vec<Text> {
         return Vec::new();
     }
     let many = confirmed >= rules.param_many_distinct;
-    let mut per_value: Vec<u64> = largest.iter().map(|(_, n)| n.evidence.clients()).collect();
+    let mut per_value: Vec<u64> = largest
+        .iter()
+        .map(|(_, n)| n.evidence.served.estimate())
+        .collect();
     per_value.sort_unstable();
     let median = per_value.get(per_value.len() / 2).copied().unwrap_or(0);
     let mut everyone = Distinct::default();
     for (_, n) in &largest {
-        everyone.merge(&n.evidence.clients, CLIENTS_EXACT);
+        everyone.merge(&n.evidence.served, CLIENTS_EXACT);
     }
     let position_clients = everyone.estimate();
     // Values are each used by few of the position's clients (their owner,
@@ -740,7 +750,7 @@ fn values_among(literals: &BTreeMap<Text, Node>, rules: &Rules) -> Vec<Text> {
     // calls to a handful of routes look the same).
     let reread = largest
         .iter()
-        .filter(|(_, n)| n.evidence.hits >= 2 && n.evidence.clients() <= 2)
+        .filter(|(_, n)| n.evidence.successes >= 2 && n.evidence.served.estimate() <= 2)
         .count();
     // Or, before anything was re-read: a larger group, nearly one client
     // per value and none shared by more than two (each user following

@@ -234,6 +234,62 @@ fn few_static_siblings_stay_literal() {
     assert_eq!(templates(&inv).len(), 5);
 }
 
+/// One administrator re-reading seven pages, and a second client refused on
+/// two of them first: the refusals say nothing about how values spread over
+/// clients, so the pages stay routes. Twin: the same seven names, each
+/// re-read by its own user, are values.
+#[test]
+fn one_clients_pages_stay_routes_beside_anothers_refusals_and_owned_values_twin() {
+    let pages = [
+        "challenges",
+        "config",
+        "notifications",
+        "statistics",
+        "submissions",
+        "users",
+        "scoreboard",
+    ];
+    let run = |owner: &dyn Fn(usize) -> u8| {
+        let mut inv = rules_inventory();
+        let mut v = Vec::new();
+        for (k, page) in ["users", "submissions"].iter().enumerate() {
+            v.push(exchange(
+                "GET",
+                &format!("/admin/{page}"),
+                403,
+                &[],
+                "",
+                99,
+                k as u64,
+            ));
+        }
+        for round in 0..8u64 {
+            for (i, page) in pages.iter().enumerate() {
+                let ts = 10 + round * 100 + i as u64;
+                v.push(exchange(
+                    "GET",
+                    &format!("/admin/{page}"),
+                    200,
+                    &[],
+                    "<html>",
+                    owner(i),
+                    ts,
+                ));
+            }
+        }
+        feed(&mut inv, &v);
+        templates(&inv)
+    };
+    let admin_only = run(&|_| 1);
+    assert_eq!(admin_only.len(), 7, "{admin_only:?}");
+    assert!(admin_only.iter().all(|(_, p)| !p.contains('{')));
+    let owned = run(&|i| 10 + i as u8);
+    assert_eq!(
+        owned,
+        vec![("GET".to_string(), "/admin/{name}".to_string())]
+    );
+}
+
 #[test]
 fn many_popular_static_routes_do_not_merge() {
     // Twelve routes, each called often: low distinct-per-request ratio.
