@@ -503,3 +503,27 @@ fn anonymous_visitors_sessions_are_not_credentials() {
         .exchange();
     assert!(!reader.read(&bob).anonymous());
 }
+
+/// The session cookie a server renews on every answer is the caller's own
+/// credential, not data the API handed out: only the body's values count
+/// toward the volume detectors, while every type is still listed.
+#[test]
+fn sensitive_values_count_the_body_only() {
+    use crate::analysis::response_data;
+    use crate::classify::{DataType, Finding, Location};
+    let found = |data_type, location, values| Finding {
+        data_type,
+        location,
+        field: "x".into(),
+        confidence: 90,
+        values,
+    };
+    let data = response_data(&[
+        found(DataType::SessionToken, Location::Header, 1),
+        found(DataType::Email, Location::Body, 3),
+    ]);
+    assert_eq!(data.sensitive_values, 3);
+    assert_eq!(data.sensitive_types, vec!["email", "session_token"]);
+    let cookie_only = response_data(&[found(DataType::SessionToken, Location::Header, 1)]);
+    assert_eq!(cookie_only.sensitive_values, 0);
+}

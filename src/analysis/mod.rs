@@ -11,7 +11,7 @@
 
 pub mod facts;
 
-use crate::classify::{BodyShape, Classifier, ClassifyStats, Finding};
+use crate::classify::{BodyShape, Classifier, ClassifyStats, Finding, Location};
 use crate::config::{Settings, SuppressRule};
 use crate::detect::incident::{self, Incidents};
 use crate::detect::protocol;
@@ -320,8 +320,10 @@ pub(crate) fn unlisted(raw: &EndpointKey) -> Located {
 }
 
 /// What the detectors need from the classifier's findings in the
-/// response: how many sensitive values (every record of a list counts)
-/// and of which types.
+/// response: how many sensitive values the body handed out (every record
+/// of a list counts) and of which types. Headers are not counted: a
+/// `Set-Cookie` renewing the caller's own session on every answer is not
+/// data the API exposed, and would make any busy client look like a dump.
 fn response_data(findings: &[Finding]) -> ResponseData {
     let mut types: Vec<String> = findings
         .iter()
@@ -330,7 +332,11 @@ fn response_data(findings: &[Finding]) -> ResponseData {
     types.sort();
     types.dedup();
     ResponseData {
-        sensitive_values: findings.iter().map(|f| u64::from(f.values)).sum(),
+        sensitive_values: findings
+            .iter()
+            .filter(|f| f.location == Location::Body)
+            .map(|f| u64::from(f.values))
+            .sum(),
         sensitive_types: types,
     }
 }
