@@ -850,9 +850,13 @@ impl Authorization {
         out: &mut Vec<Finding>,
     ) {
         let Some(p) = &f.principal else { return };
-        if f.values.is_empty() || matches!(f.outcome, Outcome::NotFound | Outcome::Unanswered) {
+        if f.values.is_empty() || f.outcome == Outcome::Unanswered {
             return;
         }
+        // APIs that filter objects by owner answer "not found" for someone
+        // else's: for an object another principal was seen creating or
+        // using, that is a refusal. Nothing is learned from it.
+        let not_found = f.outcome == Outcome::NotFound;
         // Objects the API listed to the caller are not used behind their
         // owner's back (a mirror of public profiles); ownership is still
         // learned from the call (an owner reading what its list gave it).
@@ -872,6 +876,16 @@ impl Authorization {
         let mut foreign = 0u64;
         for v in &f.values {
             let value = v.value.to_string();
+            if not_found {
+                let owner = owners
+                    .get(&value)
+                    .map(|(owner, _)| owner)
+                    .or_else(|| created.and_then(|c| c.get(&value)));
+                if owner.is_some_and(|o| !o.is(&me)) && !p.is_named(&value) {
+                    foreign += 1;
+                }
+                continue;
+            }
             let room = owners.len() < baselines.limits.max_owned_ids && self.owned < MAX_OWNED;
             match owners.get_mut(&value) {
                 Some((owner, _)) if !owner.is(&me) && p.is_named(&value) => {

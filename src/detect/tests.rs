@@ -1156,6 +1156,32 @@ fn bola_foreign_object_and_its_twin() {
     })));
 }
 
+/// An API that filters objects by owner answers "not found" for someone
+/// else's: other principals' objects refused that way are still tried.
+/// Twin: "not found" for ids nobody was seen using.
+#[test]
+fn foreign_objects_answered_not_found_and_unknown_ids_twin() {
+    let mallory = user_token("mallory", "user");
+    let try_read = |id: u64, t| {
+        get("10.0.9.9", &format!("/api/orders/{id}"))
+            .bearer(&mallory)
+            .status(404)
+            .at(t)
+    };
+    let mut h = Harness::new();
+    none(&h.run(own_orders(6, 3)));
+    none(&h.run([
+        try_read(7000, 200),
+        try_read(7001, 201),
+        try_read(7002, 202),
+    ]));
+    let events = h.run([try_read(1000, 203), try_read(1011, 204)]);
+    let e = only(&events, "detect.authz.bola_foreign_object");
+    assert_eq!(e.severity, crate::event::Severity::Medium);
+    assert_eq!(e.counts["foreign_objects"], 2);
+    assert_eq!(principal(e), Some("mallory"));
+}
+
 /// Six users each reading their own profile, named by their email.
 fn own_profiles() -> Vec<Call> {
     (0..12)
