@@ -8,6 +8,17 @@ use super::report::Finding;
 use super::rules::RuleId;
 use crate::analysis::facts::{Facts, ParamSource};
 use crate::baseline::learned::{Baselines, MinuteCounts, PAGING_PARAMS};
+use crate::event::Severity;
+
+/// A minute this many times the population's p99 is worth a look (low
+/// severity): scripted clients (mirrors, batch jobs) run ten or twenty
+/// times a person's pace, and their first burst has no history of its own.
+const RATE_ABOVE_FACTOR: u64 = 4;
+/// Never below this many requests in a minute, whatever the population.
+const RATE_ABOVE_MIN: u64 = 120;
+/// This many times the p99 is abuse (medium), reported again if it was
+/// first seen above the lower bar.
+const RATE_FAR_FACTOR: u64 = 20;
 
 /// A client's busiest minute against the population's.
 pub fn rate(f: &Facts<'_>, minute: &MinuteCounts, baselines: &Baselines, out: &mut Vec<Finding>) {
@@ -19,27 +30,39 @@ pub fn rate(f: &Facts<'_>, minute: &MinuteCounts, baselines: &Baselines, out: &m
     let p99 = population
         .quantile_excluding(0.99, minute.requests_peak)
         .unwrap_or(0);
-    // Far above the population, and above this client's own busiest
-    // finished minute (a client that is always this busy is not new).
+    // Above the population, and above this client's own busiest finished
+    // minute (a client that is always this busy is not new).
     let above_own = minute
         .requests_peak
         .is_none_or(|peak| minute.requests >= peak.saturating_mul(4));
-    if minute.requests >= (p99 * 4).max(120) && above_own {
-        out.push(
-            Finding::new(
-                RuleId::RateAbuse,
-                75,
-                format!(
-                    "{} sent {} requests within one minute; 99% of the other {} clients never sent more than {p99} in a minute.",
-                    f.actor_label(),
-                    minute.requests,
-                    actors.saturating_sub(1)
-                ),
-                f.who.to_string(),
-            )
-            .counts(&[("requests_per_minute", minute.requests), ("population_p99", p99)]),
-        );
+    let above = (p99 * RATE_ABOVE_FACTOR).max(RATE_ABOVE_MIN);
+    let far = (p99 * RATE_FAR_FACTOR).max(above);
+    if !above_own || minute.requests < above {
+        return;
     }
+    let is_far = minute.requests >= far;
+    let mut finding = Finding::new(
+        RuleId::RateAbuse,
+        75,
+        format!(
+            "{} sent {} requests within one minute; 99% of the other {} clients never sent more than {p99} in a minute.",
+            f.actor_label(),
+            minute.requests,
+            actors.saturating_sub(1)
+        ),
+        if is_far {
+            format!("{}|far", f.who)
+        } else {
+            f.who.to_string()
+        },
+    )
+    .counts(&[("requests_per_minute", minute.requests), ("population_p99", p99)]);
+    if !is_far {
+        finding = finding
+            .severity(Severity::Low)
+            .title("Request rate well above other clients".into());
+    }
+    out.push(finding);
 }
 
 /// Paging parameters far above what clients normally ask this endpoint for.

@@ -1555,11 +1555,28 @@ fn steady_clients(busiest: u64) -> Vec<Call> {
 fn rate_abuse_and_its_twin() {
     let mut h = Harness::new();
     none(&h.run(steady_clients(8)));
+    // Fifteen times the others' busiest minute: worth a look (low); at
+    // twenty times, abuse (medium), reported once more.
     let events = h.run((0..200).map(|k| get("10.0.2.99", "/api/items").at(180 + k * 59 / 200)));
+    let [low, far] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    for e in [low, far] {
+        assert_eq!(e.rule, "detect.resource.rate_abuse");
+        assert_eq!(endpoint(e), "GET api.test/api/items");
+        assert_eq!(actor_ip(e), "10.0.2.99");
+    }
+    assert_eq!(low.severity, crate::event::Severity::Low);
+    assert_eq!(low.counts["requests_per_minute"], 120);
+    assert_eq!(far.severity, crate::event::Severity::Medium);
+    assert_eq!(far.counts["requests_per_minute"], 160);
+    // A scripted client's first burst at sixteen times the others' pace
+    // (a mirror): low only.
+    let mut h = Harness::new();
+    none(&h.run(steady_clients(8)));
+    let events = h.run((0..130).map(|k| get("10.0.2.98", "/api/items").at(180 + k * 59 / 130)));
     let e = only(&events, "detect.resource.rate_abuse");
-    assert_eq!(endpoint(e), "GET api.test/api/items");
-    assert_eq!(actor_ip(e), "10.0.2.99");
-    assert_eq!(e.counts["requests_per_minute"], 120);
+    assert_eq!(e.severity, crate::event::Severity::Low);
     // A client that is always this busy, from the start.
     none(&run(steady_clients(150)));
 }
