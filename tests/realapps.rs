@@ -26,18 +26,14 @@ const KNOWN_SHORT: &[(&str, &str, f64)] = &[
 /// Campaigns of the two held-out applications not detected with an
 /// accepted category today (README, "Real applications").
 const KNOWN_MISSED: &[(&str, &str)] = &[
-    ("ctfd", "ct-bola-foreign"),
     ("ctfd", "ct-bola-account"),
     ("ctfd", "ct-exposure-volume"),
     ("vaultwarden", "vw-pw-spray"),
-    ("vaultwarden", "vw-missing-auth"),
     ("vaultwarden", "vw-bola-account"),
 ];
 
-/// Medium-or-higher events on benign actors allowed today: CTFd's
-/// scoreboard mirror, whose bursts read every profile (rate and
-/// sensitive volume).
-const KNOWN_BENIGN_EVENTS: &[(&str, u64)] = &[("ctfd", 2)];
+/// Medium-or-higher events on benign actors allowed today: none.
+const KNOWN_BENIGN_EVENTS: &[(&str, u64)] = &[];
 
 const THRESHOLD: f64 = 0.95;
 

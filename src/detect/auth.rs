@@ -298,9 +298,14 @@ impl Authentication {
         if !(f.anonymous() && f.rejected()) {
             return;
         }
-        let requires = baselines
-            .endpoint(&f.key)
-            .is_some_and(|e| requires_or_mostly_credentialed(e, &baselines.limits, now));
+        // Shown to require credentials, or saying so itself: a 401 is the
+        // server asking for authentication, on an endpoint that never
+        // served anyone without it (403 may be CSRF or a policy).
+        let asks = f.status() == Some(401);
+        let requires = baselines.endpoint(&f.key).map_or(asks, |e| {
+            requires_or_mostly_credentialed(e, &baselines.limits, now)
+                || (asks && e.anonymous_successes == 0)
+        });
         if !requires {
             return;
         }

@@ -753,6 +753,28 @@ fn unauthenticated_probing_and_its_logged_out_user_twin() {
     );
 }
 
+/// Endpoints no credentialed client was seen using yet still say they need
+/// credentials when they answer 401: probing them counts. Twin: 403s on
+/// such endpoints (a CSRF check, a policy) do not.
+#[test]
+fn probing_endpoints_that_answer_401_and_the_403_twin() {
+    let unseen = ["vault", "vault/items", "vault/export"];
+    let probe = |status: u16| {
+        let mut h = Harness::new();
+        none(&h.run(credentialed_endpoints()));
+        h.run((0..6u64).map(|i| {
+            get("10.0.0.51", &format!("/api/{}", unseen[i as usize % 3]))
+                .status(status)
+                .reply(r#"{"error":"unauthorized"}"#)
+                .at(20 + i)
+        }))
+    };
+    let events = probe(401);
+    let e = only(&events, "detect.auth.unauthenticated_probing");
+    assert_eq!(e.counts["endpoints"], 3);
+    none(&probe(403));
+}
+
 // ---------------------------------------------------------------------- JWT
 
 fn unsigned(claims: Value) -> String {
