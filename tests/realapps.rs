@@ -28,7 +28,6 @@ const KNOWN_SHORT: &[(&str, &str, f64)] = &[
 const KNOWN_MISSED: &[(&str, &str)] = &[
     ("ctfd", "ct-bola-account"),
     ("ctfd", "ct-exposure-volume"),
-    ("vaultwarden", "vw-pw-spray"),
     ("vaultwarden", "vw-bola-account"),
 ];
 

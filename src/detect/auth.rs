@@ -58,6 +58,8 @@ struct LoginWindow {
 
 /// Login attempts (and failures) remembered per client.
 const MAX_LOGINS_KEPT: usize = 256;
+/// Failed logins remembered from clients failing for several accounts.
+const MAX_SPREAD_FAILURES_KEPT: usize = 10_000;
 /// Refusals remembered per probing client.
 const MAX_PROBES_KEPT: usize = 256;
 
@@ -82,6 +84,10 @@ pub struct Authentication {
     sprays: HashMap<[u8; 16], VecDeque<(u64, String, IpAddr)>>,
     #[serde(skip)]
     probes: HashMap<IpAddr, ProbeWindow>,
+    /// Failed logins from addresses that failed for several accounts and
+    /// succeeded for none: (time, account, address).
+    #[serde(skip)]
+    spread_failures: VecDeque<(u64, String, IpAddr)>,
     #[serde(skip)]
     pub actors_refused: u64,
 }
@@ -108,25 +114,31 @@ impl Authentication {
             self.issuing.insert(f.key.clone());
         }
         let failed = login_failed(response, issued, self.issuing.contains(&f.key));
-        self.logins(f, login, failed, out);
+        let stranger = self.logins(f, login, failed, out);
         if failed {
             self.spraying(f, login, out);
+            if stranger {
+                self.spread_stuffing(f, login, out);
+            }
         }
     }
 
+    /// Counts the attempt in its client's window and judges the client
+    /// alone. Returns whether the client failed for several accounts and
+    /// succeeded for none within the window.
     fn logins(
         &mut self,
         f: &Facts<'_>,
         login: &LoginAttempt,
         failed: bool,
         out: &mut Vec<Finding>,
-    ) {
+    ) -> bool {
         let ip = f.client_ip;
         let now = f.now;
         let window = self.limits.login_window_secs;
         if !self.logins.contains_key(&ip) && self.logins.len() >= self.limits.max_actors {
             self.actors_refused += 1;
-            return;
+            return false;
         }
         let logins = self.logins.entry(ip).or_default();
         // Bounded whatever one client sends: the thresholds are tens.
@@ -190,6 +202,53 @@ impl Authentication {
                 .count(same_user),
             );
         }
+        distinct_users >= 2 && failures == attempts
+    }
+
+    /// Stuffing spread over addresses, each below the per-client bar:
+    /// clients that failed for several accounts and succeeded for none
+    /// (a user mistyping fails for one account, then gets in) together
+    /// failing for many accounts. Passwords hashed in the client (salted
+    /// by account, as Bitwarden's are) hide a spray's one password; this
+    /// sees it anyway.
+    fn spread_stuffing(&mut self, f: &Facts<'_>, login: &LoginAttempt, out: &mut Vec<Finding>) {
+        let (ip, now) = (f.client_ip, f.now);
+        let window = self.limits.login_window_secs;
+        if self.spread_failures.len() >= MAX_SPREAD_FAILURES_KEPT {
+            self.spread_failures.pop_front();
+        }
+        self.spread_failures
+            .push_back((now, login.username.clone(), ip));
+        trim(&mut self.spread_failures, now, window, |(t, _, _)| *t);
+        let users: BTreeSet<&str> = self
+            .spread_failures
+            .iter()
+            .map(|(_, u, _)| u.as_str())
+            .collect();
+        let ips: BTreeSet<IpAddr> = self.spread_failures.iter().map(|(_, _, i)| *i).collect();
+        if users.len() < self.limits.stuffing_min_usernames
+            || ips.len() < self.limits.spraying_min_ips
+        {
+            return;
+        }
+        let (user_count, ip_count) = (users.len() as u64, ips.len() as u64);
+        let sources: Vec<String> = ips.iter().take(20).map(ToString::to_string).collect();
+        out.push(
+            Finding::new(
+                RuleId::CredentialStuffing,
+                75,
+                format!(
+                    "{ip_count} addresses that each failed to log in for several accounts, and for none succeeded, together failed for {user_count} accounts at {} within {window} seconds ({}).",
+                    f.key,
+                    sources.join(", ")
+                ),
+                // One event per window's worth of such failures.
+                format!("spread|{}", now / window.max(1)),
+            )
+            .title("Failed logins for many accounts, spread over several addresses".into())
+            .counts(&[("distinct_usernames", user_count), ("source_addresses", ip_count)])
+            .attribute("source_addresses", serde_json::json!(sources)),
+        );
     }
 
     fn spraying(&mut self, f: &Facts<'_>, login: &LoginAttempt, out: &mut Vec<Finding>) {
@@ -363,6 +422,7 @@ impl Authentication {
         crate::baseline::learned::shrink(&mut self.logins);
         crate::baseline::learned::shrink(&mut self.sprays);
         crate::baseline::learned::shrink(&mut self.probes);
+        trim(&mut self.spread_failures, now, login_window, |(t, _, _)| *t);
     }
 }
 

@@ -607,6 +607,36 @@ fn password_spraying_and_its_twin() {
     none(&run((0..12).map(|i| refused(i, &format!("pw{i}")))));
 }
 
+/// Passwords hashed in the client differ per account, so a spray shows as
+/// four addresses each failing for five accounts (under the per-client
+/// bar) and succeeding for none: one event. Twin: twenty users behind the
+/// same four addresses each mistyping once, then getting in.
+#[test]
+fn stuffing_spread_over_addresses_and_the_shared_address_twin() {
+    let attempt = |i: u64, ok: bool, t: u64| {
+        let (status, reply) = if ok {
+            (200, issued_reply(&format!("u{i}"), T0))
+        } else {
+            (401, r#"{"error":"nope"}"#.to_string())
+        };
+        login(
+            &format!("10.0.2.{}", i % 4),
+            &format!("u{i}"),
+            &format!("hash-of-u{i}-{ok}"),
+            status,
+            &reply,
+            t,
+        )
+    };
+    let events = run((0..20).map(|i| attempt(i, false, i)));
+    let e = only(&events, "detect.auth.credential_stuffing");
+    assert_eq!(e.counts["source_addresses"], 4);
+    assert_eq!(e.counts["distinct_usernames"], 10);
+    none(&run((0..20).flat_map(|i| {
+        [attempt(i, false, 2 * i), attempt(i, true, 2 * i + 1)]
+    })));
+}
+
 // ----------------------------------------------------- missing auth, probing
 
 /// 25 calls with credentials by eight users to their own accounts over
