@@ -16,7 +16,7 @@
 use super::report::Finding;
 use super::rules::RuleId;
 use super::scanner::trim;
-use crate::analysis::facts::{ActorKey, Facts};
+use crate::analysis::facts::{ActorKey, Facts, ParamSource};
 use crate::baseline::learned::Baselines;
 use crate::event::Severity;
 use crate::exchange::Text;
@@ -67,6 +67,8 @@ const DISCLOSED_PER_ANSWER: usize = 2048;
 const MAX_DISCLOSING_BODY_BYTES: usize = 512 * 1024;
 /// Objects of other principals a principal must have used.
 const FOREIGN_MIN_OBJECTS: u64 = 2;
+/// Other principals a principal's failing writes must name.
+const NAMED_OTHERS_MIN: usize = 3;
 /// Distinct restricted endpoints a principal must be refused on, in the window.
 const FUNCTION_PROBE_MIN_ENDPOINTS: usize = 3;
 const FUNCTION_PROBE_WINDOW_SECS: u64 = 600;
@@ -367,6 +369,14 @@ pub struct Authorization {
     disclosed: HashMap<ActorKey, HashSet<u64>>,
     #[serde(skip)]
     disclosed_ids: usize,
+    /// Names principals go by (login names, e-mail and username claims),
+    /// lower case, with the principal.
+    #[serde(skip)]
+    names: HashMap<String, String>,
+    /// Per principal: other principals its refused writes named in their
+    /// bodies, recently.
+    #[serde(skip)]
+    naming_others: HashMap<String, VecDeque<(u64, String)>>,
     #[serde(skip)]
     pub refused: u64,
 }
@@ -422,7 +432,9 @@ impl Authorization {
             self.enumeration(f, baselines, out);
             self.foreign_objects(f, baselines, out);
             self.self_service(f, baselines, out);
+            self.writes_naming_others(f, out);
         }
+        self.learn_names(f);
         self.mass_assignment(f, baselines, out);
         privilege
     }
@@ -1005,6 +1017,84 @@ impl Authorization {
         out.push(finding);
     }
 
+    /// Remembers the names the caller goes by.
+    fn learn_names(&mut self, f: &Facts<'_>) {
+        let Some(p) = &f.principal else { return };
+        for name in &p.names {
+            if !self.names.contains_key(name) {
+                if self.names.len() >= MAX_PRINCIPALS {
+                    self.refused += 1;
+                    return;
+                }
+                self.names.insert(name.clone(), p.id.clone());
+            }
+        }
+    }
+
+    /// A principal whose writes, refused or failing, name other principals
+    /// in their bodies (an account's e-mail set to someone else's, a
+    /// transfer to their login): trying to act on their accounts through
+    /// its own. Successful writes naming others are ordinary (invitations,
+    /// sharing), and one refused write is a typo.
+    fn writes_naming_others(&mut self, f: &Facts<'_>, out: &mut Vec<Finding>) {
+        let Some(p) = &f.principal else { return };
+        let writes = !matches!(f.request.method.as_str(), "GET" | "HEAD" | "OPTIONS");
+        if !writes || !matches!(f.outcome, Outcome::Rejected | Outcome::Error) {
+            return;
+        }
+        let mut named: Vec<&String> = Vec::new();
+        for param in &f.params {
+            if !matches!(param.source, ParamSource::Json | ParamSource::Form) {
+                continue;
+            }
+            let value = param.value.trim();
+            if value.is_empty() || value.len() > 256 || p.is_named(value) {
+                continue;
+            }
+            if let Some(other) = self.names.get(&value.to_lowercase()) {
+                if *other != p.id && !named.contains(&other) {
+                    named.push(other);
+                }
+            }
+        }
+        if named.is_empty() {
+            return;
+        }
+        if !self.naming_others.contains_key(&p.id) && self.naming_others.len() >= MAX_PRINCIPALS {
+            self.refused += 1;
+            return;
+        }
+        let window = self.naming_others.entry(p.id.clone()).or_default();
+        for other in named {
+            if window.len() >= MAX_REFUSALS_KEPT {
+                window.pop_front();
+            }
+            window.push_back((f.now, other.clone()));
+        }
+        trim(window, f.now, FUNCTION_PROBE_WINDOW_SECS, |(t, _)| *t);
+        let others: BTreeSet<&str> = window.iter().map(|(_, o)| o.as_str()).collect();
+        if others.len() < NAMED_OTHERS_MIN {
+            return;
+        }
+        out.push(
+            Finding::new(
+                RuleId::SelfServiceOtherPrincipal,
+                75,
+                format!(
+                    "{} sent writes naming {} other principals in their bodies within {FUNCTION_PROBE_WINDOW_SECS} seconds, and was refused or failed each time; the last was {} ({}).",
+                    f.actor_label(),
+                    others.len(),
+                    f.key,
+                    f.status().unwrap_or(0)
+                ),
+                format!("body|{}", f.who),
+            )
+            .severity(Severity::Medium)
+            .title("Principal tried to act on other principals' accounts".into())
+            .counts(&[("principals_named", others.len() as u64)]),
+        );
+    }
+
     /// Privileged properties that normal successful requests never set.
     fn mass_assignment(&self, f: &Facts<'_>, baselines: &Baselines, out: &mut Vec<Finding>) {
         if !f.succeeded() {
@@ -1046,5 +1136,10 @@ impl Authorization {
                 .is_some_and(|(t, _)| now.saturating_sub(*t) <= FUNCTION_PROBE_WINDOW_SECS)
         });
         crate::baseline::learned::shrink(&mut self.refusals);
+        self.naming_others.retain(|_, w| {
+            w.back()
+                .is_some_and(|(t, _)| now.saturating_sub(*t) <= FUNCTION_PROBE_WINDOW_SECS)
+        });
+        crate::baseline::learned::shrink(&mut self.naming_others);
     }
 }

@@ -1234,6 +1234,35 @@ fn foreign_objects_answered_not_found_and_unknown_ids_twin() {
     assert_eq!(principal(e), Some("mallory"));
 }
 
+/// Refused writes naming three other principals in their bodies (moving
+/// one's account onto their e-mail addresses): one event. Twins: the same
+/// writes succeeding (invitations), and refused writes naming addresses no
+/// principal goes by.
+#[test]
+fn refused_writes_naming_other_principals_and_their_twins() {
+    let mallory = user_token("mallory", "user");
+    let change = |to: &str, status: u16, t: u64| {
+        call("10.0.9.9", "POST", "/api/accounts/email")
+            .bearer(&mallory)
+            .json(&format!(r#"{{"newEmail":"{to}","secret":"x"}}"#))
+            .status(status)
+            .reply(r#"{"message":"Email already taken"}"#)
+            .at(t)
+    };
+    let attempts = |status: u16, domain: &str| {
+        let mut h = Harness::new();
+        none(&h.run((0..6).map(|n| user_get(n, "/api/accounts/profile").at(n))));
+        h.run((0..3).map(|n| change(&format!("user{n}@{domain}"), status, 100 + n)))
+    };
+    let events = attempts(400, "example.com");
+    let e = only(&events, "detect.authz.self_service_other_principal");
+    assert_eq!(e.severity, crate::event::Severity::Medium);
+    assert_eq!(e.counts["principals_named"], 3);
+    assert_eq!(principal(e), Some("mallory"));
+    none(&attempts(200, "example.com"));
+    none(&attempts(400, "example.org"));
+}
+
 /// Six users each reading their own profile, named by their email.
 fn own_profiles() -> Vec<Call> {
     (0..12)
