@@ -70,6 +70,58 @@ struct ProbeWindow {
     last_credentialed_success: Option<u64>,
 }
 
+/// Failed logins from clients that failed for several accounts and
+/// succeeded for none, within the login window, with the accounts and
+/// addresses counted as they come and go (judging stays cheap however
+/// many there are).
+#[derive(Debug, Default)]
+struct SpreadFailures {
+    window: VecDeque<(u64, String, IpAddr)>,
+    accounts: HashMap<String, u32>,
+    addresses: HashMap<IpAddr, u32>,
+    /// The window (packet time / window length) last reported.
+    reported: Option<u64>,
+}
+
+impl SpreadFailures {
+    fn push(&mut self, now: u64, account: &str, ip: IpAddr) {
+        if self.window.len() >= MAX_SPREAD_FAILURES_KEPT {
+            self.pop();
+        }
+        self.window.push_back((now, account.to_owned(), ip));
+        *self.accounts.entry(account.to_owned()).or_default() += 1;
+        *self.addresses.entry(ip).or_default() += 1;
+    }
+
+    fn trim(&mut self, now: u64, window: u64) {
+        while self
+            .window
+            .front()
+            .is_some_and(|(t, _, _)| now.saturating_sub(*t) > window)
+        {
+            self.pop();
+        }
+    }
+
+    fn pop(&mut self) {
+        let Some((_, account, ip)) = self.window.pop_front() else {
+            return;
+        };
+        if let Some(n) = self.accounts.get_mut(&account) {
+            *n -= 1;
+            if *n == 0 {
+                self.accounts.remove(&account);
+            }
+        }
+        if let Some(n) = self.addresses.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.addresses.remove(&ip);
+            }
+        }
+    }
+}
+
 /// Authentication state. The login endpoints learned are part of the
 /// baseline snapshot; the windows are not.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -84,10 +136,8 @@ pub struct Authentication {
     sprays: HashMap<[u8; 16], VecDeque<(u64, String, IpAddr)>>,
     #[serde(skip)]
     probes: HashMap<IpAddr, ProbeWindow>,
-    /// Failed logins from addresses that failed for several accounts and
-    /// succeeded for none: (time, account, address).
     #[serde(skip)]
-    spread_failures: VecDeque<(u64, String, IpAddr)>,
+    spread_failures: SpreadFailures,
     #[serde(skip)]
     pub actors_refused: u64,
 }
@@ -214,24 +264,22 @@ impl Authentication {
     fn spread_stuffing(&mut self, f: &Facts<'_>, login: &LoginAttempt, out: &mut Vec<Finding>) {
         let (ip, now) = (f.client_ip, f.now);
         let window = self.limits.login_window_secs;
-        if self.spread_failures.len() >= MAX_SPREAD_FAILURES_KEPT {
-            self.spread_failures.pop_front();
-        }
-        self.spread_failures
-            .push_back((now, login.username.clone(), ip));
-        trim(&mut self.spread_failures, now, window, |(t, _, _)| *t);
-        let users: BTreeSet<&str> = self
-            .spread_failures
-            .iter()
-            .map(|(_, u, _)| u.as_str())
-            .collect();
-        let ips: BTreeSet<IpAddr> = self.spread_failures.iter().map(|(_, _, i)| *i).collect();
-        if users.len() < self.limits.stuffing_min_usernames
-            || ips.len() < self.limits.spraying_min_ips
+        let spread = &mut self.spread_failures;
+        spread.trim(now, window);
+        spread.push(now, &login.username, ip);
+        let (user_count, ip_count) = (spread.accounts.len(), spread.addresses.len());
+        // One event per window's worth of such failures.
+        let bucket = now / window.max(1);
+        if user_count < self.limits.stuffing_min_usernames
+            || ip_count < self.limits.spraying_min_ips
+            || spread.reported == Some(bucket)
         {
             return;
         }
-        let (user_count, ip_count) = (users.len() as u64, ips.len() as u64);
+        spread.reported = Some(bucket);
+        let mut ips: Vec<&IpAddr> = spread.addresses.keys().collect();
+        ips.sort();
+        let (user_count, ip_count) = (user_count as u64, ip_count as u64);
         let sources: Vec<String> = ips.iter().take(20).map(ToString::to_string).collect();
         out.push(
             Finding::new(
@@ -242,8 +290,7 @@ impl Authentication {
                     f.key,
                     sources.join(", ")
                 ),
-                // One event per window's worth of such failures.
-                format!("spread|{}", now / window.max(1)),
+                format!("spread|{bucket}"),
             )
             .title("Failed logins for many accounts, spread over several addresses".into())
             .counts(&[("distinct_usernames", user_count), ("source_addresses", ip_count)])
@@ -422,7 +469,9 @@ impl Authentication {
         crate::baseline::learned::shrink(&mut self.logins);
         crate::baseline::learned::shrink(&mut self.sprays);
         crate::baseline::learned::shrink(&mut self.probes);
-        trim(&mut self.spread_failures, now, login_window, |(t, _, _)| *t);
+        self.spread_failures.trim(now, login_window);
+        crate::baseline::learned::shrink(&mut self.spread_failures.accounts);
+        crate::baseline::learned::shrink(&mut self.spread_failures.addresses);
     }
 }
 
