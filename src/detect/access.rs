@@ -69,6 +69,8 @@ const MAX_DISCLOSING_BODY_BYTES: usize = 512 * 1024;
 const FOREIGN_MIN_OBJECTS: u64 = 2;
 /// Other principals a principal's failing writes must name.
 const NAMED_OTHERS_MIN: usize = 3;
+/// Different objects a principal's writes to one path must be refused on.
+const REFUSED_WRITES_MIN_OBJECTS: usize = 5;
 /// Distinct restricted endpoints a principal must be refused on, in the window.
 const FUNCTION_PROBE_MIN_ENDPOINTS: usize = 3;
 const FUNCTION_PROBE_WINDOW_SECS: u64 = 600;
@@ -377,6 +379,10 @@ pub struct Authorization {
     /// bodies, recently.
     #[serde(skip)]
     naming_others: HashMap<String, VecDeque<(u64, String)>>,
+    /// Per principal and path: objects its writes were refused on,
+    /// recently (hashed values).
+    #[serde(skip)]
+    refused_writes: HashMap<(String, EndpointKey), VecDeque<(u64, u64)>>,
     #[serde(skip)]
     pub refused: u64,
 }
@@ -433,6 +439,9 @@ impl Authorization {
             self.foreign_objects(f, baselines, out);
             self.self_service(f, baselines, out);
             self.writes_naming_others(f, out);
+            if !bad_token {
+                self.refused_writes(f, out);
+            }
         }
         self.learn_names(f);
         self.mass_assignment(f, baselines, out);
@@ -1095,6 +1104,54 @@ impl Authorization {
         );
     }
 
+    /// A principal refused (401/403, with a token the API honours) on
+    /// writes to many different objects of one path: trying to change
+    /// objects that are not its own (other users' accounts by id). Its own
+    /// objects are not refused; a mistaken write is one object.
+    fn refused_writes(&mut self, f: &Facts<'_>, out: &mut Vec<Finding>) {
+        let Some(p) = &f.principal else { return };
+        let writes = !matches!(f.request.method.as_str(), "GET" | "HEAD" | "OPTIONS");
+        if !writes || f.values.is_empty() || f.outcome != Outcome::Rejected {
+            return;
+        }
+        let key = (p.id.clone(), f.key.clone());
+        if !self.refused_writes.contains_key(&key) && self.refused_writes.len() >= MAX_PRINCIPALS {
+            self.refused += 1;
+            return;
+        }
+        let window = self.refused_writes.entry(key).or_default();
+        for v in f.values.iter().filter(|v| !p.is_named(&v.value)) {
+            let object = id_hash(&v.value);
+            if window.iter().all(|(_, o)| *o != object) {
+                if window.len() >= MAX_REFUSALS_KEPT {
+                    window.pop_front();
+                }
+                window.push_back((f.now, object));
+            }
+        }
+        trim(window, f.now, FUNCTION_PROBE_WINDOW_SECS, |(t, _)| *t);
+        let objects = window.len();
+        if objects < REFUSED_WRITES_MIN_OBJECTS {
+            return;
+        }
+        out.push(
+            Finding::new(
+                RuleId::BolaForeignObject,
+                75,
+                format!(
+                    "{} was refused on writes to {objects} different objects through {} within {FUNCTION_PROBE_WINDOW_SECS} seconds; the last answer was {}.",
+                    f.actor_label(),
+                    f.key,
+                    f.status().unwrap_or(0)
+                ),
+                format!("writes|{}|{}", f.key, f.who),
+            )
+            .severity(Severity::Medium)
+            .title("Principal tried to change objects that are not its own".into())
+            .counts(&[("refused_objects", objects as u64)]),
+        );
+    }
+
     /// Privileged properties that normal successful requests never set.
     fn mass_assignment(&self, f: &Facts<'_>, baselines: &Baselines, out: &mut Vec<Finding>) {
         if !f.succeeded() {
@@ -1141,5 +1198,10 @@ impl Authorization {
                 .is_some_and(|(t, _)| now.saturating_sub(*t) <= FUNCTION_PROBE_WINDOW_SECS)
         });
         crate::baseline::learned::shrink(&mut self.naming_others);
+        self.refused_writes.retain(|_, w| {
+            w.back()
+                .is_some_and(|(t, _)| now.saturating_sub(*t) <= FUNCTION_PROBE_WINDOW_SECS)
+        });
+        crate::baseline::learned::shrink(&mut self.refused_writes);
     }
 }

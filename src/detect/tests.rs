@@ -1263,6 +1263,34 @@ fn refused_writes_naming_other_principals_and_their_twins() {
     none(&attempts(400, "example.org"));
 }
 
+/// Writes refused on five different accounts by id: one event. Twins: four
+/// of them, and five refused reads (enumeration judges reads against the
+/// population).
+#[test]
+fn refused_writes_on_many_objects_and_their_twins() {
+    let mallory = user_token("mallory", "user");
+    let attempt = |method: &str, n: u64| {
+        call("10.0.9.9", method, &format!("/api/users/{}", 20 + n))
+            .bearer(&mallory)
+            .json(r#"{"password":"Owned123!"}"#)
+            .status(403)
+            .reply(r#"{"message":"admins only"}"#)
+            .at(100 + n)
+    };
+    let attempts = |method: &str, objects: u64| {
+        let mut h = Harness::new();
+        none(&h.run((0..6).map(|n| user_get(n, "/api/users/me").at(n))));
+        h.run((0..objects).map(|n| attempt(method, n)))
+    };
+    let events = attempts("PATCH", 5);
+    let e = only(&events, "detect.authz.bola_foreign_object");
+    assert_eq!(e.severity, crate::event::Severity::Medium);
+    assert_eq!(e.counts["refused_objects"], 5);
+    assert_eq!(endpoint(e), "PATCH api.test/api/users/{id}");
+    none(&attempts("PATCH", 4));
+    none(&attempts("GET", 5));
+}
+
 /// Six users each reading their own profile, named by their email.
 fn own_profiles() -> Vec<Call> {
     (0..12)
