@@ -322,6 +322,11 @@ impl<'e> Facts<'e> {
         self.status().is_some_and(|s| (200..300).contains(&s))
     }
 
+    /// A method that changes something (not GET, HEAD or OPTIONS).
+    pub fn writes(&self) -> bool {
+        !matches!(self.request.method.as_str(), "GET" | "HEAD" | "OPTIONS")
+    }
+
     /// 401 or 403.
     pub fn rejected(&self) -> bool {
         self.outcome == Outcome::Rejected

@@ -1047,8 +1047,7 @@ impl Authorization {
     /// sharing), and one refused write is a typo.
     fn writes_naming_others(&mut self, f: &Facts<'_>, out: &mut Vec<Finding>) {
         let Some(p) = &f.principal else { return };
-        let writes = !matches!(f.request.method.as_str(), "GET" | "HEAD" | "OPTIONS");
-        if !writes || !matches!(f.outcome, Outcome::Rejected | Outcome::Error) {
+        if !f.writes() || !matches!(f.outcome, Outcome::Rejected | Outcome::Error) {
             return;
         }
         let mut named: Vec<&String> = Vec::new();
@@ -1110,8 +1109,7 @@ impl Authorization {
     /// objects are not refused; a mistaken write is one object.
     fn refused_writes(&mut self, f: &Facts<'_>, out: &mut Vec<Finding>) {
         let Some(p) = &f.principal else { return };
-        let writes = !matches!(f.request.method.as_str(), "GET" | "HEAD" | "OPTIONS");
-        if !writes || f.values.is_empty() || f.outcome != Outcome::Rejected {
+        if !f.writes() || f.values.is_empty() || f.outcome != Outcome::Rejected {
             return;
         }
         let key = (p.id.clone(), f.key.clone());
@@ -1188,20 +1186,21 @@ impl Authorization {
     }
 
     pub fn sweep(&mut self, now: u64) {
-        self.refusals.retain(|_, r| {
-            r.back()
-                .is_some_and(|(t, _)| now.saturating_sub(*t) <= FUNCTION_PROBE_WINDOW_SECS)
-        });
-        crate::baseline::learned::shrink(&mut self.refusals);
-        self.naming_others.retain(|_, w| {
-            w.back()
-                .is_some_and(|(t, _)| now.saturating_sub(*t) <= FUNCTION_PROBE_WINDOW_SECS)
-        });
-        crate::baseline::learned::shrink(&mut self.naming_others);
-        self.refused_writes.retain(|_, w| {
-            w.back()
-                .is_some_and(|(t, _)| now.saturating_sub(*t) <= FUNCTION_PROBE_WINDOW_SECS)
-        });
-        crate::baseline::learned::shrink(&mut self.refused_writes);
+        forget_quiet(&mut self.refusals, now);
+        forget_quiet(&mut self.naming_others, now);
+        forget_quiet(&mut self.refused_writes, now);
     }
+}
+
+/// Drops the windows whose newest entry is older than the function-probe
+/// window, and gives their memory back.
+fn forget_quiet<K: std::hash::Hash + Eq, T>(
+    windows: &mut HashMap<K, VecDeque<(u64, T)>>,
+    now: u64,
+) {
+    windows.retain(|_, w| {
+        w.back()
+            .is_some_and(|(t, _)| now.saturating_sub(*t) <= FUNCTION_PROBE_WINDOW_SECS)
+    });
+    crate::baseline::learned::shrink(windows);
 }

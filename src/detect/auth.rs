@@ -352,7 +352,7 @@ impl Authentication {
         // Public endpoints are often called with credentials by logged-in
         // clients; an anonymous answer is a finding there only when it
         // hands out sensitive data or changed something.
-        let writes = !matches!(f.request.method.as_str(), "GET" | "HEAD" | "OPTIONS");
+        let writes = f.writes();
         let implied = e.always_credentialed(&baselines.limits, f.now)
             && (f.data.sensitive_values > 0 || writes);
         if !(shown || implied) {
