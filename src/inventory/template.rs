@@ -291,6 +291,21 @@ const CLIENTS_EXACT: usize = 16;
 /// Top-level JSON keys remembered per node.
 const KEYS_KEPT: usize = 24;
 
+/// Adds `new` key hashes to `keys`, sorted, keeping the `KEYS_KEPT`
+/// smallest: two answers of one shape keep the same keys whatever their
+/// order or size, so shapes of more than `KEYS_KEPT` keys still compare
+/// (a bottom-k sample of the key set).
+fn keep_smallest(keys: &mut Vec<u32>, new: &[u32]) {
+    for k in new {
+        if let Err(at) = keys.binary_search(k) {
+            if at < KEYS_KEPT {
+                keys.insert(at, *k);
+                keys.truncate(KEYS_KEPT);
+            }
+        }
+    }
+}
+
 /// What the requests through a node (ending there or deeper) showed.
 #[derive(Debug, Clone, Default)]
 pub struct Evidence {
@@ -300,7 +315,8 @@ pub struct Evidence {
     methods: u16,
     /// Kinds of successful responses.
     kinds: u8,
-    /// Hashed top-level keys of successful JSON responses.
+    /// Hashed top-level keys of successful JSON responses (the smallest
+    /// `KEYS_KEPT`, sorted).
     keys: Vec<u32>,
     clients: Distinct,
     /// Clients that got a successful answer: the spread of values over
@@ -321,11 +337,7 @@ impl Evidence {
         self.served.insert(client_hash(s.client), CLIENTS_EXACT);
         self.methods |= method_bit(s.method);
         self.kinds |= s.kind.bit();
-        for k in s.json_keys {
-            if self.keys.len() < KEYS_KEPT && !self.keys.contains(k) {
-                self.keys.push(*k);
-            }
-        }
+        keep_smallest(&mut self.keys, s.json_keys);
     }
 
     fn merge(&mut self, o: &Evidence) {
@@ -333,11 +345,7 @@ impl Evidence {
         self.successes += o.successes;
         self.methods |= o.methods;
         self.kinds |= o.kinds;
-        for k in &o.keys {
-            if self.keys.len() < KEYS_KEPT && !self.keys.contains(k) {
-                self.keys.push(*k);
-            }
-        }
+        keep_smallest(&mut self.keys, &o.keys);
         self.clients.merge(&o.clients, CLIENTS_EXACT);
         self.served.merge(&o.served, CLIENTS_EXACT);
     }
@@ -381,14 +389,24 @@ impl Evidence {
         if s.outcome != Outcome::Success || self.successes == 0 {
             return true;
         }
+        // Values (objects) get deleted sooner or later, and the answer
+        // (often empty) says nothing of their shape: a first DELETE must
+        // not pull a known value out of a parameter whose values were read
+        // or changed.
+        let object_methods = method_bit("GET") | method_bit("PUT") | method_bit("PATCH");
+        if s.method == "DELETE" && self.methods & object_methods != 0 {
+            return true;
+        }
         if self.methods & method_bit(s.method) == 0 || self.kinds & s.kind.bit() == 0 {
             return false;
         }
-        if self.keys.is_empty() || s.json_keys.is_empty() {
-            return self.keys.is_empty() == s.json_keys.is_empty();
+        let mut keys = Vec::new();
+        keep_smallest(&mut keys, s.json_keys);
+        if self.keys.is_empty() || keys.is_empty() {
+            return self.keys.is_empty() == keys.is_empty();
         }
-        let common = s.json_keys.iter().filter(|k| self.keys.contains(k)).count();
-        let union = self.keys.len() + s.json_keys.len() - common;
+        let common = keys.iter().filter(|k| self.keys.contains(k)).count();
+        let union = self.keys.len() + keys.len() - common;
         common * 3 >= union * 2
     }
 }
@@ -904,6 +922,24 @@ mod tests {
         assert_eq!(c("서울"), Some(SegKind::Text));
         assert_eq!(c("_search"), None);
         assert_eq!(c("openapi.json"), None);
+    }
+
+    /// One shape of more keys than a node keeps, in two orders, and a
+    /// superset of it: the kept keys are the same (the smallest hashes).
+    #[test]
+    fn kept_keys_do_not_depend_on_order_or_extra_keys() {
+        let keys: Vec<u32> = (0..40u32).map(|k| k.wrapping_mul(2_654_435_761)).collect();
+        let mut reversed = keys.clone();
+        reversed.reverse();
+        let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+        keep_smallest(&mut a, &keys);
+        keep_smallest(&mut b, &reversed);
+        keep_smallest(&mut c, &keys[..35]);
+        keep_smallest(&mut c, &keys[35..]);
+        assert_eq!(a.len(), KEYS_KEPT);
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        assert!(a.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

@@ -290,6 +290,95 @@ fn one_clients_pages_stay_routes_beside_anothers_refusals_and_owned_values_twin(
     );
 }
 
+/// Recipes named by slug (30 keys in their JSON, more than a node keeps),
+/// each read and updated by its owner, then deleted: the first DELETE of a
+/// known value does not pull it out of the parameter, and later reads stay
+/// there. Twin: a POST action beside the values stays a route.
+#[test]
+fn deleting_a_known_value_keeps_it_in_its_parameter_and_the_action_twin() {
+    let recipe: String = {
+        let fields: Vec<String> = (0..30).map(|k| format!(r#""field{k}":{k}"#)).collect();
+        format!("{{{}}}", fields.join(","))
+    };
+    let slugs = [
+        "apple-pie",
+        "banana-bread",
+        "beef-stew",
+        "carbonara",
+        "dal-makhani",
+        "fish-tacos",
+        "gazpacho",
+        "goulash",
+    ];
+    let mut inv = rules_inventory();
+    let mut v = Vec::new();
+    for round in 0..3u64 {
+        for (i, slug) in slugs.iter().enumerate() {
+            let (client, ts) = (10 + i as u8, round * 100 + 2 * i as u64);
+            v.push(exchange(
+                "GET",
+                &format!("/api/recipes/{slug}"),
+                200,
+                &[],
+                &recipe,
+                client,
+                ts,
+            ));
+            v.push(exchange(
+                "PUT",
+                &format!("/api/recipes/{slug}"),
+                200,
+                &[],
+                &recipe,
+                client,
+                ts + 1,
+            ));
+        }
+    }
+    for (i, slug) in slugs.iter().enumerate() {
+        let (client, ts) = (10 + i as u8, 400 + 2 * i as u64);
+        v.push(exchange(
+            "DELETE",
+            &format!("/api/recipes/{slug}"),
+            204,
+            &[],
+            "",
+            client,
+            ts,
+        ));
+        v.push(exchange(
+            "GET",
+            &format!("/api/recipes/{slug}"),
+            200,
+            &[],
+            &recipe,
+            client,
+            ts + 1,
+        ));
+    }
+    v.push(exchange(
+        "POST",
+        "/api/recipes/create-url",
+        201,
+        &[],
+        r#""x""#,
+        10,
+        500,
+    ));
+    feed(&mut inv, &v);
+    let got = templates(&inv);
+    assert_eq!(
+        got,
+        vec![
+            ("POST".to_string(), "/api/recipes/create-url".to_string()),
+            ("DELETE".to_string(), "/api/recipes/{name}".to_string()),
+            ("GET".to_string(), "/api/recipes/{name}".to_string()),
+            ("PUT".to_string(), "/api/recipes/{name}".to_string()),
+        ],
+        "{got:?}"
+    );
+}
+
 #[test]
 fn many_popular_static_routes_do_not_merge() {
     // Twelve routes, each called often: low distinct-per-request ratio.
