@@ -131,6 +131,8 @@ fn created_ids(value: &serde_json::Value, depth: usize, out: &mut Vec<String>) {
                 created_ids(item, depth + 1, out);
             }
         }
+        // An answer that is only a string names what was created (`"apple-pie"`).
+        Value::String(s) if depth == 0 && !s.is_empty() && s.len() <= 128 => out.push(s.clone()),
         _ => {}
     }
 }
@@ -179,6 +181,15 @@ fn listed_ids(value: &serde_json::Value, depth: usize, out: &mut Vec<String>) {
 fn id_hash(id: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
+}
+
+/// A value as an id on one host.
+fn host_id_hash(host: &str, id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    host.hash(&mut h);
     id.hash(&mut h);
     h.finish()
 }
@@ -375,6 +386,11 @@ pub struct Authorization {
     /// lower case, with the principal.
     #[serde(skip)]
     names: HashMap<String, String>,
+    /// Hashes of (host, value) for ids that different parties each
+    /// created: per-tenant names, not evidence of ownership. Bounded with
+    /// the created ids (`MAX_OWNED`).
+    #[serde(skip)]
+    reused_names: HashSet<u64>,
     /// Per principal: other principals its refused writes named in their
     /// bodies, recently.
     #[serde(skip)]
@@ -511,7 +527,7 @@ impl Authorization {
         }
         if !matches!(
             body.iter().find(|b| !b.is_ascii_whitespace()),
-            Some(b'{' | b'[')
+            Some(b'{' | b'[' | b'"')
         ) {
             return;
         }
@@ -535,8 +551,18 @@ impl Authorization {
                 principal: p.id.clone(),
                 address: f.client_ip,
             };
-            if created.insert(id, creator).is_none() {
-                self.owned += 1;
+            match created.get(&id) {
+                // Created again by someone else: a name each tenant picks
+                // (`/recipes/apple-pie` in every household), not one
+                // object's id, so it says nothing about ownership.
+                Some(first) if !first.is(&creator) => {
+                    self.reused_names.insert(host_id_hash(host, &id));
+                }
+                Some(_) => {}
+                None => {
+                    created.insert(id, creator);
+                    self.owned += 1;
+                }
             }
         }
     }
@@ -895,8 +921,12 @@ impl Authorization {
         let created = self.created.get(f.key.host.as_str());
         let owners = self.owners.entry(path).or_default();
         let mut foreign = 0u64;
+        let host = f.key.host.as_str();
         for v in &f.values {
             let value = v.value.to_string();
+            if self.reused_names.contains(&host_id_hash(host, &value)) {
+                continue;
+            }
             if not_found {
                 let owner = owners
                     .get(&value)

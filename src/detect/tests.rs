@@ -1291,6 +1291,48 @@ fn refused_writes_on_many_objects_and_their_twins() {
     none(&attempts("GET", 5));
 }
 
+/// Each of six users creates recipes answered by their slug alone, in its
+/// own household, and re-reads them: two households both have an
+/// `apple-pie`, which is a name each picks, not one object. Twin: a user
+/// reading two slugs only another user created.
+#[test]
+fn slugs_each_tenant_creates_are_not_foreign_and_the_reader_twin() {
+    let create = |n: u64, slug: &str, t: u64| {
+        let (ip, token) = user(n);
+        call(&ip, "POST", "/api/recipes")
+            .bearer(&token)
+            .json(r#"{"name":"x"}"#)
+            .status(201)
+            .reply(&format!(r#""{slug}""#))
+            .at(t)
+    };
+    let read = |n: u64, slug: &str, t: u64| {
+        user_get(n, &format!("/api/recipes/{slug}"))
+            .reply(r#"{"name":"x","slug":"s","steps":[]}"#)
+            .at(t)
+    };
+    let mut calls = Vec::new();
+    for n in 0..6u64 {
+        let own = [
+            "apple-pie".to_string(),
+            format!("stew-of-user{n}"),
+            format!("cake-of-user{n}"),
+        ];
+        for (k, slug) in own.iter().enumerate() {
+            let t = 100 * k as u64 + 10 * n;
+            calls.push(create(n, slug, t));
+            calls.push(read(n, slug, t + 1));
+            calls.push(read(n, slug, t + 300));
+        }
+    }
+    calls.sort_by_key(|c| c.secs);
+    let mut h = Harness::new();
+    none(&h.run(calls));
+    let events = h.run([read(6, "stew-of-user1", 700), read(6, "cake-of-user2", 701)]);
+    let e = only(&events, "detect.authz.bola_foreign_object");
+    assert_eq!(e.counts["foreign_objects"], 2);
+}
+
 /// Six users each reading their own profile, named by their email.
 fn own_profiles() -> Vec<Call> {
     (0..12)
