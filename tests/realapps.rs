@@ -15,15 +15,19 @@ mod support;
 use serde_json::Value;
 use std::process::Command;
 
-/// (application, inventory cut, precision floor) where the 0.95 is
+/// (application, inventory cut, metric, floor) where the 0.95 is
 /// not met today.
-const KNOWN_SHORT: &[(&str, &str, f64)] = &[
+const KNOWN_SHORT: &[(&str, &str, &str, f64)] = &[
     // Three badge paths, each fetched once by its owner in the first
     // minute, stay literal (fixtures/realapps/README.md).
-    ("healthchecks", "1 min", 0.93),
+    ("healthchecks", "1 min", "precision", 0.93),
+    // One rating path seen once in the first minute stays literal, and
+    // `GET /api/users/me` (answered 403 by the admin-only
+    // `/api/users/{item_id}` it falls into) is refused, never served.
+    ("mealie", "1 min", "recall", 0.90),
 ];
 
-/// Campaigns of the two held-out applications not detected with an
+/// Campaigns of the held-out applications not detected with an
 /// accepted category today (README, "Real applications").
 const KNOWN_MISSED: &[(&str, &str)] = &[("ctfd", "ct-exposure-volume")];
 
@@ -32,11 +36,11 @@ const KNOWN_BENIGN_EVENTS: &[(&str, u64)] = &[];
 
 const THRESHOLD: f64 = 0.95;
 
-fn precision_floor(app: &str, cut: &str) -> f64 {
+fn floor(app: &str, cut: &str, metric: &str) -> f64 {
     KNOWN_SHORT
         .iter()
-        .find(|(a, c, _)| *a == app && *c == cut)
-        .map_or(THRESHOLD, |(_, _, floor)| *floor)
+        .find(|(a, c, m, _)| *a == app && *c == cut && *m == metric)
+        .map_or(THRESHOLD, |(_, _, _, floor)| *floor)
 }
 
 #[test]
@@ -65,6 +69,7 @@ fn real_applications_meet_the_acceptance_thresholds() {
         "healthchecks",
         "ctfd",
         "vaultwarden",
+        "mealie",
     ] {
         assert!(apps.contains_key(app), "{app} was not scored:\n{report}");
     }
@@ -77,12 +82,12 @@ fn real_applications_meet_the_acceptance_thresholds() {
             }
             let precision = row["precision"].as_f64().unwrap_or(0.0);
             let recall = row["recall"].as_f64().unwrap_or(0.0);
-            if precision < precision_floor(app, cut) {
+            if precision < floor(app, cut, "precision") {
                 failures.push(format!(
                     "{app}: inventory precision {precision:.3} at {cut}"
                 ));
             }
-            if recall < THRESHOLD {
+            if recall < floor(app, cut, "recall") {
                 failures.push(format!("{app}: inventory recall {recall:.3} at {cut}"));
             }
         }
