@@ -389,21 +389,26 @@ impl Evidence {
         if s.outcome != Outcome::Success || self.successes == 0 {
             return true;
         }
-        // Values (objects) get deleted sooner or later, and the answer
-        // (often empty) says nothing of their shape: a first DELETE must
-        // not pull a known value out of a parameter whose values were read
-        // or changed.
-        let object_methods = method_bit("GET") | method_bit("PUT") | method_bit("PATCH");
-        if s.method == "DELETE" && self.methods & object_methods != 0 {
-            return true;
-        }
-        if self.methods & method_bit(s.method) == 0 || self.kinds & s.kind.bit() == 0 {
+        // Values (objects) are read, then changed and deleted: a first PUT,
+        // PATCH or DELETE must not pull a known value out of a parameter
+        // whose values were read or changed, and the answer to a write
+        // (often empty) says little of their shape. Actions beside values
+        // are POSTs, and still stand apart.
+        let object_methods =
+            method_bit("GET") | method_bit("PUT") | method_bit("PATCH") | method_bit("DELETE");
+        let lifecycle =
+            matches!(s.method, "PUT" | "PATCH" | "DELETE") && self.methods & object_methods != 0;
+        if lifecycle {
+            if s.method == "DELETE" || s.kind != ResponseKind::Json {
+                return true;
+            }
+        } else if self.methods & method_bit(s.method) == 0 || self.kinds & s.kind.bit() == 0 {
             return false;
         }
         let mut keys = Vec::new();
         keep_smallest(&mut keys, s.json_keys);
         if self.keys.is_empty() || keys.is_empty() {
-            return self.keys.is_empty() == keys.is_empty();
+            return lifecycle || self.keys.is_empty() == keys.is_empty();
         }
         let common = keys.iter().filter(|k| self.keys.contains(k)).count();
         let union = self.keys.len() + keys.len() - common;

@@ -379,6 +379,79 @@ fn deleting_a_known_value_keeps_it_in_its_parameter_and_the_action_twin() {
     );
 }
 
+/// Articles only read until the parameter is learned, then updated (a JSON
+/// answer of their shape) and patched (an empty answer): the first writes
+/// of known values stay in the parameter.
+#[test]
+fn first_writes_of_values_only_read_so_far_stay_in_their_parameter() {
+    let article = r#"{"slug":"s","title":"t","body":"b","tags":[]}"#;
+    let slugs = [
+        "how-to-train",
+        "why-rust",
+        "on-caching",
+        "tcp-tuning",
+        "zero-copy",
+        "ring-buffers",
+        "fast-json",
+        "slow-disks",
+    ];
+    let mut inv = rules_inventory();
+    let mut v = Vec::new();
+    for round in 0..3u64 {
+        for (i, slug) in slugs.iter().enumerate() {
+            let (client, ts) = (10 + i as u8, round * 100 + i as u64);
+            v.push(exchange(
+                "GET",
+                &format!("/api/articles/{slug}"),
+                200,
+                &[],
+                article,
+                client,
+                ts,
+            ));
+        }
+    }
+    for (i, slug) in slugs.iter().enumerate() {
+        let (client, ts) = (10 + i as u8, 400 + 2 * i as u64);
+        v.push(exchange(
+            "PUT",
+            &format!("/api/articles/{slug}"),
+            200,
+            &[],
+            article,
+            client,
+            ts,
+        ));
+        v.push(exchange(
+            "PATCH",
+            &format!("/api/articles/{slug}"),
+            204,
+            &[],
+            "",
+            client,
+            ts + 1,
+        ));
+        v.push(exchange(
+            "GET",
+            &format!("/api/articles/{slug}"),
+            200,
+            &[],
+            article,
+            client,
+            ts + 1,
+        ));
+    }
+    feed(&mut inv, &v);
+    let got = templates(&inv);
+    assert_eq!(
+        got,
+        ["GET", "PATCH", "PUT"]
+            .map(|m| (m.to_string(), "/api/articles/{name}".to_string()))
+            .to_vec(),
+        "{got:?}"
+    );
+}
+
 #[test]
 fn many_popular_static_routes_do_not_merge() {
     // Twelve routes, each called often: low distinct-per-request ratio.
