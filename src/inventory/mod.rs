@@ -729,10 +729,13 @@ fn response_kind(ex: &Exchange) -> ResponseKind {
     let Some(r) = &ex.response else {
         return ResponseKind::Other;
     };
-    if r.status.is_some_and(|s| (300..400).contains(&s)) {
+    // "Not modified" has no body: no more a redirect than an empty answer.
+    if r.status
+        .is_some_and(|s| (300..400).contains(&s) && s != 304)
+    {
         return ResponseKind::Redirect;
     }
-    if r.status == Some(204) || r.body.wire_len == 0 {
+    if matches!(r.status, Some(204 | 304)) || r.body.wire_len == 0 {
         return ResponseKind::Empty;
     }
     let ct = r

@@ -452,6 +452,94 @@ fn first_writes_of_values_only_read_so_far_stay_in_their_parameter() {
     );
 }
 
+/// After the parameter is learned, browsers send CORS preflights and
+/// conditional GETs ("not modified") for known values: no body, no
+/// evidence, and the values stay in their parameter. Twin: an HTML page
+/// beside the JSON values stays a route.
+#[test]
+fn preflights_and_not_modified_keep_values_in_their_parameter_and_a_page_twin() {
+    let article = r#"{"slug":"s","title":"t","body":"b","tags":[]}"#;
+    let slugs = [
+        "how-to-train",
+        "why-rust",
+        "on-caching",
+        "tcp-tuning",
+        "zero-copy",
+        "ring-buffers",
+        "fast-json",
+        "slow-disks",
+    ];
+    let mut inv = rules_inventory();
+    let mut v = Vec::new();
+    for round in 0..3u64 {
+        for (i, slug) in slugs.iter().enumerate() {
+            let (client, ts) = (10 + i as u8, round * 100 + i as u64);
+            v.push(exchange(
+                "GET",
+                &format!("/api/articles/{slug}"),
+                200,
+                &[],
+                article,
+                client,
+                ts,
+            ));
+        }
+    }
+    for (i, slug) in slugs.iter().enumerate() {
+        let (client, ts) = (10 + i as u8, 400 + 3 * i as u64);
+        v.push(exchange(
+            "OPTIONS",
+            &format!("/api/articles/{slug}"),
+            204,
+            &[],
+            "",
+            client,
+            ts,
+        ));
+        v.push(exchange(
+            "GET",
+            &format!("/api/articles/{slug}"),
+            304,
+            &[],
+            "",
+            client,
+            ts + 1,
+        ));
+        v.push(exchange(
+            "GET",
+            &format!("/api/articles/{slug}"),
+            200,
+            &[],
+            article,
+            client,
+            ts + 2,
+        ));
+    }
+    let mut page = exchange(
+        "GET",
+        "/api/articles/feed-page",
+        200,
+        &[],
+        "<html></html>",
+        10,
+        500,
+    );
+    if let Some(r) = page.response.as_mut() {
+        r.content_type = Some(Text::from("text/html"));
+    }
+    v.push(page);
+    feed(&mut inv, &v);
+    let got = templates(&inv);
+    assert_eq!(
+        got,
+        vec![
+            ("GET".to_string(), "/api/articles/feed-page".to_string()),
+            ("GET".to_string(), "/api/articles/{name}".to_string()),
+        ],
+        "{got:?}"
+    );
+}
+
 #[test]
 fn many_popular_static_routes_do_not_merge() {
     // Twelve routes, each called often: low distinct-per-request ratio.
