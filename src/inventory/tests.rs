@@ -379,12 +379,12 @@ fn deleting_a_known_value_keeps_it_in_its_parameter_and_the_action_twin() {
     );
 }
 
-/// Articles only read until the parameter is learned, then updated (a JSON
-/// answer of their shape) and patched (an empty answer): the first writes
-/// of known values stay in the parameter.
-#[test]
-fn first_writes_of_values_only_read_so_far_stay_in_their_parameter() {
-    let article = r#"{"slug":"s","title":"t","body":"b","tags":[]}"#;
+const ARTICLE: &str = r#"{"slug":"s","title":"t","body":"b","tags":[]}"#;
+
+/// Eight articles, each read three times by its own client (enough to learn
+/// the slug parameter from reads alone), then what `after(slug, client,
+/// time)` gives for each.
+fn articles_read_then(after: impl Fn(&str, u8, u64) -> Vec<Exchange>) -> Vec<Exchange> {
     let slugs = [
         "how-to-train",
         "why-rust",
@@ -395,52 +395,44 @@ fn first_writes_of_values_only_read_so_far_stay_in_their_parameter() {
         "fast-json",
         "slow-disks",
     ];
-    let mut inv = rules_inventory();
-    let mut v = Vec::new();
-    for round in 0..3u64 {
-        for (i, slug) in slugs.iter().enumerate() {
-            let (client, ts) = (10 + i as u8, round * 100 + i as u64);
-            v.push(exchange(
-                "GET",
-                &format!("/api/articles/{slug}"),
-                200,
-                &[],
-                article,
-                client,
-                ts,
-            ));
-        }
-    }
-    for (i, slug) in slugs.iter().enumerate() {
-        let (client, ts) = (10 + i as u8, 400 + 2 * i as u64);
-        v.push(exchange(
-            "PUT",
-            &format!("/api/articles/{slug}"),
-            200,
-            &[],
-            article,
-            client,
-            ts,
-        ));
-        v.push(exchange(
-            "PATCH",
-            &format!("/api/articles/{slug}"),
-            204,
-            &[],
-            "",
-            client,
-            ts + 1,
-        ));
-        v.push(exchange(
+    let read = |slug: &str, client: u8, ts: u64| {
+        exchange(
             "GET",
             &format!("/api/articles/{slug}"),
             200,
             &[],
-            article,
+            ARTICLE,
             client,
-            ts + 1,
-        ));
+            ts,
+        )
+    };
+    let mut v = Vec::new();
+    for round in 0..3u64 {
+        for (i, slug) in slugs.iter().enumerate() {
+            v.push(read(slug, 10 + i as u8, round * 100 + i as u64));
+        }
     }
+    for (i, slug) in slugs.iter().enumerate() {
+        let (client, ts) = (10 + i as u8, 400 + 3 * i as u64);
+        v.extend(after(slug, client, ts));
+        v.push(read(slug, client, ts + 2));
+    }
+    v
+}
+
+/// Articles only read until the parameter is learned, then updated (a JSON
+/// answer of their shape) and patched (an empty answer): the first writes
+/// of known values stay in the parameter.
+#[test]
+fn first_writes_of_values_only_read_so_far_stay_in_their_parameter() {
+    let v = articles_read_then(|slug, client, ts| {
+        let path = format!("/api/articles/{slug}");
+        vec![
+            exchange("PUT", &path, 200, &[], ARTICLE, client, ts),
+            exchange("PATCH", &path, 204, &[], "", client, ts + 1),
+        ]
+    });
+    let mut inv = rules_inventory();
     feed(&mut inv, &v);
     let got = templates(&inv);
     assert_eq!(
@@ -458,63 +450,13 @@ fn first_writes_of_values_only_read_so_far_stay_in_their_parameter() {
 /// beside the JSON values stays a route.
 #[test]
 fn preflights_and_not_modified_keep_values_in_their_parameter_and_a_page_twin() {
-    let article = r#"{"slug":"s","title":"t","body":"b","tags":[]}"#;
-    let slugs = [
-        "how-to-train",
-        "why-rust",
-        "on-caching",
-        "tcp-tuning",
-        "zero-copy",
-        "ring-buffers",
-        "fast-json",
-        "slow-disks",
-    ];
-    let mut inv = rules_inventory();
-    let mut v = Vec::new();
-    for round in 0..3u64 {
-        for (i, slug) in slugs.iter().enumerate() {
-            let (client, ts) = (10 + i as u8, round * 100 + i as u64);
-            v.push(exchange(
-                "GET",
-                &format!("/api/articles/{slug}"),
-                200,
-                &[],
-                article,
-                client,
-                ts,
-            ));
-        }
-    }
-    for (i, slug) in slugs.iter().enumerate() {
-        let (client, ts) = (10 + i as u8, 400 + 3 * i as u64);
-        v.push(exchange(
-            "OPTIONS",
-            &format!("/api/articles/{slug}"),
-            204,
-            &[],
-            "",
-            client,
-            ts,
-        ));
-        v.push(exchange(
-            "GET",
-            &format!("/api/articles/{slug}"),
-            304,
-            &[],
-            "",
-            client,
-            ts + 1,
-        ));
-        v.push(exchange(
-            "GET",
-            &format!("/api/articles/{slug}"),
-            200,
-            &[],
-            article,
-            client,
-            ts + 2,
-        ));
-    }
+    let mut v = articles_read_then(|slug, client, ts| {
+        let path = format!("/api/articles/{slug}");
+        vec![
+            exchange("OPTIONS", &path, 204, &[], "", client, ts),
+            exchange("GET", &path, 304, &[], "", client, ts + 1),
+        ]
+    });
     let mut page = exchange(
         "GET",
         "/api/articles/feed-page",
@@ -528,6 +470,7 @@ fn preflights_and_not_modified_keep_values_in_their_parameter_and_a_page_twin() 
         r.content_type = Some(Text::from("text/html"));
     }
     v.push(page);
+    let mut inv = rules_inventory();
     feed(&mut inv, &v);
     let got = templates(&inv);
     assert_eq!(
