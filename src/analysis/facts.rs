@@ -244,15 +244,19 @@ impl<'e> Facts<'e> {
         }
         // Sessions set for visitors without credentials identify nobody;
         // a login (or a sign-in flow's step) that succeeds with one may
-        // have made it a real one.
-        let signs_in = facts.login.is_some() || login_path(&facts.request.path);
-        if signs_in && facts.outcome == Outcome::Success {
-            ctx.identities.sessions_logged_in(&anonymous_sessions);
-        } else if !signs_in && facts.anonymous() {
-            // Whatever the status: a refusal sets the visitor's session too.
-            let set = session_cookies(facts.response, ctx.hasher);
-            if !set.is_empty() {
-                ctx.identities.note_anonymous_sessions(&set);
+        // have made it a real one. Requests with credentials (once
+        // anonymous sessions are taken out) have nothing to say here,
+        // which spares most exchanges the path check.
+        if facts.anonymous() {
+            let signs_in = facts.login.is_some() || login_path(&facts.request.path);
+            if signs_in && facts.outcome == Outcome::Success {
+                ctx.identities.sessions_logged_in(&anonymous_sessions);
+            } else if !signs_in {
+                // Whatever the status: a refusal sets the visitor's session too.
+                let set = session_cookies(facts.response, ctx.hasher);
+                if !set.is_empty() {
+                    ctx.identities.note_anonymous_sessions(&set);
+                }
             }
         }
         Some(facts)
