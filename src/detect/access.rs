@@ -178,20 +178,18 @@ fn listed_ids(value: &serde_json::Value, depth: usize, out: &mut Vec<String>) {
     }
 }
 
-fn id_hash(id: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
+/// An id (or an id on one host, `(host, id)`) as remembered.
+fn id_hash(id: impl std::hash::Hash) -> u64 {
+    use std::hash::Hasher;
     let mut h = std::collections::hash_map::DefaultHasher::new();
     id.hash(&mut h);
     h.finish()
 }
 
-/// A value as an id on one host.
-fn host_id_hash(host: &str, id: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    host.hash(&mut h);
-    id.hash(&mut h);
-    h.finish()
+/// The first byte of a body that is not whitespace: what a JSON answer
+/// opens with.
+fn opening(body: &[u8]) -> Option<u8> {
+    body.iter().find(|b| !b.is_ascii_whitespace()).copied()
 }
 
 /// Whether `value` (or an object in it) describes `p` as privileged.
@@ -477,10 +475,7 @@ impl Authorization {
             return;
         }
         let body = &response.body.data;
-        let json = matches!(
-            body.iter().find(|b| !b.is_ascii_whitespace()),
-            Some(b'{' | b'[')
-        );
+        let json = matches!(opening(body), Some(b'{' | b'['));
         if !json || body.len() > MAX_DESCRIBED_BODY_BYTES {
             return;
         }
@@ -525,10 +520,7 @@ impl Authorization {
         if !writes || !f.succeeded() || body.len() > MAX_DESCRIBED_BODY_BYTES {
             return;
         }
-        if !matches!(
-            body.iter().find(|b| !b.is_ascii_whitespace()),
-            Some(b'{' | b'[' | b'"')
-        ) {
+        if !matches!(opening(body), Some(b'{' | b'[' | b'"')) {
             return;
         }
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
@@ -556,7 +548,7 @@ impl Authorization {
                 // (`/recipes/apple-pie` in every household), not one
                 // object's id, so it says nothing about ownership.
                 Some(first) if !first.is(&creator) => {
-                    self.reused_names.insert(host_id_hash(host, &id));
+                    self.reused_names.insert(id_hash((host, id.as_str())));
                 }
                 Some(_) => {}
                 None => {
@@ -576,10 +568,7 @@ impl Authorization {
             || f.request.method != "GET"
             || f.outcome != Outcome::Success
             || body.len() > MAX_DISCLOSING_BODY_BYTES
-            || !matches!(
-                body.iter().find(|b| !b.is_ascii_whitespace()),
-                Some(b'{' | b'[')
-            )
+            || !matches!(opening(body), Some(b'{' | b'['))
         {
             return;
         }
@@ -598,7 +587,7 @@ impl Authorization {
         }
         let mine = self.disclosed.entry(f.who.clone()).or_default();
         for id in ids {
-            if mine.insert(id_hash(&id)) {
+            if mine.insert(id_hash(id.as_str())) {
                 self.disclosed_ids += 1;
             }
         }
@@ -924,7 +913,7 @@ impl Authorization {
         let host = f.key.host.as_str();
         for v in &f.values {
             let value = v.value.to_string();
-            if self.reused_names.contains(&host_id_hash(host, &value)) {
+            if self.reused_names.contains(&id_hash((host, value.as_str()))) {
                 continue;
             }
             if not_found {
@@ -1149,7 +1138,7 @@ impl Authorization {
         }
         let window = self.refused_writes.entry(key).or_default();
         for v in f.values.iter().filter(|v| !p.is_named(&v.value)) {
-            let object = id_hash(&v.value);
+            let object = id_hash(v.value.as_str());
             if window.iter().all(|(_, o)| *o != object) {
                 if window.len() >= MAX_REFUSALS_KEPT {
                     window.pop_front();
