@@ -449,8 +449,11 @@ impl Authorization {
         }
         let privileged = privilege == Some(true);
         if !privileged {
-            self.enumeration(f, baselines, out);
-            self.foreign_objects(f, baselines, out);
+            // Objects the API listed to the actor (following its links is
+            // not guessing ids), asked once for both judges.
+            let listed = self.listed_to(f);
+            self.enumeration(f, listed, baselines, out);
+            self.foreign_objects(f, listed, baselines, out);
             self.self_service(f, baselines, out);
             self.writes_naming_others(f, out);
             if !bad_token {
@@ -769,14 +772,18 @@ impl Authorization {
     /// a path no population uses yet, a logged-in actor failing (refused,
     /// not found, an error) on many different objects and never answered is
     /// sweeping for ones it may use.
-    fn enumeration(&mut self, f: &Facts<'_>, baselines: &mut Baselines, out: &mut Vec<Finding>) {
+    fn enumeration(
+        &mut self,
+        f: &Facts<'_>,
+        listed: bool,
+        baselines: &mut Baselines,
+        out: &mut Vec<Finding>,
+    ) {
         if f.values.is_empty() || f.outcome == Outcome::Unanswered {
             return;
         }
         // Objects the API listed to the actor count in the population (the
-        // path's use) but not against the actor: following links is not
-        // guessing ids.
-        let listed = self.listed_to(f);
+        // path's use) but not against the actor.
         let learn_actors = baselines.limits.learn_actors;
         let now = f.now;
         let path = EndpointKey {
@@ -882,6 +889,7 @@ impl Authorization {
     fn foreign_objects(
         &mut self,
         f: &Facts<'_>,
+        listed: bool,
         baselines: &mut Baselines,
         out: &mut Vec<Finding>,
     ) {
@@ -896,7 +904,6 @@ impl Authorization {
         // Objects the API listed to the caller are not used behind their
         // owner's back (a mirror of public profiles); ownership is still
         // learned from the call (an owner reading what its list gave it).
-        let listed = self.listed_to(f);
         let path = (f.key.host.clone(), f.key.template.clone());
         if !self.owners.contains_key(&path) && self.owners.len() >= MAX_RESTRICTED {
             self.refused += 1;
