@@ -374,12 +374,7 @@ impl Evidence {
         if self.methods & o.methods == 0 || self.kinds & o.kinds == 0 {
             return false;
         }
-        if self.keys.is_empty() || o.keys.is_empty() {
-            return self.keys.is_empty() == o.keys.is_empty();
-        }
-        let common = self.keys.iter().filter(|k| o.keys.contains(k)).count();
-        let union = self.keys.len() + o.keys.len() - common;
-        common * 3 >= union * 2
+        same_shape(&self.keys, &o.keys)
     }
 
     /// Whether one request to a new literal beside a learned parameter
@@ -413,13 +408,23 @@ impl Evidence {
         }
         let mut keys = Vec::new();
         keep_smallest(&mut keys, s.json_keys);
-        if self.keys.is_empty() || keys.is_empty() {
-            return lifecycle || self.keys.is_empty() == keys.is_empty();
+        if lifecycle && (self.keys.is_empty() || keys.is_empty()) {
+            return true;
         }
-        let common = keys.iter().filter(|k| self.keys.contains(k)).count();
-        let union = self.keys.len() + keys.len() - common;
-        common * 3 >= union * 2
+        same_shape(&self.keys, &keys)
     }
+}
+
+/// Whether two kept key sets (see `keep_smallest`) are of one shape: two
+/// thirds of their keys in common (optional fields come and go). Answers
+/// without keys are alike, and unlike answers with keys.
+fn same_shape(a: &[u32], b: &[u32]) -> bool {
+    if a.is_empty() || b.is_empty() {
+        return a.is_empty() == b.is_empty();
+    }
+    let common = a.iter().filter(|k| b.contains(k)).count();
+    let union = a.len() + b.len() - common;
+    common * 3 >= union * 2
 }
 
 /// Thresholds of the learned rule (from `[inventory]`).
