@@ -21,10 +21,6 @@ const KNOWN_SHORT: &[(&str, &str, &str, f64)] = &[
     // Three badge paths, each fetched once by its owner in the first
     // minute, stay literal (fixtures/realapps/README.md).
     ("healthchecks", "1 min", "precision", 0.93),
-    // One rating path seen once in the first minute stays literal, and
-    // `GET /api/users/me` (answered 403 by the admin-only
-    // `/api/users/{item_id}` it falls into) is refused, never served.
-    ("mealie", "1 min", "recall", 0.90),
 ];
 
 /// Campaigns of the held-out applications not detected with an

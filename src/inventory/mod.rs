@@ -301,6 +301,7 @@ pub struct Inventory {
     counters: Counters,
     /// Clients (digests) flagged as scanners, for the `scanner_only` class.
     scanners: std::collections::BTreeSet<u32>,
+    known: template::KnownValues,
 }
 
 /// Scanner clients remembered for the report.
@@ -317,6 +318,7 @@ impl Inventory {
             },
             counters: Counters::default(),
             scanners: Default::default(),
+            known: Default::default(),
         }
     }
 
@@ -369,11 +371,15 @@ impl Inventory {
             self.counters.paths_too_deep += 1;
             return None;
         }
+        let known = &self.known;
         let steps: Vec<Step<'_>> = segments
             .iter()
             .map(
                 |seg| match template::classify_segment(seg, s.max_segment_bytes) {
                     Some(kind) => Step::Typed(kind),
+                    None if template::known_value(seg) && known.contains(&host, seg) => {
+                        Step::Known(seg)
+                    }
                     None => Step::Lit(seg),
                 },
             )
@@ -434,6 +440,16 @@ impl Inventory {
         let mut labels = Vec::with_capacity(steps.len());
         let (node, walked) = host_entry.root.walk(&steps, &sample, &rules, &mut labels);
         node.probes += u64::from(facts.path_payload);
+        // Only values the API served: a guesser's misses are no one's values.
+        let served = outcome == Outcome::Success;
+        for (i, seg) in segments.iter().enumerate() {
+            if served && walked.into_params & (1u64 << i) != 0 && template::known_value(seg) {
+                self.known.insert(&host, seg);
+            }
+        }
+        for seg in walked.absorbed.iter().filter(|v| template::known_value(v)) {
+            self.known.insert(&host, seg);
+        }
         self.counters.segments_overflowed += walked.overflowed;
         self.counters.paths_capped += u64::from(walked.capped > 0);
         let new_method = !node.methods.contains_key(&method);

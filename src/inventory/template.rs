@@ -117,6 +117,54 @@ fn reserved_route(seg: &str) -> bool {
     })
 }
 
+/// Whether a literal served as a parameter's value is worth remembering
+/// as a value of the host's ([`Step::Known`]): compound names (slugs,
+/// `my-recipe`, `report_2024`) that route names seldom repeat elsewhere.
+/// Short plain words (`me`, `self`, `admin`) are routes at other
+/// positions too often.
+pub fn known_value(seg: &str) -> bool {
+    seg.len() >= 6
+        && !reserved_route(seg)
+        && seg
+            .bytes()
+            .any(|c| c.is_ascii_digit() || matches!(c, b'-' | b'_' | b'.' | b'~'))
+}
+
+/// Values (see [`known_value`]) each host served at learned parameters,
+/// as digests of (host, value). Bounded: two generations of
+/// `KNOWN_VALUES / 2`; when the newer fills, the older is dropped, so the
+/// values in use stay known however long the capture.
+#[derive(Debug, Default)]
+pub struct KnownValues {
+    current: std::collections::HashSet<u64>,
+    previous: std::collections::HashSet<u64>,
+}
+
+/// Values remembered in all.
+pub const KNOWN_VALUES: usize = 1 << 16;
+
+impl KnownValues {
+    fn digest(host: &str, value: &str) -> u64 {
+        let h = super::profile::stable_hash(host.as_bytes());
+        h ^ super::profile::stable_hash(value.as_bytes()).rotate_left(17)
+    }
+
+    pub fn contains(&self, host: &str, value: &str) -> bool {
+        let d = Self::digest(host, value);
+        self.current.contains(&d) || self.previous.contains(&d)
+    }
+
+    pub fn insert(&mut self, host: &str, value: &str) {
+        let d = Self::digest(host, value);
+        if self.previous.contains(&d) || !self.current.insert(d) {
+            return;
+        }
+        if self.current.len() >= KNOWN_VALUES / 2 {
+            self.previous = std::mem::take(&mut self.current);
+        }
+    }
+}
+
 /// Characters route names are made of. Anything else (whitespace, quotes,
 /// commas, parentheses, non-ASCII...) is in values: titles, names, search
 /// words.
@@ -465,7 +513,7 @@ pub struct Node {
 }
 
 /// What a walk changed besides counting.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Walked {
     /// Literals that went to an overflow child.
     pub overflowed: u64,
@@ -475,6 +523,10 @@ pub struct Walked {
     pub merged: u64,
     /// Segments folded into an overflow child because the trie was full.
     pub capped: u64,
+    /// Bit `i`: the literal at step `i` went to a learned parameter.
+    pub into_params: u64,
+    /// Served literals a parameter learned here took in as its values.
+    pub absorbed: Vec<Text>,
 }
 
 /// One classified segment of a path.
@@ -482,6 +534,9 @@ pub struct Walked {
 pub enum Step<'a> {
     Lit(&'a str),
     Typed(SegKind),
+    /// A literal the host has served as a value of a learned parameter
+    /// elsewhere (see [`known_value`]).
+    Known(&'a str),
 }
 
 /// Where a segment went in the trie.
@@ -506,9 +561,13 @@ impl Node {
         let mut walked = Walked::default();
         let mut node = self;
         node.evidence.add(sample);
-        for step in steps {
+        for (i, step) in steps.iter().enumerate() {
             node.relearn(rules, &mut walked);
+            let had_param = node.param.is_some();
             let (next, label, counted) = node.child(step, sample, rules, &mut walked);
+            if had_param && matches!(label, Label::Param(_)) && !matches!(step, Step::Typed(_)) {
+                walked.into_params |= 1u64.checked_shl(i as u32).unwrap_or(0);
+            }
             labels.push(label);
             node = next;
             if !counted {
@@ -531,6 +590,28 @@ impl Node {
         if self.must_stay(step, rules, walked) {
             walked.capped += 1;
             return (self, Label::Param(SegKind::Text), false);
+        }
+        // A known value where no literal has been seen yet makes this
+        // position a parameter (`/users/{id}/ratings/veggie-lasagna` after
+        // `/recipes/veggie-lasagna`); beside literals it waits for the
+        // siblings' evidence like any other value.
+        if matches!(step, Step::Known(_))
+            && self.param.is_none()
+            && self.literals.is_empty()
+            && self.overflow.is_none()
+            && !rules.at_node_cap
+        {
+            let mut param = Node::default();
+            let typed = std::mem::take(&mut self.typed);
+            let moved: usize = typed.values().map(Node::count).sum();
+            for (_, n) in typed {
+                param.absorb(n);
+            }
+            // The parameter node is new unless typed values became it.
+            walked.created += u64::from(moved == 0);
+            walked.merged += moved.saturating_sub(param.count()) as u64;
+            self.param = Some(Box::new(param));
+            return (self.param_node(), Label::Param(SegKind::Text), false);
         }
         let seg = match *step {
             Step::Typed(kind) => {
@@ -555,7 +636,7 @@ impl Node {
                     false,
                 );
             }
-            Step::Lit(seg) => seg,
+            Step::Lit(seg) | Step::Known(seg) => seg,
         };
         if self.literals.contains_key(seg) {
             return (
@@ -565,7 +646,8 @@ impl Node {
             );
         }
         if let Some(param) = &self.param {
-            let route = (reserved_route(seg) || !param.evidence.admits(sample))
+            let known = matches!(step, Step::Known(_));
+            let route = (reserved_route(seg) || !known && !param.evidence.admits(sample))
                 && self.literals.len() < rules.max_children
                 && !rules.at_node_cap;
             if !route {
@@ -609,7 +691,9 @@ impl Node {
         }
         let exists = match step {
             Step::Typed(kind) => self.param.is_some() || self.typed.contains_key(kind),
-            Step::Lit(seg) => self.literals.contains_key(*seg) || self.param.is_some(),
+            Step::Lit(seg) | Step::Known(seg) => {
+                self.literals.contains_key(*seg) || self.param.is_some()
+            }
         };
         !exists && self.overflow.is_none()
     }
@@ -641,8 +725,11 @@ impl Node {
             moved += n.count();
             param.absorb(n);
         };
-        for name in &values {
-            if let Some(n) = self.literals.remove(name) {
+        for name in values {
+            if let Some(n) = self.literals.remove(&name) {
+                if n.evidence.successes > 0 {
+                    walked.absorbed.push(name);
+                }
                 take(&mut param, n);
             }
         }
@@ -971,5 +1058,22 @@ mod tests {
         assert_eq!(template(&labels).path, "/{id}/{id2}");
         assert_eq!(singular_ident("categories"), "category");
         assert_eq!(singular_ident("user-groups"), "userGroup");
+    }
+
+    /// Known values stay within `KNOWN_VALUES` however many are served,
+    /// the newest stay known, and a host's values are its own.
+    #[test]
+    fn known_values_are_bounded_recent_and_per_host() {
+        let mut known = KnownValues::default();
+        let total = KNOWN_VALUES * 3;
+        for i in 0..total {
+            known.insert("api.test", &format!("value-{i}"));
+        }
+        assert!(known.current.len() + known.previous.len() <= KNOWN_VALUES);
+        assert!(known.contains("api.test", &format!("value-{}", total - 1)));
+        assert!(!known.contains("api.test", "value-0"));
+        assert!(!known.contains("other.test", &format!("value-{}", total - 1)));
+        assert!(known_value("veggie-lasagna") && known_value("report2024"));
+        assert!(!known_value("self") && !known_value("_debug") && !known_value("settings"));
     }
 }

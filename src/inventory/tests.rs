@@ -444,6 +444,52 @@ fn first_writes_of_values_only_read_so_far_stay_in_their_parameter() {
     );
 }
 
+/// A value the host served at a learned parameter (an article's slug) is a
+/// value where it first appears at a new position: a user's first rating
+/// of an article is `/ratings/{name}`, and later ratings of articles not
+/// yet known there join it. Twins: a name never served as a value stays
+/// literal, and so does a known value beside literal routes, until
+/// siblings show what it is.
+#[test]
+fn known_values_template_new_positions_and_their_twins() {
+    let rate = |path: &str, client: u8, ts: u64| exchange("POST", path, 200, &[], "{}", client, ts);
+    let mut inv = rules_inventory();
+    let mut v = articles_read_then(|_, _, _| Vec::new());
+    v.push(rate("/api/users/3/ratings/why-rust", 11, 500));
+    v.push(rate("/api/users/4/ratings/brand-new-one", 12, 501));
+    v.push(rate("/api/users/5/stars/never-served", 13, 502));
+    v.push(exchange(
+        "GET",
+        "/api/tags/systems",
+        200,
+        &[],
+        "[]",
+        14,
+        503,
+    ));
+    v.push(exchange(
+        "GET",
+        "/api/tags/zero-copy",
+        200,
+        &[],
+        "[]",
+        14,
+        504,
+    ));
+    feed(&mut inv, &v);
+    let got = templates(&inv);
+    let want = [
+        ("GET", "/api/articles/{name}"),
+        ("GET", "/api/tags/systems"),
+        ("GET", "/api/tags/zero-copy"),
+        ("POST", "/api/users/{id}/ratings/{name}"),
+        ("POST", "/api/users/{id}/stars/never-served"),
+    ]
+    .map(|(m, p)| (m.to_string(), p.to_string()))
+    .to_vec();
+    assert_eq!(got, want, "{got:?}");
+}
+
 /// After the parameter is learned, browsers send CORS preflights and
 /// conditional GETs ("not modified") for known values: no body, no
 /// evidence, and the values stay in their parameter. Twin: an HTML page
