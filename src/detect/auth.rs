@@ -13,7 +13,7 @@ use crate::analysis::facts::{Facts, LoginAttempt};
 use crate::baseline::learned::{BaselineLimits, Baselines};
 use crate::inventory::EndpointKey;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 
 /// Windows and thresholds.
@@ -58,8 +58,8 @@ struct LoginWindow {
 
 /// Login attempts (and failures) remembered per client.
 const MAX_LOGINS_KEPT: usize = 256;
-/// Failed logins remembered from clients failing for several accounts.
-const MAX_SPREAD_FAILURES_KEPT: usize = 10_000;
+/// Failed logins remembered per window (spread stuffing, one password).
+const MAX_FAILURES_KEPT: usize = 10_000;
 /// Refusals remembered per probing client.
 const MAX_PROBES_KEPT: usize = 256;
 
@@ -70,27 +70,55 @@ struct ProbeWindow {
     last_credentialed_success: Option<u64>,
 }
 
-/// Failed logins from clients that failed for several accounts and
-/// succeeded for none, within the login window, with the accounts and
-/// addresses counted as they come and go (judging stays cheap however
-/// many there are).
+/// Failed logins within the login window: those of clients that failed
+/// for several accounts and succeeded for none (spread stuffing), or
+/// those with one password (spraying). The distinct accounts and
+/// addresses are counted as failures come and go once there are more
+/// than a few, so judging stays cheap however many there are; most
+/// windows (a password tried once) stay a few entries without counts.
 #[derive(Debug, Default)]
-struct SpreadFailures {
+struct FailureWindow {
     window: VecDeque<(u64, String, IpAddr)>,
+    /// Kept once the window held `COUNTED_FROM` failures.
     accounts: HashMap<String, u32>,
-    addresses: HashMap<IpAddr, u32>,
+    /// Ordered, for the sources an event lists.
+    addresses: BTreeMap<IpAddr, u32>,
     /// The window (packet time / window length) last reported.
     reported: Option<u64>,
 }
 
-impl SpreadFailures {
+/// Failures in a window below which distinct values are counted by a scan.
+const COUNTED_FROM: usize = 16;
+
+impl FailureWindow {
+    fn counted(&self) -> bool {
+        !self.addresses.is_empty()
+    }
+
+    fn count(&mut self, account: &str, ip: IpAddr) {
+        match self.accounts.get_mut(account) {
+            Some(n) => *n += 1,
+            None => {
+                self.accounts.insert(account.to_owned(), 1);
+            }
+        }
+        *self.addresses.entry(ip).or_default() += 1;
+    }
+
     fn push(&mut self, now: u64, account: &str, ip: IpAddr) {
-        if self.window.len() >= MAX_SPREAD_FAILURES_KEPT {
+        if self.window.len() >= MAX_FAILURES_KEPT {
             self.pop();
         }
         self.window.push_back((now, account.to_owned(), ip));
-        *self.accounts.entry(account.to_owned()).or_default() += 1;
-        *self.addresses.entry(ip).or_default() += 1;
+        if self.counted() {
+            self.count(account, ip);
+        } else if self.window.len() >= COUNTED_FROM {
+            let window = std::mem::take(&mut self.window);
+            for (_, account, ip) in &window {
+                self.count(account, *ip);
+            }
+            self.window = window;
+        }
     }
 
     fn trim(&mut self, now: u64, window: u64) {
@@ -107,6 +135,9 @@ impl SpreadFailures {
         let Some((_, account, ip)) = self.window.pop_front() else {
             return;
         };
+        if !self.counted() {
+            return;
+        }
         if let Some(n) = self.accounts.get_mut(&account) {
             *n -= 1;
             if *n == 0 {
@@ -119,6 +150,29 @@ impl SpreadFailures {
                 self.addresses.remove(&ip);
             }
         }
+    }
+
+    /// Distinct accounts and addresses in the window.
+    fn distinct(&self) -> (usize, usize) {
+        if self.counted() {
+            return (self.accounts.len(), self.addresses.len());
+        }
+        let accounts: BTreeSet<&str> = self.window.iter().map(|(_, a, _)| a.as_str()).collect();
+        (accounts.len(), self.sources(usize::MAX).len())
+    }
+
+    /// The first `n` addresses, in order.
+    fn sources(&self, n: usize) -> Vec<String> {
+        if self.counted() {
+            return self
+                .addresses
+                .keys()
+                .take(n)
+                .map(ToString::to_string)
+                .collect();
+        }
+        let ips: BTreeSet<IpAddr> = self.window.iter().map(|(_, _, ip)| *ip).collect();
+        ips.iter().take(n).map(ToString::to_string).collect()
     }
 }
 
@@ -133,11 +187,11 @@ pub struct Authentication {
     #[serde(skip)]
     logins: HashMap<IpAddr, LoginWindow>,
     #[serde(skip)]
-    sprays: HashMap<[u8; 16], VecDeque<(u64, String, IpAddr)>>,
+    sprays: HashMap<[u8; 16], FailureWindow>,
     #[serde(skip)]
     probes: HashMap<IpAddr, ProbeWindow>,
     #[serde(skip)]
-    spread_failures: SpreadFailures,
+    spread_failures: FailureWindow,
     #[serde(skip)]
     pub actors_refused: u64,
 }
@@ -267,7 +321,7 @@ impl Authentication {
         let spread = &mut self.spread_failures;
         spread.trim(now, window);
         spread.push(now, &login.username, ip);
-        let (user_count, ip_count) = (spread.accounts.len(), spread.addresses.len());
+        let (user_count, ip_count) = spread.distinct();
         // One event per window's worth of such failures.
         let bucket = now / window.max(1);
         if user_count < self.limits.stuffing_min_usernames
@@ -277,10 +331,8 @@ impl Authentication {
             return;
         }
         spread.reported = Some(bucket);
-        let mut ips: Vec<&IpAddr> = spread.addresses.keys().collect();
-        ips.sort();
         let (user_count, ip_count) = (user_count as u64, ip_count as u64);
-        let sources: Vec<String> = ips.iter().take(20).map(ToString::to_string).collect();
+        let sources = spread.sources(20);
         out.push(
             Finding::new(
                 RuleId::CredentialStuffing,
@@ -308,18 +360,12 @@ impl Authentication {
             return;
         }
         let tries = self.sprays.entry(login.password_hash).or_default();
-        tries.push_back((now, login.username.clone(), ip));
-        trim(tries, now, window, |(t, _, _)| *t);
-        if tries.len() > 10_000 {
-            tries.pop_front();
-        }
-        let users: BTreeSet<&str> = tries.iter().map(|(_, u, _)| u.as_str()).collect();
-        let ips: BTreeSet<IpAddr> = tries.iter().map(|(_, _, i)| *i).collect();
-        if users.len() >= self.limits.spraying_min_usernames
-            && ips.len() >= self.limits.spraying_min_ips
-        {
-            let (user_count, ip_count) = (users.len() as u64, ips.len() as u64);
-            let sources: Vec<String> = ips.iter().take(20).map(ToString::to_string).collect();
+        tries.trim(now, window);
+        tries.push(now, &login.username, ip);
+        let (users, ips) = tries.distinct();
+        if users >= self.limits.spraying_min_usernames && ips >= self.limits.spraying_min_ips {
+            let (user_count, ip_count) = (users as u64, ips as u64);
+            let sources = tries.sources(20);
             out.push(
                 Finding::new(
                     RuleId::PasswordSpraying,
@@ -458,7 +504,8 @@ impl Authentication {
                 .is_some_and(|t| now.saturating_sub(*t) <= login_window)
         });
         self.sprays.retain(|_, w| {
-            w.back()
+            w.window
+                .back()
                 .is_some_and(|(t, _, _)| now.saturating_sub(*t) <= login_window)
         });
         self.probes.retain(|_, w| {
@@ -471,7 +518,6 @@ impl Authentication {
         crate::baseline::learned::shrink(&mut self.probes);
         self.spread_failures.trim(now, login_window);
         crate::baseline::learned::shrink(&mut self.spread_failures.accounts);
-        crate::baseline::learned::shrink(&mut self.spread_failures.addresses);
     }
 }
 
@@ -534,4 +580,35 @@ fn login_failed(response: &crate::exchange::Response, issued: bool, endpoint_iss
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counting as failures come and go gives what a scan of the window
+    /// gives, below and above `COUNTED_FROM`, as the window fills, trims
+    /// and overflows.
+    #[test]
+    fn failure_window_counts_match_a_scan() {
+        let scan = |w: &FailureWindow| {
+            let accounts: BTreeSet<&str> = w.window.iter().map(|(_, a, _)| a.as_str()).collect();
+            let ips: BTreeSet<IpAddr> = w.window.iter().map(|(_, _, ip)| *ip).collect();
+            let first: Vec<String> = ips.iter().take(3).map(ToString::to_string).collect();
+            ((accounts.len(), ips.len()), first)
+        };
+        let mut w = FailureWindow::default();
+        for t in 0..(MAX_FAILURES_KEPT as u64 + 50) {
+            let ip = IpAddr::from([10, 0, (t % 7) as u8, (t % 5) as u8]);
+            w.trim(t / 100, 200);
+            w.push(t / 100, &format!("user{}", t % 23), ip);
+            if t % 97 == 0 || t < 40 {
+                assert_eq!((w.distinct(), w.sources(3)), scan(&w), "at {t}");
+            }
+        }
+        assert!(w.window.len() <= MAX_FAILURES_KEPT);
+        w.trim(1_000_000, 30);
+        assert_eq!(w.distinct(), (0, 0));
+        assert!(!w.counted());
+    }
 }
