@@ -6,8 +6,11 @@
 //!
 //! A segment is a value **on sight** when its shape says so: an integer,
 //! UUID, date, email, long hex, base64-like token, or text no route name
-//! has (whitespace, quotes, commas, other punctuation, non-ASCII). Other
-//! segments are kept literally until their siblings show what they are.
+//! has (whitespace, quotes, commas, other punctuation, non-ASCII). So is a
+//! compound name the host already served as a learned parameter's value
+//! (a recipe's slug, then `/users/{id}/ratings/<that slug>`), at a position
+//! that has no literal yet. Other segments are kept literally until their
+//! siblings show what they are.
 //!
 //! Siblings are values of one parameter when **many of them share one
 //! structure**: the same methods succeed on them, they answer with the same
