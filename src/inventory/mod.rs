@@ -372,18 +372,24 @@ impl Inventory {
             return None;
         }
         let known = &self.known;
-        let steps: Vec<Step<'_>> = segments
+        let mut steps: Vec<Step<'_>> = segments
             .iter()
             .map(
                 |seg| match template::classify_segment(seg, s.max_segment_bytes) {
                     Some(kind) => Step::Typed(kind),
-                    None if template::known_value(seg) && known.contains(&host, seg) => {
-                        Step::Known(seg)
-                    }
+                    None if known.contains(&host, seg) => Step::Known(seg),
                     None => Step::Lit(seg),
                 },
             )
             .collect();
+        // The object a path asks for, named in its own answer, is a value.
+        let echoed = match (steps.last(), segments.last()) {
+            (Some(Step::Lit(_) | Step::Known(_)), Some(seg)) if names_itself(ex, seg) => Some(*seg),
+            _ => None,
+        };
+        if let (Some(seg), Some(last)) = (echoed, steps.last_mut()) {
+            *last = Step::Named(seg);
+        }
         let method = Text::from(
             req.method
                 .chars()
@@ -448,6 +454,9 @@ impl Inventory {
             }
         }
         for seg in walked.absorbed.iter().filter(|v| template::known_value(v)) {
+            self.known.insert(&host, seg);
+        }
+        if let Some(seg) = echoed {
             self.known.insert(&host, seg);
         }
         self.counters.segments_overflowed += walked.overflowed;
@@ -696,6 +705,52 @@ pub fn outcome(ex: &Exchange) -> Outcome {
         Some(200..=399) => Outcome::Success,
         _ => Outcome::Error,
     }
+}
+
+/// Bytes of a JSON answer searched for the name of what was asked for.
+const SELF_NAMING_SCAN_BYTES: usize = 4096;
+
+/// Whether a successful JSON answer names the object its path asked for:
+/// the path's last segment is, near the answer's start, the string value
+/// of an identifying key (`"username": "alice"`, `"slug": "my-post"`,
+/// `"book_title": ...`). Routes do not name themselves so, and array
+/// elements (search results, tag lists) do not count.
+fn names_itself(ex: &Exchange, seg: &str) -> bool {
+    let Some(r) = &ex.response else {
+        return false;
+    };
+    if seg.len() < 2 || outcome(ex) != Outcome::Success || response_kind(ex) != ResponseKind::Json {
+        return false;
+    }
+    let body = &r.body.data[..r.body.data.len().min(SELF_NAMING_SCAN_BYTES)];
+    let last_token = |upto: usize| body[..upto].iter().rposition(|c| !c.is_ascii_whitespace());
+    memchr::memmem::find_iter(body, seg.as_bytes()).any(|start| {
+        let end = start + seg.len();
+        if start == 0 || body[start - 1] != b'"' || body.get(end) != Some(&b'"') {
+            return false;
+        }
+        let Some(colon) = last_token(start - 1).filter(|&i| body[i] == b':') else {
+            return false;
+        };
+        let Some(key_end) = last_token(colon).filter(|&i| body[i] == b'"') else {
+            return false;
+        };
+        let Some(key_start) = body[..key_end].iter().rposition(|&c| c == b'"') else {
+            return false;
+        };
+        identifying_key(&body[key_start + 1..key_end])
+    })
+}
+
+/// Keys whose values name an object: `id`, `user_id`, `username`, `slug`,
+/// `title`, `key`, `login`, `handle`, `code`, `uuid`, `email`.
+fn identifying_key(key: &[u8]) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "id", "name", "slug", "title", "key", "login", "handle", "code", "uuid", "email",
+    ]
+    .iter()
+    .any(|k| key.ends_with(k.as_bytes()))
 }
 
 /// Whether a redirect goes to a login page.

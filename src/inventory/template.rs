@@ -6,11 +6,14 @@
 //!
 //! A segment is a value **on sight** when its shape says so: an integer,
 //! UUID, date, email, long hex, base64-like token, or text no route name
-//! has (whitespace, quotes, commas, other punctuation, non-ASCII). So is a
-//! compound name the host already served as a learned parameter's value
-//! (a recipe's slug, then `/users/{id}/ratings/<that slug>`), at a position
-//! that has no literal yet. Other segments are kept literally until their
-//! siblings show what they are.
+//! has (whitespace, quotes, commas, other punctuation, non-ASCII). So is
+//! the object a path asks for when its own answer names it
+//! (`GET /users/alice` answered `{"username": "alice"}`): its position
+//! becomes a parameter at once. Names so seen, and compound names served at
+//! learned parameters, are remembered per host, and make a position with no
+//! literal yet a parameter (a recipe's slug, then
+//! `/users/{id}/ratings/<that slug>`). Other segments are kept literally
+//! until their siblings show what they are.
 //!
 //! Siblings are values of one parameter when **many of them share one
 //! structure**: the same methods succeed on them, they answer with the same
@@ -538,8 +541,10 @@ pub enum Step<'a> {
     Lit(&'a str),
     Typed(SegKind),
     /// A literal the host has served as a value of a learned parameter
-    /// elsewhere (see [`known_value`]).
+    /// elsewhere, or that an answer named (see [`KnownValues`]).
     Known(&'a str),
+    /// A literal the answer to this very request names: the object asked for.
+    Named(&'a str),
 }
 
 /// Where a segment went in the trie.
@@ -594,27 +599,39 @@ impl Node {
             walked.capped += 1;
             return (self, Label::Param(SegKind::Text), false);
         }
-        // A known value where no literal has been seen yet makes this
-        // position a parameter (`/users/{id}/ratings/veggie-lasagna` after
-        // `/recipes/veggie-lasagna`); beside literals it waits for the
-        // siblings' evidence like any other value.
-        if matches!(step, Step::Known(_))
-            && self.param.is_none()
-            && self.literals.is_empty()
-            && self.overflow.is_none()
-            && !rules.at_node_cap
-        {
-            let mut param = Node::default();
-            let typed = std::mem::take(&mut self.typed);
-            let moved: usize = typed.values().map(Node::count).sum();
-            for (_, n) in typed {
-                param.absorb(n);
+        match *step {
+            // A known value where no literal has been seen yet makes this
+            // position a parameter (`/users/{id}/ratings/veggie-lasagna`
+            // after `/recipes/veggie-lasagna`); beside literals it waits
+            // for the siblings' evidence like any other value.
+            Step::Known(_)
+                if self.param.is_none()
+                    && self.literals.is_empty()
+                    && self.overflow.is_none()
+                    && !rules.at_node_cap =>
+            {
+                self.install_param(Vec::new(), walked);
             }
-            // The parameter node is new unless typed values became it.
-            walked.created += u64::from(moved == 0);
-            walked.merged += moved.saturating_sub(param.count()) as u64;
-            self.param = Some(Box::new(param));
-            return (self.param_node(), Label::Param(SegKind::Text), false);
+            // An object named in its own answer makes its position a
+            // parameter at once, taking in the siblings that answered
+            // alike (or not at all); routes beside it stay.
+            Step::Named(_) if self.param.is_none() && !rules.at_node_cap => {
+                let mut named = Evidence::default();
+                named.add(sample);
+                let values = self
+                    .literals
+                    .iter()
+                    .filter(|(name, n)| !reserved_route(name) && n.evidence.alike(&named))
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                self.install_param(values, walked);
+            }
+            _ => {}
+        }
+        if let (Step::Known(_) | Step::Named(_), Some(_)) = (step, &self.param) {
+            if !matches!(step, Step::Known(seg) if self.literals.contains_key(*seg)) {
+                return (self.param_node(), Label::Param(SegKind::Text), false);
+            }
         }
         let seg = match *step {
             Step::Typed(kind) => {
@@ -639,7 +656,7 @@ impl Node {
                     false,
                 );
             }
-            Step::Lit(seg) | Step::Known(seg) => seg,
+            Step::Lit(seg) | Step::Known(seg) | Step::Named(seg) => seg,
         };
         if self.literals.contains_key(seg) {
             return (
@@ -649,8 +666,7 @@ impl Node {
             );
         }
         if let Some(param) = &self.param {
-            let known = matches!(step, Step::Known(_));
-            let route = (reserved_route(seg) || !known && !param.evidence.admits(sample))
+            let route = (reserved_route(seg) || !param.evidence.admits(sample))
                 && self.literals.len() < rules.max_children
                 && !rules.at_node_cap;
             if !route {
@@ -694,7 +710,7 @@ impl Node {
         }
         let exists = match step {
             Step::Typed(kind) => self.param.is_some() || self.typed.contains_key(kind),
-            Step::Lit(seg) | Step::Known(seg) => {
+            Step::Lit(seg) | Step::Known(seg) | Step::Named(seg) => {
                 self.literals.contains_key(*seg) || self.param.is_some()
             }
         };
@@ -720,6 +736,12 @@ impl Node {
         if values.is_empty() {
             return;
         }
+        self.install_param(values, walked);
+    }
+
+    /// Makes this position a parameter holding `values` (literal
+    /// children), the overflow child and the typed children.
+    fn install_param(&mut self, values: Vec<Text>, walked: &mut Walked) {
         // Each absorbed subtree is counted once, when it moves: the cost
         // is that of the move, not of the trie.
         let mut param = Node::default();
@@ -742,7 +764,8 @@ impl Node {
         for (_, n) in std::mem::take(&mut self.typed) {
             take(&mut param, n);
         }
-        // The parameter node itself is new; the moved roots became it.
+        // The parameter node is new unless moved roots became it.
+        walked.created += u64::from(moved == 0);
         walked.merged += moved.saturating_sub(param.count()) as u64;
         self.param = Some(Box::new(param));
     }

@@ -490,6 +490,106 @@ fn known_values_template_new_positions_and_their_twins() {
     assert_eq!(got, want, "{got:?}");
 }
 
+/// Three users, each reading their own account once, next to the login,
+/// registration and debug routes: far too few siblings to learn from, but
+/// each answer names the object its path asked for, so the names are values
+/// at once (the position is a parameter), and so are they in their
+/// sub-resources, and so are names never read there. Twins: routes whose
+/// answers do not name them (a count, a list whose items carry the word,
+/// an identifying key with another value) stay literal.
+#[test]
+fn objects_named_in_their_own_answers_are_values_and_their_twins() {
+    let mut v = Vec::new();
+    for (i, user) in ["alice", "bob", "carol"].iter().enumerate() {
+        let c = 20 + i as u8;
+        let t = 10 * i as u64;
+        v.push(exchange(
+            "POST",
+            "/api/users/login",
+            200,
+            &[],
+            r#"{"token":"x"}"#,
+            c,
+            t,
+        ));
+        let me = format!(r#"{{"username": "{user}", "email": "{user}@example.com"}}"#);
+        v.push(exchange(
+            "GET",
+            &format!("/api/users/{user}"),
+            200,
+            &[],
+            &me,
+            c,
+            t + 1,
+        ));
+        let email = format!("/api/users/{user}/email");
+        v.push(exchange("PUT", &email, 204, &[], "", c, t + 2));
+    }
+    // A user whose account was never read: a value of the parameter now.
+    v.push(exchange(
+        "PUT",
+        "/api/users/erin/email",
+        204,
+        &[],
+        "",
+        32,
+        39,
+    ));
+    v.push(exchange(
+        "POST",
+        "/api/users/register",
+        200,
+        &[],
+        r#"{"ok":true}"#,
+        30,
+        40,
+    ));
+    v.push(exchange(
+        "GET",
+        "/api/users/_debug",
+        200,
+        &[],
+        r#"{"users":[]}"#,
+        30,
+        41,
+    ));
+    let answers = [
+        ("stats", r#"{"count": 3}"#),
+        (
+            "active",
+            r#"{"users": [{"status": "active"}], "tags": ["active"]}"#,
+        ),
+        ("export", r#"{"name": "export.csv", "format": "csv"}"#),
+    ];
+    for (route, answer) in answers {
+        v.push(exchange(
+            "GET",
+            &format!("/api/users/{route}"),
+            200,
+            &[],
+            answer,
+            31,
+            50,
+        ));
+    }
+    let mut inv = rules_inventory();
+    feed(&mut inv, &v);
+    let got = templates(&inv);
+    let want = [
+        ("GET", "/api/users/_debug"),
+        ("GET", "/api/users/active"),
+        ("GET", "/api/users/export"),
+        ("POST", "/api/users/login"),
+        ("POST", "/api/users/register"),
+        ("GET", "/api/users/stats"),
+        ("GET", "/api/users/{name}"),
+        ("PUT", "/api/users/{name}/email"),
+    ]
+    .map(|(m, p)| (m.to_string(), p.to_string()))
+    .to_vec();
+    assert_eq!(got, want, "{got:?}");
+}
+
 /// After the parameter is learned, browsers send CORS preflights and
 /// conditional GETs ("not modified") for known values: no body, no
 /// evidence, and the values stay in their parameter. Twin: an HTML page
