@@ -719,7 +719,11 @@ fn names_itself(ex: &Exchange, seg: &str) -> bool {
     let Some(r) = &ex.response else {
         return false;
     };
-    if seg.len() < 2 || outcome(ex) != Outcome::Success || response_kind(ex) != ResponseKind::Json {
+    if seg.len() < 2
+        || template::self_alias(seg)
+        || outcome(ex) != Outcome::Success
+        || response_kind(ex) != ResponseKind::Json
+    {
         return false;
     }
     let body = &r.body.data[..r.body.data.len().min(SELF_NAMING_SCAN_BYTES)];

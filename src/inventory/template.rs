@@ -171,6 +171,15 @@ impl KnownValues {
     }
 }
 
+/// The caller's own object by a conventional alias (`/users/me`,
+/// `/households/self`): a route beside the values, whatever its answer
+/// looks like (it is the caller's object, so it looks like theirs).
+pub fn self_alias(seg: &str) -> bool {
+    ["me", "self", "current", "mine", "my", "myself", "whoami"]
+        .iter()
+        .any(|a| seg.eq_ignore_ascii_case(a))
+}
+
 /// Characters route names are made of. Anything else (whitespace, quotes,
 /// commas, parentheses, non-ASCII...) is in values: titles, names, search
 /// words.
@@ -621,7 +630,9 @@ impl Node {
                 let values = self
                     .literals
                     .iter()
-                    .filter(|(name, n)| !reserved_route(name) && n.evidence.alike(&named))
+                    .filter(|(name, n)| {
+                        !reserved_route(name) && !self_alias(name) && n.evidence.alike(&named)
+                    })
                     .map(|(name, _)| name.clone())
                     .collect();
                 self.install_param(values, walked);
@@ -666,7 +677,7 @@ impl Node {
             );
         }
         if let Some(param) = &self.param {
-            let route = (reserved_route(seg) || !param.evidence.admits(sample))
+            let route = (reserved_route(seg) || self_alias(seg) || !param.evidence.admits(sample))
                 && self.literals.len() < rules.max_children
                 && !rules.at_node_cap;
             if !route {

@@ -494,7 +494,8 @@ fn known_values_template_new_positions_and_their_twins() {
 /// registration and debug routes: far too few siblings to learn from, but
 /// each answer names the object its path asked for, so the names are values
 /// at once (the position is a parameter), and so are they in their
-/// sub-resources, and so are names never read there. Twins: routes whose
+/// sub-resources, and so are names never read there. Twins: the caller's
+/// own account by its alias (`me`), and routes whose
 /// answers do not name them (a count, a list whose items carry the word,
 /// an identifying key with another value) stay literal.
 #[test]
@@ -535,6 +536,10 @@ fn objects_named_in_their_own_answers_are_values_and_their_twins() {
         32,
         39,
     ));
+    // The caller's own account by its alias answers like the values, and
+    // stays a route.
+    let alice = r#"{"username": "alice", "email": "alice@example.com"}"#;
+    v.push(exchange("GET", "/api/users/me", 200, &[], alice, 20, 45));
     v.push(exchange(
         "POST",
         "/api/users/register",
@@ -580,6 +585,7 @@ fn objects_named_in_their_own_answers_are_values_and_their_twins() {
         ("GET", "/api/users/active"),
         ("GET", "/api/users/export"),
         ("POST", "/api/users/login"),
+        ("GET", "/api/users/me"),
         ("POST", "/api/users/register"),
         ("GET", "/api/users/stats"),
         ("GET", "/api/users/{name}"),
