@@ -444,6 +444,20 @@ impl<'e> Facts<'e> {
             .map(|p| p.value.as_str())
     }
 
+    /// The value of the first body or query parameter whose (last) name
+    /// contains one of `words`, ignoring case.
+    fn param_containing(&self, words: &[&str]) -> Option<&str> {
+        self.params
+            .iter()
+            .filter(|p| p.source != ParamSource::Path && !p.value.is_empty())
+            .find(|p| {
+                let leaf = p.name.rsplit('.').next().unwrap_or(&p.name);
+                let leaf = leaf.to_ascii_lowercase();
+                words.iter().any(|w| leaf.contains(w))
+            })
+            .map(|p| p.value.as_str())
+    }
+
     /// The value of the first of `names` (in that order of preference)
     /// that the request carries.
     fn first_param_of(&self, names: &[&str]) -> Option<&str> {
@@ -491,6 +505,9 @@ impl<'e> Facts<'e> {
             // (CTFd-style login forms); any of the above wins over it.
             "name",
         ]);
+        // Or a field whose name says it holds the account
+        // (`emailOrUsername`, `loginEmail`, `user_identifier`).
+        let username = username.or_else(|| self.param_containing(&["user", "email", "login"]));
         if let (Some(user), Some(password)) = (username, password) {
             return Some(LoginAttempt {
                 username: user.trim().to_lowercase(),

@@ -190,8 +190,20 @@ fn login_attempts_from_json_form_and_basic() {
         get("10.0.0.1", "/api/items").header("Authorization", "Basic Ym9iOnNlY3JldA==")
     )
     .is_none());
-    // A user-like field alone is no login.
+    // A field whose name says it holds the account, beside a password.
+    let either = login_of(
+        call("10.0.0.1", "POST", "/api/access-tokens")
+            .json(r#"{"emailOrUsername":"Ann@Example.org","password":"pw"}"#),
+    )
+    .unwrap();
+    assert_eq!(either.username, "ann@example.org");
+    // A user-like field alone is no login, nor a password beside fields
+    // that name no account.
     assert!(login_of(call("10.0.0.1", "POST", "/api/users").json(r#"{"username":"x"}"#)).is_none());
+    assert!(login_of(
+        call("10.0.0.1", "POST", "/api/vault").json(r#"{"title":"x","password":"pw"}"#)
+    )
+    .is_none());
     assert!(login_of(call("10.0.0.1", "POST", "/api/items").json("{}")).is_none());
 }
 
