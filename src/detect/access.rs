@@ -121,9 +121,15 @@ fn created_ids(value: &serde_json::Value, depth: usize, out: &mut Vec<String>) {
     }
     match value {
         Value::Object(map) => {
-            push_ids(map, &["id", "uuid", "_id"], out);
+            push_ids(map, &["id", "uuid", "_id", "slug"], out);
             if let Some(data) = map.get("data") {
                 created_ids(data, depth + 1, out);
+            } else if depth == 0 {
+                // The object wrapped under its kind or a generic name
+                // (`{"article": {...}}`, `{"item": {...}, "included": ...}`).
+                for child in map.values().filter(|v| v.is_object()) {
+                    created_ids(child, depth + 1, out);
+                }
             }
         }
         Value::Array(items) => {
@@ -562,17 +568,22 @@ impl Authorization {
         }
     }
 
-    /// Remembers the object ids a collection (a GET without object ids in
-    /// its path) listed to the actor.
+    /// Remembers the object ids a GET's answer listed to the actor: a
+    /// collection's items, or the objects an object's answer includes (a
+    /// board's cards, an article's comments), but not the objects its
+    /// path named, which are judged, not listed.
     fn learn_disclosed(&mut self, f: &Facts<'_>) {
         let Some(response) = f.response else { return };
         let body = &response.body.data;
-        if !f.values.is_empty()
-            || f.request.method != "GET"
+        if f.request.method != "GET"
             || f.outcome != Outcome::Success
             || body.len() > MAX_DISCLOSING_BODY_BYTES
             || !matches!(opening(body), Some(b'{' | b'['))
         {
+            return;
+        }
+        // An object's answer lists others only if it has ids besides its own.
+        if !f.values.is_empty() && memchr::memmem::find_iter(body, b"id\"").nth(1).is_none() {
             return;
         }
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
@@ -580,6 +591,7 @@ impl Authorization {
         };
         let mut ids = Vec::new();
         listed_ids(&value, 0, &mut ids);
+        ids.retain(|id| !f.values.iter().any(|v| v.value.as_str() == id));
         if ids.is_empty() {
             return;
         }

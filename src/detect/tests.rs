@@ -1208,6 +1208,43 @@ fn bola_foreign_object_and_its_twin() {
     })));
 }
 
+/// A creation answered with the object wrapped (`{"item": {...}}`) makes
+/// its creator the owner, and an object's answer that includes others (a
+/// board with its orders) lists them to the reader: a teammate following
+/// the board, then the creator reading its own orders, are not foreign.
+/// Twin: another principal reading the same orders unlisted is.
+#[test]
+fn wrapped_creations_are_owned_and_included_objects_are_listed_and_twin() {
+    let mut h = Harness::new();
+    none(&h.run(own_orders(6, 3)));
+    let (ip0, token0) = user(0);
+    let create = |id: u64, t: u64| {
+        call(&ip0, "POST", "/api/orders")
+            .bearer(&token0)
+            .json(r#"{"total":1}"#)
+            .reply(&format!(
+                r#"{{"item":{{"id":{id},"total":1}},"included":{{}}}}"#
+            ))
+            .at(t)
+    };
+    none(&h.run([create(8000, 100), create(8001, 101)]));
+    let board = r#"{"item":{"id":77},"included":{"orders":[{"id":8000},{"id":8001}]}}"#;
+    let mut calls = vec![user_get(1, "/api/boards/77").reply(board).at(102)];
+    for (t, id) in [(103, 8000), (104, 8001)] {
+        calls.push(user_get(1, &format!("/api/orders/{id}")).at(t));
+        calls.push(user_get(0, &format!("/api/orders/{id}")).at(t + 10));
+    }
+    none(&h.run(calls));
+    let mallory = user_token("mallory", "user");
+    let events = h.run([8000, 8001].map(|id| {
+        get("10.0.9.9", &format!("/api/orders/{id}"))
+            .bearer(&mallory)
+            .at(200 + id % 10)
+    }));
+    let e = only(&events, "detect.authz.bola_foreign_object");
+    assert_eq!(principal(e), Some("mallory"));
+}
+
 /// An API that filters objects by owner answers "not found" for someone
 /// else's: other principals' objects refused that way are still tried.
 /// Twin: "not found" for ids nobody was seen using.
