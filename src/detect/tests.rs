@@ -1531,8 +1531,10 @@ fn unusual_sensitive_data_and_its_twin() {
     };
     let mut h = Harness::new();
     none(&h.run((0..25).map(|i| profile(i, ""))));
-    // Twin: the same kind of answer.
+    // Twins: the same kind of answer; one new contact detail (a manager's
+    // phone shown beside the profile).
     none(&h.observe(&profile(26, "")));
+    none(&h.observe(&profile(26, r#","manager":{"phone":"+14155552671"}"#)));
     let events = h.observe(&profile(27, r#","card":"4111 1111 1111 1111""#));
     let e = only(&events, "detect.exposure.unusual_sensitive_data");
     assert_eq!(endpoint(e), "GET api.test/api/users/me");
