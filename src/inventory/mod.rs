@@ -302,6 +302,73 @@ pub struct Inventory {
     /// Clients (digests) flagged as scanners, for the `scanner_only` class.
     scanners: std::collections::BTreeSet<u32>,
     known: template::KnownValues,
+    /// Per host: the page it answers any unknown path with, if any.
+    catch_all: BTreeMap<Text, CatchAllPages>,
+}
+
+/// Distinct paths one HTML page must answer before it is the host's
+/// catch-all page (a single-page app's shell, a soft "not found").
+const CATCH_ALL_PATHS: usize = 4;
+/// Pages followed per host before one is known as its catch-all.
+const CATCH_ALL_CANDIDATES: usize = 16;
+/// Bytes of a page digested.
+const PAGE_DIGEST_BYTES: usize = 4096;
+/// Smallest page that can be a catch-all page.
+const MIN_PAGE_BYTES: usize = 256;
+
+/// The pages a host answered for several different paths, byte for byte:
+/// what it serves for any path it has no route for (a single-page app's
+/// index, a "not found" page sent with 200). Such answers are not
+/// endpoints, and say nothing about the paths they answer.
+#[derive(Debug, Default)]
+struct CatchAllPages {
+    /// (page digest, digests of the paths it answered), the first few.
+    candidates: Vec<(u64, Vec<u64>)>,
+    pages: Vec<u64>,
+}
+
+impl CatchAllPages {
+    /// Notes `page` as the answer to `path`; whether it is a catch-all page.
+    fn answered(&mut self, page: u64, path: &str) -> bool {
+        if self.pages.contains(&page) {
+            return true;
+        }
+        let path = profile::stable_hash(path.as_bytes());
+        let at = match self.candidates.iter().position(|(p, _)| *p == page) {
+            Some(at) => at,
+            None if self.candidates.len() < CATCH_ALL_CANDIDATES => {
+                self.candidates.push((page, Vec::new()));
+                self.candidates.len() - 1
+            }
+            None => return false,
+        };
+        let paths = &mut self.candidates[at].1;
+        if !paths.contains(&path) {
+            paths.push(path);
+        }
+        if paths.len() >= CATCH_ALL_PATHS {
+            self.candidates.swap_remove(at);
+            self.pages.push(page);
+            return true;
+        }
+        false
+    }
+}
+
+/// Digest of a successful HTML answer to a GET: its length and first bytes.
+fn page_digest(ex: &Exchange, method: &str, outcome: Outcome) -> Option<u64> {
+    let r = ex.response.as_ref()?;
+    if method != "GET" || outcome != Outcome::Success || response_kind(ex) != ResponseKind::Html {
+        return None;
+    }
+    let body = &r.body.data;
+    // A document, not a short answer sent as text/html ("OK" from a ping).
+    let document = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<');
+    if !document || body.len() < MIN_PAGE_BYTES {
+        return None;
+    }
+    let head = &body[..body.len().min(PAGE_DIGEST_BYTES)];
+    Some(profile::stable_hash(head) ^ (r.body.decoded_len.rotate_left(32)))
 }
 
 /// Scanner clients remembered for the report.
@@ -319,6 +386,7 @@ impl Inventory {
             counters: Counters::default(),
             scanners: Default::default(),
             known: Default::default(),
+            catch_all: BTreeMap::new(),
         }
     }
 
@@ -414,7 +482,14 @@ impl Inventory {
         let success = status.is_some_and(|s| (200..300).contains(&s));
         let client = client_digest(ex);
         let json_keys = top_level_keys(&facts.response_fields);
-        let outcome = outcome(ex);
+        let mut outcome = outcome(ex);
+        let page = page_digest(ex, &method, outcome);
+        if let Some(page) = page {
+            let pages = self.catch_all.entry(host.clone()).or_default();
+            if pages.answered(page, &req.path) {
+                outcome = Outcome::NotFound;
+            }
+        }
         let sample = Sample {
             method: &method,
             client,
@@ -437,6 +512,7 @@ impl Inventory {
             response_fields: if success { &facts.response_fields } else { &[] },
             json_2xx: success && !facts.response_fields.is_empty(),
             auth: &auth,
+            page,
             request_sensitive: &facts.request_sensitive,
             response_sensitive: &facts.response_sensitive,
             posture: posture_counts(req, status, &query, &auth, facts),
@@ -544,7 +620,7 @@ impl Inventory {
                 out.push(Endpoint {
                     host: host.to_string(),
                     method: method.to_string(),
-                    class: self.class_of(trusted, &t.path, method, profile, node),
+                    class: self.class_of(host, trusted, &t.path, method, profile, node),
                     path: t.path.clone(),
                     params: t.params.clone(),
                     profile: profile.clone(),
@@ -586,8 +662,19 @@ impl Inventory {
         }
     }
 
+    /// Whether every successful answer of `profile` was `host`'s catch-all page.
+    fn catch_all_page(&self, host: &str, profile: &Profile) -> bool {
+        let profile::Pages::One(page) = profile.pages else {
+            return false;
+        };
+        self.catch_all
+            .get(host)
+            .is_some_and(|c| c.pages.contains(&page))
+    }
+
     fn class_of(
         &self,
+        host: &str,
         trusted: bool,
         path: &str,
         method: &str,
@@ -608,7 +695,7 @@ impl Inventory {
             PathClass::Documentation
         } else if method == "HEAD" || method == "OPTIONS" {
             PathClass::AutomaticMethod
-        } else if profile.successes == 0 {
+        } else if profile.successes == 0 || self.catch_all_page(host, profile) {
             PathClass::Unconfirmed
         } else {
             PathClass::Api

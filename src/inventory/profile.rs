@@ -372,6 +372,37 @@ pub struct Profile {
     pub last_seen: Option<Timestamp>,
     pub clients: Distinct,
     pub posture: PostureCounts,
+    /// What its successful answers were: all one HTML page (its digest),
+    /// or not (see `Inventory`'s catch-all pages).
+    pub pages: Pages,
+}
+
+/// The successful answers of a profile, as pages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Pages {
+    #[default]
+    NoSuccess,
+    /// Every one was this HTML page (a digest of its bytes).
+    One(u64),
+    Mixed,
+}
+
+impl Pages {
+    fn add(self, page: Option<u64>) -> Pages {
+        match (self, page) {
+            (Pages::NoSuccess, Some(p)) => Pages::One(p),
+            (Pages::One(a), Some(b)) if a == b => self,
+            _ => Pages::Mixed,
+        }
+    }
+
+    fn merge(self, o: Pages) -> Pages {
+        match (self, o) {
+            (Pages::NoSuccess, x) | (x, Pages::NoSuccess) => x,
+            (Pages::One(a), Pages::One(b)) if a == b => self,
+            _ => Pages::Mixed,
+        }
+    }
 }
 
 /// One exchange, digested for a profile (built by `Inventory::observe`).
@@ -389,6 +420,8 @@ pub struct Observation<'a> {
     pub response_fields: &'a [(String, String)],
     pub json_2xx: bool,
     pub auth: &'a super::auth::AuthSeen,
+    /// Digest of a successful HTML answer's page.
+    pub page: Option<u64>,
     pub request_sensitive: &'a [super::SensitiveHit],
     pub response_sensitive: &'a [super::SensitiveHit],
     pub posture: PostureCounts,
@@ -407,6 +440,9 @@ impl Profile {
         let status = o.status.unwrap_or(0);
         self.not_found += u64::from(o.outcome == super::template::Outcome::NotFound);
         self.successes += u64::from(o.outcome == super::template::Outcome::Success);
+        if o.outcome == super::template::Outcome::Success {
+            self.pages = self.pages.add(o.page);
+        }
         *self.statuses.entry(status).or_default() += 1;
         self.first_seen = Some(self.first_seen.map_or(o.ts, |t| t.min(o.ts)));
         self.last_seen = Some(self.last_seen.map_or(o.ts, |t| t.max(o.ts)));
@@ -484,6 +520,7 @@ impl Profile {
         self.requests += o.requests;
         self.not_found += o.not_found;
         self.successes += o.successes;
+        self.pages = self.pages.merge(o.pages);
         for (k, v) in &o.statuses {
             *self.statuses.entry(*k).or_default() += v;
         }

@@ -1192,6 +1192,53 @@ fn documentation_pages_are_apart() {
     );
 }
 
+/// A single-page app answers every path it has no route for with its index
+/// page (200): once the same page has answered four different paths, none
+/// of the paths it answered is an endpoint, the first ones included. Twins:
+/// pages of their own, and short text/html answers ("OK" from a ping),
+/// stay endpoints.
+#[test]
+fn a_hosts_catch_all_page_is_not_an_endpoint_and_its_twins() {
+    let html = |path: &str, body: &str, client: u8, ts: u64| {
+        let mut ex = exchange("GET", path, 200, &[], body, client, ts);
+        if let Some(r) = ex.response.as_mut() {
+            r.content_type = Some(Text::from("text/html; charset=utf-8"));
+        }
+        ex
+    };
+    let index = format!(
+        "<!doctype html><html><head>{}</head></html>",
+        "x".repeat(400)
+    );
+    let mut v: Vec<Exchange> = ["/", "/boards", "/api/boards/x/cards", "/api/project", "/"]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| html(p, &index, 1 + i as u8, i as u64))
+        .collect();
+    let about = format!("<html><body>{}</body></html>", "about ".repeat(80));
+    v.push(html("/about", &about, 9, 10));
+    v.push(html("/ping/start", "OK", 9, 11));
+    v.push(html("/ping/stop", "OK", 9, 12));
+    v.push(html("/ping/fail", "OK", 9, 13));
+    v.push(html("/ping/log", "OK", 9, 14));
+    let mut inv = rules_inventory();
+    feed(&mut inv, &v);
+    let paths: Vec<String> = templates(&inv).into_iter().map(|(_, p)| p).collect();
+    assert_eq!(
+        paths,
+        [
+            "/about",
+            "/ping/fail",
+            "/ping/log",
+            "/ping/start",
+            "/ping/stop"
+        ],
+        "{paths:?}"
+    );
+    let apart: Vec<PathClass> = inv.snapshot().other.iter().map(|e| e.class).collect();
+    assert_eq!(apart, [PathClass::Unconfirmed; 4], "{apart:?}");
+}
+
 /// The sibling that arrives last counts when the siblings are looked at:
 /// eight names each fetched once by its own client make a parameter at the
 /// eighth request (not at some later one), seven do not yet.
