@@ -201,6 +201,10 @@ pub struct ActorRate {
     pub kib_minute: u64,
     pub kib_count: u64,
     pub kib_peak: Option<u64>,
+    /// The busiest finished minute before the burst the current minute may
+    /// belong to: the peak without the minute just before this one.
+    #[serde(default)]
+    pub peak_before_last: Option<u64>,
 }
 
 /// Starts `minute` for one per-minute counter (its minute, count and
@@ -451,11 +455,18 @@ impl Baselines {
             return None;
         }
         let rate = self.rates.entry(f.who.clone()).or_default();
+        let (was_minute, was_count, was_peak) = (rate.minute, rate.count, rate.peak);
         roll_minute(
             minute,
             (&mut rate.minute, &mut rate.count, &mut rate.peak),
             &mut self.rate_population,
         );
+        if was_minute != minute {
+            // A burst that began late in the last minute is one burst, not
+            // a history of its own.
+            let adjoining = was_minute + 1 == minute && was_count > 0;
+            rate.peak_before_last = if adjoining { was_peak } else { rate.peak };
+        }
         rate.count += 1;
         roll_minute(
             minute,
@@ -483,6 +494,7 @@ impl Baselines {
         Some(MinuteCounts {
             requests: rate.count,
             requests_peak: rate.peak,
+            requests_history: rate.peak_before_last,
             sensitive: rate.sensitive_count,
             sensitive_peak: rate.sensitive_peak,
             kib: rate.kib_count,
@@ -496,6 +508,8 @@ impl Baselines {
 pub struct MinuteCounts {
     pub requests: u64,
     pub requests_peak: Option<u64>,
+    /// `requests_peak` without the minute just before this one.
+    pub requests_history: Option<u64>,
     pub sensitive: u64,
     pub sensitive_peak: Option<u64>,
     /// Response body KiB.

@@ -31,9 +31,10 @@ pub fn rate(f: &Facts<'_>, minute: &MinuteCounts, baselines: &Baselines, out: &m
         .quantile_excluding(0.99, minute.requests_peak)
         .unwrap_or(0);
     // Above the population, and above this client's own busiest finished
-    // minute (a client that is always this busy is not new).
+    // minute (a client that is always this busy is not new), not counting
+    // the minute just before, where this burst may have begun.
     let above_own = minute
-        .requests_peak
+        .requests_history
         .is_none_or(|peak| minute.requests >= peak.saturating_mul(4));
     let above = (p99 * RATE_ABOVE_FACTOR).max(RATE_ABOVE_MIN);
     let far = (p99 * RATE_FAR_FACTOR).max(above);

@@ -1771,6 +1771,36 @@ fn rate_abuse_and_its_twin() {
     none(&run(steady_clients(150)));
 }
 
+/// A burst that begins late in one minute is judged whole: its first
+/// seconds are not a history that the next minute must quadruple. Twin: a
+/// busy minute with a quiet one between is history.
+#[test]
+fn a_burst_across_a_minute_boundary_and_its_twin() {
+    let burst = |start: u64| {
+        let mut calls: Vec<Call> = (0..60)
+            .map(|k| get("10.0.2.97", "/api/items").at(start + k / 6))
+            .collect();
+        calls.extend((0..200).map(|k| get("10.0.2.97", "/api/items").at(180 + k * 59 / 200)));
+        calls
+    };
+    let mut h = Harness::new();
+    let mut calls = steady_clients(8);
+    calls.extend(burst(170));
+    calls.sort_by_key(|c| c.secs);
+    let events = h.run(calls);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.rule == "detect.resource.rate_abuse"),
+        "{events:?}"
+    );
+    let mut h = Harness::new();
+    let mut calls = steady_clients(8);
+    calls.extend(burst(110));
+    calls.sort_by_key(|c| c.secs);
+    none(&h.run(calls));
+}
+
 #[test]
 fn page_size_abuse_and_its_twin() {
     let page = |n: u64, limit: u64, t| user_get(n, &format!("/api/products?limit={limit}")).at(t);
