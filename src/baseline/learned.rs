@@ -201,10 +201,13 @@ pub struct ActorRate {
     pub kib_minute: u64,
     pub kib_count: u64,
     pub kib_peak: Option<u64>,
-    /// The busiest finished minute before the burst the current minute may
-    /// belong to: the peak without the minute just before this one.
+    /// The busiest finished minute before the minute just before this one,
+    /// and that minute's count when it adjoins this one (0 otherwise): a
+    /// burst that began late in it is one burst, not a history of its own.
     #[serde(default)]
     pub peak_before_last: Option<u64>,
+    #[serde(default)]
+    pub last_count: u64,
 }
 
 /// Starts `minute` for one per-minute counter (its minute, count and
@@ -462,10 +465,9 @@ impl Baselines {
             &mut self.rate_population,
         );
         if was_minute != minute {
-            // A burst that began late in the last minute is one burst, not
-            // a history of its own.
-            let adjoining = was_minute + 1 == minute && was_count > 0;
-            rate.peak_before_last = if adjoining { was_peak } else { rate.peak };
+            let adjoining = was_minute + 1 == minute;
+            rate.peak_before_last = was_peak;
+            rate.last_count = if adjoining { was_count } else { 0 };
         }
         rate.count += 1;
         roll_minute(
@@ -494,7 +496,13 @@ impl Baselines {
         Some(MinuteCounts {
             requests: rate.count,
             requests_peak: rate.peak,
-            requests_history: rate.peak_before_last,
+            // The last minute is where this burst began when this one
+            // already doubles it (a steady client's minutes are alike).
+            requests_history: if rate.last_count > 0 && rate.count >= rate.last_count * 2 {
+                rate.peak_before_last
+            } else {
+                rate.peak
+            },
             sensitive: rate.sensitive_count,
             sensitive_peak: rate.sensitive_peak,
             kib: rate.kib_count,
@@ -508,7 +516,8 @@ impl Baselines {
 pub struct MinuteCounts {
     pub requests: u64,
     pub requests_peak: Option<u64>,
-    /// `requests_peak` without the minute just before this one.
+    /// `requests_peak`, without the minute just before this one when this
+    /// minute is the same burst grown (at least double it).
     pub requests_history: Option<u64>,
     pub sensitive: u64,
     pub sensitive_peak: Option<u64>,
