@@ -105,6 +105,18 @@ pub fn classify_segment(seg: &str, max_segment_bytes: usize) -> Option<SegKind> 
     if is_token(b) || b.len() > max_segment_bytes {
         return Some(SegKind::Token);
     }
+    // A keyed value (`userId:1925094799891760160`, `urn:isbn:0451450523`):
+    // what follows the last colon says what it is. (`name:action`, a
+    // custom method, stays a route.)
+    if let Some((key, value)) = seg.rsplit_once(':') {
+        if !key.is_empty() {
+            if let Some(kind @ (SegKind::Int | SegKind::Uuid | SegKind::Hex | SegKind::Token)) =
+                classify_segment(value, max_segment_bytes)
+            {
+                return Some(kind);
+            }
+        }
+    }
     if !b.iter().all(|c| is_route_char(*c)) {
         return Some(SegKind::Text);
     }

@@ -1138,6 +1138,11 @@ fn random_keys_and_underscored_values_and_their_twins() {
     use template::{classify_segment, SegKind};
     let c = |s: &str| classify_segment(s, 128);
     assert_eq!(c("4twjnlbrwgldpkgzsszyua"), Some(SegKind::Token));
+    // Keyed values, and a custom method twin.
+    assert_eq!(c("userId:1925094799891760160"), Some(SegKind::Int));
+    assert_eq!(c("urn:isbn:0451450523"), Some(SegKind::Int));
+    assert_eq!(c("projects:batchGet"), None);
+    assert_eq!(c(":42"), None);
     assert_eq!(c("eleihaylmfrmpqvopzcalw"), Some(SegKind::Token));
     assert_eq!(c("notificationsettings"), None);
     // Random base64url without digits; a long kebab-case route name.
