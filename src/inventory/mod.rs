@@ -309,7 +309,8 @@ pub struct Inventory {
 /// Distinct paths one HTML page must answer before it is the host's
 /// catch-all page (a single-page app's shell, a soft "not found").
 const CATCH_ALL_PATHS: usize = 4;
-/// Pages followed per host before one is known as its catch-all.
+/// Pages followed per host before one is known as its catch-all, and
+/// catch-all pages known per host.
 const CATCH_ALL_CANDIDATES: usize = 16;
 /// Bytes of a page digested.
 const PAGE_DIGEST_BYTES: usize = 4096;
@@ -346,7 +347,7 @@ impl CatchAllPages {
         if !paths.contains(&path) {
             paths.push(path);
         }
-        if paths.len() >= CATCH_ALL_PATHS {
+        if paths.len() >= CATCH_ALL_PATHS && self.pages.len() < CATCH_ALL_CANDIDATES {
             self.candidates.swap_remove(at);
             self.pages.push(page);
             return true;
