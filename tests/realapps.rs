@@ -37,8 +37,6 @@ const KNOWN_MISSED: &[(&str, &str)] = &[
     ("ctfd", "ct-exposure-volume"),
     // Administrator functions answered 404 to everyone else.
     ("planka", "pk-bfla"),
-    // Seen, but as foreign objects (API1), not as mass assignment (API3).
-    ("planka", "pk-mass-assign"),
 ];
 
 /// Medium-or-higher events on benign actors allowed today: none.

@@ -52,6 +52,14 @@ const PRIVILEGED_FIELDS: &[&str] = &[
     "owner_id",
     "ownerid",
     "user_id",
+    // Set by the server when an object is made: who made it, and when.
+    "creator_id",
+    "creatorid",
+    "creatoruserid",
+    "created_by",
+    "createdby",
+    "created_at",
+    "createdat",
 ];
 
 /// Distinct objects an actor must have named on one endpoint before the

@@ -1506,6 +1506,14 @@ fn mass_assignment_and_its_twins() {
     let e = only(&events, "detect.authz.mass_assignment");
     assert_eq!(endpoint(e), "PATCH api.test/api/users/{id}");
     assert_eq!(principal(e), Some("user3"));
+    // Who made an object, and when, are the server's to set.
+    let events = h.observe(&patch(
+        4,
+        "/api/users/104",
+        r#"{"phone":"555-0100","creatorUserId":"1","createdAt":"2020-01-01"}"#,
+        201,
+    ));
+    only(&events, "detect.authz.mass_assignment");
     // Twin: `role` on an endpoint whose requests always set it.
     let mut h = Harness::new();
     let member = |i: u64| {
