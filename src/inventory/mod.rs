@@ -357,9 +357,9 @@ impl CatchAllPages {
 }
 
 /// Digest of a successful HTML answer to a GET: its length and first bytes.
-fn page_digest(ex: &Exchange, method: &str, outcome: Outcome) -> Option<u64> {
+fn page_digest(ex: &Exchange, method: &str, outcome: Outcome, kind: ResponseKind) -> Option<u64> {
     let r = ex.response.as_ref()?;
-    if method != "GET" || outcome != Outcome::Success || response_kind(ex) != ResponseKind::Html {
+    if method != "GET" || outcome != Outcome::Success || kind != ResponseKind::Html {
         return None;
     }
     let body = &r.body.data;
@@ -451,9 +451,17 @@ impl Inventory {
                 },
             )
             .collect();
+        // How the exchange ended and what it answered, read once: the
+        // templating evidence and the checks below all need them.
+        let mut outcome = outcome(ex);
+        let kind = response_kind(ex);
         // The object a path asks for, named in its own answer, is a value.
         let echoed = match (steps.last(), segments.last()) {
-            (Some(Step::Lit(_) | Step::Known(_)), Some(seg)) if names_itself(ex, seg) => Some(*seg),
+            (Some(Step::Lit(_) | Step::Known(_)), Some(seg))
+                if names_itself(ex, seg, outcome, kind) =>
+            {
+                Some(*seg)
+            }
             _ => None,
         };
         if let (Some(seg), Some(last)) = (echoed, steps.last_mut()) {
@@ -483,8 +491,7 @@ impl Inventory {
         let success = status.is_some_and(|s| (200..300).contains(&s));
         let client = client_digest(ex);
         let json_keys = top_level_keys(&facts.response_fields);
-        let mut outcome = outcome(ex);
-        let page = page_digest(ex, &method, outcome);
+        let page = page_digest(ex, &method, outcome, kind);
         if let Some(page) = page {
             let pages = self.catch_all.entry(host.clone()).or_default();
             if pages.answered(page, &req.path) {
@@ -495,7 +502,7 @@ impl Inventory {
             method: &method,
             client,
             outcome,
-            kind: response_kind(ex),
+            kind,
             json_keys: &json_keys,
         };
         let obs = Observation {
@@ -803,14 +810,14 @@ const SELF_NAMING_SCAN_BYTES: usize = 4096;
 /// of an identifying key (`"username": "alice"`, `"slug": "my-post"`,
 /// `"book_title": ...`). Routes do not name themselves so, and array
 /// elements (search results, tag lists) do not count.
-fn names_itself(ex: &Exchange, seg: &str) -> bool {
+fn names_itself(ex: &Exchange, seg: &str, outcome: Outcome, kind: ResponseKind) -> bool {
     let Some(r) = &ex.response else {
         return false;
     };
     if seg.len() < 2
         || template::self_alias(seg)
-        || outcome(ex) != Outcome::Success
-        || response_kind(ex) != ResponseKind::Json
+        || outcome != Outcome::Success
+        || kind != ResponseKind::Json
     {
         return false;
     }
