@@ -33,11 +33,7 @@ const KNOWN_SHORT: &[(&str, &str, &str, f64)] = &[
 
 /// Campaigns of the held-out applications not detected with an
 /// accepted category today (README, "Real applications").
-const KNOWN_MISSED: &[(&str, &str)] = &[
-    ("ctfd", "ct-exposure-volume"),
-    // Administrator functions answered 404 to everyone else.
-    ("planka", "pk-bfla"),
-];
+const KNOWN_MISSED: &[(&str, &str)] = &[("ctfd", "ct-exposure-volume")];
 
 /// Medium-or-higher events on benign actors allowed today: none.
 const KNOWN_BENIGN_EVENTS: &[(&str, u64)] = &[];

@@ -441,6 +441,18 @@ impl Authorization {
         })
     }
 
+    /// "Not found" on a function (no object named in its path) the API
+    /// serves to other principals: many APIs hide what a caller may not use
+    /// rather than refuse it, so this is a refusal too.
+    fn hidden_from(&self, f: &Facts<'_>, principal: &str) -> bool {
+        f.outcome == Outcome::NotFound
+            && f.values.is_empty()
+            && self
+                .callers
+                .get(&f.key)
+                .is_some_and(|c| c.allowed.iter().any(|q| q != principal))
+    }
+
     /// Judges one exchange; returns what is known of its principal's
     /// privilege (for the baselines).
     /// `bad_token`: the request's token is one the API should refuse
@@ -643,7 +655,10 @@ impl Authorization {
             self.principals.insert(p.id.clone());
         }
         let forbidden = f.status() == Some(403);
-        if !(f.succeeded() || forbidden) {
+        // A 200 whose body says "not found" (a catch-all page, an error
+        // object) served nothing.
+        let served = f.succeeded() && f.outcome == Outcome::Success;
+        if !(served || forbidden) {
             return;
         }
         if !self.callers.contains_key(&f.key) && self.callers.len() >= MAX_RESTRICTED {
@@ -689,7 +704,7 @@ impl Authorization {
         out: &mut Vec<Finding>,
     ) {
         let Some(p) = &f.principal else { return };
-        if f.rejected() {
+        if f.rejected() || self.hidden_from(f, &p.id) {
             if !self.refusals.contains_key(&p.id) && self.refusals.len() >= MAX_PRINCIPALS {
                 self.refused += 1;
                 return;
@@ -716,7 +731,7 @@ impl Authorization {
                         RuleId::FunctionLevel,
                         75,
                         format!(
-                            "{} was refused on {} different functions within {FUNCTION_PROBE_WINDOW_SECS} seconds, {restricted} of them used only by privileged principals or a few others: {}.",
+                            "{} was refused (or told that a function others use does not exist) on {} different functions within {FUNCTION_PROBE_WINDOW_SECS} seconds, {restricted} of them used only by privileged principals or a few others: {}.",
                             f.actor_label(),
                             functions,
                             examples.join(", ")

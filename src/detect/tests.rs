@@ -1482,6 +1482,56 @@ fn function_level_probing_refused_and_its_twin() {
 }
 
 #[test]
+fn function_level_probing_answered_not_found_and_its_twin() {
+    // `root` alone is served the two administrative functions; four
+    // users are served the notes.
+    let mut setup = vec![
+        role_get("root", "ops", "/api/admin/users", 200, 1),
+        role_get("root", "ops", "/api/admin/settings", 200, 2),
+    ];
+    for (i, u) in ["ann", "bob", "cid", "dot"].iter().enumerate() {
+        setup.push(role_get(u, "user", "/api/notes", 200, 3 + i as u64));
+    }
+    let probe = |paths: [&'static str; 3]| {
+        paths
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| role_get("eve", "user", p, 404, 10 + i as u64))
+    };
+    // The API hides its functions from `eve` behind "not found".
+    let mut h = Harness::new();
+    none(&h.run(setup.clone()));
+    let events = h.run(probe([
+        "/api/admin/users",
+        "/api/admin/settings",
+        "/api/notes",
+    ]));
+    let e = only(&events, "detect.authz.function_level");
+    assert_eq!(e.severity, Severity::Medium);
+    assert_eq!(e.counts["functions"], 3);
+    // "Not found" on paths the API never served anyone is no refusal, nor
+    // on one whose 200 to others said "not found" (a typo's answer).
+    let mut h = Harness::new();
+    none(&h.run(setup.clone()));
+    none(&h.run(probe(["/api/admin/logs", "/api/admin/keys", "/api/export"])));
+    let mut h = Harness::new();
+    none(&h.run(setup));
+    none(
+        &h.observe(
+            &get("10.0.0.20", "/api/v3/notes")
+                .bearer(&user_token("ann", "user"))
+                .reply(r#"{"error":"Not found"}"#)
+                .at(9),
+        ),
+    );
+    none(&h.run(probe([
+        "/api/admin/users",
+        "/api/admin/settings",
+        "/api/v3/notes",
+    ])));
+}
+
+#[test]
 fn mass_assignment_and_its_twins() {
     let patch = |n: u64, uri: &str, body: &str, t| {
         let (ip, token) = user(n);
