@@ -884,12 +884,17 @@ fn values_among(literals: &BTreeMap<Text, Node>, rules: &Rules) -> Vec<Text> {
     let confirmed = largest.len();
     // Or file names: several distinct names with one file extension
     // (`alice.svg`, `prod.svg`) are values of `{name}.svg`, whoever asked.
-    // Format suffixes are not (`users.json`, `orders.json` are two routes).
+    // Format suffixes are not (`users.json`, `orders.json` are two routes)
+    // unless the names carry numbers, as file names do and route names
+    // seldom (`alice-notes-2.txt`, `export-2024-05.json`).
     let extension = |name: &str| {
         name.rsplit_once('.')
             .filter(|(stem, ext)| !stem.is_empty() && (1..=5).contains(&ext.len()))
+            .filter(|(stem, ext)| {
+                !FORMAT_SUFFIXES.contains(&ext.to_ascii_lowercase().as_str())
+                    || stem.bytes().any(|c| c.is_ascii_digit())
+            })
             .map(|(_, ext)| ext.to_ascii_lowercase())
-            .filter(|ext| !FORMAT_SUFFIXES.contains(&ext.as_str()))
     };
     let first_extension = largest.first().and_then(|(n, _)| extension(n));
     let files = confirmed >= MIN_FILE_NAMES

@@ -1085,6 +1085,27 @@ fn file_names_are_values_and_format_suffixes_are_routes() {
         .collect();
     feed(&mut inv, &v);
     assert_eq!(templates(&inv).len(), 3, "{:?}", templates(&inv));
+    // A format suffix on names that carry numbers names files.
+    let mut inv = rules_inventory();
+    let v: Vec<Exchange> = ["alice-notes-2", "bob-notes-0", "carol-todo-1"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            exchange(
+                "GET",
+                &format!("/attachments/{}/download/{name}.txt", 100 + i),
+                200,
+                &[],
+                "notes",
+                i as u8 + 1,
+                i as u64,
+            )
+        })
+        .collect();
+    feed(&mut inv, &v);
+    let t = templates(&inv);
+    assert_eq!(t.len(), 1, "{t:?}");
+    assert!(t[0].1.ends_with("/download/{name}"), "{t:?}");
 }
 
 /// Before anything is re-read, a larger group of values each followed by
