@@ -16,7 +16,9 @@ matches a route of routes.json when the methods are equal (a route method
 "*" takes any) and the paths align segment by segment after dropping one
 trailing slash: a route segment holding a `{param}` (also a mixed one such
 as `{tag}.{fmt}`) matches an inventory segment that is a `{param}`, literal
-segments must be equal. Routes with the same method and shape count once.
+segments must be equal. A last route segment `{name:path}` (Flask's and
+Django's `path` converter) takes one or more segments, each of which must be
+a `{param}` in a template. Routes with the same method and shape count once.
   precision = inventory endpoints matching some route / all inventory endpoints
               (the JSON marks none as scanner-only or probe, so all count)
   recall    = exercised routes matched by some inventory endpoint / exercised routes
@@ -103,6 +105,8 @@ def write_cut(path: str, header: bytes, records, until: float | None) -> int:
 # ------------------------------------------------------------------ routes
 
 PARAM = re.compile(r"\{[^}]+\}")
+# A parameter spanning the rest of the path (`<path:name>` in Flask/Django).
+REST = re.compile(r"\{[^}:]+:path\}")
 
 
 def split(path: str) -> list[str]:
@@ -123,6 +127,7 @@ class Route:
         self.segments = split(path)
         self.shape = shape(self.segments)
         self.literals = sum(1 for s in self.segments if not PARAM.search(s))
+        self.rest = bool(self.segments) and REST.fullmatch(self.segments[-1]) is not None
         self.regex = [re.compile("^" + "".join(
             "[^/]+" if PARAM.fullmatch(part) else re.escape(part)
             for part in re.split(r"(\{[^}]+\})", s)) + "$") for s in self.segments]
@@ -130,17 +135,29 @@ class Route:
     def key(self) -> tuple:
         return (self.method, self.shape)
 
+    def fits(self, count: int) -> bool:
+        """Whether a path of `count` segments has this route's length."""
+        n = len(self.segments)
+        return count == n or (self.rest and count > n)
+
     def matches_request(self, method: str, segments: list[str]) -> bool:
-        if self.method not in ("*", method) or len(segments) != len(self.segments):
+        if self.method not in ("*", method) or not self.fits(len(segments)):
             return False
-        return all(r.match(s) for r, s in zip(self.regex, segments))
+        tail = segments[len(self.segments) - 1:]
+        return all(r.match(s) for r, s in zip(self.regex, segments[:len(self.segments) - 1])) and all(
+            self.regex[-1].match(s) for s in tail)
 
     def matches_template(self, method: str, template: str) -> bool:
         if self.method not in ("*", method):
             return False
         segs = split(template)
-        if len(segs) != len(self.segments):
+        if not self.fits(len(segs)):
             return False
+        if self.rest:
+            n = len(self.segments) - 1
+            if not all(PARAM.fullmatch(s) for s in segs[n:]):
+                return False
+            segs = segs[:n] + ["{rest}"]
         for mine, theirs in zip(self.segments, segs):
             if PARAM.search(mine):
                 if not PARAM.fullmatch(theirs):
@@ -357,6 +374,11 @@ def self_test() -> None:
     assert not badge.matches_template("GET", "/badge/{name}/{token}/prod.svg")
     assert badge.matches_request("GET", split("/badge/dave/Xy-1/prod.svg"))
     assert not badge.matches_request("GET", split("/badge/dave/Xy-1/prod"))
+    files = Route("GET", "/files/{path:path}")
+    assert files.matches_template("GET", "/files/{hex}/{name}") and files.matches_template("GET", "/files/{x}")
+    assert not files.matches_template("GET", "/files/{hex}/heap_hop.zip")
+    assert files.matches_request("GET", split("/files/ab12/heap_hop.zip"))
+    assert not files.matches_request("GET", split("/files"))
     anym = Route("*", "/accounts/login/")
     assert anym.matches_template("POST", "/accounts/login") and anym.matches_request("GET", split("/accounts/login/"))
     routes = [Route("GET", "/{id}"), Route("GET", "/login"), Route("GET", "/api/v2/links/{id}/stats")]
