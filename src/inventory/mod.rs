@@ -21,6 +21,7 @@ use crate::event::Event;
 use crate::exchange::{Exchange, Request, Text};
 use profile::{Budget, Caps, FieldType, Observation, PostureCounts, Profile};
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use template::{Label, Node, Outcome, ResponseKind, Rules, Sample, SegKind, Step};
 
@@ -435,7 +436,7 @@ impl Inventory {
             self.counters.hosts_capped += 1;
             return None;
         }
-        let segments: Vec<&str> = req.path.split('/').filter(|p| !p.is_empty()).collect();
+        let segments = path_segments(&req.uri);
         if segments.len() > s.max_path_segments {
             self.counters.paths_too_deep += 1;
             return None;
@@ -447,7 +448,7 @@ impl Inventory {
                 |seg| match template::classify_segment(seg, s.max_segment_bytes) {
                     Some(kind) => Step::Typed(kind),
                     None if known.contains(&host, seg) => Step::Known(seg),
-                    None => Step::Lit(seg),
+                    None => Step::Lit(seg.as_ref()),
                 },
             )
             .collect();
@@ -460,7 +461,7 @@ impl Inventory {
             (Some(Step::Lit(_) | Step::Known(_)), Some(seg))
                 if names_itself(ex, seg, outcome, kind) =>
             {
-                Some(*seg)
+                Some(seg.as_ref())
             }
             _ => None,
         };
@@ -573,7 +574,7 @@ impl Inventory {
             .map(|((_, seg), (name, kind))| PathValue {
                 name: name.clone(),
                 kind: *kind,
-                value: Text::from(*seg),
+                value: Text::from(seg.as_ref()),
             })
             .collect();
         Some(Located {
@@ -714,6 +715,25 @@ impl Inventory {
     pub fn posture_findings(&self, sensor: &str) -> Vec<Event> {
         posture::findings(&self.snapshot().endpoints, sensor)
     }
+}
+
+/// The segments of a request target's path, each percent-decoded after the
+/// split: an encoded slash (`..%2F..%2Fetc`) is data inside one segment, as
+/// the server's router sees it, not a separator.
+fn path_segments(uri: &str) -> Vec<Cow<'_, str>> {
+    // Cut at ASCII bytes, so the slice is on character boundaries.
+    let (path, _) = crate::http1::parser::split_target_at(uri.as_bytes());
+    let path = uri.get(path).unwrap_or_default();
+    path.split('/')
+        .filter(|p| !p.is_empty())
+        .map(|seg| {
+            if seg.contains('%') {
+                Cow::Owned(crate::http1::parser::percent_decode(seg.as_bytes()).to_string())
+            } else {
+                Cow::Borrowed(seg)
+            }
+        })
+        .collect()
 }
 
 fn self_typed(node: &Node) -> Vec<(SegKind, &Node)> {

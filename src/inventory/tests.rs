@@ -1108,6 +1108,36 @@ fn file_names_are_values_and_format_suffixes_are_routes() {
     assert!(t[0].1.ends_with("/download/{name}"), "{t:?}");
 }
 
+/// An encoded slash is data inside its segment, as the server's router
+/// sees it: a traversal payload sent as one file name lands on the file
+/// parameter, not on a path of its own.
+#[test]
+fn encoded_slashes_stay_inside_their_segment() {
+    let mut inv = rules_inventory();
+    let mut v: Vec<Exchange> = (0..6)
+        .map(|i| {
+            let uri = format!("/files/{}/notes-{i}.pdf", 100 + i);
+            exchange("GET", &uri, 200, &[], "x", i as u8 + 1, i)
+        })
+        .collect();
+    v.push(exchange(
+        "GET",
+        "/files/100/..%2F..%2Fetc%2Fpasswd",
+        200,
+        &[],
+        "x",
+        9,
+        10,
+    ));
+    feed(&mut inv, &v);
+    let located = inv
+        .observe(&v[6], &ExchangeFacts::from_exchange_basic(&v[6]))
+        .unwrap();
+    assert_eq!(located.key.template.as_str(), "/files/{id}/{name}");
+    assert_eq!(located.values[1].value.as_str(), "../../etc/passwd");
+    assert_eq!(templates(&inv).len(), 1, "{:?}", templates(&inv));
+}
+
 /// Before anything is re-read, a larger group of values each followed by
 /// its own client (short links) is a parameter; the same number of routes
 /// each called by many clients is not.
