@@ -518,7 +518,7 @@ fn anonymous_visitors_sessions_are_not_credentials() {
 
 /// The session cookie a server renews on every answer is the caller's own
 /// credential, not data the API handed out: only the body's values count
-/// toward the volume detectors, while every type is still listed.
+/// toward the volume detectors, and it is not a type the answer carried.
 #[test]
 fn sensitive_values_count_the_body_only() {
     use crate::analysis::response_data;
@@ -535,7 +535,13 @@ fn sensitive_values_count_the_body_only() {
         found(DataType::Email, Location::Body, 3),
     ]);
     assert_eq!(data.sensitive_values, 3);
-    assert_eq!(data.sensitive_types, vec!["email", "session_token"]);
+    assert_eq!(data.sensitive_types, vec!["email"]);
     let cookie_only = response_data(&[found(DataType::SessionToken, Location::Header, 1)]);
     assert_eq!(cookie_only.sensitive_values, 0);
+    assert!(cookie_only.sensitive_types.is_empty());
+    let set_cookie = response_data(&[found(DataType::SessionToken, Location::Cookie, 1)]);
+    assert!(set_cookie.sensitive_types.is_empty());
+    // A session token in the body was handed out as data.
+    let in_body = response_data(&[found(DataType::SessionToken, Location::Body, 1)]);
+    assert_eq!(in_body.sensitive_types, vec!["session_token"]);
 }

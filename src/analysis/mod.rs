@@ -11,7 +11,7 @@
 
 pub mod facts;
 
-use crate::classify::{BodyShape, Classifier, ClassifyStats, Finding, Location};
+use crate::classify::{BodyShape, Classifier, ClassifyStats, DataType, Finding, Location};
 use crate::config::{Settings, SuppressRule};
 use crate::detect::incident::{self, Incidents};
 use crate::detect::protocol;
@@ -324,9 +324,12 @@ pub(crate) fn unlisted(raw: &EndpointKey) -> Located {
 /// of a list counts) and of which types. Headers are not counted: a
 /// `Set-Cookie` renewing the caller's own session on every answer is not
 /// data the API exposed, and would make any busy client look like a dump.
+/// Nor is that session a type the answer carried: frameworks renew it on
+/// whichever answer comes when it is due, on any endpoint.
 fn response_data(findings: &[Finding]) -> ResponseData {
     let mut types: Vec<String> = findings
         .iter()
+        .filter(|f| !(f.location != Location::Body && f.data_type == DataType::SessionToken))
         .map(|f| f.data_type.as_str().to_owned())
         .collect();
     types.sort();

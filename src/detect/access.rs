@@ -704,7 +704,13 @@ impl Authorization {
         out: &mut Vec<Finding>,
     ) {
         let Some(p) = &f.principal else { return };
-        if f.rejected() || self.hidden_from(f, &p.id) {
+        // A key or token sent to the login page says the credential does
+        // not log in there (a page that takes sessions), not that a
+        // function was refused to the principal. (A session sent there, as
+        // Django's admin does to non-staff users, is refused.)
+        let login_redirect = f.status().is_some_and(|s| (300..400).contains(&s))
+            && p.kind != crate::identity::PrincipalKind::Session;
+        if f.rejected() && !login_redirect || self.hidden_from(f, &p.id) {
             if !self.refusals.contains_key(&p.id) && self.refusals.len() >= MAX_PRINCIPALS {
                 self.refused += 1;
                 return;

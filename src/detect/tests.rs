@@ -1515,7 +1515,7 @@ fn function_level_probing_answered_not_found_and_its_twin() {
     none(&h.run(setup.clone()));
     none(&h.run(probe(["/api/admin/logs", "/api/admin/keys", "/api/export"])));
     let mut h = Harness::new();
-    none(&h.run(setup));
+    none(&h.run(setup.clone()));
     none(
         &h.observe(
             &get("10.0.0.20", "/api/v3/notes")
@@ -1529,6 +1529,18 @@ fn function_level_probing_answered_not_found_and_its_twin() {
         "/api/admin/settings",
         "/api/v3/notes",
     ])));
+    // Nor is being sent to the login page (a key on pages that take
+    // sessions) a refusal of the function.
+    let mut h = Harness::new();
+    none(&h.run(setup.clone()));
+    let to_login = |p: &str, t| {
+        role_get("eve", "user", p, 302, t).reply_header("Location", "/login/?next=/x")
+    };
+    none(&h.run([
+        to_login("/api/admin/users", 10),
+        to_login("/api/admin/settings", 11),
+        to_login("/api/notes", 12),
+    ]));
 }
 
 #[test]
