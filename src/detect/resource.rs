@@ -101,7 +101,9 @@ pub fn page_size(f: &Facts<'_>, baselines: &Baselines, out: &mut Vec<Finding>) {
                         p99.map_or("small pages".to_string(), |p| format!("{p:.0}")),
                         f.status().unwrap_or(0)
                     ),
-                    format!("{}|{}|{name}", f.key, f.who),
+                    // One per client and parameter: a client asking every
+                    // collection for huge pages is one campaign.
+                    format!("{}|{name}", f.who),
                 )
                 .title(format!("Page size `{name}={value}` far above normal"))
                 .counts(&[("requested", value)]),

@@ -1533,9 +1533,8 @@ fn function_level_probing_answered_not_found_and_its_twin() {
     // sessions) a refusal of the function.
     let mut h = Harness::new();
     none(&h.run(setup.clone()));
-    let to_login = |p: &str, t| {
-        role_get("eve", "user", p, 302, t).reply_header("Location", "/login/?next=/x")
-    };
+    let to_login =
+        |p: &str, t| role_get("eve", "user", p, 302, t).reply_header("Location", "/login/?next=/x");
     none(&h.run([
         to_login("/api/admin/users", 10),
         to_login("/api/admin/settings", 11),
@@ -1882,6 +1881,8 @@ fn page_size_abuse_and_its_twin() {
     assert_eq!(endpoint(e), "GET api.test/api/products");
     assert_eq!(principal(e), Some("user2"));
     assert!(e.title.contains("limit=100000"), "{}", e.title);
+    // The same client asking another collection is the same campaign.
+    none(&h.observe(&user_get(2, "/api/orders?limit=100000").at(42)));
     // Without a baseline, only huge pages count.
     none(&run([page(1, 5000, 1)]));
     only(
