@@ -329,7 +329,7 @@ pub(crate) fn unlisted(raw: &EndpointKey) -> Located {
 fn response_data(findings: &[Finding]) -> ResponseData {
     let mut types: Vec<String> = findings
         .iter()
-        .filter(|f| !(f.location != Location::Body && f.data_type == DataType::SessionToken))
+        .filter(|f| f.location == Location::Body || f.data_type != DataType::SessionToken)
         .map(|f| f.data_type.as_str().to_owned())
         .collect();
     types.sort();
